@@ -1,0 +1,782 @@
+//! Turning bytes into validated events: HTTP bodies (one JSON object, an array, or NDJSON) in
+//! the event-logging shape or the older `{userId, action, allowed}` JSONL shape. Every problem
+//! is reported with the record's index and the field's name. Server build only.
+
+use crate::model::{
+    Actor, AuditEvent, Category, Change, Entity, FieldError, Level, Location, Outcome, RequestInfo,
+    Source, SystemInfo,
+};
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// Longest accepted `action`, in bytes.
+pub const MAX_ACTION_LEN: usize = 256;
+/// Longest accepted short text field (ids, names, paths), in bytes.
+pub const MAX_SHORT_LEN: usize = 2_048;
+/// Longest accepted `description`, in bytes.
+pub const MAX_DESCRIPTION_LEN: usize = 65_536;
+
+/// How a request body is framed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// One JSON object or a JSON array of objects.
+    Json,
+    /// One JSON object per line; blank lines are skipped.
+    Ndjson,
+}
+
+/// Why a body could not be turned into events.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IngestError {
+    /// One or more records are malformed; nothing of the request may be stored.
+    #[error("{} invalid record field(s)", .0.len())]
+    Invalid(Vec<FieldError>),
+    /// The request holds no record at all.
+    #[error("the request holds no events")]
+    Empty,
+}
+
+/// Parses a whole request body into events, all or nothing: any bad record fails the request,
+/// and every bad record and field is named. `now` stands in for missing timestamps.
+pub fn parse_body(
+    body: &[u8],
+    format: BodyFormat,
+    source: &Source,
+    now: DateTime<Utc>,
+) -> Result<Vec<AuditEvent>, IngestError> {
+    // Each record with its index, or why it could not even be read as JSON.
+    let mut records: Vec<(usize, Result<Value, String>)> = Vec::new();
+    match format {
+        BodyFormat::Json => match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Array(items)) => records.extend(items.into_iter().map(Ok).enumerate()),
+            Ok(value) => records.push((0, Ok(value))),
+            Err(e) => records.push((0, Err(format!("body is not valid JSON: {e}")))),
+        },
+        BodyFormat::Ndjson => {
+            for (i, line) in body.split(|b| *b == b'\n').enumerate() {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                let parsed = serde_json::from_slice::<Value>(line)
+                    .map_err(|e| format!("line is not valid JSON: {e}"));
+                records.push((i, parsed));
+            }
+        }
+    }
+    let mut events = Vec::with_capacity(records.len());
+    let mut errors = Vec::new();
+    for (index, record) in records {
+        match record
+            .map_err(|m| vec![record_error(0, m)])
+            .and_then(|v| normalize(&v, source, now))
+        {
+            Ok(event) => events.push(event),
+            Err(errs) => errors.extend(errs.into_iter().map(|e| FieldError { index, ..e })),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(IngestError::Invalid(errors));
+    }
+    if events.is_empty() {
+        return Err(IngestError::Empty);
+    }
+    Ok(events)
+}
+
+fn record_error(index: usize, message: String) -> FieldError {
+    FieldError {
+        index,
+        field: String::new(),
+        message,
+    }
+}
+
+/// Validates one record and fills in defaults. The errors carry index 0; [`parse_body`] sets
+/// the real index.
+///
+/// Accepted fields: the event-logging response format (`timestamp`, `level`, `category`,
+/// `action`, `outcome`, `user{id,username}`, `entity{type,id,name}`,
+/// `request{method,path,ip,userAgent,statusCode,responseTime}`, `location{country,city}`,
+/// `description`, `metadata`, `changes`, `riskScore`, `correlationId`, `sessionId`, `system`),
+/// the JSONL shape's `userId` and `allowed`, and the audit-trail service's `entityType`,
+/// `entityId`, `resourceName`, `details` and `severity`. Unknown fields are errors, so a typo
+/// never silently loses data.
+pub fn normalize(
+    value: &Value,
+    source: &Source,
+    now: DateTime<Utc>,
+) -> Result<AuditEvent, Vec<FieldError>> {
+    let Value::Object(obj) = value else {
+        return Err(vec![record_error(
+            0,
+            "each event must be a JSON object".into(),
+        )]);
+    };
+    let mut f = Fields {
+        obj,
+        errors: Vec::new(),
+    };
+    f.reject_unknown();
+
+    let timestamp = f.timestamp("timestamp").unwrap_or(now);
+    let action = match f.string("action", MAX_ACTION_LEN) {
+        Some(a) if !a.trim().is_empty() => Some(a.trim().to_string()),
+        Some(_) => {
+            f.error("action", "must not be empty");
+            None
+        }
+        None => {
+            if !f.obj.contains_key("action") {
+                f.error("action", "is required");
+            }
+            None
+        }
+    };
+    let outcome = f.outcome();
+    let level = match (
+        f.enum_field("level", Level::parse),
+        f.enum_field("severity", Level::parse),
+    ) {
+        (Some(l), _) | (None, Some(l)) => l,
+        // Without a level, the outcome decides: a refusal is worth a look, a failure more so.
+        (None, None) => match outcome {
+            Outcome::Success => Level::Info,
+            Outcome::Denied => Level::Warning,
+            Outcome::Failure => Level::Error,
+        },
+    };
+    let category = f.enum_field("category", Category::parse);
+    let user = f.actor();
+    let entity = f.entity();
+    let request = f.request();
+    let location = f.location();
+    let description = f
+        .string("description", MAX_DESCRIPTION_LEN)
+        .map(str::to_string);
+    let metadata = match (f.object("metadata"), f.object("details")) {
+        (Some(m), None) | (None, Some(m)) => Some(m.clone()),
+        (Some(_), Some(_)) => {
+            f.error("details", "give metadata or details, not both");
+            None
+        }
+        (None, None) => None,
+    };
+    let changes = f.changes();
+    let risk_score = f.risk_score();
+    let correlation_id = f.string("correlationId", MAX_SHORT_LEN).map(str::to_string);
+    let session_id = f.string("sessionId", MAX_SHORT_LEN).map(str::to_string);
+    let system = f.system();
+
+    if !f.errors.is_empty() {
+        return Err(f.errors);
+    }
+    let action = action.unwrap_or_default();
+    let category = category.unwrap_or_else(|| Category::infer_from_action(&action));
+    Ok(AuditEvent {
+        timestamp,
+        level,
+        category,
+        action,
+        outcome,
+        user,
+        entity,
+        request,
+        location,
+        description,
+        metadata,
+        changes,
+        risk_score,
+        correlation_id,
+        session_id,
+        system,
+        source: source.clone(),
+    })
+}
+
+const KNOWN_FIELDS: &[&str] = &[
+    "timestamp",
+    "level",
+    "severity",
+    "category",
+    "action",
+    "outcome",
+    "allowed",
+    "user",
+    "userId",
+    "username",
+    "entity",
+    "entityType",
+    "entityId",
+    "resourceName",
+    "request",
+    "location",
+    "description",
+    "metadata",
+    "details",
+    "changes",
+    "riskScore",
+    "correlationId",
+    "sessionId",
+    "system",
+];
+
+/// Fields the server assigns; a sender that sets them is told so instead of being ignored.
+const SERVER_FIELDS: &[&str] = &["seq", "eventId", "receivedAt", "hash", "source"];
+
+/// Reads typed fields out of one record, collecting every error instead of stopping at one.
+struct Fields<'a> {
+    obj: &'a Map<String, Value>,
+    errors: Vec<FieldError>,
+}
+
+impl<'a> Fields<'a> {
+    fn error(&mut self, field: &str, message: impl Into<String>) {
+        self.errors.push(FieldError {
+            index: 0,
+            field: field.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn reject_unknown(&mut self) {
+        let obj = self.obj;
+        for key in obj.keys() {
+            if SERVER_FIELDS.contains(&key.as_str()) {
+                self.error(key, "is assigned by the server and must not be sent");
+            } else if !KNOWN_FIELDS.contains(&key.as_str()) {
+                self.error(key, "is not a known event field");
+            }
+        }
+    }
+
+    /// The value of `key`, treating JSON `null` as absent.
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        self.obj.get(key).filter(|v| !v.is_null())
+    }
+
+    fn string(&mut self, key: &str, max: usize) -> Option<&'a str> {
+        string_in(self.obj, key, key, max, &mut self.errors)
+    }
+
+    fn object(&mut self, key: &str) -> Option<&'a Map<String, Value>> {
+        match self.get(key)? {
+            Value::Object(m) => Some(m),
+            _ => {
+                self.error(key, "must be an object");
+                None
+            }
+        }
+    }
+
+    fn enum_field<T>(&mut self, key: &str, parse: fn(&str) -> Option<T>) -> Option<T> {
+        let s = self.string(key, 64)?;
+        let parsed = parse(s);
+        if parsed.is_none() {
+            let allowed = match key {
+                "category" => Category::ALL.map(Category::as_str).join(", "),
+                "outcome" => Outcome::ALL.map(Outcome::as_str).join(", "),
+                _ => Level::ALL.map(Level::as_str).join(", "),
+            };
+            self.error(key, format!("\"{s}\" is not one of: {allowed}"));
+        }
+        parsed
+    }
+
+    fn timestamp(&mut self, key: &str) -> Option<DateTime<Utc>> {
+        let parsed = match self.get(key)? {
+            Value::String(s) => DateTime::parse_from_rfc3339(s.trim())
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| format!("\"{s}\" is not an RFC 3339 time: {e}")),
+            Value::Number(n) => n
+                .as_i64()
+                .and_then(DateTime::from_timestamp_millis)
+                .ok_or_else(|| format!("{n} is not a valid epoch-milliseconds time")),
+            _ => Err("must be an RFC 3339 string or epoch milliseconds".to_string()),
+        };
+        match parsed {
+            // The chain seals milliseconds; finer precision would not survive storage.
+            Ok(t) => DateTime::from_timestamp_millis(t.timestamp_millis()),
+            Err(message) => {
+                self.error(key, message);
+                None
+            }
+        }
+    }
+
+    fn outcome(&mut self) -> Outcome {
+        let outcome = self.enum_field("outcome", Outcome::parse);
+        let allowed = match self.get("allowed") {
+            None => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(_) => {
+                self.error("allowed", "must be true or false");
+                None
+            }
+        };
+        match (outcome, allowed) {
+            (Some(Outcome::Denied), Some(true)) | (Some(Outcome::Success), Some(false)) => {
+                self.error("allowed", "contradicts outcome");
+                Outcome::Success
+            }
+            (Some(o), _) => o,
+            (None, Some(false)) => Outcome::Denied,
+            (None, Some(true) | None) => Outcome::Success,
+        }
+    }
+
+    fn actor(&mut self) -> Actor {
+        let (mut id, mut username) = (None, None);
+        match self.get("user") {
+            None => {}
+            Some(Value::String(s)) => id = Some(s.clone()),
+            Some(Value::Object(u)) => {
+                id = id_in(u, "id", "user.id", &mut self.errors);
+                username = string_in(
+                    u,
+                    "username",
+                    "user.username",
+                    MAX_SHORT_LEN,
+                    &mut self.errors,
+                )
+                .map(str::to_string);
+                for key in u
+                    .keys()
+                    .filter(|k| !matches!(k.as_str(), "id" | "username"))
+                {
+                    self.error(&format!("user.{key}"), "is not a known user field");
+                }
+            }
+            Some(_) => self.error("user", "must be an object {id, username} or a string"),
+        }
+        if let Some(user_id) = id_in(self.obj, "userId", "userId", &mut self.errors) {
+            if id.as_ref().is_some_and(|i| *i != user_id) {
+                self.error("userId", "contradicts user.id");
+            }
+            id = Some(user_id);
+        }
+        if let Some(name) = self.string("username", MAX_SHORT_LEN) {
+            username = Some(name.to_string());
+        }
+        match id.filter(|i| !i.trim().is_empty()) {
+            Some(id) => Actor { id, username },
+            // A username alone still identifies the actor.
+            None => match username {
+                Some(name) => Actor {
+                    id: name.clone(),
+                    username: Some(name),
+                },
+                None => Actor::system(),
+            },
+        }
+    }
+
+    fn entity(&mut self) -> Option<Entity> {
+        let mut entity = Entity::default();
+        if let Some(e) = self.object("entity") {
+            entity.kind = string_in(e, "type", "entity.type", MAX_SHORT_LEN, &mut self.errors)
+                .map(str::to_string);
+            entity.id = id_in(e, "id", "entity.id", &mut self.errors);
+            entity.name = string_in(e, "name", "entity.name", MAX_SHORT_LEN, &mut self.errors)
+                .map(str::to_string);
+            self.unknown_keys(e, "entity", &["type", "id", "name"]);
+        }
+        if let Some(t) = self.string("entityType", MAX_SHORT_LEN) {
+            entity.kind = Some(t.to_string());
+        }
+        if let Some(i) = id_in(self.obj, "entityId", "entityId", &mut self.errors) {
+            entity.id = Some(i);
+        }
+        if let Some(n) = self.string("resourceName", MAX_SHORT_LEN) {
+            entity.name = Some(n.to_string());
+        }
+        (entity != Entity::default()).then_some(entity)
+    }
+
+    fn request(&mut self) -> Option<RequestInfo> {
+        let r = self.object("request")?;
+        let errors = &mut self.errors;
+        let s = |key: &str, errors: &mut Vec<FieldError>| {
+            string_in(r, key, &format!("request.{key}"), MAX_SHORT_LEN, errors).map(str::to_string)
+        };
+        let info = RequestInfo {
+            method: s("method", errors).map(|m| m.to_ascii_uppercase()),
+            path: s("path", errors),
+            ip: s("ip", errors),
+            user_agent: s("userAgent", errors),
+            status_code: uint_in(r, "statusCode", "request.statusCode", 100, 599, errors)
+                .map(|v| v as u16),
+            response_time: uint_in(
+                r,
+                "responseTime",
+                "request.responseTime",
+                0,
+                u64::MAX,
+                errors,
+            ),
+        };
+        self.unknown_keys(
+            r,
+            "request",
+            &[
+                "method",
+                "path",
+                "ip",
+                "userAgent",
+                "statusCode",
+                "responseTime",
+            ],
+        );
+        (info != RequestInfo::default()).then_some(info)
+    }
+
+    fn location(&mut self) -> Option<Location> {
+        let l = self.object("location")?;
+        let loc = Location {
+            country: string_in(
+                l,
+                "country",
+                "location.country",
+                MAX_SHORT_LEN,
+                &mut self.errors,
+            )
+            .map(str::to_string),
+            city: string_in(l, "city", "location.city", MAX_SHORT_LEN, &mut self.errors)
+                .map(str::to_string),
+        };
+        self.unknown_keys(l, "location", &["country", "city"]);
+        (loc != Location::default()).then_some(loc)
+    }
+
+    fn system(&mut self) -> Option<SystemInfo> {
+        let s = self.object("system")?;
+        let e = &mut self.errors;
+        let info = SystemInfo {
+            server: string_in(s, "server", "system.server", MAX_SHORT_LEN, e).map(str::to_string),
+            environment: string_in(s, "environment", "system.environment", MAX_SHORT_LEN, e)
+                .map(str::to_string),
+            version: string_in(s, "version", "system.version", MAX_SHORT_LEN, e)
+                .map(str::to_string),
+        };
+        self.unknown_keys(s, "system", &["server", "environment", "version"]);
+        (info != SystemInfo::default()).then_some(info)
+    }
+
+    fn changes(&mut self) -> Option<BTreeMap<String, Change>> {
+        let c = self.object("changes")?;
+        let mut out = BTreeMap::new();
+        for (field, diff) in c {
+            let path = format!("changes.{field}");
+            match diff {
+                Value::Object(d)
+                    if (d.contains_key("before") || d.contains_key("after"))
+                        && d.keys().all(|k| k == "before" || k == "after") =>
+                {
+                    let before = d.get("before").cloned().unwrap_or(Value::Null);
+                    let after = d.get("after").cloned().unwrap_or(Value::Null);
+                    out.insert(field.clone(), Change { before, after });
+                }
+                _ => self.error(&path, "must be an object {\"before\": ..., \"after\": ...}"),
+            }
+        }
+        (!out.is_empty()).then_some(out)
+    }
+
+    fn risk_score(&mut self) -> Option<u8> {
+        uint_in(self.obj, "riskScore", "riskScore", 0, 100, &mut self.errors).map(|v| v as u8)
+    }
+
+    fn unknown_keys(&mut self, obj: &Map<String, Value>, prefix: &str, known: &[&str]) {
+        for key in obj.keys().filter(|k| !known.contains(&k.as_str())) {
+            self.error(
+                &format!("{prefix}.{key}"),
+                format!("is not a known {prefix} field"),
+            );
+        }
+    }
+}
+
+fn string_in<'a>(
+    obj: &'a Map<String, Value>,
+    key: &str,
+    path: &str,
+    max: usize,
+    errors: &mut Vec<FieldError>,
+) -> Option<&'a str> {
+    let push = |errors: &mut Vec<FieldError>, message: String| {
+        errors.push(FieldError {
+            index: 0,
+            field: path.to_string(),
+            message,
+        });
+    };
+    match obj.get(key) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.len() > max => {
+            push(errors, format!("is longer than {max} bytes"));
+            None
+        }
+        Some(Value::String(s)) => Some(s),
+        Some(_) => {
+            push(errors, "must be a string".to_string());
+            None
+        }
+    }
+}
+
+/// An identifier given as a string or an integer (`"id": 1` in the event-logging format).
+fn id_in(
+    obj: &Map<String, Value>,
+    key: &str,
+    path: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<String> {
+    match obj.get(key) {
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+        Some(Value::Number(_)) => {
+            errors.push(FieldError {
+                index: 0,
+                field: path.to_string(),
+                message: "must be a string or an integer".into(),
+            });
+            None
+        }
+        _ => string_in(obj, key, path, MAX_SHORT_LEN, errors).map(str::to_string),
+    }
+}
+
+fn uint_in(
+    obj: &Map<String, Value>,
+    key: &str,
+    path: &str,
+    min: u64,
+    max: u64,
+    errors: &mut Vec<FieldError>,
+) -> Option<u64> {
+    let value = obj.get(key).filter(|v| !v.is_null())?;
+    match value.as_u64() {
+        Some(v) if (min..=max).contains(&v) => Some(v),
+        _ => {
+            let range = if max == u64::MAX {
+                format!("a whole number of at least {min}")
+            } else {
+                format!("a whole number from {min} to {max}")
+            };
+            errors.push(FieldError {
+                index: 0,
+                field: path.to_string(),
+                message: format!("must be {range}, got {value}"),
+            });
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-02-04T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn one(v: Value) -> Result<AuditEvent, Vec<FieldError>> {
+        normalize(&v, &Source::http(), now())
+    }
+
+    fn fields(errs: &[FieldError]) -> Vec<&str> {
+        errs.iter().map(|e| e.field.as_str()).collect()
+    }
+
+    #[test]
+    fn full_event_logging_shape_is_kept() {
+        let e = one(json!({
+            "timestamp": "2024-01-01T12:00:00Z", "level": "info", "category": "authentication",
+            "action": "login", "user": {"id": 1, "username": "john.doe"},
+            "entity": {"type": "auth", "id": "1", "name": "john.doe"},
+            "request": {"method": "post", "path": "/api/v1/auth/login", "ip": "192.168.1.100",
+                        "userAgent": "Mozilla/5.0", "statusCode": 200, "responseTime": 150},
+            "location": {"country": "US", "city": "New York"},
+            "description": "User john.doe login successful",
+            "metadata": {"device_type": "desktop"}, "riskScore": 0,
+            "correlationId": "c-1", "sessionId": "s-1",
+            "system": {"server": "app-1", "environment": "production", "version": "1.0.0"},
+            "changes": {"role": {"before": "viewer", "after": "admin"}},
+            "outcome": "success"
+        }))
+        .unwrap();
+        assert_eq!(
+            e.user,
+            Actor {
+                id: "1".into(),
+                username: Some("john.doe".into())
+            }
+        );
+        assert_eq!(e.category, Category::Authentication);
+        let req = e.request.unwrap();
+        assert_eq!(req.method.as_deref(), Some("POST"));
+        assert_eq!(req.status_code, Some(200));
+        assert_eq!(e.location.unwrap().city.as_deref(), Some("New York"));
+        assert_eq!(e.changes.unwrap()["role"].after, json!("admin"));
+        assert_eq!(e.timestamp.to_rfc3339(), "2024-01-01T12:00:00+00:00");
+        assert_eq!(e.risk_score, Some(0));
+        assert_eq!(e.system.unwrap().server.as_deref(), Some("app-1"));
+    }
+
+    #[test]
+    fn jsonl_shape_with_epoch_millis_and_allowed_false_is_a_denial() {
+        let e = one(json!({"timestamp":1770254502321_i64,"userId":"u1","action":"file.read","allowed":false}))
+            .unwrap();
+        assert_eq!(e.outcome, Outcome::Denied);
+        assert_eq!(
+            e.level,
+            Level::Warning,
+            "a denial without a level is a warning"
+        );
+        assert_eq!(e.user.id, "u1");
+        assert_eq!(e.category, Category::FileManagement);
+        assert_eq!(e.timestamp.timestamp_millis(), 1_770_254_502_321);
+    }
+
+    #[test]
+    fn missing_user_is_system_and_missing_time_is_now() {
+        let e = one(json!({"action": "backup.run"})).unwrap();
+        assert_eq!(e.user, Actor::system());
+        assert_eq!(e.timestamp, now());
+        assert_eq!(e.outcome, Outcome::Success);
+        assert_eq!(e.level, Level::Info);
+    }
+
+    #[test]
+    fn audit_service_aliases_are_accepted() {
+        let e = one(
+            json!({"action": "AGENT_UPDATED", "entityType": "agent", "entityId": 7,
+                           "resourceName": "Bot", "userId": "u9", "severity": "warning",
+                           "details": {"mode": "auto"}}),
+        )
+        .unwrap();
+        let ent = e.entity.unwrap();
+        assert_eq!(
+            (ent.kind.as_deref(), ent.id.as_deref()),
+            (Some("agent"), Some("7"))
+        );
+        assert_eq!(e.level, Level::Warning);
+        assert_eq!(e.metadata.unwrap()["mode"], "auto");
+    }
+
+    #[test]
+    fn sub_millisecond_precision_is_truncated() {
+        let e = one(json!({"action": "a", "timestamp": "2026-01-01T00:00:00.123456789Z"})).unwrap();
+        assert_eq!(e.timestamp.timestamp_subsec_nanos(), 123_000_000);
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        let errs = one(json!({
+            "level": "loud", "category": "misc", "outcome": "maybe", "timestamp": "yesterday",
+            "riskScore": 101, "request": {"statusCode": 42, "ip": 5}, "changes": {"x": 1},
+            "user": {"id": 1.5, "email": "a@b"}, "levle": "info", "hash": "ab"
+        }))
+        .unwrap_err();
+        let f = fields(&errs);
+        for expected in [
+            "action",
+            "level",
+            "category",
+            "outcome",
+            "timestamp",
+            "riskScore",
+            "request.statusCode",
+            "request.ip",
+            "changes.x",
+            "user.id",
+            "user.email",
+            "levle",
+            "hash",
+        ] {
+            assert!(f.contains(&expected), "{expected} missing from {f:?}");
+        }
+    }
+
+    #[test]
+    fn contradictions_are_errors() {
+        let errs = one(json!({"action": "a", "outcome": "denied", "allowed": true})).unwrap_err();
+        assert_eq!(fields(&errs), ["allowed"]);
+        let errs = one(json!({"action": "a", "user": {"id": "x"}, "userId": "y"})).unwrap_err();
+        assert_eq!(fields(&errs), ["userId"]);
+        let errs = one(json!({"action": "a", "metadata": {}, "details": {}})).unwrap_err();
+        assert_eq!(fields(&errs), ["details"]);
+    }
+
+    #[test]
+    fn empty_and_oversized_values_are_rejected() {
+        assert_eq!(
+            fields(&one(json!({"action": "  "})).unwrap_err()),
+            ["action"]
+        );
+        let long = "x".repeat(MAX_ACTION_LEN + 1);
+        assert_eq!(
+            fields(&one(json!({ "action": long })).unwrap_err()),
+            ["action"]
+        );
+        assert_eq!(
+            fields(&one(json!({"action": "a", "metadata": [1]})).unwrap_err()),
+            ["metadata"]
+        );
+        assert_eq!(
+            fields(&one(json!(["not", "an", "object"])).unwrap_err()),
+            [""]
+        );
+    }
+
+    #[test]
+    fn body_array_is_all_or_nothing_with_indexes() {
+        let body = br#"[{"action":"ok"},{"level":"x","action":"a"},{"action":"ok2"}]"#;
+        let err = parse_body(body, BodyFormat::Json, &Source::http(), now()).unwrap_err();
+        let IngestError::Invalid(errs) = err else {
+            panic!("expected Invalid")
+        };
+        assert_eq!(errs.len(), 1);
+        assert_eq!((errs[0].index, errs[0].field.as_str()), (1, "level"));
+    }
+
+    #[test]
+    fn ndjson_skips_blank_lines_and_reports_line_numbers() {
+        let body = b"{\"action\":\"a\"}\r\n\n{\"action\":\"b\"}\n";
+        let events = parse_body(body, BodyFormat::Ndjson, &Source::cli(), now()).unwrap();
+        assert_eq!(
+            events.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(events[0].source, Source::cli());
+
+        let body = b"{\"action\":\"a\"}\n{not json}\n";
+        let IngestError::Invalid(errs) =
+            parse_body(body, BodyFormat::Ndjson, &Source::http(), now()).unwrap_err()
+        else {
+            panic!("expected Invalid")
+        };
+        assert_eq!(errs[0].index, 1);
+        assert!(errs[0].message.contains("not valid JSON"));
+    }
+
+    #[test]
+    fn empty_bodies_are_rejected() {
+        assert_eq!(
+            parse_body(b"[]", BodyFormat::Json, &Source::http(), now()),
+            Err(IngestError::Empty)
+        );
+        assert_eq!(
+            parse_body(b"\n\n", BodyFormat::Ndjson, &Source::http(), now()),
+            Err(IngestError::Empty)
+        );
+        assert!(matches!(
+            parse_body(b"", BodyFormat::Json, &Source::http(), now()),
+            Err(IngestError::Invalid(_))
+        ));
+    }
+}

@@ -1,0 +1,31 @@
+//! Trailwatch: a self-hosted, real-time audit-trail analytics server and its dashboard.
+//! This file lists the modules and holds the browser's `hydrate` entry point.
+
+pub mod model;
+
+pub mod api;
+pub mod app;
+pub mod error;
+#[cfg(feature = "ssr")]
+pub mod ingest;
+#[cfg(feature = "ssr")]
+pub mod store;
+
+#[cfg(feature = "ssr")]
+pub mod auth;
+#[cfg(feature = "ssr")]
+pub mod config;
+#[cfg(feature = "ssr")]
+pub mod emit;
+#[cfg(feature = "ssr")]
+pub mod live;
+#[cfg(feature = "ssr")]
+pub mod server;
+
+/// The browser entry point: hydrates the server-rendered dashboard.
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(app::App);
+}

@@ -1,0 +1,652 @@
+//! The audit event and everything the browser and the server exchange about it: stored events,
+//! ingest receipts and errors, query pages, the `/ws/audit` protocol and dashboard snapshots.
+//! Shared by the ssr and hydrate builds; pure data, no I/O.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The position of an event in the hash chain: gap-free, starting at 1.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Seq(pub u64);
+
+impl Seq {
+    /// The seq that follows this one.
+    pub fn next(self) -> Seq {
+        Seq(self.0 + 1)
+    }
+}
+
+impl fmt::Display for Seq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The server-assigned UUID of an event, as text.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventId(pub String);
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How severe an event is, lowest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Debug,
+    Info,
+    Warning,
+    Error,
+    Critical,
+}
+
+impl Level {
+    /// Every level, lowest first.
+    pub const ALL: [Level; 5] = [
+        Level::Debug,
+        Level::Info,
+        Level::Warning,
+        Level::Error,
+        Level::Critical,
+    ];
+
+    /// The wire name (`"warning"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warning => "warning",
+            Level::Error => "error",
+            Level::Critical => "critical",
+        }
+    }
+
+    /// Parses a wire name, case-insensitively; `warn` is accepted for `warning`.
+    pub fn parse(s: &str) -> Option<Level> {
+        let lower = s.trim().to_ascii_lowercase();
+        match lower.as_str() {
+            "warn" => Some(Level::Warning),
+            other => Level::ALL.into_iter().find(|l| l.as_str() == other),
+        }
+    }
+}
+
+/// The ten event categories of the predecessor event-logging system.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    Authentication,
+    Authorization,
+    UserManagement,
+    DataManagement,
+    SystemManagement,
+    Security,
+    Workflow,
+    Api,
+    FileManagement,
+    Configuration,
+}
+
+impl Category {
+    /// Every category.
+    pub const ALL: [Category; 10] = [
+        Category::Authentication,
+        Category::Authorization,
+        Category::UserManagement,
+        Category::DataManagement,
+        Category::SystemManagement,
+        Category::Security,
+        Category::Workflow,
+        Category::Api,
+        Category::FileManagement,
+        Category::Configuration,
+    ];
+
+    /// The wire name (`"file_management"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Authentication => "authentication",
+            Category::Authorization => "authorization",
+            Category::UserManagement => "user_management",
+            Category::DataManagement => "data_management",
+            Category::SystemManagement => "system_management",
+            Category::Security => "security",
+            Category::Workflow => "workflow",
+            Category::Api => "api",
+            Category::FileManagement => "file_management",
+            Category::Configuration => "configuration",
+        }
+    }
+
+    /// Parses a wire name, case-insensitively.
+    pub fn parse(s: &str) -> Option<Category> {
+        let lower = s.trim().to_ascii_lowercase();
+        Category::ALL.into_iter().find(|c| c.as_str() == lower)
+    }
+
+    /// The category an action most likely belongs to, used when a sender gives none: the
+    /// action's first word (`file.read` → `file`) decides.
+    pub fn infer_from_action(action: &str) -> Category {
+        let head = action
+            .split(['.', ':', '_', '-', '/', ' '])
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        match head.as_str() {
+            "auth" | "login" | "logout" | "signin" | "signout" | "password" | "mfa" | "session" => {
+                Category::Authentication
+            }
+            "permission" | "role" | "access" | "authz" | "grant" | "revoke" | "policy" => {
+                Category::Authorization
+            }
+            "user" | "account" | "member" | "profile" => Category::UserManagement,
+            "file" | "upload" | "download" | "share" => Category::FileManagement,
+            "config" | "configuration" | "setting" | "settings" => Category::Configuration,
+            "api" | "http" | "request" => Category::Api,
+            "workflow" | "agent" | "job" | "pipeline" | "approval" => Category::Workflow,
+            "security" | "threat" | "alert" | "shell" => Category::Security,
+            "data" | "record" | "export" | "import" | "create" | "read" | "update" | "delete" => {
+                Category::DataManagement
+            }
+            _ => Category::SystemManagement,
+        }
+    }
+}
+
+/// Whether the action happened: done, attempted and failed, or refused by policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Success,
+    Failure,
+    Denied,
+}
+
+impl Outcome {
+    /// Every outcome.
+    pub const ALL: [Outcome; 3] = [Outcome::Success, Outcome::Failure, Outcome::Denied];
+
+    /// The wire name (`"denied"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Denied => "denied",
+        }
+    }
+
+    /// Parses a wire name, case-insensitively.
+    pub fn parse(s: &str) -> Option<Outcome> {
+        let lower = s.trim().to_ascii_lowercase();
+        Outcome::ALL.into_iter().find(|o| o.as_str() == lower)
+    }
+}
+
+/// The actor id given to events that name no user.
+pub const SYSTEM_ACTOR: &str = "system";
+
+/// Who did it. `id` is the data subject for GDPR purposes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+}
+
+impl Actor {
+    /// The actor of events that name no user.
+    pub fn system() -> Actor {
+        Actor {
+            id: SYSTEM_ACTOR.to_string(),
+            username: None,
+        }
+    }
+
+    /// The name to show a person: the username if known, else the id.
+    pub fn display_name(&self) -> &str {
+        self.username.as_deref().unwrap_or(&self.id)
+    }
+}
+
+/// What the action was done to.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entity {
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// The HTTP request that caused the event, if any. `ip` and `user_agent` are personal data.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
+    /// Milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_time: Option<u64>,
+}
+
+/// Where the actor was. Personal data.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Location {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+}
+
+/// The system that emitted the event.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// One field's value before and after an update.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub before: serde_json::Value,
+    pub after: serde_json::Value,
+}
+
+/// Which channel brought an event in: `http`, `cli`, or `tail:<path>`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Source(pub String);
+
+impl Source {
+    /// Events posted to the HTTP API.
+    pub fn http() -> Source {
+        Source("http".to_string())
+    }
+
+    /// Events sent by `trailwatch emit`.
+    pub fn cli() -> Source {
+        Source("cli".to_string())
+    }
+}
+
+/// A validated audit event, as the sender described it, before the store seals it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    /// When it happened, millisecond precision.
+    pub timestamp: DateTime<Utc>,
+    pub level: Level,
+    pub category: Category,
+    pub action: String,
+    pub outcome: Outcome,
+    pub user: Actor,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity: Option<Entity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<RequestInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<BTreeMap<String, Change>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk_score: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<SystemInfo>,
+    pub source: Source,
+}
+
+/// An event as stored: sealed in the chain with its seq, id, arrival time and hash.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredEvent {
+    pub seq: Seq,
+    pub event_id: EventId,
+    pub received_at: DateTime<Utc>,
+    /// Lower-case hex SHA-256 of the previous hash and this event's canonical encoding.
+    pub hash: String,
+    #[serde(flatten)]
+    pub event: AuditEvent,
+}
+
+/// The answer to a successful ingest: how many events were committed and their seq range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IngestReceipt {
+    pub accepted: usize,
+    pub first_seq: Seq,
+    pub last_seq: Seq,
+}
+
+/// One problem with one record of an ingest request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    /// The record's position in the request (0 for a single object, the line for NDJSON).
+    pub index: usize,
+    /// The field at fault, dotted for nested fields (`request.statusCode`); empty for the record.
+    pub field: String,
+    pub message: String,
+}
+
+/// The body of a `400` from ingest: every problem found, not only the first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestErrors {
+    pub errors: Vec<FieldError>,
+}
+
+/// One page of `GET /api/v1/events`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventPage {
+    pub items: Vec<StoredEvent>,
+    pub total: u64,
+    pub page: u32,
+    pub limit: u32,
+}
+
+/// Which events a query wants; empty lists and `None` mean "any". Shared so the browser and
+/// the server agree on what a filter means.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventFilter {
+    #[serde(default)]
+    pub levels: Vec<Level>,
+    #[serde(default)]
+    pub categories: Vec<Category>,
+    #[serde(default)]
+    pub outcomes: Vec<Outcome>,
+    #[serde(default)]
+    pub action: Option<String>,
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// Inclusive lower bound on `timestamp`.
+    #[serde(default)]
+    pub start: Option<DateTime<Utc>>,
+    /// Inclusive upper bound on `timestamp`.
+    #[serde(default)]
+    pub end: Option<DateTime<Utc>>,
+    /// Case-insensitive substring of the description, entity name, username or action.
+    #[serde(default)]
+    pub search: Option<String>,
+}
+
+impl EventFilter {
+    /// Whether this filter lets every event through.
+    pub fn is_empty(&self) -> bool {
+        *self == EventFilter::default()
+    }
+}
+
+/// Running totals over every stored event, as of `as_of`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Counters {
+    pub total: u64,
+    pub denied: u64,
+    pub failures: u64,
+    pub critical: u64,
+    pub as_of: Seq,
+}
+
+impl Counters {
+    /// Counts one more event, if it is newer than what these totals already include.
+    /// Returns whether it was counted.
+    pub fn absorb(&mut self, event: &StoredEvent) -> bool {
+        if event.seq <= self.as_of {
+            return false;
+        }
+        self.total += 1;
+        match event.event.outcome {
+            Outcome::Denied => self.denied += 1,
+            Outcome::Failure => self.failures += 1,
+            Outcome::Success => {}
+        }
+        if event.event.level == Level::Critical {
+            self.critical += 1;
+        }
+        self.as_of = event.seq;
+        true
+    }
+}
+
+/// What the dashboard needs to render before any live event: the newest events (newest
+/// first), the totals that include them, and the server's clock.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DashboardSnapshot {
+    pub events: Vec<StoredEvent>,
+    pub counters: Counters,
+    pub server_time: DateTime<Utc>,
+}
+
+/// A message from a client on `/ws/audit`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum ClientMessage {
+    /// Start (or restart) the stream after `since_seq`; `None` means "the last 100, then live".
+    /// `filter` is reserved for filtered subscriptions; this server rejects a non-null one.
+    #[serde(rename_all = "camelCase")]
+    Subscribe {
+        #[serde(default)]
+        since_seq: Option<Seq>,
+        #[serde(default)]
+        filter: Option<serde_json::Value>,
+    },
+}
+
+/// A message from the server on `/ws/audit`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum ServerMessage {
+    /// The next event, strictly in seq order.
+    Event { event: Box<StoredEvent> },
+    /// Everything up to `head_seq` has been sent; what follows is live.
+    #[serde(rename_all = "camelCase")]
+    Ready { head_seq: Seq },
+    /// This client fell behind the live queue after `last_seq`; the server resumes it from the
+    /// store, and a client may also resubscribe from `last_seq`.
+    #[serde(rename_all = "camelCase")]
+    Lagged { last_seq: Seq },
+    /// The client's last message could not be honoured.
+    Error { message: String },
+}
+
+/// `GET /api/health`, in the predecessor's shape.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+    /// Epoch milliseconds.
+    pub timestamp: i64,
+    pub version: String,
+    pub components: BTreeMap<String, String>,
+}
+
+/// The live connection's state, as the dashboard badge shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConnectionState {
+    Connecting,
+    Live,
+    Reconnecting,
+    Offline,
+}
+
+impl ConnectionState {
+    /// The badge text.
+    pub fn label(self) -> &'static str {
+        match self {
+            ConnectionState::Connecting => "connecting",
+            ConnectionState::Live => "live",
+            ConnectionState::Reconnecting => "reconnecting",
+            ConnectionState::Offline => "offline",
+        }
+    }
+}
+
+/// "5 s ago", "3 min ago", "2 h ago", "4 d ago": a short relative time for feeds.
+pub fn relative_time(then_ms: i64, now_ms: i64) -> String {
+    let secs = ((now_ms - then_ms) / 1000).max(0);
+    match secs {
+        0..=4 => "just now".to_string(),
+        5..=59 => format!("{secs} s ago"),
+        60..=3599 => format!("{} min ago", secs / 60),
+        3600..=86_399 => format!("{} h ago", secs / 3600),
+        _ => format!("{} d ago", secs / 86_400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(seq: u64, outcome: Outcome, level: Level) -> StoredEvent {
+        StoredEvent {
+            seq: Seq(seq),
+            event_id: EventId(format!("id-{seq}")),
+            received_at: DateTime::from_timestamp_millis(1_000).unwrap(),
+            hash: "00".repeat(32),
+            event: AuditEvent {
+                timestamp: DateTime::from_timestamp_millis(1_000).unwrap(),
+                level,
+                category: Category::Security,
+                action: "file.read".into(),
+                outcome,
+                user: Actor::system(),
+                entity: None,
+                request: None,
+                location: None,
+                description: None,
+                metadata: None,
+                changes: None,
+                risk_score: None,
+                correlation_id: None,
+                session_id: None,
+                system: None,
+                source: Source::http(),
+            },
+        }
+    }
+
+    #[test]
+    fn level_parse_accepts_aliases_and_case() {
+        assert_eq!(Level::parse("WARN"), Some(Level::Warning));
+        assert_eq!(Level::parse("Critical"), Some(Level::Critical));
+        assert_eq!(Level::parse("fatal"), None);
+    }
+
+    #[test]
+    fn category_round_trips_through_wire_names() {
+        for c in Category::ALL {
+            assert_eq!(Category::parse(c.as_str()), Some(c));
+            let json = serde_json::to_string(&c).unwrap();
+            assert_eq!(json, format!("\"{}\"", c.as_str()));
+        }
+    }
+
+    #[test]
+    fn category_inference_uses_the_first_word_of_the_action() {
+        assert_eq!(
+            Category::infer_from_action("file.read"),
+            Category::FileManagement
+        );
+        assert_eq!(
+            Category::infer_from_action("login"),
+            Category::Authentication
+        );
+        assert_eq!(
+            Category::infer_from_action("shell.exec"),
+            Category::Security
+        );
+        assert_eq!(
+            Category::infer_from_action("reboot"),
+            Category::SystemManagement
+        );
+    }
+
+    #[test]
+    fn stored_event_serialises_flat_in_camel_case() {
+        let v = serde_json::to_value(stored(7, Outcome::Denied, Level::Warning)).unwrap();
+        assert_eq!(v["seq"], 7);
+        assert_eq!(v["eventId"], "id-7");
+        assert_eq!(v["outcome"], "denied");
+        assert_eq!(v["user"]["id"], "system");
+        assert!(v.get("receivedAt").is_some());
+        assert!(v.get("entity").is_none(), "absent optionals are omitted");
+        let back: StoredEvent = serde_json::from_value(v).unwrap();
+        assert_eq!(back, stored(7, Outcome::Denied, Level::Warning));
+    }
+
+    #[test]
+    fn counters_absorb_each_seq_once() {
+        let mut c = Counters::default();
+        assert!(c.absorb(&stored(1, Outcome::Denied, Level::Warning)));
+        assert!(c.absorb(&stored(2, Outcome::Failure, Level::Critical)));
+        assert!(
+            !c.absorb(&stored(2, Outcome::Failure, Level::Critical)),
+            "duplicate"
+        );
+        assert!(
+            !c.absorb(&stored(1, Outcome::Success, Level::Info)),
+            "older"
+        );
+        assert_eq!((c.total, c.denied, c.failures, c.critical), (2, 1, 1, 1));
+        assert_eq!(c.as_of, Seq(2));
+    }
+
+    #[test]
+    fn live_messages_use_the_documented_json() {
+        let m: ClientMessage =
+            serde_json::from_str(r#"{"type":"subscribe","sinceSeq":42}"#).unwrap();
+        assert_eq!(
+            m,
+            ClientMessage::Subscribe {
+                since_seq: Some(Seq(42)),
+                filter: None
+            }
+        );
+        let lagged = serde_json::to_string(&ServerMessage::Lagged { last_seq: Seq(9) }).unwrap();
+        assert_eq!(lagged, r#"{"type":"lagged","lastSeq":9}"#);
+        let ready = serde_json::to_string(&ServerMessage::Ready { head_seq: Seq(3) }).unwrap();
+        assert_eq!(ready, r#"{"type":"ready","headSeq":3}"#);
+    }
+
+    #[test]
+    fn relative_time_buckets() {
+        assert_eq!(relative_time(0, 1_000), "just now");
+        assert_eq!(relative_time(0, 42_000), "42 s ago");
+        assert_eq!(relative_time(0, 180_000), "3 min ago");
+        assert_eq!(relative_time(0, 7_200_000), "2 h ago");
+        assert_eq!(
+            relative_time(10_000, 0),
+            "just now",
+            "clock skew is not negative"
+        );
+    }
+}
