@@ -1,0 +1,255 @@
+//! The durable event store: an embedded SQLite database in WAL mode with one writer thread
+//! (group commit, hash chain) and a pool of readers. Its narrow interface — append, query,
+//! read-from-seq, subscribe, verify — is what a later PostgreSQL store implements too.
+//! Server build only.
+
+mod append;
+pub mod chain;
+mod query;
+mod schema;
+mod verify;
+
+use crate::model::{
+    AuditEvent, Counters, DashboardSnapshot, EventFilter, EventId, EventPage, IngestReceipt, Seq,
+    StoredEvent,
+};
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+pub use verify::{verify_path, VerifyReport};
+
+/// The database file's name inside the data directory.
+pub const DB_FILE: &str = "trailwatch.db";
+
+/// Failures of the store. Callers map them to HTTP statuses; details are logged, not shown.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the database is full or the disk has no space left")]
+    Full,
+    #[error("the store is shutting down")]
+    Closed,
+    #[error("stored data is unreadable at seq {seq}: {detail}")]
+    Corrupt { seq: u64, detail: String },
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl StoreError {
+    /// Classifies SQLite's "database or disk is full" apart from other failures, so ingest can
+    /// answer 507 instead of 500.
+    fn from_sqlite(e: rusqlite::Error) -> StoreError {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => StoreError::Full,
+            _ => StoreError::Sqlite(e),
+        }
+    }
+}
+
+/// Tuning knobs of the store.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// How many committed events the live fan-out keeps for slow subscribers.
+    pub live_capacity: usize,
+    /// The most events one group commit takes.
+    pub max_batch_events: usize,
+    /// Whether each commit is fsynced (`synchronous=FULL`). Only tests of other layers turn
+    /// this off.
+    pub durable: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            live_capacity: 4096,
+            max_batch_events: 50_000,
+            durable: true,
+        }
+    }
+}
+
+/// Commit statistics, for tests and the health endpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Transactions committed.
+    pub commits: u64,
+    /// Append requests acknowledged.
+    pub appends: u64,
+    /// Events committed.
+    pub events: u64,
+}
+
+struct Shared {
+    path: PathBuf,
+    writer: mpsc::Sender<append::Job>,
+    readers: Mutex<Vec<Connection>>,
+    commits: broadcast::Sender<Arc<StoredEvent>>,
+    stats: Arc<Mutex<CommitStats>>,
+}
+
+/// A handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    shared: Arc<Shared>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database in `data_dir`, recovers the chain head and starts
+    /// the writer thread.
+    ///
+    /// # Errors
+    /// Fails if the directory or database cannot be created or opened, or the schema is newer
+    /// than this build understands.
+    pub fn open(data_dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(data_dir)?;
+        let path = data_dir.join(DB_FILE);
+        let conn = schema::open_writer(&path, options.durable)?;
+        let (commits, _) = broadcast::channel(options.live_capacity.max(16));
+        let (writer, jobs) = mpsc::channel(1024);
+        let stats = Arc::new(Mutex::new(CommitStats::default()));
+        append::spawn_writer(conn, jobs, commits.clone(), stats.clone(), options)?;
+        Ok(Store {
+            shared: Arc::new(Shared {
+                path,
+                writer,
+                readers: Mutex::new(Vec::new()),
+                commits,
+                stats,
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// Seals and commits `events` as one all-or-nothing unit, sharing the fsync with whatever
+    /// other appends are waiting. Returns only once the events are on disk; they are then
+    /// published to subscribers in seq order.
+    ///
+    /// # Errors
+    /// [`StoreError::Full`] when the disk or database is full, [`StoreError::Closed`] when the
+    /// writer has stopped; nothing of the request is stored in either case.
+    pub async fn append(&self, events: Vec<AuditEvent>) -> Result<IngestReceipt, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.shared
+            .writer
+            .send(append::Job { events, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Committed events as they are published, in seq order. A receiver that falls more than
+    /// the live capacity behind gets `RecvError::Lagged` and must catch up with
+    /// [`Store::read_from`].
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<StoredEvent>> {
+        self.shared.commits.subscribe()
+    }
+
+    /// Up to `limit` events with seq greater than `after`, in seq order.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn read_from(
+        &self,
+        after: Seq,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read(move |c| query::read_from(c, after, limit)).await
+    }
+
+    /// The seq of the newest committed event (0 when empty).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn head(&self) -> Result<Seq, StoreError> {
+        self.read(query::head).await
+    }
+
+    /// One page of events matching `filter`, newest first, with the total count.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn query(
+        &self,
+        filter: EventFilter,
+        page: u32,
+        limit: u32,
+    ) -> Result<EventPage, StoreError> {
+        self.read(move |c| query::page(c, &filter, page, limit))
+            .await
+    }
+
+    /// The event with this id, if stored.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn get(&self, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
+        self.read(move |c| query::by_id(c, &id)).await
+    }
+
+    /// The newest `limit` events (newest first) and the running totals, read in one
+    /// transaction so they agree with each other.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn snapshot(&self, limit: usize) -> Result<DashboardSnapshot, StoreError> {
+        self.read(move |c| query::snapshot(c, limit)).await
+    }
+
+    /// Running totals over every stored event.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn counters(&self) -> Result<Counters, StoreError> {
+        self.read(query::counters).await
+    }
+
+    /// Walks the whole chain; see [`verify_path`].
+    ///
+    /// # Errors
+    /// Database errors; a broken chain is a report, not an error.
+    pub async fn verify(&self) -> Result<VerifyReport, StoreError> {
+        self.read(|c| verify::verify(c, &mut |_| {})).await
+    }
+
+    /// Commit statistics since open.
+    pub fn stats(&self) -> CommitStats {
+        self.shared.stats.lock().map(|s| *s).unwrap_or_default()
+    }
+
+    /// Whether the writer thread is still accepting work.
+    pub fn is_writable(&self) -> bool {
+        !self.shared.writer.is_closed()
+    }
+
+    /// Runs `f` on a pooled read connection on the blocking pool.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = shared.readers.lock().ok().and_then(|mut p| p.pop());
+            let conn = match pooled {
+                Some(c) => c,
+                None => schema::open_reader(&shared.path)?,
+            };
+            let result = f(&conn);
+            if let Ok(mut pool) = shared.readers.lock() {
+                if pool.len() < 8 {
+                    pool.push(conn);
+                }
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
+    }
+}

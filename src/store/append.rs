@@ -1,0 +1,298 @@
+//! The single writer: a thread that drains every waiting append into one transaction (group
+//! commit), seals each event into the chain, fsyncs once, then acknowledges and publishes.
+
+use super::chain::{self, Hash32, GENESIS};
+use super::{CommitStats, StoreError, StoreOptions};
+use crate::model::{AuditEvent, EventId, IngestReceipt, Seq, StoredEvent};
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// One append request: its events are committed together or not at all.
+pub struct Job {
+    pub events: Vec<AuditEvent>,
+    pub reply: oneshot::Sender<Result<IngestReceipt, StoreError>>,
+}
+
+const INSERT: &str = "INSERT INTO events (
+    seq, event_id, ts, received_at, level, category, action, outcome, source, user_id, username,
+    description, entity_type, entity_id, entity_name, req_method, req_path, req_ip,
+    req_user_agent, req_status, req_response_time, country, city, metadata, changes, system,
+    risk, correlation_id, session_id, pii_digest, prev_hash, hash
+) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
+          ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32)";
+
+struct Writer {
+    conn: Connection,
+    jobs: mpsc::Receiver<Job>,
+    commits: broadcast::Sender<Arc<StoredEvent>>,
+    stats: Arc<Mutex<CommitStats>>,
+    max_batch_events: usize,
+    head_seq: u64,
+    head_hash: Hash32,
+    salts: HashMap<String, [u8; 32]>,
+}
+
+/// Recovers the chain head from `conn` and starts the writer thread.
+pub fn spawn_writer(
+    conn: Connection,
+    jobs: mpsc::Receiver<Job>,
+    commits: broadcast::Sender<Arc<StoredEvent>>,
+    stats: Arc<Mutex<CommitStats>>,
+    options: StoreOptions,
+) -> Result<(), StoreError> {
+    let head: Option<(u64, Vec<u8>)> = conn
+        .query_row(
+            "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (head_seq, head_hash) = match head {
+        None => (0, GENESIS),
+        Some((seq, hash)) => {
+            let hash = hash.try_into().map_err(|_| StoreError::Corrupt {
+                seq,
+                detail: "stored hash is not 32 bytes".into(),
+            })?;
+            (seq, hash)
+        }
+    };
+    tracing::info!(head_seq, "store opened");
+    let writer = Writer {
+        conn,
+        jobs,
+        commits,
+        stats,
+        max_batch_events: options.max_batch_events.max(1),
+        head_seq,
+        head_hash,
+        salts: HashMap::new(),
+    };
+    std::thread::Builder::new()
+        .name("trailwatch-writer".into())
+        .spawn(move || writer.run())?;
+    Ok(())
+}
+
+impl Writer {
+    fn run(mut self) {
+        while let Some(first) = self.jobs.blocking_recv() {
+            let mut events = first.events.len();
+            let mut batch = vec![first];
+            while events < self.max_batch_events {
+                match self.jobs.try_recv() {
+                    Ok(job) => {
+                        events += job.events.len();
+                        batch.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit_batch(batch);
+        }
+        tracing::info!("writer stopped");
+    }
+
+    fn commit_batch(&mut self, batch: Vec<Job>) {
+        match self.commit(&batch) {
+            Ok(sealed) => {
+                let mut sealed = sealed.into_iter();
+                let mut receipts = Vec::with_capacity(batch.len());
+                for job in &batch {
+                    let n = job.events.len();
+                    let first = Seq(sealed.as_slice().first().map_or(0, |e| e.seq.0));
+                    for event in sealed.by_ref().take(n) {
+                        // No subscriber is not an error: the events are stored.
+                        let _ = self.commits.send(Arc::new(event));
+                    }
+                    receipts.push(IngestReceipt {
+                        accepted: n,
+                        first_seq: first,
+                        last_seq: Seq(first.0 + (n as u64).saturating_sub(1)),
+                    });
+                }
+                if let Ok(mut stats) = self.stats.lock() {
+                    stats.commits += 1;
+                    stats.appends += batch.len() as u64;
+                    stats.events += receipts.iter().map(|r| r.accepted as u64).sum::<u64>();
+                }
+                for (job, receipt) in batch.into_iter().zip(receipts) {
+                    let _ = job.reply.send(Ok(receipt));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, jobs = batch.len(), "group commit failed; nothing stored");
+                for job in batch {
+                    let err = match &e {
+                        StoreError::Full => StoreError::Full,
+                        other => StoreError::Io(std::io::Error::other(other.to_string())),
+                    };
+                    let _ = job.reply.send(Err(err));
+                }
+            }
+        }
+    }
+
+    /// Seals and inserts every event of `batch` in one transaction. On error nothing is
+    /// committed and the in-memory head and salt cache are left as they were.
+    fn commit(&mut self, batch: &[Job]) -> Result<Vec<StoredEvent>, StoreError> {
+        let received_at = now_millis();
+        let received_ms = received_at.timestamp_millis();
+        let mut seq = self.head_seq;
+        let mut prev = self.head_hash;
+        let mut new_salts: HashMap<String, [u8; 32]> = HashMap::new();
+        let mut counts: HashMap<String, i64> = HashMap::new();
+        let total: usize = batch.iter().map(|j| j.events.len()).sum();
+        let mut sealed = Vec::with_capacity(total);
+
+        let tx = self.conn.transaction().map_err(StoreError::from_sqlite)?;
+        {
+            let mut insert = tx.prepare_cached(INSERT).map_err(StoreError::from_sqlite)?;
+            for event in batch.iter().flat_map(|j| &j.events) {
+                seq += 1;
+                let salt = salt_for(&tx, &self.salts, &mut new_salts, &event.user.id)?;
+                let pii = chain::pii_digest(&salt, event);
+                let event_id = uuid::Uuid::new_v4().to_string();
+                let canon = chain::canonical(event, &event_id, received_ms, &pii);
+                let hash = chain::chain_hash(&prev, &canon);
+                insert_row(
+                    &mut insert,
+                    seq,
+                    &event_id,
+                    received_ms,
+                    event,
+                    &pii,
+                    &prev,
+                    &hash,
+                )
+                .map_err(StoreError::from_sqlite)?;
+                for key in [
+                    "total".to_string(),
+                    format!("outcome:{}", event.outcome.as_str()),
+                    format!("level:{}", event.level.as_str()),
+                    format!("category:{}", event.category.as_str()),
+                ] {
+                    *counts.entry(key).or_default() += 1;
+                }
+                sealed.push(StoredEvent {
+                    seq: Seq(seq),
+                    event_id: EventId(event_id),
+                    received_at,
+                    hash: hex::encode(hash),
+                    event: event.clone(),
+                });
+                prev = hash;
+            }
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT INTO counters (name, value) VALUES (?1, ?2)
+                     ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+                )
+                .map_err(StoreError::from_sqlite)?;
+            for (name, n) in &counts {
+                upsert
+                    .execute(params![name, n])
+                    .map_err(StoreError::from_sqlite)?;
+            }
+        }
+        tx.commit().map_err(StoreError::from_sqlite)?;
+        self.head_seq = seq;
+        self.head_hash = prev;
+        self.salts.extend(new_salts);
+        Ok(sealed)
+    }
+}
+
+/// The millisecond-precision current time (the chain seals milliseconds).
+fn now_millis() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+}
+
+/// The subject's salt: cached, stored, or newly made (and stored in this transaction).
+fn salt_for(
+    tx: &Transaction<'_>,
+    cache: &HashMap<String, [u8; 32]>,
+    new_salts: &mut HashMap<String, [u8; 32]>,
+    subject: &str,
+) -> Result<[u8; 32], StoreError> {
+    if let Some(salt) = cache.get(subject).or_else(|| new_salts.get(subject)) {
+        return Ok(*salt);
+    }
+    let stored: Option<Vec<u8>> = tx
+        .prepare_cached("SELECT salt FROM subjects WHERE subject = ?1")?
+        .query_row([subject], |r| r.get(0))
+        .optional()?;
+    let salt = match stored.and_then(|s| <[u8; 32]>::try_from(s).ok()) {
+        Some(salt) => salt,
+        None => {
+            let mut salt = [0u8; 32];
+            getrandom::fill(&mut salt)
+                .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
+            tx.prepare_cached("INSERT OR REPLACE INTO subjects (subject, salt) VALUES (?1, ?2)")?
+                .execute(params![subject, salt.as_slice()])
+                .map_err(StoreError::from_sqlite)?;
+            salt
+        }
+    };
+    new_salts.insert(subject.to_string(), salt);
+    Ok(salt)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn insert_row(
+    insert: &mut rusqlite::CachedStatement<'_>,
+    seq: u64,
+    event_id: &str,
+    received_ms: i64,
+    e: &AuditEvent,
+    pii: &Hash32,
+    prev: &Hash32,
+    hash: &Hash32,
+) -> rusqlite::Result<usize> {
+    let entity = e.entity.as_ref();
+    let req = e.request.as_ref();
+    let loc = e.location.as_ref();
+    let json = |v: Option<serde_json::Value>| v.map(|v| v.to_string());
+    insert.execute(params![
+        seq,
+        event_id,
+        e.timestamp.timestamp_millis(),
+        received_ms,
+        e.level.as_str(),
+        e.category.as_str(),
+        e.action,
+        e.outcome.as_str(),
+        e.source.0,
+        e.user.id,
+        e.user.username,
+        e.description,
+        entity.and_then(|x| x.kind.as_deref()),
+        entity.and_then(|x| x.id.as_deref()),
+        entity.and_then(|x| x.name.as_deref()),
+        req.and_then(|r| r.method.as_deref()),
+        req.and_then(|r| r.path.as_deref()),
+        req.and_then(|r| r.ip.as_deref()),
+        req.and_then(|r| r.user_agent.as_deref()),
+        req.and_then(|r| r.status_code),
+        req.and_then(|r| r.response_time).map(|v| v as i64),
+        loc.and_then(|l| l.country.as_deref()),
+        loc.and_then(|l| l.city.as_deref()),
+        json(e.metadata.clone().map(serde_json::Value::Object)),
+        json(
+            e.changes
+                .as_ref()
+                .and_then(|c| serde_json::to_value(c).ok())
+        ),
+        json(e.system.as_ref().and_then(|s| serde_json::to_value(s).ok())),
+        e.risk_score,
+        e.correlation_id,
+        e.session_id,
+        pii.as_slice(),
+        prev.as_slice(),
+        hash.as_slice(),
+    ])
+}

@@ -1,0 +1,441 @@
+//! The hash chain: the canonical, versioned encoding of an event, the salted digest of its
+//! personal fields, and the checks that find an edited, deleted or reordered row.
+//! Pure functions; the store feeds them rows.
+//!
+//! Encoding v1 is the byte `1` followed by length-prefixed fields in a fixed order (a `u32`
+//! big-endian length, or `0xFFFFFFFF` for an absent value). Personal data (user id and name, IP,
+//! user agent, location) never enters the encoding directly: it enters as
+//! `SHA-256("trailwatch-pii-v1" ‖ salt ‖ fields)` with a salt kept per data subject outside the
+//! events. Erasing a subject deletes the salt and blanks the fields; the stored digest keeps
+//! every hash valid, and without the salt nobody can test a guess against it.
+
+use crate::model::{AuditEvent, Seq};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// The hash before the first event.
+pub const GENESIS: [u8; 32] = [0; 32];
+
+/// The version byte of the canonical encoding this build writes.
+pub const CANONICAL_VERSION: u8 = 1;
+
+/// A 32-byte SHA-256 value.
+pub type Hash32 = [u8; 32];
+
+const ABSENT: u32 = u32::MAX;
+
+/// Appends canonical bytes; every field is length-prefixed so no two events share an encoding.
+struct Encoder(Vec<u8>);
+
+impl Encoder {
+    fn bytes(&mut self, b: &[u8]) {
+        // Fields are bounded far below 4 GiB by ingest limits and the body limit.
+        let len = u32::try_from(b.len()).unwrap_or(ABSENT - 1);
+        self.0.extend_from_slice(&len.to_be_bytes());
+        self.0.extend_from_slice(b);
+    }
+
+    fn opt(&mut self, s: Option<&str>) {
+        match s {
+            Some(s) => self.bytes(s.as_bytes()),
+            None => self.0.extend_from_slice(&ABSENT.to_be_bytes()),
+        }
+    }
+
+    fn int(&mut self, v: Option<i64>) {
+        match v {
+            Some(v) => self.bytes(&v.to_be_bytes()),
+            None => self.opt(None),
+        }
+    }
+}
+
+/// The digest that stands for an event's personal fields in the chain.
+pub fn pii_digest(salt: &[u8], event: &AuditEvent) -> Hash32 {
+    let mut enc = Encoder(Vec::with_capacity(128));
+    enc.bytes(b"trailwatch-pii-v1");
+    enc.bytes(salt);
+    enc.opt(Some(&event.user.id));
+    enc.opt(event.user.username.as_deref());
+    let req = event.request.as_ref();
+    enc.opt(req.and_then(|r| r.ip.as_deref()));
+    enc.opt(req.and_then(|r| r.user_agent.as_deref()));
+    let loc = event.location.as_ref();
+    enc.opt(loc.and_then(|l| l.country.as_deref()));
+    enc.opt(loc.and_then(|l| l.city.as_deref()));
+    Sha256::digest(&enc.0).into()
+}
+
+/// The canonical encoding of a sealed event, without its seq: order is committed to by the
+/// previous hash, so a row moved elsewhere is told apart from a row edited in place.
+pub fn canonical(event: &AuditEvent, event_id: &str, received_at_ms: i64, pii: &Hash32) -> Vec<u8> {
+    let mut enc = Encoder(Vec::with_capacity(256));
+    enc.0.push(CANONICAL_VERSION);
+    enc.opt(Some(event_id));
+    enc.int(Some(event.timestamp.timestamp_millis()));
+    enc.int(Some(received_at_ms));
+    enc.opt(Some(event.level.as_str()));
+    enc.opt(Some(event.category.as_str()));
+    enc.opt(Some(&event.action));
+    enc.opt(Some(event.outcome.as_str()));
+    enc.opt(Some(&event.source.0));
+    enc.opt(event.description.as_deref());
+    let entity = event.entity.as_ref();
+    enc.opt(entity.and_then(|e| e.kind.as_deref()));
+    enc.opt(entity.and_then(|e| e.id.as_deref()));
+    enc.opt(entity.and_then(|e| e.name.as_deref()));
+    let req = event.request.as_ref();
+    enc.opt(req.and_then(|r| r.method.as_deref()));
+    enc.opt(req.and_then(|r| r.path.as_deref()));
+    enc.int(req.and_then(|r| r.status_code).map(i64::from));
+    enc.int(req.and_then(|r| r.response_time).map(|v| v as i64));
+    enc.int(event.risk_score.map(i64::from));
+    enc.opt(event.correlation_id.as_deref());
+    enc.opt(event.session_id.as_deref());
+    let json = |v: Option<Value>| v.map(|v| canonical_json(&v));
+    enc.opt(json(event.metadata.clone().map(Value::Object)).as_deref());
+    enc.opt(
+        json(
+            event
+                .changes
+                .as_ref()
+                .and_then(|c| serde_json::to_value(c).ok()),
+        )
+        .as_deref(),
+    );
+    enc.opt(
+        json(
+            event
+                .system
+                .as_ref()
+                .and_then(|s| serde_json::to_value(s).ok()),
+        )
+        .as_deref(),
+    );
+    enc.bytes(pii);
+    enc.0
+}
+
+/// `SHA-256(prev ‖ canonical)`.
+pub fn chain_hash(prev: &Hash32, canonical: &[u8]) -> Hash32 {
+    let mut h = Sha256::new();
+    h.update(prev);
+    h.update(canonical);
+    h.finalize().into()
+}
+
+/// JSON with object keys sorted and no insignificant white space, so that equal values always
+/// encode to equal bytes whatever order a sender used.
+pub fn canonical_json(v: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(v, &mut out);
+    out
+}
+
+fn write_canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                write_canonical(&map[k], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+/// What is wrong at the first bad row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// The row's content no longer matches its hash, or its personal fields their digest.
+    Edited,
+    /// A seq is missing.
+    Deleted,
+    /// The row is intact but does not follow its predecessor: rows were moved or renumbered.
+    Reordered,
+}
+
+/// The first place where the chain breaks.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Break {
+    pub seq: Seq,
+    pub fault: Fault,
+    pub detail: String,
+}
+
+/// One stored row, as verification needs it.
+pub struct ChainRow<'a> {
+    pub seq: Seq,
+    pub event: &'a AuditEvent,
+    pub event_id: &'a str,
+    pub received_at_ms: i64,
+    pub pii_digest: Hash32,
+    pub prev_hash: Hash32,
+    pub hash: Hash32,
+    /// The subject's salt, or `None` once the subject has been erased.
+    pub salt: Option<&'a [u8]>,
+    pub erased: bool,
+}
+
+/// Walks rows in seq order, constant memory, and remembers the first break.
+#[derive(Debug)]
+pub struct Verifier {
+    expected_seq: Seq,
+    prev: Hash32,
+    checked: u64,
+}
+
+impl Default for Verifier {
+    fn default() -> Self {
+        Verifier {
+            expected_seq: Seq(1),
+            prev: GENESIS,
+            checked: 0,
+        }
+    }
+}
+
+impl Verifier {
+    /// Checks the next row; `Err` names the first problem. After an error the verifier should
+    /// not be fed further rows.
+    pub fn check(&mut self, row: &ChainRow<'_>) -> Result<(), Break> {
+        let fail = |seq: Seq, fault: Fault, detail: String| Err(Break { seq, fault, detail });
+        if row.seq != self.expected_seq {
+            return fail(
+                self.expected_seq,
+                Fault::Deleted,
+                format!(
+                    "seq {} is missing (next row is seq {})",
+                    self.expected_seq, row.seq
+                ),
+            );
+        }
+        if !row.erased {
+            match row.salt {
+                Some(salt) if pii_digest(salt, row.event) == row.pii_digest => {}
+                Some(_) => {
+                    return fail(
+                        row.seq,
+                        Fault::Edited,
+                        "personal fields were altered".into(),
+                    );
+                }
+                None => {
+                    return fail(
+                        row.seq,
+                        Fault::Edited,
+                        format!("the salt of subject {:?} is missing", row.event.user.id),
+                    );
+                }
+            }
+        }
+        let canon = canonical(row.event, row.event_id, row.received_at_ms, &row.pii_digest);
+        if chain_hash(&row.prev_hash, &canon) != row.hash {
+            return fail(
+                row.seq,
+                Fault::Edited,
+                "content does not match its hash".into(),
+            );
+        }
+        if row.prev_hash != self.prev {
+            return fail(
+                row.seq,
+                Fault::Reordered,
+                "row is intact but does not follow its predecessor (moved or renumbered)".into(),
+            );
+        }
+        self.prev = row.hash;
+        self.expected_seq = row.seq.next();
+        self.checked += 1;
+        Ok(())
+    }
+
+    /// How many rows verified.
+    pub fn checked(&self) -> u64 {
+        self.checked
+    }
+
+    /// The hash of the last verified row.
+    pub fn head_hash(&self) -> Hash32 {
+        self.prev
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Actor, Category, Level, Location, Outcome, RequestInfo, Source};
+    use chrono::DateTime;
+    use serde_json::json;
+
+    fn event() -> AuditEvent {
+        AuditEvent {
+            timestamp: DateTime::from_timestamp_millis(1_770_254_502_321).unwrap(),
+            level: Level::Warning,
+            category: Category::FileManagement,
+            action: "file.read".into(),
+            outcome: Outcome::Denied,
+            user: Actor {
+                id: "alice".into(),
+                username: Some("Alice".into()),
+            },
+            entity: None,
+            request: Some(RequestInfo {
+                ip: Some("10.0.0.1".into()),
+                user_agent: Some("curl".into()),
+                path: Some("/x".into()),
+                ..Default::default()
+            }),
+            location: Some(Location {
+                country: Some("NL".into()),
+                city: None,
+            }),
+            description: Some("read /etc/shadow".into()),
+            metadata: json!({"b": 1, "a": [true, null]}).as_object().cloned(),
+            changes: None,
+            risk_score: Some(80),
+            correlation_id: None,
+            session_id: None,
+            system: None,
+            source: Source::http(),
+        }
+    }
+
+    fn hash_of(e: &AuditEvent, salt: &[u8]) -> Hash32 {
+        let pii = pii_digest(salt, e);
+        chain_hash(&GENESIS, &canonical(e, "id-1", 5, &pii))
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_depth() {
+        let a = json!({"b": {"y": 1, "x": [2, {"q": 1, "p": 0}]}, "a": "s"});
+        assert_eq!(
+            canonical_json(&a),
+            r#"{"a":"s","b":{"x":[2,{"p":0,"q":1}],"y":1}}"#
+        );
+    }
+
+    #[test]
+    fn any_changed_field_changes_the_hash() {
+        let salt = [7u8; 32];
+        let base = hash_of(&event(), &salt);
+        let mut variants = Vec::new();
+        let mut e = event();
+        e.description = Some("read /etc/shadoW".into());
+        variants.push(e);
+        let mut e = event();
+        e.outcome = Outcome::Success;
+        variants.push(e);
+        let mut e = event();
+        e.timestamp = DateTime::from_timestamp_millis(1_770_254_502_322).unwrap();
+        variants.push(e);
+        let mut e = event();
+        e.metadata = json!({"b": 2, "a": [true, null]}).as_object().cloned();
+        variants.push(e);
+        let mut e = event();
+        e.user.id = "mallory".into();
+        variants.push(e);
+        let mut e = event();
+        e.request.as_mut().unwrap().ip = Some("10.0.0.2".into());
+        variants.push(e);
+        for v in variants {
+            assert_ne!(hash_of(&v, &salt), base, "{v:?}");
+        }
+        assert_ne!(
+            hash_of(&event(), &[8u8; 32]),
+            base,
+            "the salt is committed to"
+        );
+    }
+
+    #[test]
+    fn a_description_moved_into_the_path_field_hashes_differently() {
+        // Length prefixes keep adjacent fields from running into each other.
+        let mut a = event();
+        a.description = Some("ab".into());
+        a.request.as_mut().unwrap().path = Some("c".into());
+        let mut b = a.clone();
+        b.description = Some("a".into());
+        b.request.as_mut().unwrap().path = Some("bc".into());
+        assert_ne!(hash_of(&a, &[0; 32]), hash_of(&b, &[0; 32]));
+    }
+
+    #[test]
+    fn erasing_personal_fields_keeps_the_hash_when_the_digest_is_kept() {
+        let salt = [3u8; 32];
+        let original = event();
+        let pii = pii_digest(&salt, &original);
+        let hash = chain_hash(&GENESIS, &canonical(&original, "id-1", 5, &pii));
+
+        let mut erased = original.clone();
+        erased.user = Actor {
+            id: "erased:1f2e".into(),
+            username: None,
+        };
+        erased.request.as_mut().unwrap().ip = None;
+        erased.request.as_mut().unwrap().user_agent = None;
+        erased.location = None;
+        assert_eq!(
+            chain_hash(&GENESIS, &canonical(&erased, "id-1", 5, &pii)),
+            hash
+        );
+
+        let mut v = Verifier::default();
+        let row = ChainRow {
+            seq: Seq(1),
+            event: &erased,
+            event_id: "id-1",
+            received_at_ms: 5,
+            pii_digest: pii,
+            prev_hash: GENESIS,
+            hash,
+            salt: None,
+            erased: true,
+        };
+        assert_eq!(v.check(&row), Ok(()));
+        assert_eq!(v.checked(), 1);
+    }
+
+    #[test]
+    fn a_personal_field_edit_is_caught_through_the_salt() {
+        let salt = [3u8; 32];
+        let original = event();
+        let pii = pii_digest(&salt, &original);
+        let hash = chain_hash(&GENESIS, &canonical(&original, "id-1", 5, &pii));
+        let mut edited = original.clone();
+        edited.user.id = "bob".into();
+        let row = ChainRow {
+            seq: Seq(1),
+            event: &edited,
+            event_id: "id-1",
+            received_at_ms: 5,
+            pii_digest: pii,
+            prev_hash: GENESIS,
+            hash,
+            salt: Some(&salt),
+            erased: false,
+        };
+        let err = Verifier::default().check(&row).unwrap_err();
+        assert_eq!((err.seq, err.fault), (Seq(1), Fault::Edited));
+    }
+}

@@ -1,0 +1,126 @@
+//! The database layout and connection set-up: WAL, fsync on commit, and the tables for events,
+//! per-subject salts, running counters and login sessions.
+
+use super::StoreError;
+use rusqlite::{Connection, OpenFlags};
+use std::path::Path;
+use std::time::Duration;
+
+/// The schema version this build writes; a newer database is refused rather than misread.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS events (
+    seq               INTEGER PRIMARY KEY,
+    event_id          TEXT    NOT NULL UNIQUE,
+    ts                INTEGER NOT NULL,
+    received_at       INTEGER NOT NULL,
+    level             TEXT    NOT NULL,
+    category          TEXT    NOT NULL,
+    action            TEXT    NOT NULL,
+    outcome           TEXT    NOT NULL,
+    source            TEXT    NOT NULL,
+    user_id           TEXT    NOT NULL,
+    username          TEXT,
+    description       TEXT,
+    entity_type       TEXT,
+    entity_id         TEXT,
+    entity_name       TEXT,
+    req_method        TEXT,
+    req_path          TEXT,
+    req_ip            TEXT,
+    req_user_agent    TEXT,
+    req_status        INTEGER,
+    req_response_time INTEGER,
+    country           TEXT,
+    city              TEXT,
+    metadata          TEXT,
+    changes           TEXT,
+    system            TEXT,
+    risk              INTEGER,
+    correlation_id    TEXT,
+    session_id        TEXT,
+    pii_digest        BLOB    NOT NULL,
+    prev_hash         BLOB    NOT NULL,
+    hash              BLOB    NOT NULL,
+    erased            INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS events_ts     ON events (ts);
+CREATE INDEX IF NOT EXISTS events_user   ON events (user_id, seq);
+CREATE INDEX IF NOT EXISTS events_action ON events (action, seq);
+
+-- One salt per data subject, apart from the events: deleting it crypto-shreds the subject.
+CREATE TABLE IF NOT EXISTS subjects (
+    subject TEXT PRIMARY KEY,
+    salt    BLOB NOT NULL
+) WITHOUT ROWID;
+
+-- Running totals kept in the same transaction as the events they count.
+CREATE TABLE IF NOT EXISTS counters (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- Dashboard login sessions, by SHA-256 of the cookie value.
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash BLOB PRIMARY KEY,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+fn configure(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+/// Opens the connection that writes: creates the schema, sets WAL and the fsync policy.
+pub fn open_writer(path: &Path, durable: bool) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    configure(&conn)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(%mode, "SQLite refused WAL mode; commits will be slower");
+    }
+    // FULL fsyncs the WAL on every commit: an acknowledged event survives power loss.
+    conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "OFF" })?;
+    conn.execute_batch(SCHEMA)?;
+    let version: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .ok();
+    match version.and_then(|v| v.parse::<i64>().ok()) {
+        None => {
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+                [SCHEMA_VERSION.to_string()],
+            )?;
+        }
+        Some(v) if v > SCHEMA_VERSION => {
+            return Err(StoreError::Corrupt {
+                seq: 0,
+                detail: format!("schema version {v} is newer than this build ({SCHEMA_VERSION})"),
+            });
+        }
+        Some(_) => {}
+    }
+    Ok(conn)
+}
+
+/// Opens a connection that only reads.
+pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    configure(&conn)?;
+    conn.pragma_update(None, "query_only", "ON")?;
+    Ok(conn)
+}

@@ -1,0 +1,313 @@
+//! The store against real SQLite files: group commit under concurrent writers, reopening after
+//! a simulated power cut, tamper detection, crypto-shredding erasure, queries.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+#![cfg(feature = "ssr")]
+
+use chrono::{DateTime, Utc};
+use rusqlite::Connection;
+use std::collections::BTreeSet;
+use std::path::Path;
+use trailwatch::model::{
+    Actor, AuditEvent, Category, EventFilter, Level, Outcome, RequestInfo, Seq, Source,
+};
+use trailwatch::store::chain::Fault;
+use trailwatch::store::{verify_path, Store, StoreOptions, DB_FILE};
+
+fn event(n: usize, user: &str) -> AuditEvent {
+    AuditEvent {
+        timestamp: DateTime::from_timestamp_millis(1_770_000_000_000 + n as i64 * 1000).unwrap(),
+        level: if n % 5 == 0 {
+            Level::Error
+        } else {
+            Level::Info
+        },
+        category: Category::DataManagement,
+        action: format!("record.update.{}", n % 3),
+        outcome: if n % 4 == 0 {
+            Outcome::Denied
+        } else {
+            Outcome::Success
+        },
+        user: Actor {
+            id: user.to_string(),
+            username: Some(format!("{user} name")),
+        },
+        entity: None,
+        request: Some(RequestInfo {
+            ip: Some("10.1.2.3".into()),
+            ..Default::default()
+        }),
+        location: None,
+        description: Some(format!("event number {n}")),
+        metadata: serde_json::json!({"n": n}).as_object().cloned(),
+        changes: None,
+        risk_score: Some((n % 101) as u8),
+        correlation_id: None,
+        session_id: None,
+        system: None,
+        source: Source::http(),
+    }
+}
+
+fn open(dir: &Path) -> Store {
+    Store::open(dir, StoreOptions::default()).unwrap()
+}
+
+fn verify(dir: &Path) -> trailwatch::store::VerifyReport {
+    verify_path(&dir.join(DB_FILE), &mut |_| {}).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appends_share_commits_and_get_gap_free_seqs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut tasks = Vec::new();
+    for t in 0..400 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let events = (0..3)
+                .map(|i| event(t * 3 + i, &format!("u{}", t % 7)))
+                .collect();
+            store.append(events).await.unwrap()
+        }));
+    }
+    let mut seqs = BTreeSet::new();
+    for task in tasks {
+        let receipt = task.await.unwrap();
+        assert_eq!(receipt.accepted, 3);
+        assert_eq!(
+            receipt.last_seq.0 - receipt.first_seq.0,
+            2,
+            "a request's events are contiguous"
+        );
+        for s in receipt.first_seq.0..=receipt.last_seq.0 {
+            assert!(seqs.insert(s), "seq {s} handed out twice");
+        }
+    }
+    assert_eq!(seqs, (1..=1200).collect::<BTreeSet<u64>>());
+    let stats = store.stats();
+    assert_eq!((stats.appends, stats.events), (400, 1200));
+    assert!(
+        stats.commits < stats.appends,
+        "group commit shared fsyncs: {stats:?}"
+    );
+
+    let all = store.read_from(Seq(0), 2000).await.unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.seq.0).collect::<Vec<_>>(),
+        (1..=1200).collect::<Vec<_>>()
+    );
+    let report = store.verify().await.unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.checked, 1200);
+}
+
+/// Copies the database files as they are on disk while the server runs: what a power cut
+/// right after the acknowledgements would leave.
+fn copy_as_after_power_cut(from: &Path, to: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let src = from.join(format!("{DB_FILE}{suffix}"));
+        if src.exists() {
+            std::fs::copy(&src, to.join(format!("{DB_FILE}{suffix}"))).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn acknowledged_events_survive_a_power_cut_and_seq_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let crashed = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut last = Seq(0);
+    for i in 0..20 {
+        last = store
+            .append(vec![event(i, "alice"), event(i + 100, "bob")])
+            .await
+            .unwrap()
+            .last_seq;
+    }
+    assert_eq!(last, Seq(40));
+    copy_as_after_power_cut(dir.path(), crashed.path());
+
+    let reopened = open(crashed.path());
+    assert_eq!(reopened.head().await.unwrap(), Seq(40));
+    let receipt = reopened.append(vec![event(999, "carol")]).await.unwrap();
+    assert_eq!(receipt.first_seq, Seq(41), "seq continues without a gap");
+    let report = reopened.verify().await.unwrap();
+    assert!(report.ok && report.checked == 41, "{report:?}");
+    let counters = reopened.counters().await.unwrap();
+    assert_eq!(counters.total, 41);
+}
+
+async fn filled(n: usize) -> (tempfile::TempDir, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .append((0..n).map(|i| event(i, ["alice", "bob"][i % 2])).collect())
+        .await
+        .unwrap();
+    let hashes = store
+        .read_from(Seq(0), n)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.hash)
+        .collect();
+    (dir, hashes)
+}
+
+fn raw(dir: &Path) -> Connection {
+    Connection::open(dir.join(DB_FILE)).unwrap()
+}
+
+#[tokio::test]
+async fn verify_finds_an_edited_row() {
+    let (dir, _) = filled(10).await;
+    raw(dir.path())
+        .execute(
+            "UPDATE events SET description = 'nothing happened' WHERE seq = 6",
+            [],
+        )
+        .unwrap();
+    let b = verify(dir.path()).first_break.unwrap();
+    assert_eq!((b.seq, b.fault), (Seq(6), Fault::Edited));
+}
+
+#[tokio::test]
+async fn verify_finds_an_edited_personal_field() {
+    let (dir, _) = filled(10).await;
+    raw(dir.path())
+        .execute("UPDATE events SET req_ip = '6.6.6.6' WHERE seq = 3", [])
+        .unwrap();
+    let b = verify(dir.path()).first_break.unwrap();
+    assert_eq!((b.seq, b.fault), (Seq(3), Fault::Edited));
+}
+
+#[tokio::test]
+async fn verify_finds_a_deleted_row() {
+    let (dir, _) = filled(10).await;
+    raw(dir.path())
+        .execute("DELETE FROM events WHERE seq = 4", [])
+        .unwrap();
+    let report = verify(dir.path());
+    let b = report.first_break.unwrap();
+    assert_eq!((b.seq, b.fault), (Seq(4), Fault::Deleted));
+    assert_eq!(report.checked, 3);
+}
+
+#[tokio::test]
+async fn verify_finds_reordered_rows() {
+    let (dir, _) = filled(10).await;
+    let conn = raw(dir.path());
+    // Swap the whole content of rows 5 and 6, keeping their seqs.
+    conn.execute_batch(
+        "UPDATE events SET seq = -5 WHERE seq = 5;
+         UPDATE events SET seq = 5 WHERE seq = 6;
+         UPDATE events SET seq = 6 WHERE seq = -5;",
+    )
+    .unwrap();
+    let b = verify(dir.path()).first_break.unwrap();
+    assert_eq!((b.seq, b.fault), (Seq(5), Fault::Reordered));
+}
+
+#[tokio::test]
+async fn crypto_shredding_a_subject_keeps_the_chain_verifiable() {
+    let (dir, hashes) = filled(10).await;
+    let conn = raw(dir.path());
+    // What GDPR erasure does: blank alice's personal fields, forget her salt.
+    conn.execute_batch(
+        "UPDATE events SET user_id = 'erased:1', username = NULL, req_ip = NULL,
+                req_user_agent = NULL, country = NULL, city = NULL, erased = 1
+         WHERE user_id = 'alice';
+         DELETE FROM subjects WHERE subject = 'alice';",
+    )
+    .unwrap();
+    let report = verify(dir.path());
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.head_hash, hashes[9], "no hash changed");
+    drop(conn);
+    let store = open(dir.path());
+    let events = store.read_from(Seq(0), 10).await.unwrap();
+    assert!(events.iter().all(|e| e.event.user.id != "alice"));
+    assert!(
+        events.iter().any(|e| e.event.user.id == "bob"),
+        "other subjects are untouched"
+    );
+}
+
+#[tokio::test]
+async fn queries_filter_page_and_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .append(
+            (0..30)
+                .map(|i| event(i, ["alice", "bob", "carol"][i % 3]))
+                .collect(),
+        )
+        .await
+        .unwrap();
+
+    let page = store.query(EventFilter::default(), 1, 10).await.unwrap();
+    assert_eq!(page.total, 30);
+    assert_eq!(
+        page.items.first().map(|e| e.seq),
+        Some(Seq(30)),
+        "newest first"
+    );
+    let page3 = store.query(EventFilter::default(), 3, 10).await.unwrap();
+    assert_eq!(page3.items.last().map(|e| e.seq), Some(Seq(1)));
+
+    let alice = EventFilter {
+        user_id: Some("alice".into()),
+        ..Default::default()
+    };
+    let page = store.query(alice, 1, 50).await.unwrap();
+    assert_eq!(page.total, 10);
+    assert!(page.items.iter().all(|e| e.event.user.id == "alice"));
+
+    let errors = EventFilter {
+        levels: vec![Level::Error],
+        outcomes: vec![Outcome::Denied],
+        ..Default::default()
+    };
+    let page = store.query(errors, 1, 50).await.unwrap();
+    // Error every 5th, denied every 4th: multiples of 20 below 30 are 0 and 20.
+    assert_eq!(page.total, 2);
+
+    let search = EventFilter {
+        search: Some("NUMBER 2".into()),
+        ..Default::default()
+    };
+    let page = store.query(search, 1, 50).await.unwrap();
+    // "event number 2", "event number 20".."29".
+    assert_eq!(page.total, 11);
+
+    let since = EventFilter {
+        start: Some(DateTime::from_timestamp_millis(1_770_000_000_000 + 25_000).unwrap()),
+        end: Some(Utc::now()),
+        ..Default::default()
+    };
+    assert_eq!(store.query(since, 1, 50).await.unwrap().total, 5);
+
+    let one = store.read_from(Seq(0), 1).await.unwrap().remove(0);
+    let found = store.get(one.event_id.clone()).await.unwrap().unwrap();
+    assert_eq!(found, one, "an event reads back exactly as it was sealed");
+}
+
+#[tokio::test]
+async fn subscribers_see_commits_in_seq_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut rx = store.subscribe();
+    store
+        .append((0..5).map(|i| event(i, "alice")).collect())
+        .await
+        .unwrap();
+    store.append(vec![event(5, "bob")]).await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..6 {
+        got.push(rx.recv().await.unwrap().seq.0);
+    }
+    assert_eq!(got, vec![1, 2, 3, 4, 5, 6]);
+}
