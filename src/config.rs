@@ -1,0 +1,238 @@
+//! Settings: command-line flags, then `TRAILWATCH_*` environment variables (both through clap),
+//! then an optional `trailwatch.toml`, then built-in defaults. Server build only.
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The default listening address.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:3000";
+/// The default data directory.
+pub const DEFAULT_DATA_DIR: &str = "./data";
+/// The default site directory (what `cargo leptos build` writes), relative to the working
+/// directory.
+pub const DEFAULT_SITE_ROOT: &str = "target/site";
+/// The default ingest body limit.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+
+/// trailwatch: self-hosted, real-time audit-trail analytics.
+#[derive(Debug, Parser)]
+#[command(name = "trailwatch", version, about, propagate_version = true)]
+pub struct Cli {
+    /// A TOML settings file (default: ./trailwatch.toml if it exists).
+    #[arg(long, global = true, env = "TRAILWATCH_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: ingest API, live WebSocket and dashboard.
+    Serve(ServeArgs),
+    /// Send one event to a running server.
+    Emit(EmitArgs),
+    /// Check the whole hash chain of a data directory, offline; exits 1 if it is broken.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:3000].
+    #[arg(long, env = "TRAILWATCH_ADDR")]
+    pub addr: Option<SocketAddr>,
+    /// Directory for the database and the admin token [default: ./data].
+    #[arg(long, env = "TRAILWATCH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Directory of the built dashboard (pkg/, assets) [default: target/site].
+    #[arg(long, env = "TRAILWATCH_SITE_ROOT")]
+    pub site_root: Option<PathBuf>,
+    /// Largest accepted ingest body, in bytes [default: 10485760].
+    #[arg(long, env = "TRAILWATCH_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Committed events kept for slow live clients before they are resumed from disk
+    /// [default: 4096].
+    #[arg(long, env = "TRAILWATCH_LIVE_QUEUE")]
+    pub live_queue: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct EmitArgs {
+    #[command(subcommand)]
+    pub kind: Option<EmitKind>,
+    /// Server URL [default: http://127.0.0.1:3000].
+    #[arg(long, env = "TRAILWATCH_URL", global = true)]
+    pub url: Option<String>,
+    /// API token [default: the admin token in the data directory].
+    #[arg(long, env = "TRAILWATCH_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+    /// Data directory to read the admin token from when no token is given.
+    #[arg(long, env = "TRAILWATCH_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// What was done, for example file.read.
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Who did it (the user id) [default: system].
+    #[arg(long)]
+    pub user: Option<String>,
+    /// success, failure or denied [default: success].
+    #[arg(long)]
+    pub outcome: Option<String>,
+    /// debug, info, warning, error or critical [default: from the outcome].
+    #[arg(long)]
+    pub level: Option<String>,
+    /// One of the ten categories [default: from the action].
+    #[arg(long)]
+    pub category: Option<String>,
+    /// Free text.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Risk score, 0 to 100.
+    #[arg(long)]
+    pub risk: Option<u8>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EmitKind {
+    /// Send a test entry with this message (like the old `audit_logger.py test`).
+    Test {
+        /// The message.
+        message: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Data directory to check [default: ./data].
+    #[arg(long, env = "TRAILWATCH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// The optional settings file; every key may be left out.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct FileConfig {
+    pub addr: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub site_root: Option<PathBuf>,
+    pub max_body_bytes: Option<usize>,
+    pub live_queue: Option<usize>,
+    /// The server `trailwatch emit` talks to.
+    pub url: Option<String>,
+}
+
+/// Why settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+impl FileConfig {
+    /// Loads `explicit` (which must exist) or `./trailwatch.toml` (if it exists).
+    ///
+    /// # Errors
+    /// The file cannot be read or holds unknown keys or bad values.
+    pub fn load(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
+        let path = match explicit {
+            Some(p) => p.to_path_buf(),
+            None => {
+                let p = PathBuf::from("trailwatch.toml");
+                if !p.exists() {
+                    return Ok(FileConfig::default());
+                }
+                p
+            }
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path,
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Settings of `trailwatch serve` after merging every source.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub site_root: PathBuf,
+    pub max_body_bytes: usize,
+    pub live_queue: usize,
+    /// From `TRAILWATCH_ADMIN_TOKEN` only: flags would show it in `ps`.
+    pub admin_token: Option<String>,
+}
+
+impl ServeConfig {
+    /// Merges flags and environment (already in `args`) over the file over the defaults.
+    pub fn resolve(args: ServeArgs, file: FileConfig) -> ServeConfig {
+        ServeConfig {
+            addr: args
+                .addr
+                .or(file.addr)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000))),
+            data_dir: args
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+            site_root: args
+                .site_root
+                .or(file.site_root)
+                .unwrap_or_else(|| DEFAULT_SITE_ROOT.into()),
+            max_body_bytes: args
+                .max_body_bytes
+                .or(file.max_body_bytes)
+                .unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            live_queue: args.live_queue.or(file.live_queue).unwrap_or(4096),
+            admin_token: std::env::var("TRAILWATCH_ADMIN_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_file_which_beats_defaults() {
+        let cli = Cli::parse_from(["trailwatch", "serve", "--addr", "127.0.0.1:9999"]);
+        let Command::Serve(args) = cli.command else {
+            panic!("expected serve")
+        };
+        let file: FileConfig =
+            toml::from_str("addr = \"127.0.0.1:1\"\ndata_dir = \"/var/tw\"").unwrap();
+        let c = ServeConfig::resolve(args, file);
+        assert_eq!(c.addr.port(), 9999);
+        assert_eq!(c.data_dir, PathBuf::from("/var/tw"));
+        assert_eq!(c.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors() {
+        assert!(toml::from_str::<FileConfig>("adr = \"x\"").is_err());
+    }
+
+    #[test]
+    fn emit_test_takes_a_message() {
+        let cli = Cli::parse_from(["trailwatch", "emit", "test", "Live streaming test"]);
+        let Command::Emit(args) = cli.command else {
+            panic!("expected emit")
+        };
+        assert!(
+            matches!(args.kind, Some(EmitKind::Test { message }) if message == "Live streaming test")
+        );
+    }
+}

@@ -1,0 +1,341 @@
+//! The live fan-out and the `/ws/audit` protocol: each committed event is serialised once and
+//! offered to every socket; each socket replays from the store after its `sinceSeq`, then
+//! follows the live queue, strictly in seq order with no gap and no duplicate. A socket that
+//! falls behind the bounded queue is told `lagged` and resumed from the store, so a slow client
+//! never slows the others nor grows memory. Server build only.
+
+use crate::model::{ClientMessage, Seq, ServerMessage, StoredEvent};
+use crate::store::{Store, StoreError};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures::{SinkExt, StreamExt};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::{timeout, Instant};
+
+/// How sockets behave; the defaults suit browsers on a LAN or the internet.
+#[derive(Clone, Debug)]
+pub struct LiveConfig {
+    /// How many serialised events the shared live queue holds for slow sockets.
+    pub queue_capacity: usize,
+    /// How often the server pings an idle socket; three silent intervals close it.
+    pub ping_interval: Duration,
+    /// How long one frame may take to leave; a socket stalled longer is closed.
+    pub send_timeout: Duration,
+    /// How long to wait for a first `subscribe` before sending the default backlog.
+    pub subscribe_wait: Duration,
+    /// How many recent events a socket that does not subscribe receives first.
+    pub default_backlog: u64,
+    /// How many events one catch-up read takes from the store.
+    pub page_size: usize,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        LiveConfig {
+            queue_capacity: 4096,
+            ping_interval: Duration::from_secs(20),
+            send_timeout: Duration::from_secs(30),
+            subscribe_wait: Duration::from_millis(300),
+            default_backlog: 100,
+            page_size: 500,
+        }
+    }
+}
+
+/// One committed event, serialised once for every socket.
+#[derive(Debug)]
+pub struct Frame {
+    pub seq: Seq,
+    pub text: Utf8Bytes,
+}
+
+/// The fan-out point between the store's commits and the sockets. Cheap to clone.
+#[derive(Clone)]
+pub struct Hub {
+    frames: broadcast::Sender<Arc<Frame>>,
+    store: Store,
+    config: LiveConfig,
+    sockets: Arc<AtomicUsize>,
+}
+
+/// Serialises `{"type":"event","event":...}` without cloning the event.
+fn event_frame(event: &StoredEvent) -> Result<String, serde_json::Error> {
+    #[derive(serde::Serialize)]
+    #[serde(tag = "type", rename = "event")]
+    struct EventFrame<'a> {
+        event: &'a StoredEvent,
+    }
+    serde_json::to_string(&EventFrame { event })
+}
+
+impl Hub {
+    /// Starts forwarding the store's commits to sockets. Needs a Tokio runtime.
+    pub fn start(store: Store, config: LiveConfig) -> Hub {
+        let (frames, _) = broadcast::channel(config.queue_capacity.max(16));
+        let mut commits = store.subscribe();
+        let tx = frames.clone();
+        tokio::spawn(async move {
+            loop {
+                match commits.recv().await {
+                    Ok(event) => match event_frame(&event) {
+                        Ok(text) => {
+                            let _ = tx.send(Arc::new(Frame {
+                                seq: event.seq,
+                                text: text.into(),
+                            }));
+                        }
+                        Err(e) => {
+                            tracing::error!(seq = %event.seq, error = %e, "unserialisable event")
+                        }
+                    },
+                    // Sockets see the gap in seq and fill it from the store.
+                    Err(RecvError::Lagged(n)) => tracing::warn!(skipped = n, "live hub lagged"),
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        });
+        Hub {
+            frames,
+            store,
+            config,
+            sockets: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// How many sockets are open.
+    pub fn sockets(&self) -> usize {
+        self.sockets.load(Ordering::Relaxed)
+    }
+
+    /// The socket settings.
+    pub fn config(&self) -> &LiveConfig {
+        &self.config
+    }
+
+    /// Runs one upgraded socket to its end. `since` comes from the `sinceSeq` query parameter;
+    /// without it the server waits briefly for a `subscribe` message, then sends the last
+    /// [`LiveConfig::default_backlog`] events.
+    pub async fn serve(self, socket: WebSocket, since: Option<Seq>) {
+        self.sockets.fetch_add(1, Ordering::Relaxed);
+        let (sink, mut stream) = socket.split();
+        let (client_tx, client_rx) = mpsc::channel::<Inbound>(16);
+        let reader = tokio::spawn(async move {
+            while let Some(Ok(msg)) = stream.next().await {
+                let inbound = match msg {
+                    Message::Text(text) => match serde_json::from_str::<ClientMessage>(&text) {
+                        Ok(m) => Inbound::Message(m),
+                        Err(e) => Inbound::Invalid(e.to_string()),
+                    },
+                    Message::Close(_) => break,
+                    _ => Inbound::Alive,
+                };
+                if client_tx.send(inbound).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut conn = Connection {
+            sink,
+            store: self.store.clone(),
+            config: self.config.clone(),
+            last_sent: Seq(0),
+        };
+        match conn.run(&self.frames, client_rx, since).await {
+            Ok(()) | Err(SocketError::Gone) => {}
+            Err(e) => tracing::debug!(error = %e, "socket closed"),
+        }
+        reader.abort();
+        self.sockets.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+enum Inbound {
+    Message(ClientMessage),
+    Invalid(String),
+    Alive,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SocketError {
+    #[error("client went away")]
+    Gone,
+    #[error("send stalled for longer than the send timeout")]
+    Stalled,
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("client sent an unsupported subscription")]
+    Unsupported,
+}
+
+struct Connection {
+    sink: futures::stream::SplitSink<WebSocket, Message>,
+    store: Store,
+    config: LiveConfig,
+    last_sent: Seq,
+}
+
+impl Connection {
+    async fn run(
+        &mut self,
+        frames: &broadcast::Sender<Arc<Frame>>,
+        mut inbound: mpsc::Receiver<Inbound>,
+        since: Option<Seq>,
+    ) -> Result<(), SocketError> {
+        let mut start = since;
+        if start.is_none() {
+            match timeout(self.config.subscribe_wait, inbound.recv()).await {
+                Ok(None) => return Err(SocketError::Gone),
+                Ok(Some(Inbound::Message(ClientMessage::Subscribe { since_seq, filter }))) => {
+                    self.refuse_filter(filter.as_ref()).await?;
+                    start = since_seq;
+                }
+                Ok(Some(Inbound::Invalid(e))) => self.send_message(&invalid(&e)).await?,
+                Ok(Some(Inbound::Alive)) | Err(_) => {}
+            }
+        }
+        let mut live = self.restart(frames, start).await?;
+        let mut ping = tokio::time::interval(self.config.ping_interval);
+        ping.tick().await;
+        let mut last_heard = Instant::now();
+        loop {
+            tokio::select! {
+                msg = inbound.recv() => {
+                    last_heard = Instant::now();
+                    match msg {
+                        None => return Err(SocketError::Gone),
+                        Some(Inbound::Alive) => {}
+                        Some(Inbound::Invalid(e)) => self.send_message(&invalid(&e)).await?,
+                        Some(Inbound::Message(ClientMessage::Subscribe { since_seq, filter })) => {
+                            self.refuse_filter(filter.as_ref()).await?;
+                            live = self.restart(frames, since_seq).await?;
+                        }
+                    }
+                }
+                frame = live.recv() => match frame {
+                    Ok(frame) => {
+                        if frame.seq <= self.last_sent {
+                            continue;
+                        }
+                        if frame.seq > self.last_sent.next() {
+                            // The hub skipped something; the store has it.
+                            self.catch_up().await?;
+                            if frame.seq <= self.last_sent {
+                                continue;
+                            }
+                        }
+                        self.send(Message::Text(frame.text.clone())).await?;
+                        self.last_sent = frame.seq;
+                    }
+                    Err(RecvError::Lagged(_)) => {
+                        self.send_message(&ServerMessage::Lagged { last_seq: self.last_sent }).await?;
+                        live = self.restart(frames, Some(self.last_sent)).await?;
+                    }
+                    Err(RecvError::Closed) => return Ok(()),
+                },
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > self.config.ping_interval * 3 {
+                        return Err(SocketError::Gone);
+                    }
+                    self.send(Message::Ping(Default::default())).await?;
+                }
+            }
+        }
+    }
+
+    /// Filters belong to a later protocol version; refusing is better than streaming events the
+    /// client believes are filtered.
+    async fn refuse_filter(
+        &mut self,
+        filter: Option<&serde_json::Value>,
+    ) -> Result<(), SocketError> {
+        if filter.is_some_and(|f| !f.is_null()) {
+            self.send_message(&ServerMessage::Error {
+                message: "filter: filtered subscriptions are not supported by this server yet"
+                    .into(),
+            })
+            .await?;
+            let _ = self
+                .sink
+                .send(Message::Close(Some(CloseFrame {
+                    code: 1003,
+                    reason: "unsupported filter".into(),
+                })))
+                .await;
+            return Err(SocketError::Unsupported);
+        }
+        Ok(())
+    }
+
+    /// Replays from `since` (default: the last events), then joins the live queue without a
+    /// gap: subscribe first, then read the store again, so nothing committed in between is
+    /// missed; duplicates are dropped by seq.
+    async fn restart(
+        &mut self,
+        frames: &broadcast::Sender<Arc<Frame>>,
+        since: Option<Seq>,
+    ) -> Result<broadcast::Receiver<Arc<Frame>>, SocketError> {
+        self.last_sent = match since {
+            Some(seq) => seq,
+            None => Seq(self
+                .store
+                .head()
+                .await?
+                .0
+                .saturating_sub(self.config.default_backlog)),
+        };
+        self.catch_up().await?;
+        let live = frames.subscribe();
+        self.catch_up().await?;
+        self.send_message(&ServerMessage::Ready {
+            head_seq: self.last_sent,
+        })
+        .await?;
+        Ok(live)
+    }
+
+    /// Sends every stored event after `last_sent`, page by page.
+    async fn catch_up(&mut self) -> Result<(), SocketError> {
+        loop {
+            let page = self
+                .store
+                .read_from(self.last_sent, self.config.page_size)
+                .await?;
+            let Some(last) = page.last().map(|e| e.seq) else {
+                return Ok(());
+            };
+            for event in &page {
+                let text = event_frame(event).map_err(|e| StoreError::Corrupt {
+                    seq: event.seq.0,
+                    detail: e.to_string(),
+                })?;
+                self.send(Message::Text(text.into())).await?;
+            }
+            self.last_sent = last;
+        }
+    }
+
+    async fn send_message(&mut self, msg: &ServerMessage) -> Result<(), SocketError> {
+        let text = serde_json::to_string(msg).map_err(|e| StoreError::Corrupt {
+            seq: 0,
+            detail: e.to_string(),
+        })?;
+        self.send(Message::Text(text.into())).await
+    }
+
+    async fn send(&mut self, msg: Message) -> Result<(), SocketError> {
+        match timeout(self.config.send_timeout, self.sink.send(msg)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(SocketError::Gone),
+            Err(_) => Err(SocketError::Stalled),
+        }
+    }
+}
+
+fn invalid(e: &str) -> ServerMessage {
+    ServerMessage::Error {
+        message: format!("expected {{\"type\":\"subscribe\",\"sinceSeq\":N}}: {e}"),
+    }
+}

@@ -1,0 +1,110 @@
+//! The `trailwatch` binary: parses the command line and runs `serve`, `emit` or `verify`.
+
+#[cfg(feature = "ssr")]
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    use clap::Parser;
+    use std::process::ExitCode;
+    use trailwatch::auth::TokenOrigin;
+    use trailwatch::config::{Cli, Command, FileConfig, ServeConfig, DEFAULT_DATA_DIR};
+    use trailwatch::server::{shutdown_signal, Server};
+    use trailwatch::store::{verify_path, DB_FILE};
+
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TRAILWATCH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let cli = Cli::parse();
+    let file = match FileConfig::load(cli.config.as_deref()) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Command::Serve(args) => {
+            let config = ServeConfig::resolve(args, file);
+            let server = match Server::bind(&config).await {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            if server.token_origin == TokenOrigin::Generated {
+                println!(
+                    "Admin token (shown once; also in {}): {}",
+                    config
+                        .data_dir
+                        .join(trailwatch::auth::ADMIN_TOKEN_FILE)
+                        .display(),
+                    server.admin_token
+                );
+            }
+            match server.local_addr() {
+                Ok(addr) => tracing::info!("listening on http://{addr}"),
+                Err(e) => tracing::warn!(error = %e, "no local address"),
+            }
+            match server.serve(shutdown_signal()).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Emit(args) => match trailwatch::emit::emit(args, file).await {
+            Ok(receipt) => {
+                println!("stored as seq {}", receipt.first_seq);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Verify(args) => {
+            let dir = args
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+            let path = dir.join(DB_FILE);
+            let mut progress = |n: u64| eprint!("\rverified {n} events");
+            match verify_path(&path, &mut progress) {
+                Ok(report) => {
+                    eprint!("\r");
+                    match report.first_break {
+                        None => {
+                            println!(
+                                "chain OK: {} events, head seq {} hash {}",
+                                report.checked, report.head_seq, report.head_hash
+                            );
+                            ExitCode::SUCCESS
+                        }
+                        Some(b) => {
+                            println!(
+                                "chain BROKEN at seq {}: {:?}: {} ({} events verified before it)",
+                                b.seq, b.fault, b.detail, report.checked
+                            );
+                            ExitCode::FAILURE
+                        }
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+#[cfg(not(feature = "ssr"))]
+fn main() {
+    // The binary is built with the `ssr` feature; the library alone is the WASM client.
+}

@@ -1,0 +1,165 @@
+//! Helpers for tests that run a real server on 127.0.0.1:0 and talk to it over real HTTP and
+//! WebSocket connections.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use futures::StreamExt;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+use trailwatch::config::ServeConfig;
+use trailwatch::server::Server;
+
+pub const TOKEN: &str = "test-admin-token";
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut ServeConfig)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ServeConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().join("data"),
+            site_root: dir.path().join("site"),
+            max_body_bytes: 10 * 1024 * 1024,
+            live_queue: 4096,
+            admin_token: Some(TOKEN.to_string()),
+        };
+        tweak(&mut config);
+        let server = Server::bind(&config).await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(server.serve(async move {
+            let _ = stopped.await;
+        }));
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        TestServer {
+            addr,
+            dir,
+            http,
+            stop: Some(stop),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// POSTs JSON with the admin token; returns status and body.
+    pub async fn post(&self, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url("/api/v1/events"))
+            .bearer_auth(TOKEN)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Opens `/ws/audit` with the token in the query.
+    pub async fn socket(&self, query: &str) -> Socket {
+        let url = format!("ws://{}/ws/audit?token={TOKEN}{query}", self.addr);
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        Socket { ws }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub struct Socket {
+    pub ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl Socket {
+    /// The next JSON text message, skipping pings; panics after 10 s of silence.
+    pub async fn next_json(&mut self) -> Value {
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
+                .await
+                .expect("no message within 10 s")
+                .expect("socket closed")
+                .expect("socket error");
+            match msg {
+                Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+                Message::Close(frame) => panic!("socket closed by server: {frame:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    pub async fn send_json(&mut self, v: Value) {
+        use futures::SinkExt;
+        self.ws
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    /// Reads until a `ready`, returning the seqs of the events before it.
+    pub async fn events_until_ready(&mut self) -> Vec<u64> {
+        let mut seqs = Vec::new();
+        loop {
+            let m = self.next_json().await;
+            match m["type"].as_str() {
+                Some("event") => seqs.push(m["event"]["seq"].as_u64().unwrap()),
+                Some("ready") => return seqs,
+                other => panic!("unexpected message {other:?}: {m}"),
+            }
+        }
+    }
+
+    /// Reads exactly `n` event messages, returning their seqs.
+    pub async fn events(&mut self, n: usize) -> Vec<u64> {
+        let mut seqs = Vec::new();
+        while seqs.len() < n {
+            let m = self.next_json().await;
+            assert_eq!(m["type"], "event", "unexpected {m}");
+            seqs.push(m["event"]["seq"].as_u64().unwrap());
+        }
+        seqs
+    }
+}
+
+/// `n` small events whose descriptions carry `tag` and their index.
+pub fn batch(tag: &str, n: usize) -> Value {
+    Value::Array(
+        (0..n)
+            .map(|i| serde_json::json!({"action": "file.read", "user": {"id": format!("user{}", i % 5)}, "description": format!("{tag}-{i}")}))
+            .collect(),
+    )
+}

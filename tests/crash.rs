@@ -1,0 +1,191 @@
+//! The real `trailwatch` binary killed with SIGKILL during concurrent ingest: after a restart
+//! every acknowledged event is present exactly once, the chain verifies (offline, with
+//! `trailwatch verify`), and seq continues.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+#![cfg(all(feature = "ssr", unix))]
+
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const TOKEN: &str = "crash-test-token";
+const BIN: &str = env!("CARGO_BIN_EXE_trailwatch");
+
+/// Starts `trailwatch serve` on a free port and waits for its "listening" log line.
+fn start(data: &Path) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .env("TRAILWATCH_ADMIN_TOKEN", TOKEN)
+        .env("TRAILWATCH_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("server exited before listening")
+            .unwrap();
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.trim().to_string();
+        }
+    };
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_loses_no_acknowledged_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut child, url) = start(&data);
+    let http = reqwest::Client::new();
+
+    // Acknowledged receipts: description tag → seq.
+    let acked: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (http, url, acked) = (http.clone(), url.clone(), acked.clone());
+        writers.push(tokio::spawn(async move {
+            for n in 0.. {
+                let tags: Vec<String> = (0..10).map(|i| format!("w{w}-r{n}-e{i}")).collect();
+                let body: Vec<Value> = tags
+                    .iter()
+                    .map(|t| json!({"action": "crash.test", "description": t}))
+                    .collect();
+                let sent = http
+                    .post(format!("{url}/api/v1/events"))
+                    .bearer_auth(TOKEN)
+                    .json(&body)
+                    .send()
+                    .await;
+                let Ok(r) = sent else { return };
+                if r.status() != 201 {
+                    return;
+                }
+                let Ok(receipt) = r.json::<Value>().await else {
+                    return;
+                };
+                let first = receipt["firstSeq"].as_u64().unwrap();
+                let mut acked = acked.lock().unwrap();
+                for (i, t) in tags.into_iter().enumerate() {
+                    acked.insert(t, first + i as u64);
+                }
+            }
+        }));
+    }
+    // Kill once a good number of requests have been acknowledged, while writers are mid-flight.
+    while acked.lock().unwrap().len() < 2_000 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+
+    let verify = Command::new(BIN)
+        .args(["verify", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&verify.stdout);
+    assert!(verify.status.success(), "verify failed: {out}");
+    assert!(out.starts_with("chain OK"), "{out}");
+
+    let (mut child, url) = start(&data);
+    let mut stored: BTreeMap<String, u64> = BTreeMap::new();
+    for page in 1.. {
+        let r: Value = http
+            .get(format!("{url}/api/v1/events?limit=500&page={page}"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let items = r["items"].as_array().unwrap();
+        if items.is_empty() {
+            break;
+        }
+        for e in items {
+            let tag = e["description"].as_str().unwrap().to_string();
+            let seq = e["seq"].as_u64().unwrap();
+            assert!(
+                stored.insert(tag, seq).is_none(),
+                "an event is stored twice"
+            );
+        }
+    }
+    for (tag, seq) in &acked {
+        assert_eq!(
+            stored.get(tag),
+            Some(seq),
+            "acknowledged event {tag} (seq {seq}) is missing"
+        );
+    }
+    let head = stored.values().max().copied().unwrap();
+    assert_eq!(stored.len() as u64, head, "seqs are gap-free");
+
+    let r: Value = http
+        .post(format!("{url}/api/v1/events"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"action": "after.restart"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        r["firstSeq"].as_u64(),
+        Some(head + 1),
+        "seq continues after the restart"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn verify_names_the_first_bad_seq_and_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let store = trailwatch::store::Store::open(&data, Default::default()).unwrap();
+        let events = (0..5)
+            .map(|i| {
+                let v = json!({"action": "x", "description": format!("d{i}")});
+                trailwatch::ingest::normalize(
+                    &v,
+                    &trailwatch::model::Source::cli(),
+                    chrono::Utc::now(),
+                )
+                .unwrap()
+            })
+            .collect();
+        store.append(events).await.unwrap();
+    });
+    let conn = rusqlite::Connection::open(data.join(trailwatch::store::DB_FILE)).unwrap();
+    conn.execute("UPDATE events SET action = 'y' WHERE seq = 3", [])
+        .unwrap();
+    drop(conn);
+    let out = Command::new(BIN)
+        .args(["verify", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("BROKEN at seq 3"), "{text}");
+}

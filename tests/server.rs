@@ -1,0 +1,393 @@
+//! The server end to end over loopback: ingest and its errors, queries, authentication, login
+//! sessions, and the `/ws/audit` protocol (live delivery, resume, default backlog, lag).
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+#![cfg(feature = "ssr")]
+
+mod common;
+
+use common::{batch, TestServer, TOKEN};
+use futures::StreamExt;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+use trailwatch::server::PROTECTED_ROUTES;
+
+#[tokio::test]
+async fn health_is_public_and_in_the_predecessor_shape() {
+    let s = TestServer::start().await;
+    let r = s.http.get(s.url("/api/health")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], "healthy");
+    assert!(body["timestamp"].as_i64().unwrap() > 1_700_000_000_000);
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(body["components"]["store"], "ready");
+}
+
+#[tokio::test]
+async fn every_protected_route_refuses_missing_or_wrong_credentials() {
+    let s = TestServer::start().await;
+    for (method, path) in PROTECTED_ROUTES {
+        for auth in [None, Some("Bearer wrong-token"), Some("Basic dGVzdA==")] {
+            let mut req = s.http.request(method.parse().unwrap(), s.url(path));
+            if let Some(a) = auth {
+                req = req.header("Authorization", a);
+            }
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 401, "{method} {path} with {auth:?}");
+            assert_eq!(r.headers()["www-authenticate"], "Bearer");
+        }
+    }
+    // The socket refuses a wrong query token too.
+    let url = format!("ws://{}/ws/audit?token=nope", s.addr);
+    assert!(tokio_tungstenite::connect_async(url).await.is_err());
+    // Pages send the browser to the login page instead.
+    let r = s.http.get(s.url("/")).send().await.unwrap();
+    assert_eq!(
+        (
+            r.status().as_u16(),
+            r.headers()["location"].to_str().unwrap()
+        ),
+        (303, "/login")
+    );
+}
+
+#[tokio::test]
+async fn ingest_accepts_object_array_and_ndjson_and_answers_after_commit() {
+    let s = TestServer::start().await;
+    let (status, body) = s
+        .post(&json!({"action": "login", "user": {"id": 1, "username": "john.doe"}}))
+        .await;
+    assert_eq!(
+        (status, body.clone()),
+        (201, json!({"accepted": 1, "firstSeq": 1, "lastSeq": 1}))
+    );
+
+    let (status, body) = s.post(&batch("arr", 3)).await;
+    assert_eq!(
+        (status, body),
+        (201, json!({"accepted": 3, "firstSeq": 2, "lastSeq": 4}))
+    );
+
+    let ndjson = "{\"timestamp\":1770254502321,\"userId\":\"test-user-1\",\"action\":\"file.read\",\"allowed\":false}\n\
+                  {\"timestamp\":1770254503383,\"userId\":\"test-user-2\",\"action\":\"file.delete\",\"allowed\":false}\n";
+    let r = s
+        .http
+        .post(s.url("/api/v1/events"))
+        .bearer_auth(TOKEN)
+        .header("Content-Type", "application/x-ndjson")
+        .body(ndjson)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"accepted": 2, "firstSeq": 5, "lastSeq": 6})
+    );
+
+    let (_, page) = s.get("/api/v1/events?limit=2").await;
+    assert_eq!(page["total"], 6);
+    assert_eq!(
+        (page["page"].as_u64(), page["limit"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let newest = &page["items"][0];
+    assert_eq!(newest["seq"], 6);
+    assert_eq!(newest["outcome"], "denied");
+    assert_eq!(newest["user"]["id"], "test-user-2");
+    assert_eq!(newest["timestamp"], "2026-02-05T01:21:43.383Z");
+    assert_eq!(newest["source"], "http");
+    assert_eq!(newest["hash"].as_str().unwrap().len(), 64);
+    assert!(newest["receivedAt"].is_string() && newest["eventId"].is_string());
+
+    let id = newest["eventId"].as_str().unwrap();
+    let (status, one) = s.get(&format!("/api/v1/events/{id}")).await;
+    assert_eq!((status, &one), (200, newest));
+    let (status, _) = s.get("/api/v1/events/no-such-id").await;
+    assert_eq!(status, 404);
+
+    let (_, denied) = s
+        .get("/api/v1/events?user_id=test-user-1&level=warning")
+        .await;
+    assert_eq!(denied["total"], 1);
+    let (_, found) = s.get("/api/v1/events?search_query=john").await;
+    assert_eq!(found["items"][0]["user"]["username"], "john.doe");
+
+    let (status, report) = s.get("/api/v1/verify").await;
+    assert_eq!(
+        (status, report["ok"].as_bool(), report["checked"].as_u64()),
+        (200, Some(true), Some(6))
+    );
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_with_named_fields_and_nothing_is_stored() {
+    let s = TestServer::start_with(|c| c.max_body_bytes = 4096).await;
+    s.post(&json!({"action": "seed"})).await;
+
+    let (status, body) = s
+        .post(&json!([{"action": "ok"}, {"action": "x", "level": "loud", "riskScore": 300}]))
+        .await;
+    assert_eq!(status, 400);
+    let errors = body["errors"].as_array().unwrap();
+    let named: Vec<(u64, &str)> = errors
+        .iter()
+        .map(|e| (e["index"].as_u64().unwrap(), e["field"].as_str().unwrap()))
+        .collect();
+    assert_eq!(named, vec![(1, "level"), (1, "riskScore")]);
+    assert!(errors[0]["message"].as_str().unwrap().contains("loud"));
+
+    let big = json!({"action": "big", "description": "x".repeat(5000)});
+    let (status, body) = s.post(&big).await;
+    assert_eq!(status, 413);
+    assert!(body["message"].as_str().unwrap().contains("4096"));
+
+    let r = s
+        .http
+        .post(s.url("/api/v1/events"))
+        .bearer_auth(TOKEN)
+        .header("Content-Type", "text/plain")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+
+    let (status, _) = s.get("/api/v1/events?limit=501").await;
+    assert_eq!(status, 400);
+    let (status, body) = s.get("/api/v1/events?level=loud").await;
+    assert_eq!((status, body["field"].as_str()), (400, Some("level")));
+
+    let (_, page) = s.get("/api/v1/events").await;
+    assert_eq!(page["total"], 1, "no rejected request stored anything");
+}
+
+#[tokio::test]
+async fn login_sets_a_strict_http_only_cookie_that_opens_pages_and_server_functions() {
+    let s = TestServer::start().await;
+    let wrong = s
+        .http
+        .post(s.url("/api/fn/login"))
+        .form(&[("token", "nope")])
+        .send()
+        .await
+        .unwrap();
+    assert!(wrong.headers().get("set-cookie").is_none());
+
+    let r = s
+        .http
+        .post(s.url("/api/fn/login"))
+        .header("Accept", "application/json")
+        .form(&[("token", TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().unwrap().to_string();
+
+    let snapshot = s
+        .http
+        .post(s.url("/api/fn/snapshot"))
+        .header("Cookie", &pair)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(snapshot.status(), 200);
+    let snap: Value = snapshot.json().await.unwrap();
+    assert_eq!(snap["counters"]["total"], 0);
+
+    let page = s
+        .http
+        .get(s.url("/"))
+        .header("Cookie", &pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("Live activity"));
+
+    // The socket takes the cookie as well.
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        format!("ws://{}/ws/audit?sinceSeq=0", s.addr),
+    )
+    .unwrap();
+    req.headers_mut().insert("Cookie", pair.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let first = ws.next().await.unwrap().unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(first.to_text().unwrap()).unwrap()["type"],
+        "ready"
+    );
+}
+
+#[tokio::test]
+async fn ingested_events_reach_a_subscribed_socket_in_order() {
+    let s = TestServer::start().await;
+    let mut ws = s.socket("").await;
+    ws.send_json(json!({"type": "subscribe", "sinceSeq": 0}))
+        .await;
+    assert_eq!(ws.events_until_ready().await, Vec::<u64>::new());
+
+    s.post(&batch("live", 3)).await;
+    s.post(&json!({"action": "file.delete", "outcome": "denied", "user": "mallory"}))
+        .await;
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        let m = ws.next_json().await;
+        assert_eq!(m["type"], "event");
+        got.push((
+            m["event"]["seq"].as_u64().unwrap(),
+            m["event"]["action"].as_str().unwrap().to_string(),
+        ));
+    }
+    assert_eq!(
+        got,
+        vec![
+            (1, "file.read".into()),
+            (2, "file.read".into()),
+            (3, "file.read".into()),
+            (4, "file.delete".into())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_reconnecting_client_resumes_without_gap_or_duplicate() {
+    let s = TestServer::start().await;
+    s.post(&batch("before", 5)).await;
+    let mut first = s.socket("").await;
+    first
+        .send_json(json!({"type": "subscribe", "sinceSeq": 0}))
+        .await;
+    assert_eq!(first.events_until_ready().await, vec![1, 2, 3, 4, 5]);
+    first.ws.close(None).await.unwrap();
+    drop(first);
+
+    s.post(&batch("while-away", 5)).await;
+    let mut second = s.socket("").await;
+    second
+        .send_json(json!({"type": "subscribe", "sinceSeq": 5}))
+        .await;
+    assert_eq!(second.events_until_ready().await, vec![6, 7, 8, 9, 10]);
+    s.post(&batch("after", 2)).await;
+    assert_eq!(second.events(2).await, vec![11, 12]);
+
+    // The query parameter form starts at once, without waiting for a message.
+    let mut third = s.socket("&sinceSeq=10").await;
+    assert_eq!(third.events_until_ready().await, vec![11, 12]);
+}
+
+#[tokio::test]
+async fn a_socket_that_does_not_subscribe_gets_the_last_100_then_live() {
+    let s = TestServer::start().await;
+    s.post(&batch("old", 120)).await;
+    let mut ws = s.socket("").await;
+    assert_eq!(
+        ws.events_until_ready().await,
+        (21..=120).collect::<Vec<_>>()
+    );
+    s.post(&batch("new", 1)).await;
+    assert_eq!(ws.events(1).await, vec![121]);
+}
+
+#[tokio::test]
+async fn a_filter_is_refused_rather_than_ignored() {
+    let s = TestServer::start().await;
+    let mut ws = s.socket("").await;
+    ws.send_json(json!({"type": "subscribe", "sinceSeq": 0, "filter": {"level": ["error"]}}))
+        .await;
+    let m = ws.next_json().await;
+    assert_eq!(m["type"], "error");
+    assert!(m["message"].as_str().unwrap().starts_with("filter"));
+}
+
+/// Reads everything until `want` events have arrived; returns the seqs and whether `lagged`
+/// was among the messages.
+async fn drain(ws: &mut common::Socket, want: usize) -> (Vec<u64>, bool) {
+    let mut seqs = Vec::with_capacity(want);
+    let mut lagged = false;
+    while seqs.len() < want {
+        let m = ws.next_json().await;
+        match m["type"].as_str() {
+            Some("event") => seqs.push(m["event"]["seq"].as_u64().unwrap()),
+            Some("lagged") => {
+                assert_eq!(
+                    m["lastSeq"].as_u64(),
+                    seqs.last().copied().or(Some(0)),
+                    "lagged names the last seq sent"
+                );
+                lagged = true;
+            }
+            Some("ready") => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    (seqs, lagged)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stalled_client_is_told_it_lagged_while_others_keep_receiving() {
+    const BATCHES: usize = 30;
+    const PER_BATCH: usize = 500;
+    const TOTAL: usize = BATCHES * PER_BATCH;
+    let s = TestServer::start_with(|c| c.live_queue = 1024).await;
+
+    // The stalled client: a tiny receive buffer, and it stops reading after `ready`.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(s.addr).await.unwrap();
+    let url = format!("ws://{}/ws/audit?token={TOKEN}&sinceSeq=0", s.addr);
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+    let (ws, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
+    let mut stalled = common::Socket { ws };
+    assert!(stalled.events_until_ready().await.is_empty());
+
+    let mut healthy = s.socket("&sinceSeq=0").await;
+    assert!(healthy.events_until_ready().await.is_empty());
+    let reader = tokio::spawn(async move { drain(&mut healthy, TOTAL).await });
+
+    let padding = "p".repeat(1000);
+    for b in 0..BATCHES {
+        let events: Vec<Value> = (0..PER_BATCH)
+            .map(|i| json!({"action": "bulk.load", "description": format!("{b}-{i}-{padding}")}))
+            .collect();
+        let (status, _) = s.post(&Value::Array(events)).await;
+        assert_eq!(status, 201);
+    }
+
+    let (seqs, _) = reader.await.unwrap();
+    assert_eq!(
+        seqs,
+        (1..=TOTAL as u64).collect::<Vec<_>>(),
+        "the healthy client got every event once, in order"
+    );
+
+    // Now the stalled client reads: it was told it lagged, and the server resumed it from the
+    // store with nothing lost and nothing repeated.
+    let (seqs, lagged) = drain(&mut stalled, TOTAL).await;
+    assert!(lagged, "the stalled client was told it lagged");
+    assert_eq!(seqs, (1..=TOTAL as u64).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn the_socket_answers_pings_and_survives_binary_noise() {
+    let s = TestServer::start().await;
+    let mut ws = s.socket("&sinceSeq=0").await;
+    assert!(ws.events_until_ready().await.is_empty());
+    use futures::SinkExt;
+    ws.ws
+        .send(Message::Ping(vec![1, 2, 3].into()))
+        .await
+        .unwrap();
+    ws.send_json(json!({"type": "nonsense"})).await;
+    let m = ws.next_json().await;
+    assert_eq!(m["type"], "error");
+    s.post(&batch("after-noise", 1)).await;
+    assert_eq!(ws.events(1).await, vec![1]);
+}
