@@ -1,0 +1,27 @@
+//! Reusable pieces of the dashboard.
+
+mod badge;
+mod counter;
+mod feed;
+
+pub use badge::ConnectionBadge;
+pub use counter::StatCard;
+pub use feed::LiveFeed;
+
+use leptos::prelude::*;
+
+/// The Trailwatch mark: a trail of footsteps through a watchful eye, as inline SVG.
+#[component]
+pub fn Logo() -> impl IntoView {
+    view! {
+        <svg class="logo" viewBox="0 0 32 32" width="28" height="28" aria-hidden="true">
+            <rect x="1" y="1" width="30" height="30" rx="8" class="logo-bg" />
+            <path d="M6 22 C 11 12, 21 12, 26 22" class="logo-arc" />
+            <circle cx="16" cy="19" r="3.2" class="logo-dot" />
+            <circle cx="8" cy="10" r="1.6" class="logo-step" />
+            <circle cx="13" cy="7.5" r="1.6" class="logo-step" />
+            <circle cx="19" cy="7.5" r="1.6" class="logo-step" />
+            <circle cx="24" cy="10" r="1.6" class="logo-step" />
+        </svg>
+    }
+}

@@ -1,0 +1,93 @@
+//! Stat cards whose numbers ease to each new value (requestAnimationFrame, ease-out cubic).
+
+use leptos::prelude::*;
+
+/// How long one counter transition takes.
+const ANIMATION_MS: f64 = 650.0;
+
+/// "1,234,567".
+pub fn group_thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// A labelled total that animates when it changes.
+#[component]
+pub fn StatCard(
+    label: &'static str,
+    #[prop(into)] value: Signal<u64>,
+    /// `neutral`, `denied`, `failure` or `critical`: the card's accent.
+    tone: &'static str,
+) -> impl IntoView {
+    let shown = RwSignal::new(value.get_untracked() as f64);
+    let generation = StoredValue::new(0u32);
+    let bumped = RwSignal::new(false);
+    Effect::new(move |previous: Option<u64>| {
+        let target = value.get();
+        if previous.is_some_and(|p| p != target) {
+            generation.update_value(|g| *g = g.wrapping_add(1));
+            bumped.set(true);
+            animate(
+                shown,
+                generation,
+                generation.get_value(),
+                shown.get_untracked(),
+                target as f64,
+                now_ms(),
+            );
+        }
+        target
+    });
+    view! {
+        <div class=format!("stat stat-{tone}") class:bumped=move || bumped.get()>
+            <span class="stat-label">{label}</span>
+            <span class="stat-value" aria-label=move || format!("{label}: {}", value.get())>
+                {move || group_thousands(shown.get().round() as u64)}
+            </span>
+        </div>
+    }
+}
+
+fn now_ms() -> f64 {
+    js_sys::Date::now()
+}
+
+/// One animation frame; stops when done or when a newer animation has started.
+fn animate(
+    shown: RwSignal<f64>,
+    generation: StoredValue<u32>,
+    mine: u32,
+    from: f64,
+    to: f64,
+    start: f64,
+) {
+    if generation.get_value() != mine {
+        return;
+    }
+    let t = ((now_ms() - start) / ANIMATION_MS).clamp(0.0, 1.0);
+    let eased = 1.0 - (1.0 - t).powi(3);
+    shown.set(from + (to - from) * eased);
+    if t < 1.0 {
+        request_animation_frame(move || animate(shown, generation, mine, from, to, start));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::group_thousands;
+
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(group_thousands(0), "0");
+        assert_eq!(group_thousands(999), "999");
+        assert_eq!(group_thousands(1000), "1,000");
+        assert_eq!(group_thousands(1234567), "1,234,567");
+    }
+}

@@ -1,0 +1,23 @@
+//! One module per page.
+
+mod dashboard;
+mod login;
+
+pub use dashboard::DashboardPage;
+pub use login::LoginPage;
+
+use leptos::prelude::*;
+
+/// Shown for unknown paths.
+#[component]
+pub fn NotFound() -> impl IntoView {
+    view! {
+        <main class="centered">
+            <div class="card narrow">
+                <h1>"Page not found"</h1>
+                <p class="muted">"There is nothing at this address."</p>
+                <a class="button" href="/">"Back to the dashboard"</a>
+            </div>
+        </main>
+    }
+}
