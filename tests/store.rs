@@ -296,6 +296,20 @@ async fn queries_filter_page_and_count() {
 }
 
 #[tokio::test]
+async fn an_empty_append_stores_nothing_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.append(vec![event(0, "alice")]).await.unwrap();
+    let receipt = store.append(Vec::new()).await.unwrap();
+    assert_eq!(
+        (receipt.accepted, receipt.first_seq, receipt.last_seq),
+        (0, Seq(2), Seq(1))
+    );
+    let next = store.append(vec![event(1, "bob")]).await.unwrap();
+    assert_eq!(next.first_seq, Seq(2));
+}
+
+#[tokio::test]
 async fn subscribers_see_commits_in_seq_order() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());

@@ -97,12 +97,14 @@ impl Writer {
     }
 
     fn commit_batch(&mut self, batch: Vec<Job>) {
-        match self.commit(&batch) {
+        let sizes: Vec<usize> = batch.iter().map(|j| j.events.len()).collect();
+        let (events, replies): (Vec<Vec<AuditEvent>>, Vec<_>) =
+            batch.into_iter().map(|j| (j.events, j.reply)).unzip();
+        match self.commit(events) {
             Ok(sealed) => {
                 let mut sealed = sealed.into_iter();
-                let mut receipts = Vec::with_capacity(batch.len());
-                for job in &batch {
-                    let n = job.events.len();
+                let mut receipts = Vec::with_capacity(sizes.len());
+                for &n in &sizes {
                     let first = Seq(sealed.as_slice().first().map_or(0, |e| e.seq.0));
                     for event in sealed.by_ref().take(n) {
                         // No subscriber is not an error: the events are stored.
@@ -116,64 +118,65 @@ impl Writer {
                 }
                 if let Ok(mut stats) = self.stats.lock() {
                     stats.commits += 1;
-                    stats.appends += batch.len() as u64;
-                    stats.events += receipts.iter().map(|r| r.accepted as u64).sum::<u64>();
+                    stats.appends += sizes.len() as u64;
+                    stats.events += sizes.iter().sum::<usize>() as u64;
                 }
-                for (job, receipt) in batch.into_iter().zip(receipts) {
-                    let _ = job.reply.send(Ok(receipt));
+                for (reply, receipt) in replies.into_iter().zip(receipts) {
+                    let _ = reply.send(Ok(receipt));
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, jobs = batch.len(), "group commit failed; nothing stored");
-                for job in batch {
+                tracing::error!(error = %e, jobs = sizes.len(), "group commit failed; nothing stored");
+                for reply in replies {
                     let err = match &e {
                         StoreError::Full => StoreError::Full,
                         other => StoreError::Io(std::io::Error::other(other.to_string())),
                     };
-                    let _ = job.reply.send(Err(err));
+                    let _ = reply.send(Err(err));
                 }
             }
         }
     }
 
-    /// Seals and inserts every event of `batch` in one transaction. On error nothing is
-    /// committed and the in-memory head and salt cache are left as they were.
-    fn commit(&mut self, batch: &[Job]) -> Result<Vec<StoredEvent>, StoreError> {
+    /// Seals and inserts every event of every job, in order, in one transaction. On error
+    /// nothing is committed and the in-memory head and salt cache are left as they were.
+    fn commit(&mut self, jobs: Vec<Vec<AuditEvent>>) -> Result<Vec<StoredEvent>, StoreError> {
         let received_at = now_millis();
         let received_ms = received_at.timestamp_millis();
         let mut seq = self.head_seq;
         let mut prev = self.head_hash;
         let mut new_salts: HashMap<String, [u8; 32]> = HashMap::new();
-        let mut counts: HashMap<String, i64> = HashMap::new();
-        let total: usize = batch.iter().map(|j| j.events.len()).sum();
+        // Keyed by static names so the hot loop allocates nothing; formatted once per batch.
+        let mut counts: HashMap<(&'static str, &'static str), i64> = HashMap::new();
+        let total: usize = jobs.iter().map(Vec::len).sum();
         let mut sealed = Vec::with_capacity(total);
 
         let tx = self.conn.transaction().map_err(StoreError::from_sqlite)?;
         {
             let mut insert = tx.prepare_cached(INSERT).map_err(StoreError::from_sqlite)?;
-            for event in batch.iter().flat_map(|j| &j.events) {
+            for event in jobs.into_iter().flatten() {
                 seq += 1;
                 let salt = salt_for(&tx, &self.salts, &mut new_salts, &event.user.id)?;
-                let pii = chain::pii_digest(&salt, event);
+                let pii = chain::pii_digest(&salt, &event);
                 let event_id = uuid::Uuid::new_v4().to_string();
-                let canon = chain::canonical(event, &event_id, received_ms, &pii);
+                let canon = chain::canonical(&event, &event_id, received_ms, &pii);
                 let hash = chain::chain_hash(&prev, &canon);
                 insert_row(
                     &mut insert,
                     seq,
                     &event_id,
                     received_ms,
-                    event,
+                    &event,
                     &pii,
                     &prev,
                     &hash,
                 )
                 .map_err(StoreError::from_sqlite)?;
                 for key in [
-                    "total".to_string(),
-                    format!("outcome:{}", event.outcome.as_str()),
-                    format!("level:{}", event.level.as_str()),
-                    format!("category:{}", event.category.as_str()),
+                    ("total", ""),
+                    ("outcome:", event.outcome.as_str()),
+                    ("level:", event.level.as_str()),
+                    ("category:", event.category.as_str()),
                 ] {
                     *counts.entry(key).or_default() += 1;
                 }
@@ -182,7 +185,7 @@ impl Writer {
                     event_id: EventId(event_id),
                     received_at,
                     hash: hex::encode(hash),
-                    event: event.clone(),
+                    event,
                 });
                 prev = hash;
             }
@@ -192,9 +195,10 @@ impl Writer {
                      ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
                 )
                 .map_err(StoreError::from_sqlite)?;
-            for (name, n) in &counts {
+            for ((kind, name), n) in &counts {
+                let key = format!("{kind}{name}");
                 upsert
-                    .execute(params![name, n])
+                    .execute(params![key, n])
                     .map_err(StoreError::from_sqlite)?;
             }
         }
