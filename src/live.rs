@@ -277,14 +277,12 @@ impl Connection {
         frames: &broadcast::Sender<Arc<Frame>>,
         since: Option<Seq>,
     ) -> Result<broadcast::Receiver<Arc<Frame>>, SocketError> {
+        let head = self.store.head().await?;
+        // A client ahead of the head saw a history this store no longer has (a wiped data
+        // directory); starting at the head lets `ready` tell it so instead of skipping events.
         self.last_sent = match since {
-            Some(seq) => seq,
-            None => Seq(self
-                .store
-                .head()
-                .await?
-                .0
-                .saturating_sub(self.config.default_backlog)),
+            Some(seq) => seq.min(head),
+            None => Seq(head.0.saturating_sub(self.config.default_backlog)),
         };
         self.catch_up().await?;
         let live = frames.subscribe();

@@ -468,7 +468,8 @@ pub enum ClientMessage {
 pub enum ServerMessage {
     /// The next event, strictly in seq order.
     Event { event: Box<StoredEvent> },
-    /// Everything up to `head_seq` has been sent; what follows is live.
+    /// Everything up to `head_seq` has been sent; what follows is live. A `head_seq` below
+    /// the client's `sinceSeq` means the server's history was reset.
     #[serde(rename_all = "camelCase")]
     Ready { head_seq: Seq },
     /// This client fell behind the live queue after `last_seq`; the server resumes it from the

@@ -284,6 +284,23 @@ async fn a_reconnecting_client_resumes_without_gap_or_duplicate() {
 }
 
 #[tokio::test]
+async fn a_client_ahead_of_the_head_is_told_the_real_head_and_still_gets_new_events() {
+    // The data directory was wiped while a browser still remembered seq 50.
+    let s = TestServer::start().await;
+    s.post(&batch("fresh", 3)).await;
+    let mut ws = s.socket("").await;
+    ws.send_json(json!({"type": "subscribe", "sinceSeq": 50}))
+        .await;
+    let ready = ws.next_json().await;
+    assert_eq!(
+        (ready["type"].as_str(), ready["headSeq"].as_u64()),
+        (Some("ready"), Some(3))
+    );
+    s.post(&batch("next", 1)).await;
+    assert_eq!(ws.events(1).await, vec![4]);
+}
+
+#[tokio::test]
 async fn a_socket_that_does_not_subscribe_gets_the_last_100_then_live() {
     let s = TestServer::start().await;
     s.post(&batch("old", 120)).await;

@@ -101,7 +101,14 @@ async fn session(live: LiveState, running: &AtomicBool) -> bool {
             Ok(ServerMessage::Event { event }) => {
                 live.apply(*event);
             }
-            Ok(ServerMessage::Ready { .. }) => {
+            Ok(ServerMessage::Ready { head_seq }) => {
+                if head_seq < live.last_seq() {
+                    // The server's history is not the one this page was built from.
+                    if let Some(w) = web_sys::window() {
+                        let _ = w.location().reload();
+                    }
+                    return false;
+                }
                 reached_live = true;
                 live.connection.set(ConnectionState::Live);
             }
