@@ -56,19 +56,14 @@ pub async fn login(token: String) -> Result<(), AppError> {
 /// [`AppError::Internal`] when the session store fails.
 #[server(prefix = "/api/fn", endpoint = "logout")]
 pub async fn logout() -> Result<(), AppError> {
-    use crate::auth::{clear_session_cookie, cookie_value, SESSION_COOKIE};
+    use crate::auth::{clear_session_cookie, session_from};
     use crate::server::AppState;
-    use axum::http::{header::COOKIE, header::SET_COOKIE, HeaderMap, HeaderValue};
+    use axum::http::{header::SET_COOKIE, HeaderMap, HeaderValue};
     let state = use_context::<AppState>().ok_or(AppError::Internal)?;
     let headers: HeaderMap = leptos_axum::extract()
         .await
         .map_err(|_| AppError::Internal)?;
-    let session = headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|c| cookie_value(c, SESSION_COOKIE));
-    if let Some(session) = session {
+    if let Some(session) = session_from(&headers) {
         state.auth.end_session(session).await.map_err(|e| {
             tracing::error!(error = %e, "cannot end session");
             AppError::Internal

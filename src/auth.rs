@@ -254,6 +254,15 @@ pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
+/// The session cookie's value among a request's `Cookie` headers.
+pub fn session_from(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| cookie_value(c, SESSION_COOKIE))
+}
+
 /// The `Set-Cookie` value that starts a session.
 pub fn session_cookie(value: &str, secure: bool) -> String {
     format!(

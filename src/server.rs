@@ -166,13 +166,11 @@ impl Server {
             }
         };
         let serve = axum::serve(self.listener, self.app).with_graceful_shutdown(graceful);
-        let mut rx = stop_rx;
         tokio::select! {
             result = serve => result?,
             _ = async {
                 shutdown.await;
                 let _ = stop_tx.send(true);
-                let _ = rx.wait_for(|s| *s).await;
                 tokio::time::sleep(Duration::from_secs(2)).await;
             } => {}
         }
@@ -256,12 +254,7 @@ async fn require_auth(State(state): State<AppState>, req: Request, next: Next) -
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::to_string);
-    let session = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|c| auth::cookie_value(c, auth::SESSION_COOKIE))
-        .map(str::to_string);
+    let session = auth::session_from(headers).map(str::to_string);
     let query_token = (req.uri().path() == "/ws/audit")
         .then(|| req.uri().query())
         .flatten()
