@@ -1,6 +1,10 @@
 //! Trailwatch: a self-hosted, real-time audit-trail analytics server and its dashboard.
 //! This file lists the modules and holds the browser's `hydrate` entry point.
 
+// Leptos views are nested types; the dashboard's outgrows rustc's default query depth in
+// release builds of the WASM client.
+#![recursion_limit = "256"]
+
 pub mod model;
 
 pub mod api;

@@ -32,6 +32,7 @@ pub fn LiveFeed() -> impl IntoView {
             </ol>
         </section>
     }
+    .into_any()
 }
 
 #[component]
@@ -79,4 +80,5 @@ fn FeedItem(event: StoredEvent) -> impl IntoView {
             </div>
         </li>
     }
+    .into_any()
 }

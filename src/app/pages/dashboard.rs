@@ -45,9 +45,26 @@ fn LiveDashboard(snapshot: DashboardSnapshot) -> impl IntoView {
             _ => "topbar flash-b",
         }
     };
+    view! {
+        <TopBar class=Signal::derive(flash_class) />
+        <main class="page">
+            <section class="stats" aria-label="Totals">
+                <StatCard label="Events" value=Signal::derive(move || live.counters.get().total) tone="neutral" />
+                <StatCard label="Denied" value=Signal::derive(move || live.counters.get().denied) tone="denied" />
+                <StatCard label="Failures" value=Signal::derive(move || live.counters.get().failures) tone="failure" />
+                <StatCard label="Critical" value=Signal::derive(move || live.counters.get().critical) tone="critical" />
+            </section>
+            <LiveFeed />
+        </main>
+    }
+}
+
+/// The sticky header: brand, navigation, connection state, sign-out. Flashes on denials.
+#[component]
+fn TopBar(#[prop(into)] class: Signal<&'static str>) -> impl IntoView {
     let logout = ServerAction::<Logout>::new();
     view! {
-        <header class=flash_class>
+        <header class=class>
             <div class="topbar-inner">
                 <a class="brand" href="/">
                     <Logo />
@@ -65,16 +82,8 @@ fn LiveDashboard(snapshot: DashboardSnapshot) -> impl IntoView {
                 </div>
             </div>
         </header>
-        <main class="page">
-            <section class="stats" aria-label="Totals">
-                <StatCard label="Events" value=Signal::derive(move || live.counters.get().total) tone="neutral" />
-                <StatCard label="Denied" value=Signal::derive(move || live.counters.get().denied) tone="denied" />
-                <StatCard label="Failures" value=Signal::derive(move || live.counters.get().failures) tone="failure" />
-                <StatCard label="Critical" value=Signal::derive(move || live.counters.get().critical) tone="critical" />
-            </section>
-            <LiveFeed />
-        </main>
     }
+    .into_any()
 }
 
 /// "last event 4 s ago", ticking.
