@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 
 const ROOT = path.resolve(__dirname, "../..");
-const BIN = process.env.TRAILWATCH_BIN ?? path.join(ROOT, "target/debug/trailwatch");
+const BIN = process.env.TRAILWATCH_BIN ?? path.join(ROOT, "target/release/trailwatch");
 const SITE = process.env.TRAILWATCH_SITE_ROOT ?? path.join(ROOT, "target/site");
 export const TOKEN = "e2e-admin-token";
 
@@ -47,12 +47,15 @@ export class TrailwatchServer {
       },
     );
     this.proc = proc;
+    // Only this process's output counts: after a restart, `log` still holds the last run's.
+    let output = "";
     await new Promise<void>((resolve, reject) => {
       proc.stderr!.on("data", (chunk: Buffer) => {
+        output += chunk.toString();
         this.log += chunk.toString();
-        if (this.log.includes("listening on")) resolve();
+        if (output.includes("listening on")) resolve();
       });
-      proc.once("exit", (code) => reject(new Error(`trailwatch exited (${code}):\n${this.log}`)));
+      proc.once("exit", (code) => reject(new Error(`trailwatch exited (${code}):\n${output}`)));
     });
   }
 
