@@ -74,10 +74,18 @@ async fn main() -> std::process::ExitCode {
                 .or(file.data_dir)
                 .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
             let path = dir.join(DB_FILE);
-            let mut progress = |n: u64| eprint!("\rverified {n} events");
+            // A progress line only where someone watches; in logs it would be noise.
+            let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let mut progress = |n: u64| {
+                if tty {
+                    eprint!("\rverified {n} events");
+                }
+            };
             match verify_path(&path, &mut progress) {
                 Ok(report) => {
-                    eprint!("\r");
+                    if tty {
+                        eprint!("\r");
+                    }
                     match report.first_break {
                         None => {
                             println!(

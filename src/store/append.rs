@@ -158,8 +158,9 @@ impl Writer {
                 seq += 1;
                 let salt = salt_for(&tx, &self.salts, &mut new_salts, &event.user.id)?;
                 let pii = chain::pii_digest(&salt, &event);
-                let event_id = uuid::Uuid::new_v4().to_string();
-                let canon = chain::canonical(&event, &event_id, received_ms, &pii);
+                let event_id = uuid::Uuid::now_v7().to_string();
+                let json = chain::JsonFields::of(&event);
+                let canon = chain::canonical_with(&event, &json, &event_id, received_ms, &pii);
                 let hash = chain::chain_hash(&prev, &canon);
                 insert_row(
                     &mut insert,
@@ -167,6 +168,7 @@ impl Writer {
                     &event_id,
                     received_ms,
                     &event,
+                    &json,
                     &pii,
                     &prev,
                     &hash,
@@ -253,6 +255,7 @@ fn insert_row(
     event_id: &str,
     received_ms: i64,
     e: &AuditEvent,
+    json: &chain::JsonFields,
     pii: &Hash32,
     prev: &Hash32,
     hash: &Hash32,
@@ -260,7 +263,6 @@ fn insert_row(
     let entity = e.entity.as_ref();
     let req = e.request.as_ref();
     let loc = e.location.as_ref();
-    let json = |v: Option<serde_json::Value>| v.map(|v| v.to_string());
     insert.execute(params![
         seq,
         event_id,
@@ -285,13 +287,9 @@ fn insert_row(
         req.and_then(|r| r.response_time).map(|v| v as i64),
         loc.and_then(|l| l.country.as_deref()),
         loc.and_then(|l| l.city.as_deref()),
-        json(e.metadata.clone().map(serde_json::Value::Object)),
-        json(
-            e.changes
-                .as_ref()
-                .and_then(|c| serde_json::to_value(c).ok())
-        ),
-        json(e.system.as_ref().and_then(|s| serde_json::to_value(s).ok())),
+        json.metadata,
+        json.changes,
+        json.system,
         e.risk_score,
         e.correlation_id,
         e.session_id,

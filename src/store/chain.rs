@@ -66,9 +66,47 @@ pub fn pii_digest(salt: &[u8], event: &AuditEvent) -> Hash32 {
     Sha256::digest(&enc.0).into()
 }
 
+/// The JSON-valued fields of an event in canonical form: what the chain hashes and, byte for
+/// byte, what the store keeps, so each is serialised once per event.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JsonFields {
+    pub metadata: Option<String>,
+    pub changes: Option<String>,
+    pub system: Option<String>,
+}
+
+impl JsonFields {
+    /// Serialises the event's `metadata`, `changes` and `system` canonically.
+    pub fn of(event: &AuditEvent) -> JsonFields {
+        let value = |v: Option<Result<Value, serde_json::Error>>| {
+            v.and_then(Result::ok).map(|v| canonical_json(&v))
+        };
+        JsonFields {
+            metadata: event.metadata.as_ref().map(|m| {
+                let mut out = String::new();
+                write_object(m, &mut out);
+                out
+            }),
+            changes: value(event.changes.as_ref().map(serde_json::to_value)),
+            system: value(event.system.as_ref().map(serde_json::to_value)),
+        }
+    }
+}
+
 /// The canonical encoding of a sealed event, without its seq: order is committed to by the
 /// previous hash, so a row moved elsewhere is told apart from a row edited in place.
 pub fn canonical(event: &AuditEvent, event_id: &str, received_at_ms: i64, pii: &Hash32) -> Vec<u8> {
+    canonical_with(event, &JsonFields::of(event), event_id, received_at_ms, pii)
+}
+
+/// [`canonical`] with the JSON fields already serialised by [`JsonFields::of`].
+pub fn canonical_with(
+    event: &AuditEvent,
+    json: &JsonFields,
+    event_id: &str,
+    received_at_ms: i64,
+    pii: &Hash32,
+) -> Vec<u8> {
     let mut enc = Encoder(Vec::with_capacity(256));
     enc.0.push(CANONICAL_VERSION);
     enc.opt(Some(event_id));
@@ -92,26 +130,9 @@ pub fn canonical(event: &AuditEvent, event_id: &str, received_at_ms: i64, pii: &
     enc.int(event.risk_score.map(i64::from));
     enc.opt(event.correlation_id.as_deref());
     enc.opt(event.session_id.as_deref());
-    let json = |v: Option<Value>| v.map(|v| canonical_json(&v));
-    enc.opt(json(event.metadata.clone().map(Value::Object)).as_deref());
-    enc.opt(
-        json(
-            event
-                .changes
-                .as_ref()
-                .and_then(|c| serde_json::to_value(c).ok()),
-        )
-        .as_deref(),
-    );
-    enc.opt(
-        json(
-            event
-                .system
-                .as_ref()
-                .and_then(|s| serde_json::to_value(s).ok()),
-        )
-        .as_deref(),
-    );
+    enc.opt(json.metadata.as_deref());
+    enc.opt(json.changes.as_deref());
+    enc.opt(json.system.as_deref());
     enc.bytes(pii);
     enc.0
 }
@@ -134,20 +155,7 @@ pub fn canonical_json(v: &Value) -> String {
 
 fn write_canonical(v: &Value, out: &mut String) {
     match v {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                write_canonical(&map[k], out);
-            }
-            out.push('}');
-        }
+        Value::Object(map) => write_object(map, out),
         Value::Array(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
@@ -158,7 +166,33 @@ fn write_canonical(v: &Value, out: &mut String) {
             }
             out.push(']');
         }
+        Value::String(s) => write_string(s, out),
         scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+fn write_object(map: &serde_json::Map<String, Value>, out: &mut String) {
+    // Sorted here, whatever order the map keeps (serde_json's preserve_order feature could be
+    // switched on by any dependency and must not change a hash).
+    let mut keys: Vec<&String> = map.keys().collect();
+    keys.sort_unstable();
+    out.push('{');
+    for (i, k) in keys.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_string(k, out);
+        out.push(':');
+        write_canonical(&map[k], out);
+    }
+    out.push('}');
+}
+
+fn write_string(s: &str, out: &mut String) {
+    // serde_json's escaping: the same bytes it would produce for this string.
+    match serde_json::to_string(s) {
+        Ok(escaped) => out.push_str(&escaped),
+        Err(_) => out.push_str("null"),
     }
 }
 
