@@ -42,6 +42,18 @@ fn start(data: &Path) -> (Child, String) {
     (child, url)
 }
 
+/// Sends `request` with the admin token and decodes the JSON answer.
+async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    request
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_loses_no_acknowledged_event() {
     let dir = tempfile::tempdir().unwrap();
@@ -105,15 +117,7 @@ async fn kill_9_loses_no_acknowledged_event() {
     let (mut child, url) = start(&data);
     let mut stored: BTreeMap<String, u64> = BTreeMap::new();
     for page in 1.. {
-        let r: Value = http
-            .get(format!("{url}/api/v1/events?limit=500&page={page}"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let r = json_of(http.get(format!("{url}/api/v1/events?limit=500&page={page}"))).await;
         let items = r["items"].as_array().unwrap();
         if items.is_empty() {
             break;
@@ -137,16 +141,11 @@ async fn kill_9_loses_no_acknowledged_event() {
     let head = stored.values().max().copied().unwrap();
     assert_eq!(stored.len() as u64, head, "seqs are gap-free");
 
-    let r: Value = http
-        .post(format!("{url}/api/v1/events"))
-        .bearer_auth(TOKEN)
-        .json(&json!({"action": "after.restart"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = json_of(
+        http.post(format!("{url}/api/v1/events"))
+            .json(&json!({"action": "after.restart"})),
+    )
+    .await;
     assert_eq!(
         r["firstSeq"].as_u64(),
         Some(head + 1),
