@@ -77,6 +77,8 @@ CREATE TABLE IF NOT EXISTS sessions (
 fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Memory-mapped reads spare a pread syscall per page (up to 1 GiB of the file).
+    conn.pragma_update(None, "mmap_size", 1_i64 << 30)?;
     Ok(())
 }
 
@@ -90,6 +92,9 @@ pub fn open_writer(path: &Path, durable: bool) -> Result<Connection, StoreError>
     }
     // FULL fsyncs the WAL on every commit: an acknowledged event survives power loss.
     conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "OFF" })?;
+    // The writer walks every index on every insert; SQLite's default 2 MiB cache evicted index
+    // pages between batches (measured: 42k → 54k events/s at 300k events with 64 MiB).
+    conn.pragma_update(None, "cache_size", -65_536)?;
     conn.execute_batch(SCHEMA)?;
     let version: Option<String> = conn
         .query_row(
