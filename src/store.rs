@@ -59,6 +59,9 @@ pub struct StoreOptions {
     /// Whether each commit is fsynced (`synchronous=FULL`). Only tests of other layers turn
     /// this off.
     pub durable: bool,
+    /// A hard cap on the database size, in SQLite pages (4 KiB each); appends beyond it fail
+    /// with [`StoreError::Full`] exactly as on a full disk.
+    pub max_pages: Option<u64>,
 }
 
 impl Default for StoreOptions {
@@ -67,6 +70,7 @@ impl Default for StoreOptions {
             live_capacity: 4096,
             max_batch_events: 50_000,
             durable: true,
+            max_pages: None,
         }
     }
 }
@@ -107,6 +111,9 @@ impl Store {
         std::fs::create_dir_all(data_dir)?;
         let path = data_dir.join(DB_FILE);
         let conn = schema::open_writer(&path, options.durable)?;
+        if let Some(pages) = options.max_pages {
+            conn.pragma_update(None, "max_page_count", pages)?;
+        }
         let (commits, _) = broadcast::channel(options.live_capacity.max(16));
         let (writer, jobs) = mpsc::channel(1024);
         let stats = Arc::new(Mutex::new(CommitStats::default()));

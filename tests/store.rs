@@ -296,6 +296,38 @@ async fn queries_filter_page_and_count() {
 }
 
 #[tokio::test]
+async fn a_full_database_refuses_the_whole_request_and_keeps_the_chain_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        max_pages: Some(64),
+        ..StoreOptions::default()
+    };
+    let store = Store::open(dir.path(), options).unwrap();
+    let mut acknowledged = 0u64;
+    let full = loop {
+        let batch = (0..50).map(|i| event(i, &format!("user{i}"))).collect();
+        match store.append(batch).await {
+            Ok(receipt) => acknowledged = receipt.last_seq.0,
+            Err(e) => break e,
+        }
+        assert!(acknowledged < 100_000, "64 pages never filled up");
+    };
+    assert!(
+        matches!(full, trailwatch::store::StoreError::Full),
+        "{full:?}"
+    );
+    assert!(acknowledged > 0);
+    // Nothing of the refused request was stored, and the writer still works for what fits.
+    assert_eq!(store.head().await.unwrap(), Seq(acknowledged));
+    let report = store.verify().await.unwrap();
+    assert!(report.ok && report.checked == acknowledged, "{report:?}");
+    assert!(
+        store.is_writable(),
+        "a full database does not stop the writer"
+    );
+}
+
+#[tokio::test]
 async fn an_empty_append_stores_nothing_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
