@@ -123,7 +123,6 @@ pub struct Presented<'a> {
 pub struct Auth {
     admin_digest: [u8; 32],
     sessions: Arc<Mutex<Connection>>,
-    path: PathBuf,
 }
 
 impl Auth {
@@ -146,7 +145,6 @@ impl Auth {
         Ok(Auth {
             admin_digest: sha256(admin_token),
             sessions: Arc::new(Mutex::new(conn)),
-            path,
         })
     }
 
@@ -238,11 +236,6 @@ impl Auth {
         })
         .await
         .map_err(|_| AuthError::Join)?
-    }
-
-    /// The session database's path.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 

@@ -8,7 +8,6 @@ use crate::model::{ClientMessage, Seq, ServerMessage, StoredEvent};
 use crate::store::{Store, StoreError};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures::{SinkExt, StreamExt};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
@@ -58,7 +57,6 @@ pub struct Hub {
     frames: broadcast::Sender<Arc<Frame>>,
     store: Store,
     config: LiveConfig,
-    sockets: Arc<AtomicUsize>,
 }
 
 /// Serialises `{"type":"event","event":...}` without cloning the event.
@@ -101,25 +99,13 @@ impl Hub {
             frames,
             store,
             config,
-            sockets: Arc::new(AtomicUsize::new(0)),
         }
-    }
-
-    /// How many sockets are open.
-    pub fn sockets(&self) -> usize {
-        self.sockets.load(Ordering::Relaxed)
-    }
-
-    /// The socket settings.
-    pub fn config(&self) -> &LiveConfig {
-        &self.config
     }
 
     /// Runs one upgraded socket to its end. `since` comes from the `sinceSeq` query parameter;
     /// without it the server waits briefly for a `subscribe` message, then sends the last
     /// [`LiveConfig::default_backlog`] events.
     pub async fn serve(self, socket: WebSocket, since: Option<Seq>) {
-        self.sockets.fetch_add(1, Ordering::Relaxed);
         let (sink, mut stream) = socket.split();
         let (client_tx, client_rx) = mpsc::channel::<Inbound>(16);
         let reader = tokio::spawn(async move {
@@ -148,7 +134,6 @@ impl Hub {
             Err(e) => tracing::debug!(error = %e, "socket closed"),
         }
         reader.abort();
-        self.sockets.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -129,11 +129,6 @@ impl Store {
         })
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.shared.path
-    }
-
     /// Seals and commits `events` as one all-or-nothing unit, sharing the fsync with whatever
     /// other appends are waiting. Returns only once the events are on disk; they are then
     /// published to subscribers in seq order.

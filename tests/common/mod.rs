@@ -57,30 +57,14 @@ impl TestServer {
         format!("http://{}{}", self.addr, path)
     }
 
-    /// POSTs JSON with the admin token; returns status and body.
+    /// POSTs JSON events with the admin token; returns status and body.
     pub async fn post(&self, body: &Value) -> (u16, Value) {
-        let r = self
-            .http
-            .post(self.url("/api/v1/events"))
-            .bearer_auth(TOKEN)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+        send(self.http.post(self.url("/api/v1/events")).json(body)).await
     }
 
+    /// GETs `path` with the admin token; returns status and body.
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .get(self.url(path))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+        send(self.http.get(self.url(path))).await
     }
 
     /// Opens `/ws/audit` with the token in the query.
@@ -89,6 +73,13 @@ impl TestServer {
         let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
         Socket { ws }
     }
+}
+
+/// Sends `request` with the admin token; returns the status and the JSON body (null if none).
+async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let r = request.bearer_auth(TOKEN).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
 }
 
 impl Drop for TestServer {
