@@ -6,6 +6,7 @@
 #![recursion_limit = "256"]
 
 pub mod model;
+pub mod search;
 
 pub mod api;
 pub mod app;
@@ -21,6 +22,8 @@ pub mod auth;
 pub mod config;
 #[cfg(feature = "ssr")]
 pub mod emit;
+#[cfg(feature = "ssr")]
+pub mod export;
 #[cfg(feature = "ssr")]
 pub mod live;
 #[cfg(feature = "ssr")]

@@ -2,9 +2,12 @@
 //! offered to every socket; each socket replays from the store after its `sinceSeq`, then
 //! follows the live queue, strictly in seq order with no gap and no duplicate. A socket that
 //! falls behind the bounded queue is told `lagged` and resumed from the store, so a slow client
-//! never slows the others nor grows memory. Server build only.
+//! never slows the others nor grows memory. A subscription may carry a filter (the REST
+//! parameter names): the server then sends only matching events, catch-up included, and a new
+//! `subscribe` switches filter without a gap. Server build only.
 
-use crate::model::{ClientMessage, Seq, ServerMessage, StoredEvent};
+use crate::model::{ClientMessage, EventFilter, Seq, ServerMessage, StoredEvent};
+use crate::search::Query;
 use crate::store::{Store, StoreError};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures::{SinkExt, StreamExt};
@@ -49,6 +52,8 @@ impl Default for LiveConfig {
 pub struct Frame {
     pub seq: Seq,
     pub text: Utf8Bytes,
+    /// The event itself, for filtered sockets to match without parsing the text.
+    pub event: Arc<StoredEvent>,
 }
 
 /// The fan-out point between the store's commits and the sockets. Cheap to clone.
@@ -83,6 +88,7 @@ impl Hub {
                             let _ = tx.send(Arc::new(Frame {
                                 seq: event.seq,
                                 text: text.into(),
+                                event,
                             }));
                         }
                         Err(e) => {
@@ -112,8 +118,11 @@ impl Hub {
             while let Some(Ok(msg)) = stream.next().await {
                 let inbound = match msg {
                     Message::Text(text) => match serde_json::from_str::<ClientMessage>(&text) {
-                        Ok(m) => Inbound::Message(m),
-                        Err(e) => Inbound::Invalid(e.to_string()),
+                        Ok(m) => Inbound::Message(Box::new(m)),
+                        Err(e) => {
+                            let (message, subscribe) = invalid(&text, &e);
+                            Inbound::Invalid { message, subscribe }
+                        }
                     },
                     Message::Close(_) => break,
                     _ => Inbound::Alive,
@@ -128,6 +137,7 @@ impl Hub {
             store: self.store.clone(),
             config: self.config.clone(),
             last_sent: Seq(0),
+            filter: None,
         };
         match conn.run(&self.frames, client_rx, since).await {
             Ok(()) | Err(SocketError::Gone) => {}
@@ -138,8 +148,12 @@ impl Hub {
 }
 
 enum Inbound {
-    Message(ClientMessage),
-    Invalid(String),
+    Message(Box<ClientMessage>),
+    /// A message that did not parse; `subscribe` when it was meant as a subscription.
+    Invalid {
+        message: String,
+        subscribe: bool,
+    },
     Alive,
 }
 
@@ -151,15 +165,17 @@ enum SocketError {
     Stalled,
     #[error("store: {0}")]
     Store(#[from] StoreError),
-    #[error("client sent an unsupported subscription")]
-    Unsupported,
+    #[error("client sent an invalid subscription")]
+    Refused,
 }
 
 struct Connection {
     sink: futures::stream::SplitSink<WebSocket, Message>,
     store: Store,
     config: LiveConfig,
+    /// Every event up to here has been sent or, when filtered, found not to match.
     last_sent: Seq,
+    filter: Option<Arc<Query>>,
 }
 
 impl Connection {
@@ -173,11 +189,14 @@ impl Connection {
         if start.is_none() {
             match timeout(self.config.subscribe_wait, inbound.recv()).await {
                 Ok(None) => return Err(SocketError::Gone),
-                Ok(Some(Inbound::Message(ClientMessage::Subscribe { since_seq, filter }))) => {
-                    self.refuse_filter(filter.as_ref()).await?;
+                Ok(Some(Inbound::Message(msg))) => {
+                    let ClientMessage::Subscribe { since_seq, filter } = *msg;
+                    self.set_filter(filter.as_ref(), since_seq).await?;
                     start = since_seq;
                 }
-                Ok(Some(Inbound::Invalid(e))) => self.send_message(&invalid(&e)).await?,
+                Ok(Some(Inbound::Invalid { message, subscribe })) => {
+                    self.reject(message, subscribe).await?
+                }
                 Ok(Some(Inbound::Alive)) | Err(_) => {}
             }
         }
@@ -192,9 +211,12 @@ impl Connection {
                     match msg {
                         None => return Err(SocketError::Gone),
                         Some(Inbound::Alive) => {}
-                        Some(Inbound::Invalid(e)) => self.send_message(&invalid(&e)).await?,
-                        Some(Inbound::Message(ClientMessage::Subscribe { since_seq, filter })) => {
-                            self.refuse_filter(filter.as_ref()).await?;
+                        Some(Inbound::Invalid { message, subscribe }) => {
+                            self.reject(message, subscribe).await?
+                        }
+                        Some(Inbound::Message(msg)) => {
+                            let ClientMessage::Subscribe { since_seq, filter } = *msg;
+                            self.set_filter(filter.as_ref(), since_seq).await?;
                             live = self.restart(frames, since_seq).await?;
                         }
                     }
@@ -211,7 +233,9 @@ impl Connection {
                                 continue;
                             }
                         }
-                        self.send(Message::Text(frame.text.clone())).await?;
+                        if self.filter.as_ref().is_none_or(|f| f.matches(&frame.event)) {
+                            self.send(Message::Text(frame.text.clone())).await?;
+                        }
                         self.last_sent = frame.seq;
                     }
                     Err(RecvError::Lagged(_)) => {
@@ -230,28 +254,52 @@ impl Connection {
         }
     }
 
-    /// Filters belong to a later protocol version; refusing is better than streaming events the
-    /// client believes are filtered.
-    async fn refuse_filter(
+    /// Takes a new subscription's filter and acknowledges it with `subscribed`: whatever the
+    /// client receives after that belongs to the new subscription. A filter that does not
+    /// compile is refused and the socket closed, rather than streaming events the client
+    /// believes are filtered.
+    async fn set_filter(
         &mut self,
-        filter: Option<&serde_json::Value>,
+        filter: Option<&EventFilter>,
+        since: Option<Seq>,
     ) -> Result<(), SocketError> {
-        if filter.is_some_and(|f| !f.is_null()) {
-            self.send_message(&ServerMessage::Error {
-                message: "filter: filtered subscriptions are not supported by this server yet"
-                    .into(),
-            })
-            .await?;
-            let _ = self
-                .sink
-                .send(Message::Close(Some(CloseFrame {
-                    code: 1003,
-                    reason: "unsupported filter".into(),
-                })))
-                .await;
-            return Err(SocketError::Unsupported);
+        self.filter = match filter.filter(|f| !f.is_empty()).map(EventFilter::compile) {
+            None => None,
+            Some(Ok(query)) => Some(Arc::new(query)),
+            Some(Err(e)) => {
+                return self
+                    .refuse(&ServerMessage::Error {
+                        message: format!("filter.{e}"),
+                    })
+                    .await
+            }
+        };
+        self.send_message(&ServerMessage::Subscribed { since_seq: since })
+            .await
+    }
+
+    /// Answers a message that did not parse. A broken `subscribe` ends the socket: carrying on
+    /// would stream events the client believes are filtered. Other noise is only answered.
+    async fn reject(&mut self, message: String, subscribe: bool) -> Result<(), SocketError> {
+        let msg = ServerMessage::Error { message };
+        if subscribe {
+            self.refuse(&msg).await
+        } else {
+            self.send_message(&msg).await
         }
-        Ok(())
+    }
+
+    /// Sends `msg`, closes the socket as a policy violation, and ends it.
+    async fn refuse(&mut self, msg: &ServerMessage) -> Result<(), SocketError> {
+        self.send_message(msg).await?;
+        let _ = self
+            .sink
+            .send(Message::Close(Some(CloseFrame {
+                code: 1008,
+                reason: "invalid subscription".into(),
+            })))
+            .await;
+        Err(SocketError::Refused)
     }
 
     /// Replays from `since` (default: the last events), then joins the live queue without a
@@ -279,8 +327,24 @@ impl Connection {
         Ok(live)
     }
 
-    /// Sends every stored event after `last_sent`, page by page.
+    /// Sends every stored event after `last_sent` (every matching one, when filtered), page by
+    /// page.
     async fn catch_up(&mut self) -> Result<(), SocketError> {
+        if let Some(filter) = self.filter.clone() {
+            loop {
+                let (page, reached) = self
+                    .store
+                    .matching_from(filter.clone(), self.last_sent, self.config.page_size)
+                    .await?;
+                for event in &page {
+                    self.send_event(event).await?;
+                }
+                self.last_sent = reached;
+                if page.len() < self.config.page_size {
+                    return Ok(());
+                }
+            }
+        }
         loop {
             let page = self
                 .store
@@ -290,14 +354,18 @@ impl Connection {
                 return Ok(());
             };
             for event in &page {
-                let text = event_frame(event).map_err(|e| StoreError::Corrupt {
-                    seq: event.seq.0,
-                    detail: e.to_string(),
-                })?;
-                self.send(Message::Text(text.into())).await?;
+                self.send_event(event).await?;
             }
             self.last_sent = last;
         }
+    }
+
+    async fn send_event(&mut self, event: &StoredEvent) -> Result<(), SocketError> {
+        let text = event_frame(event).map_err(|e| StoreError::Corrupt {
+            seq: event.seq.0,
+            detail: e.to_string(),
+        })?;
+        self.send(Message::Text(text.into())).await
     }
 
     async fn send_message(&mut self, msg: &ServerMessage) -> Result<(), SocketError> {
@@ -317,8 +385,21 @@ impl Connection {
     }
 }
 
-fn invalid(e: &str) -> ServerMessage {
-    ServerMessage::Error {
-        message: format!("expected {{\"type\":\"subscribe\",\"sinceSeq\":N}}: {e}"),
+/// What was wrong with a client message that did not parse: the filter key at fault when the
+/// filter is to blame, otherwise the expected shape.
+/// Also says whether it was meant as a `subscribe`.
+fn invalid(text: &str, error: &serde_json::Error) -> (String, bool) {
+    let value = serde_json::from_str::<serde_json::Value>(text).ok();
+    let subscribe = value
+        .as_ref()
+        .is_some_and(|v| v.get("type").and_then(|t| t.as_str()) == Some("subscribe"));
+    let filter = value
+        .and_then(|v| v.get("filter").cloned())
+        .filter(|f| !f.is_null());
+    if let Some(Err(e)) = filter.map(|f| EventFilter::from_json(&f)) {
+        return (format!("filter.{e}"), subscribe);
     }
+    let message =
+        format!("expected {{\"type\":\"subscribe\",\"sinceSeq\":N,\"filter\":{{...}}}}: {error}");
+    (message, subscribe)
 }

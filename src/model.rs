@@ -363,39 +363,81 @@ pub struct IngestErrors {
     pub errors: Vec<FieldError>,
 }
 
-/// One page of `GET /api/v1/events`.
+/// One page of `GET /api/v1/events`, newest first.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct EventPage {
     pub items: Vec<StoredEvent>,
+    /// How many events match; a lower bound when `total_is_lower_bound` (counting stops at a
+    /// cap so a broad query over millions of events stays fast).
     pub total: u64,
+    #[serde(default)]
+    pub total_is_lower_bound: bool,
     pub page: u32,
     pub limit: u32,
+    /// Pass as `cursor` for the next (older) page; `None` on the last page.
+    #[serde(default)]
+    pub next_cursor: Option<String>,
+    /// The newest seq when the page was read: subscribe live from here to miss nothing.
+    #[serde(default)]
+    pub head_seq: Seq,
 }
 
-/// Which events a query wants; empty lists and `None` mean "any". Shared so the browser and
-/// the server agree on what a filter means.
+/// Which events a query wants, named as the REST parameters of `GET /api/v1/events` (and the
+/// `filter` of a live subscription); empty lists and `None` mean "any". Shared so the browser
+/// and the server agree on what a filter means: see [`crate::search`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields)]
 pub struct EventFilter {
-    #[serde(default)]
-    pub levels: Vec<Level>,
-    #[serde(default)]
-    pub categories: Vec<Category>,
-    #[serde(default)]
-    pub outcomes: Vec<Outcome>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub level: Vec<Level>,
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub category: Vec<Category>,
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub outcome: Vec<Outcome>,
+    /// An action, or a prefix ending in `*`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
+    /// An entity id or name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity: Option<String>,
+    /// `http`, `cli`, or a tailed file's source name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_risk: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_risk: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
     /// Inclusive lower bound on `timestamp`.
-    #[serde(default)]
-    pub start: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_date: Option<DateTime<Utc>>,
     /// Inclusive upper bound on `timestamp`.
-    #[serde(default)]
-    pub end: Option<DateTime<Utc>>,
-    /// Case-insensitive substring of the description, entity name, username or action.
-    #[serde(default)]
-    pub search: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_date: Option<DateTime<Utc>>,
+    /// The query syntax of [`crate::search::Query::parse`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub q: Option<String>,
+    /// The predecessor's substring search over description, entity name, username, action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search_query: Option<String>,
 }
 
 impl EventFilter {
@@ -403,6 +445,32 @@ impl EventFilter {
     pub fn is_empty(&self) -> bool {
         *self == EventFilter::default()
     }
+}
+
+/// Accepts `"error"` as well as `["error", "critical"]`.
+fn one_or_many<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany<T> {
+        One(T),
+        Many(Vec<T>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(v) => vec![v],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+/// A distinct value of a field and how many events have it
+/// (`GET /api/v1/events/levels`, `/categories`, `/actions`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValueCount {
+    pub value: String,
+    pub count: u64,
 }
 
 /// Running totals over every stored event, as of `as_of`.
@@ -452,13 +520,14 @@ pub struct DashboardSnapshot {
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum ClientMessage {
     /// Start (or restart) the stream after `since_seq`; `None` means "the last 100, then live".
-    /// `filter` is reserved for filtered subscriptions; this server rejects a non-null one.
+    /// With a `filter`, only matching events are sent (catch-up included); a new `subscribe`
+    /// replaces the filter and resumes from its own `sinceSeq`.
     #[serde(rename_all = "camelCase")]
     Subscribe {
         #[serde(default)]
         since_seq: Option<Seq>,
         #[serde(default)]
-        filter: Option<serde_json::Value>,
+        filter: Option<EventFilter>,
     },
 }
 
@@ -466,6 +535,9 @@ pub enum ClientMessage {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum ServerMessage {
+    /// The answer to a `subscribe`: everything after this belongs to that subscription.
+    #[serde(rename_all = "camelCase")]
+    Subscribed { since_seq: Option<Seq> },
     /// The next event, strictly in seq order.
     Event { event: Box<StoredEvent> },
     /// Everything up to `head_seq` has been sent; what follows is live. A `head_seq` below

@@ -2,25 +2,25 @@
 //! dashboard pages, static files), the authentication middleware and the serve loop.
 //! Server build only.
 
+mod events;
+
 use crate::app::{shell, App};
 use crate::auth::{self, Auth, Presented, TokenOrigin};
 use crate::config::ServeConfig;
 use crate::ingest::{self, BodyFormat, IngestError};
 use crate::live::{Hub, LiveConfig};
-use crate::model::{
-    Category, EventFilter, EventId, FieldError, Health, IngestErrors, Level, Outcome, Seq, Source,
-};
+use crate::model::{FieldError, Health, IngestErrors, Seq, Source};
 use crate::store::{Store, StoreError, StoreOptions};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{DefaultBodyLimit, FromRef, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRef, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::Utc;
 use leptos::config::LeptosOptions;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use serde::Deserialize;
@@ -198,8 +198,15 @@ pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let api = Router::new()
         .route("/api/health", get(health))
-        .route("/api/v1/events", get(list_events).post(ingest_events))
-        .route("/api/v1/events/{event_id}", get(get_event))
+        .route(
+            "/api/v1/events",
+            get(events::list_events).post(ingest_events),
+        )
+        .route("/api/v1/events/export", get(events::export_events))
+        .route("/api/v1/events/levels", get(events::levels))
+        .route("/api/v1/events/categories", get(events::categories))
+        .route("/api/v1/events/actions", get(events::actions))
+        .route("/api/v1/events/{event_id}", get(events::get_event))
         .route("/api/v1/verify", get(verify_chain))
         .route("/ws/audit", get(ws_audit));
     api.leptos_routes_with_context(&state, routes, || {}, {
@@ -304,10 +311,7 @@ fn percent_decode(s: &str) -> String {
 pub enum ApiError {
     Unauthorized,
     Invalid(Vec<FieldError>),
-    Param {
-        field: &'static str,
-        message: String,
-    },
+    Param { field: String, message: String },
     TooLarge(usize),
     UnsupportedType(String),
     NotFound(String),
@@ -428,7 +432,7 @@ fn source_of(headers: &HeaderMap) -> Result<Source, ApiError> {
         None | Some("http") => Ok(Source::http()),
         Some("cli") => Ok(Source::cli()),
         Some(other) => Err(ApiError::Param {
-            field: "X-Trailwatch-Source",
+            field: "X-Trailwatch-Source".into(),
             message: format!("{other:?} is not one of: http, cli"),
         }),
     }
@@ -448,7 +452,7 @@ async fn ingest_events(
             ApiError::TooLarge(state.max_body_bytes)
         } else {
             ApiError::Param {
-                field: "body",
+                field: "body".into(),
                 message: rejection.body_text(),
             }
         }
@@ -463,160 +467,6 @@ async fn ingest_events(
     })?;
     let receipt = state.store.append(events).await?;
     Ok((StatusCode::CREATED, Json(receipt)).into_response())
-}
-
-/// Query parameters of `GET /api/v1/events`, as the predecessor named them.
-#[derive(Debug, Default, Deserialize)]
-struct ListParams {
-    page: Option<String>,
-    limit: Option<String>,
-    level: Option<String>,
-    category: Option<String>,
-    outcome: Option<String>,
-    action: Option<String>,
-    user_id: Option<String>,
-    start_date: Option<String>,
-    end_date: Option<String>,
-    search_query: Option<String>,
-}
-
-fn number(field: &'static str, raw: Option<&str>, default: u32, max: u32) -> Result<u32, ApiError> {
-    let Some(raw) = raw.filter(|r| !r.is_empty()) else {
-        return Ok(default);
-    };
-    match raw.parse::<u32>() {
-        Ok(n) if (1..=max).contains(&n) => Ok(n),
-        _ => Err(ApiError::Param {
-            field,
-            message: format!("{raw:?} is not a whole number from 1 to {max}"),
-        }),
-    }
-}
-
-fn list<T>(
-    field: &'static str,
-    raw: Option<&str>,
-    parse: fn(&str) -> Option<T>,
-    names: &[&str],
-) -> Result<Vec<T>, ApiError> {
-    let Some(raw) = raw else {
-        return Ok(Vec::new());
-    };
-    raw.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            parse(s).ok_or_else(|| ApiError::Param {
-                field,
-                message: format!("{s:?} is not one of: {}", names.join(", ")),
-            })
-        })
-        .collect()
-}
-
-/// RFC 3339, a plain date (start or end of that UTC day), or epoch milliseconds.
-fn date(
-    field: &'static str,
-    raw: Option<&str>,
-    end_of_day: bool,
-) -> Result<Option<DateTime<Utc>>, ApiError> {
-    let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
-        return Ok(None);
-    };
-    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
-        return Ok(Some(t.with_timezone(&Utc)));
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
-        let t = if end_of_day {
-            d.and_hms_milli_opt(23, 59, 59, 999)
-        } else {
-            d.and_hms_opt(0, 0, 0)
-        };
-        return Ok(t.map(|t| t.and_utc()));
-    }
-    if let Some(t) = raw
-        .parse::<i64>()
-        .ok()
-        .and_then(DateTime::from_timestamp_millis)
-    {
-        return Ok(Some(t));
-    }
-    Err(ApiError::Param {
-        field,
-        message: format!(
-            "{raw:?} is not an RFC 3339 time, a YYYY-MM-DD date or epoch milliseconds"
-        ),
-    })
-}
-
-fn filter_from(p: &ListParams) -> Result<EventFilter, ApiError> {
-    let nonempty = |s: &Option<String>| {
-        s.as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-    };
-    let filter = EventFilter {
-        levels: list(
-            "level",
-            p.level.as_deref(),
-            Level::parse,
-            &Level::ALL.map(Level::as_str),
-        )?,
-        categories: list(
-            "category",
-            p.category.as_deref(),
-            Category::parse,
-            &Category::ALL.map(Category::as_str),
-        )?,
-        outcomes: list(
-            "outcome",
-            p.outcome.as_deref(),
-            Outcome::parse,
-            &Outcome::ALL.map(Outcome::as_str),
-        )?,
-        action: nonempty(&p.action),
-        user_id: nonempty(&p.user_id),
-        start: date("start_date", p.start_date.as_deref(), false)?,
-        end: date("end_date", p.end_date.as_deref(), true)?,
-        search: nonempty(&p.search_query),
-    };
-    if let (Some(s), Some(e)) = (filter.start, filter.end) {
-        if s > e {
-            return Err(ApiError::Param {
-                field: "start_date",
-                message: "is after end_date".into(),
-            });
-        }
-    }
-    Ok(filter)
-}
-
-/// `GET /api/v1/events`: newest first, filtered, paged.
-async fn list_events(
-    State(state): State<AppState>,
-    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Query(params) = params.map_err(|e| ApiError::Param {
-        field: "query",
-        message: e.body_text(),
-    })?;
-    let page = number("page", params.page.as_deref(), 1, u32::MAX)?;
-    let limit = number("limit", params.limit.as_deref(), 50, 500)?;
-    let filter = filter_from(&params)?;
-    let page = state.store.query(filter, page, limit).await?;
-    Ok(Json(page).into_response())
-}
-
-/// `GET /api/v1/events/{eventId}`.
-async fn get_event(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    match state.store.get(EventId(id.clone())).await? {
-        Some(event) => Ok(Json(event).into_response()),
-        None => Err(ApiError::NotFound(format!("no event with id {id}"))),
-    }
 }
 
 /// `GET /api/v1/verify`: walks the whole chain.
@@ -637,7 +487,7 @@ async fn ws_audit(
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::Param {
-        field: "sinceSeq",
+        field: "sinceSeq".into(),
         message: e.body_text(),
     })?;
     let hub = state.hub.clone();
@@ -701,25 +551,5 @@ mod tests {
             "é%é",
             "multi-byte text next to % does not panic"
         );
-    }
-
-    #[test]
-    fn dates_accept_three_forms() {
-        let d = date("start_date", Some("2026-01-02"), false)
-            .unwrap()
-            .unwrap();
-        assert_eq!(d.to_rfc3339(), "2026-01-02T00:00:00+00:00");
-        let e = date("end_date", Some("2026-01-02"), true).unwrap().unwrap();
-        assert_eq!(e.timestamp_millis() - d.timestamp_millis(), 86_399_999);
-        assert!(date("start_date", Some("1770254502321"), false)
-            .unwrap()
-            .is_some());
-        assert!(matches!(
-            date("start_date", Some("soon"), false),
-            Err(ApiError::Param {
-                field: "start_date",
-                ..
-            })
-        ));
     }
 }

@@ -10,14 +10,16 @@ mod schema;
 mod verify;
 
 use crate::model::{
-    AuditEvent, Counters, DashboardSnapshot, EventFilter, EventId, EventPage, IngestReceipt, Seq,
-    StoredEvent,
+    AuditEvent, Counters, DashboardSnapshot, EventId, EventPage, IngestReceipt, Seq, StoredEvent,
+    ValueCount,
 };
+use crate::search::Query;
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+pub use query::{DistinctField, PageRequest};
 pub use verify::{verify_path, VerifyReport};
 
 /// The database file's name inside the data directory.
@@ -182,18 +184,58 @@ impl Store {
         self.read(query::head).await
     }
 
-    /// One page of events matching `filter`, newest first, with the total count.
+    /// One page of events matching `query`, newest first, with the count of matches.
     ///
     /// # Errors
     /// Database errors.
-    pub async fn query(
+    pub async fn query(&self, query: Query, req: PageRequest) -> Result<EventPage, StoreError> {
+        self.read(move |c| query::page(c, &query, req)).await
+    }
+
+    /// Up to `limit` events after `after` that match `query`, oldest first, and the seq the
+    /// scan reached (resume after it).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn matching_from(
         &self,
-        filter: EventFilter,
-        page: u32,
-        limit: u32,
-    ) -> Result<EventPage, StoreError> {
-        self.read(move |c| query::page(c, &filter, page, limit))
+        query: Arc<Query>,
+        after: Seq,
+        limit: usize,
+    ) -> Result<(Vec<StoredEvent>, Seq), StoreError> {
+        self.read(move |c| query::matching_from(c, &query, after, limit))
             .await
+    }
+
+    /// Calls `each` with `state` and every event matching `query`, newest first, from one
+    /// consistent snapshot, on a blocking thread, until it returns `false`; gives `state`
+    /// back. Memory stays flat however many events match.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn for_each_matching<S, F>(
+        &self,
+        query: Query,
+        mut state: S,
+        mut each: F,
+    ) -> Result<S, StoreError>
+    where
+        S: Send + 'static,
+        F: FnMut(&mut S, &StoredEvent) -> bool + Send + 'static,
+    {
+        self.read(move |c| {
+            query::for_each(c, &query, |e| each(&mut state, e))?;
+            Ok(state)
+        })
+        .await
+    }
+
+    /// Each level, category or action that occurs, with its count, most frequent first.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn distinct(&self, field: DistinctField) -> Result<Vec<ValueCount>, StoreError> {
+        self.read(move |c| query::distinct(c, field)).await
     }
 
     /// The event with this id, if stored.

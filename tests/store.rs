@@ -11,7 +11,7 @@ use trailwatch::model::{
     Actor, AuditEvent, Category, EventFilter, Level, Outcome, RequestInfo, Seq, Source,
 };
 use trailwatch::store::chain::Fault;
-use trailwatch::store::{verify_path, Store, StoreOptions, DB_FILE};
+use trailwatch::store::{verify_path, PageRequest, Store, StoreOptions, DB_FILE};
 
 fn event(n: usize, user: &str) -> AuditEvent {
     AuditEvent {
@@ -46,6 +46,19 @@ fn event(n: usize, user: &str) -> AuditEvent {
         session_id: None,
         system: None,
         source: Source::http(),
+    }
+}
+
+fn q(filter: EventFilter) -> trailwatch::search::Query {
+    filter.compile().unwrap()
+}
+
+fn req(page: u32, limit: u32) -> PageRequest {
+    PageRequest {
+        cursor: None,
+        page,
+        limit,
+        count_limit: None,
     }
 }
 
@@ -248,47 +261,53 @@ async fn queries_filter_page_and_count() {
         .await
         .unwrap();
 
-    let page = store.query(EventFilter::default(), 1, 10).await.unwrap();
+    let page = store
+        .query(q(EventFilter::default()), req(1, 10))
+        .await
+        .unwrap();
     assert_eq!(page.total, 30);
     assert_eq!(
         page.items.first().map(|e| e.seq),
         Some(Seq(30)),
         "newest first"
     );
-    let page3 = store.query(EventFilter::default(), 3, 10).await.unwrap();
+    let page3 = store
+        .query(q(EventFilter::default()), req(3, 10))
+        .await
+        .unwrap();
     assert_eq!(page3.items.last().map(|e| e.seq), Some(Seq(1)));
 
     let alice = EventFilter {
         user_id: Some("alice".into()),
         ..Default::default()
     };
-    let page = store.query(alice, 1, 50).await.unwrap();
+    let page = store.query(q(alice), req(1, 50)).await.unwrap();
     assert_eq!(page.total, 10);
     assert!(page.items.iter().all(|e| e.event.user.id == "alice"));
 
     let errors = EventFilter {
-        levels: vec![Level::Error],
-        outcomes: vec![Outcome::Denied],
+        level: vec![Level::Error],
+        outcome: vec![Outcome::Denied],
         ..Default::default()
     };
-    let page = store.query(errors, 1, 50).await.unwrap();
+    let page = store.query(q(errors), req(1, 50)).await.unwrap();
     // Error every 5th, denied every 4th: multiples of 20 below 30 are 0 and 20.
     assert_eq!(page.total, 2);
 
     let search = EventFilter {
-        search: Some("NUMBER 2".into()),
+        search_query: Some("NUMBER 2".into()),
         ..Default::default()
     };
-    let page = store.query(search, 1, 50).await.unwrap();
+    let page = store.query(q(search), req(1, 50)).await.unwrap();
     // "event number 2", "event number 20".."29".
     assert_eq!(page.total, 11);
 
     let since = EventFilter {
-        start: Some(DateTime::from_timestamp_millis(1_770_000_000_000 + 25_000).unwrap()),
-        end: Some(Utc::now()),
+        start_date: Some(DateTime::from_timestamp_millis(1_770_000_000_000 + 25_000).unwrap()),
+        end_date: Some(Utc::now()),
         ..Default::default()
     };
-    assert_eq!(store.query(since, 1, 50).await.unwrap().total, 5);
+    assert_eq!(store.query(q(since), req(1, 50)).await.unwrap().total, 5);
 
     let one = store.read_from(Seq(0), 1).await.unwrap().remove(0);
     let found = store.get(one.event_id.clone()).await.unwrap().unwrap();
@@ -356,4 +375,44 @@ async fn subscribers_see_commits_in_seq_order() {
         got.push(rx.recv().await.unwrap().seq.0);
     }
     assert_eq!(got, vec![1, 2, 3, 4, 5, 6]);
+}
+
+#[tokio::test]
+async fn a_schema_1_database_gets_its_full_text_index_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .append((0..25).map(|i| event(i, "alice")).collect())
+        .await
+        .unwrap();
+    drop(store);
+    // What a database written before the full-text index looks like.
+    let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    conn.execute_batch(
+        "DROP TABLE events_fts; UPDATE meta SET value = '1' WHERE key = 'schema_version';",
+    )
+    .unwrap();
+    drop(conn);
+
+    let store = open(dir.path());
+    let found = EventFilter {
+        q: Some("\"number 2\"".into()),
+        ..Default::default()
+    };
+    assert_eq!(store.query(q(found), req(1, 50)).await.unwrap().total, 1);
+    let prefix = EventFilter {
+        q: Some("numb".into()),
+        ..Default::default()
+    };
+    assert_eq!(store.query(q(prefix), req(1, 50)).await.unwrap().total, 25);
+    let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    let version: String = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(version, "2");
+    assert!(verify(dir.path()).ok, "the upgrade leaves the chain intact");
 }

@@ -24,6 +24,21 @@ const INSERT: &str = "INSERT INTO events (
 ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
           ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32)";
 
+/// Adds an event's text to the full-text index.
+pub const INSERT_FTS: &str = "INSERT INTO events_fts
+    (rowid, t_description, t_action, t_user, t_entity, t_metadata)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+/// Indexes `event`'s text (see [`crate::search::text_columns`]) under `seq`.
+pub fn index_text(
+    insert: &mut rusqlite::Statement<'_>,
+    seq: u64,
+    event: &AuditEvent,
+) -> rusqlite::Result<usize> {
+    let [description, action, user, entity, metadata] = crate::search::text_columns(event);
+    insert.execute(params![seq, description, action, user, entity, metadata])
+}
+
 struct Writer {
     conn: Connection,
     jobs: mpsc::Receiver<Job>,
@@ -154,6 +169,9 @@ impl Writer {
         let tx = self.conn.transaction().map_err(StoreError::from_sqlite)?;
         {
             let mut insert = tx.prepare_cached(INSERT).map_err(StoreError::from_sqlite)?;
+            let mut insert_fts = tx
+                .prepare_cached(INSERT_FTS)
+                .map_err(StoreError::from_sqlite)?;
             for event in jobs.into_iter().flatten() {
                 seq += 1;
                 let salt = salt_for(&tx, &self.salts, &mut new_salts, &event.user.id)?;
@@ -174,6 +192,7 @@ impl Writer {
                     &hash,
                 )
                 .map_err(StoreError::from_sqlite)?;
+                index_text(&mut insert_fts, seq, &event).map_err(StoreError::from_sqlite)?;
                 for key in [
                     ("total", ""),
                     ("outcome:", event.outcome.as_str()),

@@ -3,9 +3,10 @@
 
 use super::StoreError;
 use crate::model::{
-    Actor, AuditEvent, Category, Counters, DashboardSnapshot, Entity, EventFilter, EventId,
-    EventPage, Level, Location, Outcome, RequestInfo, Seq, Source, StoredEvent,
+    Actor, AuditEvent, Category, Counters, DashboardSnapshot, Entity, EventId, EventPage, Level,
+    Location, Outcome, RequestInfo, Seq, Source, StoredEvent, ValueCount,
 };
+use crate::search::{Pattern, Query, Term};
 use chrono::{DateTime, Utc};
 use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, ToSql};
@@ -172,115 +173,382 @@ fn like_pattern(s: &str) -> String {
     out
 }
 
-/// The WHERE clause and its parameters for a filter.
-fn where_clause(filter: &EventFilter) -> (String, Vec<Box<dyn ToSql>>) {
-    let mut clauses: Vec<String> = Vec::new();
-    let mut params: Vec<Box<dyn ToSql>> = Vec::new();
-    let mut any_of = |column: &str, values: Vec<&'static str>, clauses: &mut Vec<String>| {
-        if !values.is_empty() {
-            let marks = vec!["?"; values.len()].join(", ");
-            clauses.push(format!("{column} IN ({marks})"));
-            params.extend(values.into_iter().map(|v| Box::new(v) as Box<dyn ToSql>));
-        }
-    };
-    any_of(
-        "level",
-        filter.levels.iter().map(|l| l.as_str()).collect(),
-        &mut clauses,
-    );
-    any_of(
-        "category",
-        filter.categories.iter().map(|c| c.as_str()).collect(),
-        &mut clauses,
-    );
-    any_of(
-        "outcome",
-        filter.outcomes.iter().map(|o| o.as_str()).collect(),
-        &mut clauses,
-    );
-    if let Some(action) = &filter.action {
-        clauses.push("action = ?".into());
-        params.push(Box::new(action.clone()));
-    }
-    if let Some(user) = &filter.user_id {
-        clauses.push("user_id = ?".into());
-        params.push(Box::new(user.clone()));
-    }
-    if let Some(start) = filter.start {
-        clauses.push("ts >= ?".into());
-        params.push(Box::new(start.timestamp_millis()));
-    }
-    if let Some(end) = filter.end {
-        clauses.push("ts <= ?".into());
-        params.push(Box::new(end.timestamp_millis()));
-    }
-    if let Some(q) = filter
-        .search
-        .as_deref()
-        .map(str::trim)
-        .filter(|q| !q.is_empty())
-    {
-        clauses.push(
-            "(description LIKE ? ESCAPE '\\' OR entity_name LIKE ? ESCAPE '\\' \
-             OR username LIKE ? ESCAPE '\\' OR action LIKE ? ESCAPE '\\')"
-                .into(),
-        );
-        let pattern = like_pattern(q);
-        for _ in 0..4 {
-            params.push(Box::new(pattern.clone()));
+/// A `GLOB` pattern matching strings that start with `prefix`: `*`, `?` and `[` are escaped as
+/// one-character classes. `GLOB` is case-sensitive and can use the column's index.
+fn glob_prefix(prefix: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + 1);
+    for ch in prefix.chars() {
+        match ch {
+            '*' => out.push_str("[*]"),
+            '?' => out.push_str("[?]"),
+            '[' => out.push_str("[[]"),
+            other => out.push(other),
         }
     }
-    let sql = if clauses.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", clauses.join(" AND "))
-    };
-    (sql, params)
+    out.push('*');
+    out
 }
 
-/// Page `page` (from 1) of `limit` events matching `filter`, newest first.
-pub fn page(
-    conn: &Connection,
-    filter: &EventFilter,
-    page: u32,
-    limit: u32,
-) -> Result<EventPage, StoreError> {
-    let page = page.max(1);
-    let limit = limit.clamp(1, 500);
+/// One FTS5 phrase: tokens are letters and digits only, so quoting cannot be escaped out of.
+fn fts_phrase(tokens: &[String], prefix: bool) -> String {
+    format!("\"{}\"{}", tokens.join(" "), if prefix { "*" } else { "" })
+}
+
+/// SQL for a compiled query: conditions on `events` plus, when the query has full-text terms
+/// to include, an FTS5 `MATCH` expression to drive the scan.
+#[derive(Default)]
+struct Plan {
+    conditions: Vec<String>,
+    params: Vec<Box<dyn ToSql>>,
+    /// Positive full-text phrases, joined with AND; negative ones are NOT-ed onto it.
+    fts_match: Option<String>,
+}
+
+impl Plan {
+    fn new(query: &Query) -> Plan {
+        let mut plan = Plan::default();
+        let (mut include, mut exclude) = (Vec::new(), Vec::new());
+        for clause in &query.clauses {
+            if let Term::Text { tokens, prefix } = &clause.term {
+                let phrase = fts_phrase(tokens, *prefix);
+                if clause.negated {
+                    exclude.push(phrase);
+                } else {
+                    include.push(phrase);
+                }
+                continue;
+            }
+            let condition = plan.condition(&clause.term);
+            plan.conditions.push(if clause.negated {
+                // A NULL column makes the condition NULL; negated, it must count as a match,
+                // as `Query::matches` has it.
+                format!("NOT IFNULL(({condition}), 0)")
+            } else {
+                format!("({condition})")
+            });
+        }
+        match (include.is_empty(), exclude.is_empty()) {
+            (true, true) => {}
+            (false, true) => plan.fts_match = Some(include.join(" AND ")),
+            (false, false) => {
+                plan.fts_match = Some(format!(
+                    "({}) NOT ({})",
+                    include.join(" AND "),
+                    exclude.join(" OR ")
+                ))
+            }
+            (true, false) => {
+                plan.conditions.push(
+                    "e.seq NOT IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)".into(),
+                );
+                plan.params.push(Box::new(exclude.join(" OR ")));
+            }
+        }
+        plan
+    }
+
+    fn param(&mut self, value: impl ToSql + 'static) {
+        self.params.push(Box::new(value));
+    }
+
+    fn pattern(&mut self, column: &str, pattern: &Pattern) -> String {
+        match pattern {
+            Pattern::Exact(v) => {
+                self.param(v.clone());
+                format!("{column} = ?")
+            }
+            Pattern::Prefix(p) => {
+                self.param(glob_prefix(p));
+                format!("{column} GLOB ?")
+            }
+        }
+    }
+
+    fn any_of(&mut self, column: &str, values: Vec<&'static str>) -> String {
+        let marks = vec!["?"; values.len()].join(", ");
+        for v in values {
+            self.param(v);
+        }
+        format!("{column} IN ({marks})")
+    }
+
+    fn condition(&mut self, term: &Term) -> String {
+        match term {
+            Term::Text { .. } => "1".into(),
+            Term::Level(v) => self.any_of("e.level", v.iter().map(|l| l.as_str()).collect()),
+            Term::Category(v) => self.any_of("e.category", v.iter().map(|c| c.as_str()).collect()),
+            Term::Outcome(v) => self.any_of("e.outcome", v.iter().map(|o| o.as_str()).collect()),
+            Term::User(p) => self.pattern("e.user_id", p),
+            Term::Action(p) => self.pattern("e.action", p),
+            Term::Source(p) => self.pattern("e.source", p),
+            Term::Session(p) => self.pattern("e.session_id", p),
+            Term::Correlation(p) => self.pattern("e.correlation_id", p),
+            Term::Entity(p) => {
+                let id = self.pattern("e.entity_id", p);
+                let name = self.pattern("e.entity_name", p);
+                format!("{id} OR {name}")
+            }
+            Term::Risk { min, max } => {
+                self.param(i64::from(*min));
+                self.param(i64::from(*max));
+                "e.risk BETWEEN ? AND ?".into()
+            }
+            Term::Time { start, end } => {
+                let mut parts = Vec::new();
+                if let Some(s) = start {
+                    self.param(s.timestamp_millis());
+                    parts.push("e.ts >= ?");
+                }
+                if let Some(t) = end {
+                    self.param(t.timestamp_millis());
+                    parts.push("e.ts <= ?");
+                }
+                if parts.is_empty() {
+                    "1".into()
+                } else {
+                    parts.join(" AND ")
+                }
+            }
+            Term::Substring(s) => {
+                let pattern = like_pattern(s);
+                for _ in 0..4 {
+                    self.param(pattern.clone());
+                }
+                "e.description LIKE ? ESCAPE '\\' OR e.entity_name LIKE ? ESCAPE '\\' \
+                 OR e.username LIKE ? ESCAPE '\\' OR e.action LIKE ? ESCAPE '\\'"
+                    .into()
+            }
+        }
+    }
+
+    /// `FROM ... WHERE ...` for the plan, with `extra` conditions (keyset bounds) added; the
+    /// parameters in order. The FTS table drives the scan when there is a MATCH, so rows come
+    /// in seq order straight from the index with no sort.
+    fn sql_from_where(&self, extra: &[&str]) -> (String, Vec<&dyn ToSql>, &'static str) {
+        let mut conditions: Vec<&str> = Vec::new();
+        let mut params: Vec<&dyn ToSql> = Vec::new();
+        let (from, seq) = match &self.fts_match {
+            Some(m) => {
+                conditions.push("events_fts MATCH ?");
+                params.push(m as &dyn ToSql);
+                ("events_fts f JOIN events e ON e.seq = f.rowid", "f.rowid")
+            }
+            None => ("events e", "e.seq"),
+        };
+        conditions.extend(self.conditions.iter().map(String::as_str));
+        params.extend(self.params.iter().map(|p| p.as_ref()));
+        conditions.extend(extra.iter().copied());
+        let sql = if conditions.is_empty() {
+            format!("FROM {from}")
+        } else {
+            format!("FROM {from} WHERE {}", conditions.join(" AND "))
+        };
+        (sql.replace("{seq}", seq), params, seq)
+    }
+}
+
+/// How a page is asked for: by keyset `cursor` (the seq to go below), or by `page` number as
+/// the predecessor did; `count_limit` caps the count for speed.
+#[derive(Clone, Copy, Debug)]
+pub struct PageRequest {
+    pub cursor: Option<Seq>,
+    pub page: u32,
+    pub limit: u32,
+    pub count_limit: Option<u64>,
+}
+
+/// The events matching `query`, newest first, one page of them, and how many match.
+pub fn page(conn: &Connection, query: &Query, req: PageRequest) -> Result<EventPage, StoreError> {
+    let page = req.page.max(1);
+    let limit = req.limit.clamp(1, 1000);
     let tx = conn.unchecked_transaction()?;
-    let (where_sql, mut params) = where_clause(filter);
-    let total: u64 = if filter.is_empty() {
-        counters(&tx)?.total
+    let head_seq = head(&tx)?;
+    let plan = Plan::new(query);
+
+    let (total, total_is_lower_bound) = if query.clauses.is_empty() {
+        (counters(&tx)?.total, false)
     } else {
-        let sql = format!("SELECT COUNT(*) FROM events {where_sql}");
-        let refs: Vec<&dyn ToSql> = params.iter().map(|p| p.as_ref()).collect();
-        tx.prepare(&sql)?.query_row(refs.as_slice(), |r| r.get(0))?
+        let (from_where, mut params, _) = plan.sql_from_where(&[]);
+        let cap = req.count_limit.map(|c| c as i64);
+        let sql = match cap {
+            Some(_) => format!("SELECT COUNT(*) FROM (SELECT 1 {from_where} LIMIT ?)"),
+            None => format!("SELECT COUNT(*) {from_where}"),
+        };
+        if let Some(cap) = &cap {
+            params.push(cap);
+        }
+        let n: i64 = tx
+            .prepare(&sql)?
+            .query_row(params.as_slice(), |r| r.get(0))?;
+        (n.max(0) as u64, cap.is_some_and(|c| n >= c))
     };
-    let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM events {where_sql} ORDER BY seq DESC LIMIT ? OFFSET ?"
-    );
-    params.push(Box::new(i64::from(limit)));
-    params.push(Box::new(i64::from(page - 1) * i64::from(limit)));
-    let refs: Vec<&dyn ToSql> = params.iter().map(|p| p.as_ref()).collect();
+
+    let cursor = req.cursor.map(|c| c.0 as i64);
+    let extra: &[&str] = if cursor.is_some() {
+        &["{seq} < ?"]
+    } else {
+        &[]
+    };
+    let (from_where, mut params, seq) = plan.sql_from_where(extra);
+    if let Some(c) = &cursor {
+        params.push(c);
+    }
+    let limit_param = i64::from(limit);
+    let offset = if cursor.is_some() {
+        0
+    } else {
+        i64::from(page - 1) * i64::from(limit)
+    };
+    params.push(&limit_param);
+    params.push(&offset);
+    let columns = EVENT_COLUMNS_QUALIFIED.as_str();
+    let sql = format!("SELECT {columns} {from_where} ORDER BY {seq} DESC LIMIT ? OFFSET ?");
     let items = tx
         .prepare(&sql)?
-        .query_map(refs.as_slice(), event_from_row)?
+        .query_map(params.as_slice(), event_from_row)?
         .collect::<Result<Vec<_>, _>>()?;
     tx.finish()?;
+    let next_cursor = (items.len() == limit as usize)
+        .then(|| items.last().map(|e| e.seq.0.to_string()))
+        .flatten();
     Ok(EventPage {
         items,
         total,
+        total_is_lower_bound,
         page,
         limit,
+        next_cursor,
+        head_seq,
     })
+}
+
+/// Events after `after` that match `query`, oldest first, up to `limit` of them; and the seq
+/// the scan reached, so a caller resumes after it even when nothing in between matched.
+pub fn matching_from(
+    conn: &Connection,
+    query: &Query,
+    after: Seq,
+    limit: usize,
+) -> Result<(Vec<StoredEvent>, Seq), StoreError> {
+    let tx = conn.unchecked_transaction()?;
+    let head_seq = head(&tx)?;
+    let plan = Plan::new(query);
+    let (from_where, mut params, seq) = plan.sql_from_where(&["{seq} > ?"]);
+    let after_param = after.0 as i64;
+    let limit_param = limit as i64;
+    params.push(&after_param);
+    params.push(&limit_param);
+    let columns = EVENT_COLUMNS_QUALIFIED.as_str();
+    let sql = format!("SELECT {columns} {from_where} ORDER BY {seq} ASC LIMIT ?");
+    let items = tx
+        .prepare(&sql)?
+        .query_map(params.as_slice(), event_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    tx.finish()?;
+    // A full page may stop short of the head; an unfull one saw everything up to it.
+    let reached = match items.last() {
+        Some(last) if items.len() == limit => last.seq,
+        _ => head_seq.max(after),
+    };
+    Ok((items, reached))
+}
+
+/// Calls `each` with every event matching `query`, newest first, in one read transaction,
+/// until it returns `false`; returns how many it was given.
+pub fn for_each<F>(conn: &Connection, query: &Query, mut each: F) -> Result<u64, StoreError>
+where
+    F: FnMut(&StoredEvent) -> bool,
+{
+    let tx = conn.unchecked_transaction()?;
+    let plan = Plan::new(query);
+    let (from_where, params, seq) = plan.sql_from_where(&[]);
+    let columns = EVENT_COLUMNS_QUALIFIED.as_str();
+    let sql = format!("SELECT {columns} {from_where} ORDER BY {seq} DESC");
+    let mut n = 0;
+    {
+        let mut stmt = tx.prepare(&sql)?;
+        let mut rows = stmt.query(params.as_slice())?;
+        while let Some(row) = rows.next()? {
+            let event = event_from_row(row)?;
+            n += 1;
+            if !each(&event) {
+                break;
+            }
+        }
+    }
+    tx.finish()?;
+    Ok(n)
+}
+
+/// [`EVENT_COLUMNS`] prefixed with the `e.` alias the query plans use.
+static EVENT_COLUMNS_QUALIFIED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    EVENT_COLUMNS
+        .split(',')
+        .map(|c| format!("e.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+});
+
+/// Each level, category or action that occurs, with its count, most frequent first.
+pub fn distinct(conn: &Connection, field: DistinctField) -> Result<Vec<ValueCount>, StoreError> {
+    let rows: Vec<(String, i64)> = match field {
+        DistinctField::Level | DistinctField::Category => {
+            let prefix = if field == DistinctField::Level {
+                "level:"
+            } else {
+                "category:"
+            };
+            let mut stmt = conn.prepare_cached(
+                "SELECT substr(name, length(?1) + 1), value FROM counters
+                 WHERE name >= ?1 AND name < ?1 || char(1114111) AND value > 0",
+            )?;
+            let rows = stmt.query_map([prefix], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<Result<_, _>>()?
+        }
+        DistinctField::Action => {
+            let mut stmt = conn.prepare_cached(
+                "SELECT action, COUNT(*) FROM events INDEXED BY events_action GROUP BY action",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<Result<_, _>>()?
+        }
+    };
+    let mut out: Vec<ValueCount> = rows
+        .into_iter()
+        .map(|(value, count)| ValueCount {
+            value,
+            count: count.max(0) as u64,
+        })
+        .collect();
+    out.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
+    Ok(out)
+}
+
+/// The fields [`distinct`] lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DistinctField {
+    Level,
+    Category,
+    Action,
 }
 
 #[cfg(test)]
 mod tests {
-    use super::like_pattern;
+    use super::{fts_phrase, glob_prefix, like_pattern};
 
     #[test]
     fn like_patterns_escape_wildcards() {
         assert_eq!(like_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
+    }
+
+    #[test]
+    fn glob_prefixes_escape_wildcards() {
+        assert_eq!(glob_prefix("a*b?[c"), "a[*]b[?][[]c*");
+    }
+
+    #[test]
+    fn fts_phrases_quote_tokens() {
+        assert_eq!(fts_phrase(&["a".into(), "b".into()], true), "\"a b\"*");
+        assert_eq!(fts_phrase(&["x".into()], false), "\"x\"");
     }
 }

@@ -2,6 +2,8 @@
 //! WebSocket connections.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod random;
+
 use futures::StreamExt;
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -121,6 +123,30 @@ impl Socket {
             .unwrap();
     }
 
+    /// Sends a `subscribe` message and waits for its `subscribed` acknowledgement, skipping
+    /// whatever the previous subscription still had in flight.
+    pub async fn subscribe(&mut self, msg: Value) {
+        self.send_json(msg).await;
+        loop {
+            let m = self.next_json().await;
+            if m["type"] == "subscribed" {
+                return;
+            }
+            assert_ne!(m["type"], "error", "subscription refused: {m}");
+        }
+    }
+
+    /// Whether the server closes the socket (within 10 s), ignoring other messages.
+    pub async fn closed_by_server(&mut self) -> bool {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), self.ws.next()).await {
+                Err(_) => return false,
+                Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return true,
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
     /// Reads until a `ready`, returning the seqs of the events before it.
     pub async fn events_until_ready(&mut self) -> Vec<u64> {
         let mut seqs = Vec::new();
@@ -129,6 +155,7 @@ impl Socket {
             match m["type"].as_str() {
                 Some("event") => seqs.push(m["event"]["seq"].as_u64().unwrap()),
                 Some("ready") => return seqs,
+                Some("subscribed") => {}
                 other => panic!("unexpected message {other:?}: {m}"),
             }
         }

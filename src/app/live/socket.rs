@@ -112,8 +112,9 @@ async fn session(live: LiveState, running: &AtomicBool) -> bool {
                 reached_live = true;
                 live.connection.set(ConnectionState::Live);
             }
-            // The server resumes a lagged socket from its store by itself.
-            Ok(ServerMessage::Lagged { .. }) => {}
+            // The server resumes a lagged socket from its store by itself, and this client
+            // subscribes once per connection, so nothing precedes the acknowledgement.
+            Ok(ServerMessage::Lagged { .. } | ServerMessage::Subscribed { .. }) => {}
             Ok(ServerMessage::Error { message }) => {
                 leptos::logging::warn!("live stream: {message}")
             }

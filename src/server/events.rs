@@ -1,0 +1,405 @@
+//! The REST routes that read events: the filtered list with keyset pages, one event, the
+//! streamed export, and the distinct levels, categories and actions. Their query parameters
+//! are parsed strictly: an unknown parameter or a bad value is a `400` naming it.
+
+use super::{percent_decode, ApiError, AppState};
+use crate::export::{ExportFormat, ExportWriter};
+use crate::model::{Category, EventFilter, EventId, Level, Outcome, Seq};
+use crate::search::Query;
+use crate::store::{DistinctField, PageRequest};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, NaiveDate, Utc};
+use std::collections::BTreeMap;
+
+/// The filter parameters, by their REST names; also the keys of a live `filter` object.
+const FILTER_PARAMS: [&str; 15] = [
+    "level",
+    "category",
+    "outcome",
+    "action",
+    "user_id",
+    "entity",
+    "source",
+    "min_risk",
+    "max_risk",
+    "correlation_id",
+    "session_id",
+    "start_date",
+    "end_date",
+    "q",
+    "search_query",
+];
+
+/// Query parameters by name; multi-valued ones (`level`, `category`, `outcome`) may repeat or
+/// hold commas, the others may appear once.
+pub(super) struct Params(BTreeMap<String, Vec<String>>);
+
+impl Params {
+    /// Splits a raw query string, refusing names not in `FILTER_PARAMS` or `extra`.
+    pub(super) fn parse(raw: Option<&str>, extra: &[&'static str]) -> Result<Params, ApiError> {
+        let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let name = percent_decode(name);
+            let value = percent_decode(value);
+            let known = FILTER_PARAMS.contains(&name.as_str()) || extra.contains(&name.as_str());
+            if !known {
+                let mut allowed: Vec<&str> = FILTER_PARAMS.to_vec();
+                allowed.extend_from_slice(extra);
+                return Err(ApiError::Param {
+                    field: name.clone(),
+                    message: format!("unknown parameter; known: {}", allowed.join(", ")),
+                });
+            }
+            map.entry(name).or_default().push(value);
+        }
+        for (name, values) in &map {
+            let multi = matches!(name.as_str(), "level" | "category" | "outcome");
+            if values.len() > 1 && !multi {
+                return Err(ApiError::Param {
+                    field: name.clone(),
+                    message: "is given more than once".into(),
+                });
+            }
+        }
+        Ok(Params(map))
+    }
+
+    /// The single value of `name`, trimmed, if given and not empty.
+    pub(super) fn one(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .and_then(|v| v.first())
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+    }
+
+    fn list<T>(
+        &self,
+        name: &str,
+        parse: fn(&str) -> Option<T>,
+        names: &[&str],
+    ) -> Result<Vec<T>, ApiError> {
+        self.0
+            .get(name)
+            .into_iter()
+            .flatten()
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                parse(s).ok_or_else(|| ApiError::Param {
+                    field: name.to_string(),
+                    message: format!("{s:?} is not one of: {}", names.join(", ")),
+                })
+            })
+            .collect()
+    }
+
+    fn risk(&self, name: &str) -> Result<Option<u8>, ApiError> {
+        self.one(name)
+            .map(|raw| {
+                raw.parse::<u8>()
+                    .ok()
+                    .filter(|v| *v <= 100)
+                    .ok_or_else(|| ApiError::Param {
+                        field: name.to_string(),
+                        message: format!("{raw:?} is not a whole number from 0 to 100"),
+                    })
+            })
+            .transpose()
+    }
+
+    /// The filter these parameters describe, checked.
+    pub(super) fn filter(&self) -> Result<(EventFilter, Query), ApiError> {
+        let text = |name: &str| self.one(name).map(str::to_string);
+        let filter = EventFilter {
+            level: self.list("level", Level::parse, &Level::ALL.map(Level::as_str))?,
+            category: self.list(
+                "category",
+                Category::parse,
+                &Category::ALL.map(Category::as_str),
+            )?,
+            outcome: self.list(
+                "outcome",
+                Outcome::parse,
+                &Outcome::ALL.map(Outcome::as_str),
+            )?,
+            action: text("action"),
+            user_id: text("user_id"),
+            entity: text("entity"),
+            source: text("source"),
+            min_risk: self.risk("min_risk")?,
+            max_risk: self.risk("max_risk")?,
+            correlation_id: text("correlation_id"),
+            session_id: text("session_id"),
+            start_date: date("start_date", self.one("start_date"), false)?,
+            end_date: date("end_date", self.one("end_date"), true)?,
+            // The query syntax keeps its spaces; an all-blank query is no query.
+            q: self
+                .0
+                .get("q")
+                .and_then(|v| v.first())
+                .filter(|q| !q.trim().is_empty())
+                .cloned(),
+            search_query: text("search_query"),
+        };
+        let query = filter.compile().map_err(|e| ApiError::Param {
+            field: e.field.clone(),
+            message: e.to_string(),
+        })?;
+        Ok((filter, query))
+    }
+}
+
+/// A whole number in `1..=max`, or `default` when absent.
+pub(super) fn number(
+    field: &str,
+    raw: Option<&str>,
+    default: u32,
+    max: u32,
+) -> Result<u32, ApiError> {
+    let Some(raw) = raw else {
+        return Ok(default);
+    };
+    match raw.parse::<u32>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(ApiError::Param {
+            field: field.to_string(),
+            message: format!("{raw:?} is not a whole number from 1 to {max}"),
+        }),
+    }
+}
+
+/// RFC 3339, a plain date (start or end of that UTC day), or epoch milliseconds.
+pub(super) fn date(
+    field: &str,
+    raw: Option<&str>,
+    end_of_day: bool,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(Some(t.with_timezone(&Utc)));
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        let t = if end_of_day {
+            d.and_hms_milli_opt(23, 59, 59, 999)
+        } else {
+            d.and_hms_opt(0, 0, 0)
+        };
+        return Ok(t.map(|t| t.and_utc()));
+    }
+    if let Some(t) = raw
+        .parse::<i64>()
+        .ok()
+        .and_then(DateTime::from_timestamp_millis)
+    {
+        return Ok(Some(t));
+    }
+    Err(ApiError::Param {
+        field: field.to_string(),
+        message: format!(
+            "{raw:?} is not an RFC 3339 time, a YYYY-MM-DD date or epoch milliseconds"
+        ),
+    })
+}
+
+/// A keyset cursor: the seq to continue below.
+fn cursor(raw: Option<&str>) -> Result<Option<Seq>, ApiError> {
+    raw.map(|raw| {
+        raw.parse::<u64>().map(Seq).map_err(|_| ApiError::Param {
+            field: "cursor".into(),
+            message: format!("{raw:?} is not a cursor returned as nextCursor"),
+        })
+    })
+    .transpose()
+}
+
+/// `GET /api/v1/events`: newest first, filtered, by keyset `cursor` or by `page`.
+pub(super) async fn list_events(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(raw.as_deref(), &["page", "limit", "cursor"])?;
+    let (_, query) = params.filter()?;
+    let req = PageRequest {
+        cursor: cursor(params.one("cursor"))?,
+        page: number("page", params.one("page"), 1, u32::MAX)?,
+        limit: number("limit", params.one("limit"), 50, 500)?,
+        count_limit: None,
+    };
+    if req.cursor.is_some() && params.one("page").is_some() {
+        return Err(ApiError::Param {
+            field: "cursor".into(),
+            message: "give either cursor or page, not both".into(),
+        });
+    }
+    Ok(Json(state.store.query(query, req).await?).into_response())
+}
+
+/// `GET /api/v1/events/{eventId}`.
+pub(super) async fn get_event(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    match state.store.get(EventId(id.clone())).await? {
+        Some(event) => Ok(Json(event).into_response()),
+        None => Err(ApiError::NotFound(format!("no event with id {id}"))),
+    }
+}
+
+/// `GET /api/v1/events/levels`.
+pub(super) async fn levels(State(state): State<AppState>) -> Result<Response, ApiError> {
+    Ok(Json(state.store.distinct(DistinctField::Level).await?).into_response())
+}
+
+/// `GET /api/v1/events/categories`.
+pub(super) async fn categories(State(state): State<AppState>) -> Result<Response, ApiError> {
+    Ok(Json(state.store.distinct(DistinctField::Category).await?).into_response())
+}
+
+/// `GET /api/v1/events/actions`.
+pub(super) async fn actions(State(state): State<AppState>) -> Result<Response, ApiError> {
+    Ok(Json(state.store.distinct(DistinctField::Action).await?).into_response())
+}
+
+/// How many bytes the exporter gathers before handing a chunk to the socket; with the
+/// channel's bound this caps what an export holds in memory.
+const EXPORT_CHUNK: usize = 64 * 1024;
+const EXPORT_CHUNKS_IN_FLIGHT: usize = 4;
+
+/// `GET /api/v1/events/export?format=csv|json|ndjson` with the list's filters: every match,
+/// newest first, streamed from one snapshot with flat memory.
+pub(super) async fn export_events(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(raw.as_deref(), &["format"])?;
+    let format = match params.one("format").unwrap_or("json") {
+        "csv" => ExportFormat::Csv,
+        "json" => ExportFormat::Json,
+        "ndjson" | "jsonl" => ExportFormat::Ndjson,
+        other => {
+            return Err(ApiError::Param {
+                field: "format".into(),
+                message: format!("{other:?} is not one of: csv, json, ndjson"),
+            })
+        }
+    };
+    let (_, query) = params.filter()?;
+    let (tx, rx) =
+        tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(EXPORT_CHUNKS_IN_FLIGHT);
+    let store = state.store.clone();
+    tokio::spawn(async move {
+        let writer = ExportWriter::new(format, EXPORT_CHUNK);
+        let sink = tx.clone();
+        let scanned = store
+            .for_each_matching(query, writer, move |writer, event| {
+                match writer.push(event) {
+                    // A closed channel means the client went away: stop scanning.
+                    Some(chunk) => sink.blocking_send(Ok(Bytes::from(chunk))).is_ok(),
+                    None => true,
+                }
+            })
+            .await;
+        let last = match scanned {
+            Ok(writer) => Ok(Bytes::from(writer.finish())),
+            Err(e) => {
+                tracing::error!(error = %e, "export failed part way");
+                // An error mid-body aborts the response, so the client sees a truncated
+                // download fail instead of a short file that looks complete.
+                Err(std::io::Error::other("export failed; see the server log"))
+            }
+        };
+        let _ = tx.send(last).await;
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    let name = format!(
+        "trailwatch-events-{}.{}",
+        Utc::now().format("%Y%m%dT%H%M%SZ"),
+        format.extension()
+    );
+    let mut response = Body::from_stream(stream).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_accept_three_forms() {
+        let d = date("start_date", Some("2026-01-02"), false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.to_rfc3339(), "2026-01-02T00:00:00+00:00");
+        let e = date("end_date", Some("2026-01-02"), true).unwrap().unwrap();
+        assert_eq!(e.timestamp_millis() - d.timestamp_millis(), 86_399_999);
+        assert!(date("start_date", Some("1770254502321"), false)
+            .unwrap()
+            .is_some());
+        assert!(matches!(
+            date("start_date", Some("soon"), false),
+            Err(ApiError::Param { field, .. }) if field == "start_date"
+        ));
+    }
+
+    #[test]
+    fn params_refuse_unknown_and_repeated_names() {
+        let err = |raw: &str| match Params::parse(Some(raw), &["page"]) {
+            Err(ApiError::Param { field, message }) => (field, message),
+            Err(other) => panic!("{other:?}"),
+            Ok(_) => panic!("{raw} was accepted"),
+        };
+        assert_eq!(err("levle=error").0, "levle");
+        assert!(err("levle=error").1.contains("known: level"));
+        assert_eq!(err("user_id=a&user_id=b").0, "user_id");
+        let ok = Params::parse(
+            Some("level=error&level=critical,info&q=a%20b&page=2"),
+            &["page"],
+        )
+        .unwrap();
+        let (filter, _) = ok.filter().unwrap();
+        assert_eq!(
+            filter.level,
+            vec![Level::Error, Level::Critical, Level::Info]
+        );
+        assert_eq!(filter.q.as_deref(), Some("a b"));
+        assert_eq!(ok.one("page"), Some("2"));
+    }
+
+    #[test]
+    fn filter_values_are_checked_by_name() {
+        let field = |raw: &str| match Params::parse(Some(raw), &[]).and_then(|p| p.filter()) {
+            Err(ApiError::Param { field, .. }) => field,
+            other => panic!("{raw}: {:?}", other.map(|_| ())),
+        };
+        assert_eq!(field("level=loud"), "level");
+        assert_eq!(field("outcome=maybe"), "outcome");
+        assert_eq!(field("min_risk=101"), "min_risk");
+        assert_eq!(field("max_risk=x"), "max_risk");
+        assert_eq!(field("min_risk=90&max_risk=10"), "min_risk");
+        assert_eq!(field("q=%22open"), "q");
+        assert_eq!(
+            field("start_date=2026-02-01&end_date=2026-01-01"),
+            "start_date"
+        );
+        assert_eq!(field("end_date=tomorrow"), "end_date");
+    }
+}
