@@ -2,8 +2,9 @@
 //! call the store or the auth layer. Compiled into both builds; bodies run on the server.
 
 use crate::error::AppError;
-use crate::model::DashboardSnapshot;
+use crate::model::{DashboardSnapshot, EventDetail, EventFilter, EventPage};
 use leptos::prelude::*;
+use leptos::server_fn::codec::Json;
 
 /// How many events the dashboard's feed shows.
 pub const FEED_SIZE: usize = 50;
@@ -20,6 +21,64 @@ pub async fn load_dashboard() -> Result<DashboardSnapshot, AppError> {
         tracing::error!(error = %e, "snapshot failed");
         AppError::Internal
     })
+}
+
+/// How many rows one explorer page holds.
+pub const EXPLORER_PAGE: u32 = 100;
+/// The explorer counts matches up to this many, so a broad query stays fast.
+pub const EXPLORER_COUNT_CAP: u64 = 10_000;
+
+/// One page of the explorer: the events matching `filter`, newest first, below `cursor`.
+///
+/// # Errors
+/// [`AppError::BadRequest`] naming the field of a filter that does not compile (a bad `q`);
+/// [`AppError::Internal`] when the store fails.
+#[server(prefix = "/api/fn", endpoint = "events", input = Json)]
+pub async fn list_events(
+    filter: EventFilter,
+    cursor: Option<String>,
+) -> Result<EventPage, AppError> {
+    use crate::model::Seq;
+    use crate::server::AppState;
+    use crate::store::PageRequest;
+    let state = use_context::<AppState>().ok_or(AppError::Internal)?;
+    let query = filter
+        .compile()
+        .map_err(|e| AppError::BadRequest(e.to_string()))?;
+    let cursor = cursor
+        .map(|c| c.parse::<u64>().map(Seq))
+        .transpose()
+        .map_err(|_| AppError::BadRequest("cursor: not a cursor this server returned".into()))?;
+    let req = PageRequest {
+        cursor,
+        page: 1,
+        limit: EXPLORER_PAGE,
+        count_limit: Some(EXPLORER_COUNT_CAP),
+    };
+    state.store.query(query, req).await.map_err(|e| {
+        tracing::error!(error = %e, "explorer query failed");
+        AppError::Internal
+    })
+}
+
+/// The event with this id for the detail dialog, with its seal verified on the server and
+/// its related events; `None` when there is no such event.
+///
+/// # Errors
+/// [`AppError::Internal`] when the store fails.
+#[server(prefix = "/api/fn", endpoint = "event", input = Json)]
+pub async fn load_event(event_id: String) -> Result<Option<EventDetail>, AppError> {
+    use crate::model::EventId;
+    use crate::server::AppState;
+    let state = use_context::<AppState>().ok_or(AppError::Internal)?;
+    state
+        .store
+        .detail(EventId(event_id), 10)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "event detail failed");
+            AppError::Internal
+        })
 }
 
 /// Exchanges the admin token for an HttpOnly, SameSite=Strict session cookie, then redirects

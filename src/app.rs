@@ -1,13 +1,14 @@
 //! The dashboard: the HTML shell, the router and its pages. Rendered on the server, then
 //! hydrated in the browser, where `live` keeps it current over `/ws/audit`.
 
+mod browser;
 mod components;
 pub mod live;
 mod pages;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
-use leptos_router::components::{Route, Router, Routes};
+use leptos_router::components::{ParentRoute, Route, Router, Routes};
 use leptos_router::{path, SsrMode};
 
 /// The document around the app: head, hydration scripts, body.
@@ -42,6 +43,10 @@ pub fn App() -> impl IntoView {
             <Routes fallback=|| view! { <pages::NotFound /> }>
                 <Route path=path!("/") view=pages::DashboardPage ssr=SsrMode::Async />
                 <Route path=path!("/login") view=pages::LoginPage />
+                <ParentRoute path=path!("/events") view=pages::ExplorerPage ssr=SsrMode::Async>
+                    <Route path=path!("") view=|| () />
+                    <Route path=path!(":id") view=components::EventDialog />
+                </ParentRoute>
             </Routes>
         </Router>
     }

@@ -465,6 +465,30 @@ where
     })
 }
 
+/// An event's place in the hash chain, checked by the server when asked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventSeal {
+    pub seq: Seq,
+    pub hash: String,
+    pub prev_hash: String,
+    /// Its content matches its hash and it follows the row before it.
+    pub verified: bool,
+    /// What is wrong, when not verified.
+    pub problem: Option<String>,
+}
+
+/// Everything the event detail dialog shows: the event, its verified seal, and the events
+/// related to it by correlation id and by session id (newest first, a few of each).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventDetail {
+    pub event: StoredEvent,
+    pub seal: EventSeal,
+    pub same_correlation: Vec<StoredEvent>,
+    pub same_session: Vec<StoredEvent>,
+}
+
 /// A distinct value of a field and how many events have it
 /// (`GET /api/v1/events/levels`, `/categories`, `/actions`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -69,10 +69,16 @@ pub const PROTECTED_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/events"),
     ("GET", "/api/v1/events"),
     ("GET", "/api/v1/events/00000000-0000-0000-0000-000000000000"),
+    ("GET", "/api/v1/events/export"),
+    ("GET", "/api/v1/events/levels"),
+    ("GET", "/api/v1/events/categories"),
+    ("GET", "/api/v1/events/actions"),
     ("GET", "/api/v1/verify"),
     ("GET", "/ws/audit"),
     ("POST", "/api/fn/snapshot"),
     ("POST", "/api/fn/logout"),
+    ("POST", "/api/fn/events"),
+    ("POST", "/api/fn/event"),
 ];
 
 /// A bound, ready server: its address is known before it serves.

@@ -10,10 +10,10 @@ mod schema;
 mod verify;
 
 use crate::model::{
-    AuditEvent, Counters, DashboardSnapshot, EventId, EventPage, IngestReceipt, Seq, StoredEvent,
-    ValueCount,
+    AuditEvent, Counters, DashboardSnapshot, EventDetail, EventId, EventPage, IngestReceipt, Seq,
+    StoredEvent, ValueCount,
 };
-use crate::search::Query;
+use crate::search::{Clause, Pattern, Query, Term};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -244,6 +244,59 @@ impl Store {
     /// Database errors.
     pub async fn get(&self, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
         self.read(move |c| query::by_id(c, &id)).await
+    }
+
+    /// The event with this id, its seal checked in place, and up to `related` events sharing
+    /// its correlation id and its session id (newest first, the event itself excluded).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn detail(
+        &self,
+        id: EventId,
+        related: u32,
+    ) -> Result<Option<EventDetail>, StoreError> {
+        // Not one transaction: each part reads committed rows that never change, and the
+        // related lists may as well include what arrived in between.
+        self.read(move |c| {
+            let Some(event) = query::by_id(c, &id)? else {
+                return Ok(None);
+            };
+            let Some(seal) = verify::verify_one(c, event.seq)? else {
+                return Ok(None);
+            };
+            let same = |term: Option<Term>| -> Result<Vec<StoredEvent>, StoreError> {
+                let Some(term) = term else {
+                    return Ok(Vec::new());
+                };
+                let query = Query {
+                    clauses: vec![Clause {
+                        term,
+                        negated: false,
+                    }],
+                };
+                let req = PageRequest {
+                    cursor: None,
+                    page: 1,
+                    limit: related + 1,
+                    count_limit: Some(0),
+                };
+                let mut items = query::page(c, &query, req)?.items;
+                items.retain(|e| e.seq != event.seq);
+                items.truncate(related as usize);
+                Ok(items)
+            };
+            let exact = |v: &Option<String>| v.clone().map(Pattern::Exact);
+            let same_correlation = same(exact(&event.event.correlation_id).map(Term::Correlation))?;
+            let same_session = same(exact(&event.event.session_id).map(Term::Session))?;
+            Ok(Some(EventDetail {
+                event,
+                seal,
+                same_correlation,
+                same_session,
+            }))
+        })
+        .await
     }
 
     /// The newest `limit` events (newest first) and the running totals, read in one

@@ -1,12 +1,16 @@
 //! Reusable pieces of the dashboard.
 
 mod badge;
-mod counter;
+pub mod counter;
+pub mod event_dialog;
 mod feed;
+mod topbar;
 
 pub use badge::ConnectionBadge;
 pub use counter::StatCard;
+pub use event_dialog::EventDialog;
 pub use feed::LiveFeed;
+pub use topbar::TopBar;
 
 use leptos::prelude::*;
 

@@ -5,8 +5,42 @@
 mod socket;
 
 use crate::api::FEED_SIZE;
-use crate::model::{ConnectionState, Counters, DashboardSnapshot, Outcome, Seq, StoredEvent};
+use crate::model::{
+    ConnectionState, Counters, DashboardSnapshot, EventFilter, Outcome, Seq, StoredEvent,
+};
 use leptos::prelude::*;
+
+/// What a live socket feeds: the dashboard's state, or the explorer's filtered rows.
+pub trait Follower: Copy + 'static {
+    /// The seq to resume after.
+    fn last_seq(&self) -> Seq;
+    /// The subscription's filter; `None` for every event.
+    fn filter(&self) -> Option<EventFilter> {
+        None
+    }
+    /// One event, in seq order; one already applied must be ignored.
+    fn apply(&self, event: StoredEvent);
+    /// The server has sent everything up to `head`.
+    fn caught_up(&self, _head: Seq) {}
+    fn set_connection(&self, state: ConnectionState);
+}
+
+/// Follows `/ws/audit` for `follower` until the calling owner is cleaned up (browser only;
+/// nothing happens during server rendering).
+pub fn follow<F: Follower>(follower: F) {
+    #[cfg(feature = "hydrate")]
+    socket::follow(follower);
+    #[cfg(not(feature = "hydrate"))]
+    let _ = follower;
+}
+
+/// Ticks `now_ms` every second in the browser, for relative times.
+pub fn tick(now_ms: RwSignal<i64>) {
+    #[cfg(feature = "hydrate")]
+    socket::tick(now_ms);
+    #[cfg(not(feature = "hydrate"))]
+    let _ = now_ms;
+}
 
 /// Signals the live parts of the dashboard read. `Copy`, like the signals it holds.
 #[derive(Clone, Copy)]
@@ -42,14 +76,9 @@ impl LiveState {
         }
     }
 
-    /// The seq after which the stream should resume.
-    pub fn last_seq(&self) -> Seq {
-        self.counters.get_untracked().as_of
-    }
-
     /// Applies one live event; an event already applied (by seq) is ignored, so a replay after
     /// reconnecting can never show an event twice. Returns whether it was new.
-    pub fn apply(&self, event: StoredEvent) -> bool {
+    pub fn absorb(&self, event: StoredEvent) -> bool {
         let mut fresh = false;
         self.counters.update(|c| fresh = c.absorb(&event));
         if !fresh {
@@ -69,8 +98,23 @@ impl LiveState {
 
     /// Starts the socket and the clock (browser only; nothing happens during server rendering).
     pub fn start(self) {
-        #[cfg(feature = "hydrate")]
-        socket::start(self);
+        tick(self.now_ms);
+        follow(self);
+    }
+}
+
+impl Follower for LiveState {
+    /// The seq after which the stream should resume.
+    fn last_seq(&self) -> Seq {
+        self.counters.get_untracked().as_of
+    }
+
+    fn apply(&self, event: StoredEvent) {
+        self.absorb(event);
+    }
+
+    fn set_connection(&self, state: ConnectionState) {
+        self.connection.set(state);
     }
 }
 

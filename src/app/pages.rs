@@ -1,9 +1,11 @@
 //! One module per page.
 
 mod dashboard;
+mod explorer;
 mod login;
 
 pub use dashboard::DashboardPage;
+pub use explorer::{encode, ExplorerPage};
 pub use login::LoginPage;
 
 use leptos::prelude::*;

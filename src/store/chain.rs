@@ -250,6 +250,16 @@ impl Default for Verifier {
 }
 
 impl Verifier {
+    /// A verifier that expects `seq` next, following a row whose hash is `prev` (the chain's
+    /// genesis value for seq 1): checks one row in place.
+    pub fn resume(seq: Seq, prev: Hash32) -> Verifier {
+        Verifier {
+            expected_seq: seq,
+            prev,
+            checked: 0,
+        }
+    }
+
     /// Checks the next row; `Err` names the first problem. After an error the verifier should
     /// not be fed further rows.
     pub fn check(&mut self, row: &ChainRow<'_>) -> Result<(), Break> {

@@ -1,10 +1,10 @@
 //! Streaming verification of the whole chain in seq order, in constant memory, on a live
 //! database or offline.
 
-use super::chain::{Break, ChainRow, Verifier};
+use super::chain::{Break, ChainRow, Verifier, GENESIS};
 use super::query::{event_from_row, EVENT_COLUMNS, EVENT_COLUMN_COUNT};
 use super::StoreError;
-use crate::model::Seq;
+use crate::model::{EventSeal, Seq, StoredEvent};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -43,8 +43,7 @@ pub fn verify(
     progress: &mut dyn FnMut(u64),
 ) -> Result<VerifyReport, StoreError> {
     let tx = conn.unchecked_transaction()?;
-    let sql =
-        format!("SELECT {EVENT_COLUMNS}, pii_digest, prev_hash, erased FROM events ORDER BY seq");
+    let sql = format!("SELECT {} FROM events ORDER BY seq", sealed_columns());
     let mut stmt = tx.prepare(&sql)?;
     let mut salt_stmt = tx.prepare("SELECT salt FROM subjects WHERE subject = ?1")?;
     let mut salts: HashMap<String, Option<Vec<u8>>> = HashMap::new();
@@ -53,36 +52,14 @@ pub fn verify(
     let mut first_break = None;
     let mut last_seq = Seq(0);
     while let Some(row) = rows.next()? {
-        let seq: u64 = row.get(0)?;
-        let stored = event_from_row(row).map_err(|e| StoreError::Corrupt {
-            seq,
-            detail: e.to_string(),
-        })?;
-        let n = EVENT_COLUMN_COUNT;
-        let pii = hash32(row.get(n)?, seq, "pii digest")?;
-        let prev = hash32(row.get(n + 1)?, seq, "previous hash")?;
-        let erased: bool = row.get(n + 2)?;
-        let hash = hex::decode(&stored.hash).map_err(|e| StoreError::Corrupt {
-            seq,
-            detail: e.to_string(),
-        })?;
-        let hash = hash32(hash, seq, "hash")?;
-        let subject = &stored.event.user.id;
-        if !erased && !salts.contains_key(subject) {
+        let sealed = SealedRow::read(row)?;
+        let subject = &sealed.stored.event.user.id;
+        if !sealed.erased && !salts.contains_key(subject) {
             let salt: Option<Vec<u8>> = salt_stmt.query_row([subject], |r| r.get(0)).optional()?;
             salts.insert(subject.clone(), salt);
         }
-        let row = ChainRow {
-            seq: stored.seq,
-            event: &stored.event,
-            event_id: &stored.event_id.0,
-            received_at_ms: stored.received_at.timestamp_millis(),
-            pii_digest: pii,
-            prev_hash: prev,
-            hash,
-            salt: salts.get(subject).and_then(|s| s.as_deref()),
-            erased,
-        };
+        let stored = &sealed.stored;
+        let row = sealed.chain_row(salts.get(subject).and_then(|s| s.as_deref()));
         if let Err(b) = verifier.check(&row) {
             first_break = Some(b);
             break;
@@ -99,6 +76,105 @@ pub fn verify(
         head_hash: hex::encode(verifier.head_hash()),
         first_break,
     })
+}
+
+/// One row as stored, with the seal fields the event itself does not carry.
+struct SealedRow {
+    stored: StoredEvent,
+    pii: [u8; 32],
+    prev: [u8; 32],
+    hash: [u8; 32],
+    erased: bool,
+}
+
+/// The columns [`SealedRow::read`] reads.
+fn sealed_columns() -> String {
+    format!("{EVENT_COLUMNS}, pii_digest, prev_hash, erased")
+}
+
+impl SealedRow {
+    fn read(row: &rusqlite::Row<'_>) -> Result<SealedRow, StoreError> {
+        let seq: u64 = row.get(0)?;
+        let stored = event_from_row(row).map_err(|e| StoreError::Corrupt {
+            seq,
+            detail: e.to_string(),
+        })?;
+        let n = EVENT_COLUMN_COUNT;
+        let hash = hex::decode(&stored.hash).map_err(|e| StoreError::Corrupt {
+            seq,
+            detail: e.to_string(),
+        })?;
+        Ok(SealedRow {
+            pii: hash32(row.get(n)?, seq, "pii digest")?,
+            prev: hash32(row.get(n + 1)?, seq, "previous hash")?,
+            erased: row.get(n + 2)?,
+            hash: hash32(hash, seq, "hash")?,
+            stored,
+        })
+    }
+
+    fn chain_row<'a>(&'a self, salt: Option<&'a [u8]>) -> ChainRow<'a> {
+        ChainRow {
+            seq: self.stored.seq,
+            event: &self.stored.event,
+            event_id: &self.stored.event_id.0,
+            received_at_ms: self.stored.received_at.timestamp_millis(),
+            pii_digest: self.pii,
+            prev_hash: self.prev,
+            hash: self.hash,
+            salt,
+            erased: self.erased,
+        }
+    }
+}
+
+/// Checks one event's seal in place: its content against its hash, its personal fields
+/// against their digest, and its link to the row before it.
+///
+/// # Errors
+/// Database errors; `None` when no event has this seq.
+pub fn verify_one(conn: &Connection, seq: Seq) -> Result<Option<EventSeal>, StoreError> {
+    let sql = format!("SELECT {} FROM events WHERE seq = ?1", sealed_columns());
+    let Some(sealed) = conn
+        .prepare_cached(&sql)?
+        .query_row([seq.0], |row| Ok(SealedRow::read(row)))
+        .optional()?
+        .transpose()?
+    else {
+        return Ok(None);
+    };
+    let prev: [u8; 32] = if seq.0 <= 1 {
+        GENESIS
+    } else {
+        let hash: Option<Vec<u8>> = conn
+            .prepare_cached("SELECT hash FROM events WHERE seq = ?1")?
+            .query_row([seq.0 - 1], |r| r.get(0))
+            .optional()?;
+        match hash {
+            Some(h) => hash32(h, seq.0 - 1, "hash")?,
+            None => {
+                return Ok(Some(EventSeal {
+                    seq,
+                    hash: hex::encode(sealed.hash),
+                    prev_hash: hex::encode(sealed.prev),
+                    verified: false,
+                    problem: Some(format!("seq {} before it is missing", seq.0 - 1)),
+                }))
+            }
+        }
+    };
+    let salt: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT salt FROM subjects WHERE subject = ?1")?
+        .query_row([&sealed.stored.event.user.id], |r| r.get(0))
+        .optional()?;
+    let result = Verifier::resume(seq, prev).check(&sealed.chain_row(salt.as_deref()));
+    Ok(Some(EventSeal {
+        seq,
+        hash: hex::encode(sealed.hash),
+        prev_hash: hex::encode(sealed.prev),
+        verified: result.is_ok(),
+        problem: result.err().map(|b| b.detail),
+    }))
 }
 
 /// Verifies the database file at `path` without a running server, opening it read-only.

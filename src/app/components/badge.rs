@@ -1,14 +1,12 @@
 //! The connection badge: live, reconnecting, offline.
 
-use crate::app::live::use_live;
 use crate::model::ConnectionState;
 use leptos::prelude::*;
 
-/// Shows the state of the live socket.
+/// Shows the state of a live socket.
 #[component]
-pub fn ConnectionBadge() -> impl IntoView {
-    let live = use_live();
-    let state = move || live.connection.get();
+pub fn ConnectionBadge(#[prop(into)] state: Signal<ConnectionState>) -> impl IntoView {
+    let state = move || state.get();
     let title = move || match state() {
         ConnectionState::Connecting => "Connecting to the live stream",
         ConnectionState::Live => "Receiving events as they are stored",

@@ -1,8 +1,8 @@
-//! The browser's `/ws/audit` client: connects, subscribes after the last seq it has, applies
-//! events, and on any loss reconnects with backoff (0.5 s doubling to 5 s), resuming exactly
-//! where it stopped. Hydrate build only.
+//! The browser's `/ws/audit` client: connects, subscribes (with a filter, for the explorer)
+//! after the last seq it has, applies events, and on any loss reconnects with backoff (0.5 s
+//! doubling to 5 s), resuming exactly where it stopped. Hydrate build only.
 
-use super::LiveState;
+use super::Follower;
 use crate::model::{ClientMessage, ConnectionState, ServerMessage};
 use futures::{SinkExt, StreamExt};
 use gloo_net::websocket::{futures::WebSocket, Message};
@@ -17,20 +17,33 @@ const MAX_DELAY_MS: u32 = 5_000;
 /// Failed attempts after which the badge says offline rather than reconnecting.
 const OFFLINE_AFTER: u32 = 4;
 
-/// Connects and keeps connecting until the dashboard is unmounted.
-pub fn start(live: LiveState) {
+/// Connects and keeps connecting until the owner is cleaned up; then the socket is dropped
+/// at once, closing it.
+pub fn follow<F: Follower>(live: F) {
     let running = Arc::new(AtomicBool::new(true));
     let stop = running.clone();
-    on_cleanup(move || stop.store(false, Ordering::Relaxed));
+    let (task, abort) = futures::future::abortable(run(live, running));
+    on_cleanup(move || {
+        stop.store(false, Ordering::Relaxed);
+        abort.abort();
+    });
+    spawn_local(async move {
+        let _ = task.await;
+    });
+}
 
+/// Ticks `now_ms` every second until the owner is cleaned up.
+pub fn tick(now_ms: RwSignal<i64>) {
     if let Ok(handle) = set_interval_with_handle(
-        move || live.now_ms.set(js_sys::Date::now() as i64),
+        move || now_ms.set(js_sys::Date::now() as i64),
         std::time::Duration::from_secs(1),
     ) {
         on_cleanup(move || handle.clear());
     }
+}
 
-    spawn_local(async move {
+async fn run<F: Follower>(live: F, running: Arc<AtomicBool>) {
+    {
         let mut delay = FIRST_DELAY_MS;
         let mut failures = 0u32;
         while running.load(Ordering::Relaxed) {
@@ -43,7 +56,7 @@ pub fn start(live: LiveState) {
             }
             failures += 1;
             let offline = failures >= OFFLINE_AFTER || !browser_online();
-            live.connection.set(if offline {
+            live.set_connection(if offline {
                 ConnectionState::Offline
             } else {
                 ConnectionState::Reconnecting
@@ -51,7 +64,7 @@ pub fn start(live: LiveState) {
             TimeoutFuture::new(delay).await;
             delay = (delay * 2).min(MAX_DELAY_MS);
         }
-    });
+    }
 }
 
 fn browser_online() -> bool {
@@ -71,7 +84,7 @@ fn socket_url() -> Option<String> {
 }
 
 /// One connection, from open to loss. Returns whether it got as far as the live phase.
-async fn session(live: LiveState, running: &AtomicBool) -> bool {
+async fn session<F: Follower>(live: F, running: &AtomicBool) -> bool {
     let Some(url) = socket_url() else {
         return false;
     };
@@ -81,7 +94,7 @@ async fn session(live: LiveState, running: &AtomicBool) -> bool {
     let (mut tx, mut rx) = socket.split();
     let subscribe = ClientMessage::Subscribe {
         since_seq: Some(live.last_seq()),
-        filter: None,
+        filter: live.filter(),
     };
     let Ok(text) = serde_json::to_string(&subscribe) else {
         return false;
@@ -109,8 +122,9 @@ async fn session(live: LiveState, running: &AtomicBool) -> bool {
                     }
                     return false;
                 }
+                live.caught_up(head_seq);
                 reached_live = true;
-                live.connection.set(ConnectionState::Live);
+                live.set_connection(ConnectionState::Live);
             }
             // The server resumes a lagged socket from its store by itself, and this client
             // subscribes once per connection, so nothing precedes the acknowledgement.

@@ -1,11 +1,10 @@
 //! The dashboard home: live counters and the live activity feed, rendered on the server from a
 //! snapshot and then kept current by the live socket.
 
-use crate::api::{load_dashboard, Logout};
-use crate::app::components::{ConnectionBadge, LiveFeed, Logo, StatCard};
+use crate::api::load_dashboard;
+use crate::app::components::{ConnectionBadge, LiveFeed, StatCard, TopBar};
 use crate::app::live::{provide_live, LiveState};
 use crate::model::DashboardSnapshot;
-use leptos::form::ActionForm;
 use leptos::prelude::*;
 
 /// `/`.
@@ -46,7 +45,10 @@ fn LiveDashboard(snapshot: DashboardSnapshot) -> impl IntoView {
         }
     };
     view! {
-        <TopBar class=Signal::derive(flash_class) />
+        <TopBar current="live" class=Signal::derive(flash_class)>
+            <ConnectionBadge state=live.connection />
+            <LastEventAgo />
+        </TopBar>
         <main class="page">
             <section class="stats" aria-label="Totals">
                 <StatCard label="Events" value=Signal::derive(move || live.counters.get().total) tone="neutral" />
@@ -57,33 +59,6 @@ fn LiveDashboard(snapshot: DashboardSnapshot) -> impl IntoView {
             <LiveFeed />
         </main>
     }
-}
-
-/// The sticky header: brand, navigation, connection state, sign-out. Flashes on denials.
-#[component]
-fn TopBar(#[prop(into)] class: Signal<&'static str>) -> impl IntoView {
-    let logout = ServerAction::<Logout>::new();
-    view! {
-        <header class=class>
-            <div class="topbar-inner">
-                <a class="brand" href="/">
-                    <Logo />
-                    <span class="brand-name">"Trailwatch"</span>
-                </a>
-                <nav class="nav" aria-label="Main">
-                    <a href="/" aria-current="page">"Live"</a>
-                </nav>
-                <div class="topbar-status">
-                    <ConnectionBadge />
-                    <LastEventAgo />
-                    <ActionForm action=logout attr:class="inline">
-                        <button type="submit" class="button ghost small">"Sign out"</button>
-                    </ActionForm>
-                </div>
-            </div>
-        </header>
-    }
-    .into_any()
 }
 
 /// "last event 4 s ago", ticking.

@@ -1,0 +1,114 @@
+import { expect, signIn, test } from "./server";
+import type { Page } from "@playwright/test";
+
+const rows = (page: Page) => page.getByRole("table").locator("tbody tr");
+const search = (page: Page) => page.getByRole("searchbox", { name: "Search events" });
+
+test.beforeEach(async ({ server }) => {
+  await server.post([
+    { action: "payroll.read", user: { id: "alice" }, outcome: "denied", level: "error", description: "Access denied to the payroll export" },
+    { action: "report.export", user: { id: "bob" }, description: "Quarterly report exported" },
+    { action: "auth.login", user: { id: "carol" }, outcome: "failure", description: "Login failed: wrong password", correlationId: "req-7" },
+    { action: "auth.login", user: { id: "carol" }, description: "Login succeeded after retry", correlationId: "req-7" },
+  ]);
+});
+
+test("a query searches on the server and highlights what matched", async ({ page }) => {
+  await signIn(page);
+  await page.goto("/events");
+  await expect(rows(page)).toHaveCount(4);
+
+  await search(page).fill("payroll -user:bob");
+  await search(page).press("Enter");
+  await expect(page).toHaveURL(/q=payroll/);
+  await expect(rows(page)).toHaveCount(1);
+  await expect(rows(page).first().locator("mark").first()).toHaveText(/payroll/i);
+
+  // Bad syntax says what is wrong and does not search.
+  await search(page).fill('"unclosed');
+  await search(page).press("Enter");
+  await expect(page.getByRole("alert")).toContainText("never closed");
+  await expect(rows(page)).toHaveCount(1);
+  await expect(page).toHaveURL(/q=payroll/);
+});
+
+test("the keyboard opens the detail dialog, which copies its raw JSON and closes with Esc", async ({ page, context, baseURL }) => {
+  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: baseURL });
+  await signIn(page);
+  await page.goto("/events");
+  await expect(rows(page)).toHaveCount(4);
+
+  await page.keyboard.press("j");
+  await page.keyboard.press("j");
+  await expect(rows(page).nth(1)).toHaveAttribute("aria-selected", "true");
+  await page.keyboard.press("Enter");
+  const dialog = page.getByRole("dialog");
+  await expect(dialog).toBeVisible();
+  await expect(page).toHaveURL(/\/events\/[0-9a-f-]{36}/);
+  await expect(dialog.getByRole("heading", { name: "auth.login" })).toBeVisible();
+  await expect(dialog.getByText("✓ verified")).toBeVisible();
+  // The other event of the same request is one click away.
+  await expect(dialog.getByRole("link", { name: /auth\.login/ })).toHaveCount(1);
+
+  await dialog.getByRole("button", { name: "Copy JSON" }).click();
+  await expect(dialog.getByText("Copied")).toBeVisible();
+  const copied = JSON.parse(await page.evaluate(() => navigator.clipboard.readText()));
+  expect(copied.action).toBe("auth.login");
+  expect(page.url()).toContain(copied.eventId);
+
+  await page.keyboard.press("Escape");
+  await expect(dialog).toHaveCount(0);
+  await expect(page).toHaveURL(/\/events$/);
+
+  // `/` puts the cursor in the search box.
+  await page.keyboard.press("/");
+  await expect(search(page)).toBeFocused();
+});
+
+test("a copied URL reopens the same view, and back returns to the previous one", async ({ page }) => {
+  await signIn(page);
+  await page.goto("/events");
+  await page.getByRole("group", { name: "Outcome" }).getByRole("button", { name: "failure" }).click();
+  await expect(rows(page)).toHaveCount(1);
+  await search(page).fill("login");
+  await search(page).press("Enter");
+  await expect(page).toHaveURL(/outcome=failure/);
+  await expect(page).toHaveURL(/q=login/);
+  const url = page.url();
+
+  const again = await page.context().newPage();
+  await again.goto(url);
+  await expect(search(again)).toHaveValue("login");
+  await expect(again.getByRole("group", { name: "Outcome" }).getByRole("button", { name: "failure" })).toHaveAttribute("aria-pressed", "true");
+  await expect(rows(again)).toHaveCount(1);
+  await expect(rows(again).first()).toContainText("Login failed");
+
+  await page.goBack();
+  await expect(search(page)).toHaveValue("");
+  await expect(rows(page)).toHaveCount(1);
+  await page.goBack();
+  await expect(rows(page)).toHaveCount(4);
+});
+
+test("a new matching event streams in live and a non-matching one does not", async ({ page, server }) => {
+  await signIn(page);
+  await page.goto("/events?q=user:alice");
+  await expect(rows(page)).toHaveCount(1);
+  await expect(page.getByRole("status", { name: "Connection: live" })).toBeVisible();
+
+  await server.post({ action: "file.read", user: { id: "bob" }, description: "bob reads a file" });
+  await server.post({ action: "file.read", user: { id: "alice" }, description: "alice reads a file" });
+  await expect(rows(page).first()).toContainText("alice reads a file");
+  await expect(rows(page)).toHaveCount(2);
+  await expect(page.getByText("bob reads a file")).toHaveCount(0);
+
+  // Paused, new matches wait behind the pill instead of moving the rows.
+  await page.getByRole("button", { name: /Pause/ }).click();
+  await expect(page).toHaveURL(/live=0/);
+  await server.post({ action: "file.read", user: { id: "alice" }, description: "while paused" });
+  const pill = page.getByRole("button", { name: /1 new event/ });
+  await expect(pill).toBeVisible();
+  await expect(rows(page)).toHaveCount(2);
+  await pill.click();
+  await expect(rows(page).first()).toContainText("while paused");
+});

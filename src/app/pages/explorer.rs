@@ -1,0 +1,710 @@
+//! `/events`: the log explorer. Server-side search and filters with keyset "load more",
+//! matches highlighted, new matching events streaming in at the top through a filtered
+//! subscription, the whole view in the URL, keyboard navigation, exports. The event detail
+//! dialog opens over it at `/events/{eventId}`.
+
+pub mod view;
+
+use crate::api::{list_events, EXPLORER_COUNT_CAP};
+use crate::app::browser;
+use crate::app::components::counter::group_thousands;
+use crate::app::components::event_dialog::{format_time, use_local_offset, RiskBadge};
+use crate::app::components::{ConnectionBadge, TopBar};
+use crate::app::live::{follow, Follower};
+use crate::model::{
+    Category, ConnectionState, EventFilter, EventPage, Level, Outcome, Seq, StoredEvent,
+};
+use crate::search::{Column, Query, RiskBand, Run};
+use leptos::prelude::*;
+use leptos_router::components::Outlet;
+use leptos_router::hooks::{use_navigate, use_query_map};
+use leptos_router::NavigateOptions;
+use view::{ExplorerView, TimeRange};
+
+pub use view::encode;
+
+/// How far down (CSS pixels) the reader may scroll before new events wait behind the pill.
+const TOP_SLACK: f64 = 120.0;
+
+/// Navigates to `view`, keeping the scroll position; a new history entry, so back and
+/// forward step through views.
+fn use_go() -> impl Fn(&ExplorerView) + Clone + Send + Sync + 'static {
+    let navigate = use_navigate();
+    move |v: &ExplorerView| {
+        navigate(
+            &format!("/events{}", v.to_query()),
+            NavigateOptions {
+                scroll: false,
+                ..Default::default()
+            },
+        )
+    }
+}
+
+/// `/events` and, through its outlet, `/events/{eventId}`.
+#[component]
+pub fn ExplorerPage() -> impl IntoView {
+    let params = use_query_map();
+    let view = Memo::new(move |_| {
+        params.with(|p| ExplorerView::from_params(p.latest_values().map(|(k, v)| (k.as_ref(), v))))
+    });
+    // Pausing changes the URL but not the data.
+    let key = Memo::new(move |_| view.with(|v| (v.filter.clone(), v.range)));
+    let page = Resource::new(
+        move || key.get(),
+        |(filter, range)| async move {
+            let v = ExplorerView {
+                filter,
+                range,
+                paused: false,
+            };
+            let effective = v.effective_filter(chrono::Utc::now());
+            let result = list_events(effective.clone(), None).await;
+            (effective, result)
+        },
+    );
+    let connection = RwSignal::new(ConnectionState::Connecting);
+    view! {
+        <TopBar current="events">
+            <Show when=move || view.with(ExplorerView::follows_live)>
+                <ConnectionBadge state=connection />
+            </Show>
+        </TopBar>
+        <main class="page explorer">
+            <SearchBar view />
+            <Transition fallback=|| view! { <p class="loading">"Searching…"</p> }>
+                {move || Suspend::new(async move {
+                    match page.await {
+                        (filter, Ok(p)) => view! { <Results filter page=p view connection /> }.into_any(),
+                        (_, Err(e)) => view! {
+                            <div class="panel notice" role="alert">
+                                <strong>"The search could not run. "</strong>
+                                <span>{e.to_string()}</span>
+                            </div>
+                        }.into_any(),
+                    }
+                })}
+            </Transition>
+            <Outlet />
+        </main>
+    }
+}
+
+/// The search box, its inline syntax errors, and the filters.
+#[component]
+fn SearchBar(view: Memo<ExplorerView>) -> impl IntoView {
+    let go = use_go();
+    let draft = RwSignal::new(view.with_untracked(|v| v.filter.q.clone().unwrap_or_default()));
+    // Back/forward and links change the URL; the box follows.
+    Effect::new(move |_| draft.set(view.with(|v| v.filter.q.clone().unwrap_or_default())));
+    let error = RwSignal::new(None::<String>);
+    let submit = {
+        let go = go.clone();
+        move |ev: leptos::ev::SubmitEvent| {
+            ev.prevent_default();
+            let text = draft.get_untracked();
+            match Query::parse(&text) {
+                Err(e) => error.set(Some(match e.position {
+                    Some(p) => format!("{} (at character {})", e.message, p + 1),
+                    None => e.message,
+                })),
+                Ok(_) => {
+                    error.set(None);
+                    let mut v = view.get_untracked();
+                    v.filter.q = (!text.trim().is_empty()).then_some(text);
+                    go(&v);
+                }
+            }
+        }
+    };
+    let update = {
+        let go = go.clone();
+        move |f: Box<dyn FnOnce(&mut ExplorerView)>| {
+            let mut v = view.get_untracked();
+            f(&mut v);
+            go(&v);
+        }
+    };
+    let toggle_chip = {
+        let update = update.clone();
+        move |kind: &'static str, value: &'static str| {
+            update(Box::new(move |v: &mut ExplorerView| {
+                fn flip<T: PartialEq + Copy>(list: &mut Vec<T>, item: T) {
+                    if let Some(i) = list.iter().position(|x| *x == item) {
+                        list.remove(i);
+                    } else {
+                        list.push(item);
+                    }
+                }
+                match kind {
+                    "level" => Level::parse(value)
+                        .into_iter()
+                        .for_each(|l| flip(&mut v.filter.level, l)),
+                    "outcome" => Outcome::parse(value)
+                        .into_iter()
+                        .for_each(|o| flip(&mut v.filter.outcome, o)),
+                    _ => Category::parse(value)
+                        .into_iter()
+                        .for_each(|c| flip(&mut v.filter.category, c)),
+                }
+            }))
+        }
+    };
+    let chip = {
+        let toggle_chip = toggle_chip.clone();
+        move |kind: &'static str, value: &'static str, label: String| {
+            let toggle_chip = toggle_chip.clone();
+            let on = move || {
+                view.with(|v| match kind {
+                    "level" => v.filter.level.iter().any(|l| l.as_str() == value),
+                    "outcome" => v.filter.outcome.iter().any(|o| o.as_str() == value),
+                    _ => v.filter.category.iter().any(|c| c.as_str() == value),
+                })
+            };
+            view! {
+                <button
+                    type="button"
+                    class=move || format!("filter-chip {kind}-{value}{}", if on() { " on" } else { "" })
+                    aria-pressed=move || on().to_string()
+                    on:click=move |_| toggle_chip(kind, value)
+                >
+                    {label}
+                </button>
+            }
+        }
+    };
+    let set_range = {
+        let update = update.clone();
+        move |ev: leptos::ev::Event| {
+            let name = event_target_value(&ev);
+            update(Box::new(move |v: &mut ExplorerView| {
+                v.range = TimeRange::PRESETS
+                    .iter()
+                    .find(|(_, n, _)| *n == name)
+                    .map_or(v.range, |(r, _, _)| *r);
+            }))
+        }
+    };
+    let set_risk = {
+        let update = update.clone();
+        move |ev: leptos::ev::Event| {
+            let band = event_target_value(&ev);
+            update(Box::new(move |v: &mut ExplorerView| {
+                let range = RiskBand::ALL
+                    .into_iter()
+                    .find(|b| b.as_str() == band)
+                    .map(RiskBand::range);
+                v.filter.min_risk = range.map(|r| r.0);
+                v.filter.max_risk = range.map(|r| r.1);
+            }))
+        }
+    };
+    let risk_band = move || {
+        view.with(|v| {
+            RiskBand::ALL
+                .into_iter()
+                .find(|b| Some(b.range()) == v.filter.min_risk.zip(v.filter.max_risk))
+                .map_or("any", RiskBand::as_str)
+        })
+    };
+    let field = {
+        let update = update.clone();
+        move |name: &'static str, label: &'static str| {
+            let update = update.clone();
+            let current = move || {
+                view.with(|v| {
+                    let f = &v.filter;
+                    match name {
+                        "user_id" => f.user_id.clone(),
+                        "action" => f.action.clone(),
+                        "entity" => f.entity.clone(),
+                        "source" => f.source.clone(),
+                        "session_id" => f.session_id.clone(),
+                        _ => f.correlation_id.clone(),
+                    }
+                    .unwrap_or_default()
+                })
+            };
+            view! {
+                <label class="field">
+                    <span>{label}</span>
+                    <input
+                        type="text"
+                        name=name
+                        prop:value=current
+                        on:change=move |ev| {
+                            let value = event_target_value(&ev);
+                            let value = (!value.trim().is_empty()).then(|| value.trim().to_string());
+                            update(Box::new(move |v: &mut ExplorerView| {
+                                let f = &mut v.filter;
+                                match name {
+                                    "user_id" => f.user_id = value,
+                                    "action" => f.action = value,
+                                    "entity" => f.entity = value,
+                                    "source" => f.source = value,
+                                    "session_id" => f.session_id = value,
+                                    _ => f.correlation_id = value,
+                                }
+                            }))
+                        }
+                    />
+                </label>
+            }
+        }
+    };
+    let clear = {
+        let go = go.clone();
+        move |_| {
+            error.set(None);
+            go(&ExplorerView::default())
+        }
+    };
+    let more_count = move || {
+        view.with(|v| {
+            let f = &v.filter;
+            [
+                &f.user_id,
+                &f.action,
+                &f.entity,
+                &f.source,
+                &f.session_id,
+                &f.correlation_id,
+            ]
+            .iter()
+            .filter(|x| x.is_some())
+            .count()
+                + usize::from(!f.category.is_empty())
+        })
+    };
+    view! {
+        <section class="panel searchbar" aria-label="Search and filters">
+            <form class="search-form" role="search" on:submit=submit>
+                <label class="visually-hidden" for="explorer-q">"Search events"</label>
+                <input
+                    id="explorer-q"
+                    class="search-input"
+                    type="search"
+                    placeholder="Search: words, \"phrases\", user:alice, -action:login, risk>70   (press /)"
+                    autocomplete="off"
+                    spellcheck="false"
+                    prop:value=move || draft.get()
+                    on:input=move |ev| {
+                        draft.set(event_target_value(&ev));
+                        error.set(None);
+                    }
+                    aria-invalid=move || error.with(Option::is_some).to_string()
+                    aria-describedby="explorer-q-error"
+                />
+                <button type="submit" class="button">"Search"</button>
+            </form>
+            <p id="explorer-q-error" class="query-error" role="alert">
+                {move || error.get().map(|e| format!("Query not run: {e}"))}
+            </p>
+            <div class="filters">
+                <div class="filter-group" role="group" aria-label="Level">
+                    {Level::ALL.iter().rev().map(|l| chip("level", l.as_str(), l.as_str().to_string())).collect_view()}
+                </div>
+                <div class="filter-group" role="group" aria-label="Outcome">
+                    {Outcome::ALL.iter().map(|o| chip("outcome", o.as_str(), o.as_str().to_string())).collect_view()}
+                </div>
+                <label class="field inline">
+                    <span>"Time"</span>
+                    <select name="range" on:change=set_range prop:value=move || view.with(|v| v.range.name())>
+                        {TimeRange::PRESETS.iter().map(|(_, n, label)| view! { <option value=*n>{*label}</option> }).collect_view()}
+                        <Show when=move || view.with(|v| matches!(v.range, TimeRange::Custom { .. }))>
+                            <option value="custom">"Custom range"</option>
+                        </Show>
+                    </select>
+                </label>
+                <label class="field inline">
+                    <span>"Risk"</span>
+                    <select name="risk" on:change=set_risk prop:value=risk_band>
+                        <option value="any">"Any"</option>
+                        <option value="low">"Low (0–30)"</option>
+                        <option value="medium">"Medium (31–70)"</option>
+                        <option value="high">"High (71–100)"</option>
+                    </select>
+                </label>
+                <details class="more-filters">
+                    <summary>
+                        "More filters"
+                        {move || (more_count() > 0).then(|| view! { <span class="count-dot">{more_count()}</span> })}
+                    </summary>
+                    <div class="more-grid">
+                        {field("user_id", "User")}
+                        {field("action", "Action (prefix*)")}
+                        {field("entity", "Entity")}
+                        {field("source", "Source")}
+                        {field("session_id", "Session id")}
+                        {field("correlation_id", "Correlation id")}
+                        <div class="filter-group wide" role="group" aria-label="Category">
+                            {Category::ALL.iter().map(|c| chip("category", c.as_str(), c.as_str().replace('_', " "))).collect_view()}
+                        </div>
+                    </div>
+                </details>
+                <button type="button" class="button ghost small" on:click=clear>"Clear"</button>
+            </div>
+        </section>
+    }
+}
+
+/// The rows the explorer shows and what the live socket adds to them.
+#[derive(Clone, Copy)]
+struct ExplorerLive {
+    rows: RwSignal<Vec<StoredEvent>>,
+    /// Matches that arrived while the reader was scrolled down or paused, newest first.
+    pending: RwSignal<Vec<StoredEvent>>,
+    /// The newest seq the stream has covered; resume after it.
+    position: RwSignal<Seq>,
+    total: RwSignal<u64>,
+    filter: StoredValue<EventFilter>,
+    hold: Signal<bool>,
+    connection: RwSignal<ConnectionState>,
+}
+
+impl Follower for ExplorerLive {
+    fn last_seq(&self) -> Seq {
+        self.position.get_untracked()
+    }
+
+    fn filter(&self) -> Option<EventFilter> {
+        Some(self.filter.get_value())
+    }
+
+    fn apply(&self, event: StoredEvent) {
+        if event.seq <= self.position.get_untracked() {
+            return;
+        }
+        self.position.set(event.seq);
+        self.total.update(|t| *t += 1);
+        if self.hold.get_untracked() {
+            self.pending.update(|p| p.insert(0, event));
+        } else {
+            self.rows.update(|r| r.insert(0, event));
+        }
+    }
+
+    fn caught_up(&self, head: Seq) {
+        if head > self.position.get_untracked() {
+            self.position.set(head);
+        }
+    }
+
+    fn set_connection(&self, state: ConnectionState) {
+        self.connection.set(state);
+    }
+}
+
+/// The result table for one query, live while the view follows now.
+#[component]
+fn Results(
+    filter: EventFilter,
+    page: EventPage,
+    view: Memo<ExplorerView>,
+    connection: RwSignal<ConnectionState>,
+) -> impl IntoView {
+    let highlight = StoredValue::new(filter.compile().unwrap_or_default());
+    let at_top = RwSignal::new(true);
+    let paused = Memo::new(move |_| view.with(|v| v.paused));
+    let live = ExplorerLive {
+        rows: RwSignal::new(page.items),
+        pending: RwSignal::new(Vec::new()),
+        position: RwSignal::new(page.head_seq),
+        total: RwSignal::new(page.total),
+        filter: StoredValue::new(filter.clone()),
+        hold: Signal::derive(move || paused.get() || !at_top.get()),
+        connection,
+    };
+    let capped = page.total_is_lower_bound;
+    let cursor = RwSignal::new(page.next_cursor);
+    let loading_more = RwSignal::new(false);
+    let selected = RwSignal::new(None::<Seq>);
+    let follows = view.with_untracked(ExplorerView::follows_live);
+    if follows {
+        follow(live);
+    }
+
+    let flush = move || {
+        let mut fresh = live.pending.try_update(std::mem::take).unwrap_or_default();
+        if !fresh.is_empty() {
+            live.rows.update(|r| {
+                fresh.append(r);
+                *r = fresh;
+            });
+        }
+        browser::scroll_to_top();
+    };
+    // Back at the top and not paused: what waited joins the rows.
+    Effect::new(move |_| {
+        if !live.hold.get() && live.pending.with(|p| !p.is_empty()) {
+            flush();
+        }
+    });
+    let scroll = window_event_listener(leptos::ev::scroll, move |_| {
+        at_top.set(browser::scroll_y() < TOP_SLACK);
+    });
+    on_cleanup(move || scroll.remove());
+
+    let go = use_go();
+    let navigate = use_navigate();
+    let open = move |seq: Seq| {
+        let id = live
+            .rows
+            .with_untracked(|r| r.iter().find(|e| e.seq == seq).map(|e| e.event_id.clone()));
+        if let Some(id) = id {
+            navigate(
+                &format!(
+                    "/events/{id}{}",
+                    view.with_untracked(ExplorerView::to_query)
+                ),
+                NavigateOptions {
+                    scroll: false,
+                    ..Default::default()
+                },
+            );
+        }
+    };
+    let keys = {
+        let open = open.clone();
+        window_event_listener(leptos::ev::keydown, move |ev| {
+            if ev.ctrl_key() || ev.meta_key() || ev.alt_key() {
+                return;
+            }
+            let key = ev.key();
+            if key == "/" && !browser::typing_in_field() {
+                ev.prevent_default();
+                browser::focus("explorer-q");
+                return;
+            }
+            if browser::typing_in_field() {
+                return;
+            }
+            let step = match key.as_str() {
+                "j" | "ArrowDown" => 1_i64,
+                "k" | "ArrowUp" => -1,
+                "Enter" => {
+                    if let Some(seq) = selected.get_untracked() {
+                        ev.prevent_default();
+                        open(seq);
+                    }
+                    return;
+                }
+                _ => return,
+            };
+            ev.prevent_default();
+            let next = live.rows.with_untracked(|rows| {
+                let at = selected
+                    .get_untracked()
+                    .and_then(|s| rows.iter().position(|e| e.seq == s));
+                let i = match at {
+                    None => 0,
+                    Some(i) => (i as i64 + step).clamp(0, rows.len() as i64 - 1) as usize,
+                };
+                rows.get(i).map(|e| e.seq)
+            });
+            if let Some(seq) = next {
+                selected.set(Some(seq));
+                browser::reveal(&format!("row-{}", seq.0));
+            }
+        })
+    };
+    on_cleanup(move || keys.remove());
+
+    let load_more = move |_| {
+        let Some(c) = cursor.get_untracked() else {
+            return;
+        };
+        loading_more.set(true);
+        let filter = live.filter.get_value();
+        leptos::task::spawn_local(async move {
+            if let Ok(next) = list_events(filter, Some(c)).await {
+                live.rows.update(|r| r.extend(next.items));
+                cursor.set(next.next_cursor);
+            }
+            loading_more.set(false);
+        });
+    };
+    let toggle_pause = move |_| {
+        let mut v = view.get_untracked();
+        v.paused = !v.paused;
+        go(&v);
+    };
+    let export = move |format: &'static str| {
+        let rest = rest_query(&live.filter.get_value());
+        format!("/api/v1/events/export?format={format}{rest}")
+    };
+    let count_text = move || {
+        let n = live.total.get();
+        let shown = live.rows.with(Vec::len);
+        let plus = if capped && n >= EXPLORER_COUNT_CAP {
+            "+"
+        } else {
+            ""
+        };
+        format!(
+            "{} of {}{plus} matching",
+            group_thousands(shown as u64),
+            group_thousands(n)
+        )
+    };
+    let offset = use_local_offset();
+    view! {
+        <section class="panel results" aria-label="Events">
+            <div class="results-head">
+                <span class="results-count" role="status">{count_text}</span>
+                <div class="results-actions">
+                    {follows.then(|| view! {
+                        <button type="button" class="button small" on:click=toggle_pause aria-pressed=move || paused.get().to_string()>
+                            {move || if paused.get() { "Resume live" } else { "Pause" }}
+                        </button>
+                    })}
+                    <details class="export">
+                        <summary class="button small ghost">"Export"</summary>
+                        <div class="menu">
+                            <a href=move || export("csv") download>"CSV"</a>
+                            <a href=move || export("json") download>"JSON"</a>
+                            <a href=move || export("ndjson") download>"NDJSON"</a>
+                        </div>
+                    </details>
+                </div>
+            </div>
+            <Show when=move || live.pending.with(|p| !p.is_empty())>
+                <button type="button" class="new-pill" on:click=move |_| flush()>
+                    {move || {
+                        let n = live.pending.with(Vec::len);
+                        format!("↑ {n} new event{}", if n == 1 { "" } else { "s" })
+                    }}
+                </button>
+            </Show>
+            <div class="table-wrap">
+                <table class="events-table">
+                    <thead>
+                        <tr>
+                            <th scope="col">"Time"</th>
+                            <th scope="col">"Level"</th>
+                            <th scope="col" class="col-category">"Category"</th>
+                            <th scope="col">"Action"</th>
+                            <th scope="col">"User"</th>
+                            <th scope="col" class="col-entity">"Entity"</th>
+                            <th scope="col">"Outcome"</th>
+                            <th scope="col" class="col-risk">"Risk"</th>
+                            <th scope="col" class="col-description">"Description"</th>
+                        </tr>
+                    </thead>
+                    <tbody>
+                        <For
+                            each=move || live.rows.get()
+                            key=|e| e.seq
+                            children=move |e| {
+                                let open = open.clone();
+                                view! { <Row event=e highlight selected open offset /> }
+                            }
+                        />
+                    </tbody>
+                </table>
+            </div>
+            <Show when=move || live.rows.with(Vec::is_empty)>
+                <div class="empty">
+                    <p>"No events match."</p>
+                    <p class="muted small">"Try fewer filters, a longer time range, or another query."</p>
+                </div>
+            </Show>
+            <Show when=move || cursor.with(Option::is_some)>
+                <div class="load-more">
+                    <button type="button" class="button" on:click=load_more disabled=move || loading_more.get()>
+                        {move || if loading_more.get() { "Loading…" } else { "Load more" }}
+                    </button>
+                </div>
+            </Show>
+        </section>
+    }
+    .into_any()
+}
+
+/// `filter` as REST query parameters (`&level=error&...`), for the export links.
+fn rest_query(filter: &EventFilter) -> String {
+    let Ok(serde_json::Value::Object(map)) = serde_json::to_value(filter) else {
+        return String::new();
+    };
+    map.into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                serde_json::Value::Array(items) => items
+                    .iter()
+                    .filter_map(|i| i.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            format!("&{k}={}", encode(&v))
+        })
+        .collect()
+}
+
+fn runs_view(runs: Vec<Run>) -> impl IntoView {
+    runs.into_iter()
+        .map(|r| {
+            if r.marked {
+                view! { <mark>{r.text}</mark> }.into_any()
+            } else {
+                r.text.into_any()
+            }
+        })
+        .collect_view()
+}
+
+#[component]
+fn Row(
+    event: StoredEvent,
+    highlight: StoredValue<Query>,
+    selected: RwSignal<Option<Seq>>,
+    open: impl Fn(Seq) + Clone + Send + Sync + 'static,
+    offset: ReadSignal<Option<i32>>,
+) -> impl IntoView {
+    let seq = event.seq;
+    let e = event.event;
+    let marks = |column: Column, text: &str| highlight.with_value(|q| q.highlight(column, text));
+    let outcome = e.outcome.as_str();
+    let level = e.level.as_str();
+    let ts = e.timestamp.timestamp_millis();
+    let entity = e
+        .entity
+        .as_ref()
+        .and_then(|x| x.name.clone().or_else(|| x.id.clone()))
+        .unwrap_or_default();
+    let user = e.user.id.clone();
+    let description = e.description.clone().unwrap_or_default();
+    let label = format!("{} {} by {}", e.action, outcome, user);
+    let action = marks(Column::Action, &e.action);
+    let user_runs = marks(Column::User, &user);
+    let entity_runs = marks(Column::Entity, &entity);
+    let description_runs = marks(Column::Description, &description);
+    let is_selected = move || selected.get() == Some(seq);
+    let open_click = open.clone();
+    view! {
+        <tr
+            id=format!("row-{}", seq.0)
+            class=move || format!("event-row outcome-{outcome} level-{level}{}", if is_selected() { " selected" } else { "" })
+            aria-selected=move || is_selected().to_string()
+            aria-label=label
+            data-seq=seq.0
+            on:click=move |_| {
+                selected.set(Some(seq));
+                open_click(seq);
+            }
+        >
+            <td class="col-time">
+                <time datetime=e.timestamp.to_rfc3339()>{move || format_time(ts, offset.get(), true)}</time>
+            </td>
+            <td class="col-level"><span class=format!("chip level level-chip-{level}")>{level}</span></td>
+            <td class="col-category muted">{e.category.as_str().replace('_', " ")}</td>
+            <td class="col-action">{runs_view(action)}</td>
+            <td class="col-user">{runs_view(user_runs)}</td>
+            <td class="col-entity">{runs_view(entity_runs)}</td>
+            <td class="col-outcome"><span class=format!("chip chip-{outcome}")>{outcome}</span></td>
+            <td class="col-risk"><RiskBadge score=e.risk_score /></td>
+            <td class="col-description">{runs_view(description_runs)}</td>
+        </tr>
+    }
+}

@@ -1,0 +1,330 @@
+//! `trailwatch-bench`: measures what the issues promise about speed and memory, on this
+//! machine, against a real store: the explorer's first page of filtered full-text queries, a
+//! streamed export, and how the indexes grow. Results go to BENCHMARKS.md by hand.
+//!
+//! `cargo run --release --features ssr --bin trailwatch-bench -- explorer --events 1000000`
+
+use chrono::DateTime;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use trailwatch::export::{ExportFormat, ExportWriter};
+use trailwatch::model::{Actor, AuditEvent, Category, Entity, EventFilter, Level, Outcome, Source};
+use trailwatch::store::{PageRequest, Store, StoreOptions, DB_FILE};
+
+#[derive(Parser)]
+#[command(about = "Trailwatch benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Explorer queries, export and index size over a store of synthetic events.
+    Explorer {
+        /// How many events the store holds.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Where the database lives; reused when it already holds enough events.
+        #[arg(long, default_value = "/tmp/trailwatch-bench")]
+        dir: PathBuf,
+        /// Runs of each query.
+        #[arg(long, default_value_t = 40)]
+        runs: usize,
+    },
+}
+
+/// A seeded xorshift generator, so every run builds the same data.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// Skewed towards small values, as word frequencies are: the minimum of two draws.
+    fn skewed(&mut self, n: u64) -> u64 {
+        self.below(n).min(self.below(n)).min(self.below(n))
+    }
+}
+
+/// Pronounceable pseudo-words: a vocabulary of `n` distinct words.
+fn vocabulary(n: usize) -> Vec<String> {
+    const SYL: [&str; 24] = [
+        "ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ze", "pa", "qui", "bra", "den", "fil",
+        "gor", "hul", "jen", "mar", "nox", "pel", "rin", "sor", "tam", "vex",
+    ];
+    let mut words = Vec::with_capacity(n);
+    let mut i = 0usize;
+    while words.len() < n {
+        let (a, b, c) = (i % 24, (i / 24) % 24, (i / 576) % 24);
+        words.push(format!(
+            "{}{}{}",
+            SYL[a],
+            SYL[b],
+            if i >= 576 { SYL[c] } else { "" }
+        ));
+        i += 1;
+    }
+    words
+}
+
+fn event(rng: &mut Rng, words: &[String], i: u64) -> AuditEvent {
+    let actions = [
+        "auth.login",
+        "auth.logout",
+        "file.read",
+        "file.delete",
+        "user.update",
+        "config.update",
+        "api.call",
+        "payroll.export",
+    ];
+    let n = 6 + rng.below(8) as usize;
+    let description = (0..n)
+        .map(|_| words[rng.skewed(words.len() as u64) as usize].as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let outcome = match rng.below(20) {
+        0 => Outcome::Denied,
+        1 | 2 => Outcome::Failure,
+        _ => Outcome::Success,
+    };
+    AuditEvent {
+        timestamp: DateTime::from_timestamp_millis(1_760_000_000_000 + i as i64 * 100).unwrap_or_default(),
+        level: Level::ALL[rng.below(5) as usize],
+        category: Category::ALL[rng.below(10) as usize],
+        action: actions[rng.below(actions.len() as u64) as usize].to_string(),
+        outcome,
+        source: Source::http(),
+        user: Actor {
+            id: format!("u{}", rng.skewed(5_000)),
+            username: None,
+        },
+        description: Some(description),
+        entity: Some(Entity {
+            kind: Some("document".into()),
+            id: Some(format!("doc-{}", rng.below(100_000))),
+            name: None,
+        }),
+        request: None,
+        location: None,
+        metadata: serde_json::json!({"ip": format!("10.{}.{}.{}", rng.below(4), rng.below(256), rng.below(256))})
+            .as_object()
+            .cloned(),
+        changes: None,
+        system: None,
+        risk_score: Some(rng.below(101) as u8),
+        correlation_id: Some(format!("req-{}", i / 3)),
+        session_id: None,
+    }
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1000.0)
+}
+
+async fn explorer(
+    events: u64,
+    dir: PathBuf,
+    runs: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    std::fs::create_dir_all(&dir)?;
+    let options = StoreOptions {
+        durable: false,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(&dir, options)?;
+    let words = vocabulary(3_000);
+    let have = store.head().await?.0;
+    if have < events {
+        let mut rng = Rng(0x5EED_u64 ^ have.max(1));
+        let started = Instant::now();
+        let mut i = have;
+        while i < events {
+            let n = (events - i).min(5_000);
+            let batch: Vec<AuditEvent> = (i..i + n).map(|k| event(&mut rng, &words, k)).collect();
+            store.append(batch).await?;
+            i += n;
+            if i % 200_000 == 0 {
+                eprintln!("  {i} events stored");
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "ingest (store only, full-text index included, fsync off): {:.0} events/s",
+            (events - have) as f64 / secs
+        );
+    }
+    println!("store holds {} events", store.head().await?.0);
+
+    // The first word is common, the second mid-frequency, the third rare.
+    let (common, mid, rare) = (&words[0], &words[300], &words[2_900]);
+    let cases: Vec<(&str, EventFilter)> = vec![
+        ("common word", q(common)),
+        ("mid-frequency word", q(mid)),
+        ("rare word", q(rare)),
+        ("word prefix", q(&common[..3])),
+        (
+            "two-word phrase",
+            q(&format!("\"{} {}\"", words[0], words[1])),
+        ),
+        ("word + level:error", q(&format!("{mid} level:error"))),
+        (
+            "word + outcome:denied + risk>70",
+            q(&format!("{common} outcome:denied risk>70")),
+        ),
+        ("word and negated word", q(&format!("{mid} -{common}"))),
+        ("user:u42 (field only)", q("user:u42")),
+        (
+            "outcome:denied risk>90 (no text)",
+            q("outcome:denied risk>90"),
+        ),
+        (
+            "rare word, last 10% of time",
+            EventFilter {
+                start_date: DateTime::from_timestamp_millis(
+                    1_760_000_000_000 + (events as i64 * 90),
+                ),
+                ..q(rare)
+            },
+        ),
+    ];
+    println!("\nfirst page (100 rows, count capped at 10,000), {runs} runs each:");
+    println!("| query | matches | p50 ms | p95 ms | max ms |");
+    println!("|---|---:|---:|---:|---:|");
+    for (name, filter) in cases {
+        let query = filter.compile()?;
+        let mut times = Vec::with_capacity(runs);
+        let mut total = 0;
+        let mut capped = false;
+        for _ in 0..runs {
+            let req = PageRequest {
+                cursor: None,
+                page: 1,
+                limit: 100,
+                count_limit: Some(10_000),
+            };
+            let t = Instant::now();
+            let page = store.query(query.clone(), req).await?;
+            times.push(t.elapsed());
+            total = page.total;
+            capped = page.total_is_lower_bound;
+        }
+        times.sort();
+        let plus = if capped { "+" } else { "" };
+        println!(
+            "| {name} | {total}{plus} | {} | {} | {} |",
+            ms(percentile(&times, 0.5)),
+            ms(percentile(&times, 0.95)),
+            ms(times[times.len() - 1])
+        );
+    }
+
+    println!("\nexport of every event as CSV (discarded as it streams):");
+    let before = rss_kib();
+    let t = Instant::now();
+    let samples: Vec<u64> = Vec::new();
+    let (writer, samples, bytes) = store
+        .for_each_matching(
+            EventFilter::default().compile()?,
+            (
+                ExportWriter::new(ExportFormat::Csv, 64 * 1024),
+                samples,
+                0_u64,
+            ),
+            |(writer, samples, bytes), event| {
+                if let Some(chunk) = writer.push(event) {
+                    *bytes += chunk.len() as u64;
+                }
+                if writer.rows() % 100_000 == 0 {
+                    samples.push(rss_kib());
+                }
+                true
+            },
+        )
+        .await?;
+    let rows = writer.rows();
+    let bytes = bytes + writer.finish().len() as u64;
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "{rows} rows, {:.0} MiB in {secs:.2} s ({:.0} rows/s); RSS before {} MiB, every 100k rows: {:?} MiB",
+        bytes as f64 / 1048576.0,
+        rows as f64 / secs,
+        before / 1024,
+        samples.iter().map(|k| k / 1024).collect::<Vec<_>>()
+    );
+
+    let conn = rusqlite::Connection::open(dir.join(DB_FILE))?;
+    let mut stmt = conn.prepare("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name")?;
+    let sizes: Vec<(String, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let sum = |keep: &dyn Fn(&str) -> bool| -> u64 {
+        sizes
+            .iter()
+            .filter(|(n, _)| keep(n))
+            .map(|(_, s)| (*s).max(0) as u64)
+            .sum()
+    };
+    let total = sum(&|_| true);
+    let table = sum(&|n| n == "events");
+    let fts = sum(&|n| n.starts_with("events_fts"));
+    let indexes = sum(&|n| {
+        (n.starts_with("events_") && !n.starts_with("events_fts"))
+            || n.starts_with("sqlite_autoindex_events")
+    });
+    let mib = |b: u64| {
+        format!(
+            "{:.0} MiB ({:.0} B/event)",
+            b as f64 / 1048576.0,
+            b as f64 / events as f64
+        )
+    };
+    println!(
+        "\nsizes: database {}; events table {}; b-tree indexes {}; full-text index {}",
+        mib(total),
+        mib(table),
+        mib(indexes),
+        mib(fts)
+    );
+    Ok(())
+}
+
+fn q(text: &str) -> EventFilter {
+    EventFilter {
+        q: Some(text.to_string()),
+        ..EventFilter::default()
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    match Cli::parse().command {
+        Command::Explorer { events, dir, runs } => explorer(events, dir, runs).await,
+    }
+}
