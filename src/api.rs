@@ -2,7 +2,7 @@
 //! call the store or the auth layer. Compiled into both builds; bodies run on the server.
 
 use crate::error::AppError;
-use crate::model::{DashboardSnapshot, EventDetail, EventFilter, EventPage};
+use crate::model::{DashboardSnapshot, EventDetail, EventFilter, EventPage, SavedView};
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
 
@@ -79,6 +79,50 @@ pub async fn load_event(event_id: String) -> Result<Option<EventDetail>, AppErro
             tracing::error!(error = %e, "event detail failed");
             AppError::Internal
         })
+}
+
+/// The saved explorer views, by name.
+///
+/// # Errors
+/// [`AppError::Internal`] when the view store fails.
+#[server(prefix = "/api/fn", endpoint = "views", input = Json)]
+pub async fn list_views() -> Result<Vec<SavedView>, AppError> {
+    use crate::server::AppState;
+    let state = use_context::<AppState>().ok_or(AppError::Internal)?;
+    state.views.list().await.map_err(view_error)
+}
+
+/// Saves the explorer view `query` (its URL query) as `name`, replacing a view of that name.
+///
+/// # Errors
+/// [`AppError::BadRequest`] naming the field for an empty name or a malformed query.
+#[server(prefix = "/api/fn", endpoint = "save_view", input = Json)]
+pub async fn save_view(name: String, query: String) -> Result<SavedView, AppError> {
+    use crate::server::AppState;
+    let state = use_context::<AppState>().ok_or(AppError::Internal)?;
+    state.views.save(name, query).await.map_err(view_error)
+}
+
+/// Deletes a saved view.
+///
+/// # Errors
+/// [`AppError::Internal`] when the view store fails.
+#[server(prefix = "/api/fn", endpoint = "delete_view", input = Json)]
+pub async fn delete_view(id: i64) -> Result<(), AppError> {
+    use crate::server::AppState;
+    let state = use_context::<AppState>().ok_or(AppError::Internal)?;
+    state.views.delete(id).await.map(|_| ()).map_err(view_error)
+}
+
+#[cfg(feature = "ssr")]
+fn view_error(e: crate::views::ViewError) -> AppError {
+    match e {
+        crate::views::ViewError::Invalid(message) => AppError::BadRequest(message),
+        other => {
+            tracing::error!(error = %other, "saved views failed");
+            AppError::Internal
+        }
+    }
 }
 
 /// Exchanges the admin token for an HttpOnly, SameSite=Strict session cookie, then redirects

@@ -28,6 +28,8 @@ pub mod export;
 pub mod live;
 #[cfg(feature = "ssr")]
 pub mod server;
+#[cfg(feature = "ssr")]
+pub mod views;
 
 /// The browser entry point: hydrates the server-rendered dashboard.
 #[cfg(feature = "hydrate")]

@@ -489,6 +489,17 @@ pub struct EventDetail {
     pub same_session: Vec<StoredEvent>,
 }
 
+/// A named explorer view: the URL query (`?q=...&level=error`) that reopens it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SavedView {
+    pub id: i64,
+    pub name: String,
+    pub query: String,
+    /// Epoch milliseconds.
+    pub created_at: i64,
+}
+
 /// A distinct value of a field and how many events have it
 /// (`GET /api/v1/events/levels`, `/categories`, `/actions`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

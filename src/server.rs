@@ -11,6 +11,7 @@ use crate::ingest::{self, BodyFormat, IngestError};
 use crate::live::{Hub, LiveConfig};
 use crate::model::{FieldError, Health, IngestErrors, Seq, Source};
 use crate::store::{Store, StoreError, StoreOptions};
+use crate::views::SavedViews;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::ws::WebSocketUpgrade;
@@ -37,6 +38,7 @@ pub struct AppState {
     pub store: Store,
     pub hub: Hub,
     pub auth: Auth,
+    pub views: SavedViews,
     pub leptos_options: LeptosOptions,
     pub max_body_bytes: usize,
 }
@@ -54,6 +56,8 @@ pub enum ServeError {
     Store(#[from] StoreError),
     #[error("auth: {0}")]
     Auth(#[from] auth::AuthError),
+    #[error("saved views: {0}")]
+    Views(#[from] crate::views::ViewError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -79,6 +83,9 @@ pub const PROTECTED_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/fn/logout"),
     ("POST", "/api/fn/events"),
     ("POST", "/api/fn/event"),
+    ("POST", "/api/fn/views"),
+    ("POST", "/api/fn/save_view"),
+    ("POST", "/api/fn/delete_view"),
 ];
 
 /// A bound, ready server: its address is known before it serves.
@@ -115,6 +122,7 @@ impl Server {
             },
         );
         let auth = Auth::open(&config.data_dir, &admin_token)?;
+        let views = SavedViews::open(&config.data_dir)?;
         let leptos_options = leptos_options(config);
         let pkg = PathBuf::from(&*leptos_options.site_root)
             .join(&*leptos_options.site_pkg_dir)
@@ -129,6 +137,7 @@ impl Server {
             store,
             hub,
             auth,
+            views,
             leptos_options,
             max_body_bytes: config.max_body_bytes,
         };

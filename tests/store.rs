@@ -416,3 +416,64 @@ async fn a_schema_1_database_gets_its_full_text_index_on_open() {
     assert_eq!(version, "2");
     assert!(verify(dir.path()).ok, "the upgrade leaves the chain intact");
 }
+
+#[tokio::test]
+async fn the_detail_verifies_one_event_in_place_and_finds_its_relatives() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut events: Vec<AuditEvent> = (0..6).map(|i| event(i, "alice")).collect();
+    for (i, e) in events.iter_mut().enumerate() {
+        e.correlation_id = Some(format!("req-{}", i % 2));
+        e.session_id = (i < 3).then(|| "s1".to_string());
+    }
+    store.append(events).await.unwrap();
+    let all = store.read_from(Seq(0), 10).await.unwrap();
+
+    let d = store
+        .detail(all[2].event_id.clone(), 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(d.seal.verified, "{:?}", d.seal.problem);
+    assert_eq!(d.seal.hash, all[2].hash);
+    assert_eq!(d.seal.prev_hash, all[1].hash);
+    let seqs = |v: &[trailwatch::model::StoredEvent]| v.iter().map(|e| e.seq.0).collect::<Vec<_>>();
+    assert_eq!(
+        seqs(&d.same_correlation),
+        vec![5, 1],
+        "same correlation, itself excluded"
+    );
+    assert_eq!(seqs(&d.same_session), vec![2, 1]);
+    assert!(store
+        .detail(trailwatch::model::EventId("nope".into()), 10)
+        .await
+        .unwrap()
+        .is_none());
+
+    // Someone edits the stored row: its own dialog says so, its neighbours still verify.
+    drop(store);
+    let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    conn.execute(
+        "UPDATE events SET description = 'nothing happened' WHERE seq = 3",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let store = open(dir.path());
+    let d = store
+        .detail(all[2].event_id.clone(), 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!d.seal.verified);
+    assert!(d.seal.problem.unwrap().contains("does not match its hash"));
+    let next = store
+        .detail(all[3].event_id.clone(), 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        next.seal.verified,
+        "the next row still links to the stored hash"
+    );
+}

@@ -112,3 +112,33 @@ test("a new matching event streams in live and a non-matching one does not", asy
   await pill.click();
   await expect(rows(page).first()).toContainText("while paused");
 });
+
+test("a view saved under a name reopens from the list and can be deleted", async ({ page }) => {
+  await signIn(page);
+  await page.goto("/events?q=login&outcome=failure");
+  await expect(rows(page)).toHaveCount(1);
+
+  const menu = page.locator("details.saved-views");
+  await menu.getByText("Saved views").click();
+  await menu.getByLabel("Name this view").fill("Failed logins");
+  await menu.getByRole("button", { name: "Save view" }).click();
+  const saved = menu.getByRole("link", { name: "Failed logins" });
+  await expect(saved).toBeVisible();
+
+  await page.getByRole("button", { name: "Clear" }).click();
+  await expect(rows(page)).toHaveCount(4);
+  if (!(await saved.isVisible())) await menu.getByText("Saved views").click();
+  await saved.click();
+  await expect(page).toHaveURL(/q=login/);
+  await expect(rows(page)).toHaveCount(1);
+
+  // Saved on the server: another page sees it.
+  const other = await page.context().newPage();
+  await other.goto("/events");
+  const otherMenu = other.locator("details.saved-views");
+  await otherMenu.getByText("Saved views").click();
+  await expect(otherMenu.getByRole("link", { name: "Failed logins" })).toBeVisible();
+  await otherMenu.getByRole("button", { name: "Delete view Failed logins" }).click();
+  await expect(otherMenu.getByRole("link", { name: "Failed logins" })).toHaveCount(0);
+  await expect(otherMenu.getByText("No saved views yet.")).toBeVisible();
+});

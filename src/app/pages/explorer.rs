@@ -5,7 +5,7 @@
 
 pub mod view;
 
-use crate::api::{list_events, EXPLORER_COUNT_CAP};
+use crate::api::{list_events, list_views, DeleteView, SaveView, EXPLORER_COUNT_CAP};
 use crate::app::browser;
 use crate::app::components::counter::group_thousands;
 use crate::app::components::event_dialog::{format_time, use_local_offset, RiskBadge};
@@ -343,8 +343,84 @@ fn SearchBar(view: Memo<ExplorerView>) -> impl IntoView {
                     </div>
                 </details>
                 <button type="button" class="button ghost small" on:click=clear>"Clear"</button>
+                <SavedViewsMenu view />
             </div>
         </section>
+    }
+}
+
+/// Saving the current view under a name, and the saved views to open or delete.
+#[component]
+fn SavedViewsMenu(view: Memo<ExplorerView>) -> impl IntoView {
+    let save = ServerAction::<SaveView>::new();
+    let delete = ServerAction::<DeleteView>::new();
+    let views = Resource::new(
+        move || (save.version().get(), delete.version().get()),
+        |_| list_views(),
+    );
+    let name = RwSignal::new(String::new());
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        save.dispatch(SaveView {
+            name: name.get_untracked(),
+            query: view.with_untracked(ExplorerView::to_query),
+        });
+        name.set(String::new());
+    };
+    let save_error = move || {
+        save.value()
+            .get()
+            .and_then(Result::err)
+            .map(|e| view! { <p class="query-error" role="alert">{e.to_string()}</p> })
+    };
+    view! {
+        <details class="saved-views">
+            <summary class="button small ghost">"Saved views"</summary>
+            <div class="menu wide">
+                <form class="save-view" on:submit=submit>
+                    <label class="field">
+                        <span>"Name this view"</span>
+                        <input
+                            type="text"
+                            name="view-name"
+                            maxlength="80"
+                            required
+                            prop:value=move || name.get()
+                            on:input=move |ev| name.set(event_target_value(&ev))
+                        />
+                    </label>
+                    <button type="submit" class="button small">"Save view"</button>
+                </form>
+                {save_error}
+                <Transition fallback=|| ()>
+                    {move || Suspend::new(async move {
+                        match views.await {
+                            Ok(list) if list.is_empty() => view! { <p class="muted small">"No saved views yet."</p> }.into_any(),
+                            Ok(list) => view! {
+                                <ul class="view-list" aria-label="Saved views">
+                                    {list.into_iter().map(|v| {
+                                        let id = v.id;
+                                        let label = format!("Delete view {}", v.name);
+                                        view! {
+                                            <li>
+                                                <a href=format!("/events{}", v.query)>{v.name.clone()}</a>
+                                                <button
+                                                    type="button"
+                                                    class="button ghost small"
+                                                    aria-label=label
+                                                    on:click=move |_| { delete.dispatch(DeleteView { id }); }
+                                                >"✕"</button>
+                                            </li>
+                                        }
+                                    }).collect_view()}
+                                </ul>
+                            }.into_any(),
+                            Err(e) => view! { <p class="query-error">{e.to_string()}</p> }.into_any(),
+                        }
+                    })}
+                </Transition>
+            </div>
+        </details>
     }
 }
 
