@@ -2,7 +2,9 @@
 //! call the store or the auth layer. Compiled into both builds; bodies run on the server.
 
 use crate::error::AppError;
-use crate::model::{DashboardSnapshot, EventDetail, EventFilter, EventPage, SavedView};
+use crate::model::{
+    DashboardSnapshot, EventDetail, EventFilter, EventPage, ReplayBatch, SavedView,
+};
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
 
@@ -79,6 +81,41 @@ pub async fn load_event(event_id: String) -> Result<Option<EventDetail>, AppErro
             tracing::error!(error = %e, "event detail failed");
             AppError::Internal
         })
+}
+
+/// The most events one replay loads; a range holding more says so and plays these.
+pub const REPLAY_CAP: usize = 10_000;
+
+/// The events of a past range (the filter's `start_date`..`end_date`, required) in seq order,
+/// for replay: up to [`REPLAY_CAP`], and whether the range holds more.
+///
+/// # Errors
+/// [`AppError::BadRequest`] for a filter without both bounds or one that does not compile.
+#[server(prefix = "/api/fn", endpoint = "replay", input = Json)]
+pub async fn replay_events(filter: EventFilter) -> Result<ReplayBatch, AppError> {
+    use crate::model::Seq;
+    use crate::server::AppState;
+    use std::sync::Arc;
+    let state = use_context::<AppState>().ok_or(AppError::Internal)?;
+    if filter.start_date.is_none() || filter.end_date.is_none() {
+        return Err(AppError::BadRequest(
+            "start_date, end_date: a replay needs both ends of its range".into(),
+        ));
+    }
+    let query = filter
+        .compile()
+        .map_err(|e| AppError::BadRequest(e.to_string()))?;
+    let (mut events, _) = state
+        .store
+        .matching_from(Arc::new(query), Seq(0), REPLAY_CAP + 1)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "replay query failed");
+            AppError::Internal
+        })?;
+    let truncated = events.len() > REPLAY_CAP;
+    events.truncate(REPLAY_CAP);
+    Ok(ReplayBatch { events, truncated })
 }
 
 /// The saved explorer views, by name.

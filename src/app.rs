@@ -43,6 +43,7 @@ pub fn App() -> impl IntoView {
             <Routes fallback=|| view! { <pages::NotFound /> }>
                 <Route path=path!("/") view=pages::DashboardPage ssr=SsrMode::Async />
                 <Route path=path!("/login") view=pages::LoginPage />
+                <Route path=path!("/replay") view=pages::ReplayPage />
                 <ParentRoute path=path!("/events") view=pages::ExplorerPage ssr=SsrMode::Async>
                     <Route path=path!("") view=|| () />
                     <Route path=path!(":id") view=components::EventDialog />

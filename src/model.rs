@@ -489,6 +489,14 @@ pub struct EventDetail {
     pub same_session: Vec<StoredEvent>,
 }
 
+/// The events of a past range for replay, in seq order; `truncated` when the range holds
+/// more than were sent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReplayBatch {
+    pub events: Vec<StoredEvent>,
+    pub truncated: bool,
+}
+
 /// A named explorer view: the URL query (`?q=...&level=error`) that reopens it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -84,6 +84,7 @@ pub const PROTECTED_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/fn/events"),
     ("POST", "/api/fn/event"),
     ("POST", "/api/fn/views"),
+    ("POST", "/api/fn/replay"),
     ("POST", "/api/fn/save_view"),
     ("POST", "/api/fn/delete_view"),
 ];

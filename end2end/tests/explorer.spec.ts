@@ -119,7 +119,7 @@ test("a view saved under a name reopens from the list and can be deleted", async
   await expect(rows(page)).toHaveCount(1);
 
   const menu = page.locator("details.saved-views");
-  await menu.getByText("Saved views").click();
+  await menu.getByText("Saved views", { exact: true }).click();
   await menu.getByLabel("Name this view").fill("Failed logins");
   await menu.getByRole("button", { name: "Save view" }).click();
   const saved = menu.getByRole("link", { name: "Failed logins" });
@@ -127,7 +127,7 @@ test("a view saved under a name reopens from the list and can be deleted", async
 
   await page.getByRole("button", { name: "Clear" }).click();
   await expect(rows(page)).toHaveCount(4);
-  if (!(await saved.isVisible())) await menu.getByText("Saved views").click();
+  if (!(await saved.isVisible())) await menu.getByText("Saved views", { exact: true }).click();
   await saved.click();
   await expect(page).toHaveURL(/q=login/);
   await expect(rows(page)).toHaveCount(1);
@@ -136,7 +136,7 @@ test("a view saved under a name reopens from the list and can be deleted", async
   const other = await page.context().newPage();
   await other.goto("/events");
   const otherMenu = other.locator("details.saved-views");
-  await otherMenu.getByText("Saved views").click();
+  await otherMenu.getByText("Saved views", { exact: true }).click();
   await expect(otherMenu.getByRole("link", { name: "Failed logins" })).toBeVisible();
   await otherMenu.getByRole("button", { name: "Delete view Failed logins" }).click();
   await expect(otherMenu.getByRole("link", { name: "Failed logins" })).toHaveCount(0);

@@ -3,10 +3,12 @@
 mod dashboard;
 mod explorer;
 mod login;
+mod replay;
 
 pub use dashboard::DashboardPage;
 pub use explorer::{encode, ExplorerPage};
 pub use login::LoginPage;
+pub use replay::ReplayPage;
 
 use leptos::prelude::*;
 

@@ -5,15 +5,15 @@ use crate::app::live::use_live;
 use crate::model::{relative_time, Outcome, StoredEvent};
 use leptos::prelude::*;
 
-/// The list of the newest events.
+/// The list of the newest events, under `title` (also the list's accessible name).
 #[component]
-pub fn LiveFeed() -> impl IntoView {
+pub fn LiveFeed(#[prop(default = "Live activity")] title: &'static str) -> impl IntoView {
     let live = use_live();
     let empty = move || live.feed.with(Vec::is_empty);
     view! {
         <section class="panel feed-panel">
             <div class="panel-head">
-                <h2 id="feed-title">"Live activity"</h2>
+                <h2 id="feed-title">{title}</h2>
                 <span class="muted small">
                     {move || format!("newest {} of {}", live.feed.with(Vec::len), crate::app::components::counter::group_thousands(live.counters.get().total))}
                 </span>

@@ -7,7 +7,11 @@ use leptos::form::ActionForm;
 use leptos::prelude::*;
 
 /// The pages in the navigation: path, label, and the key pages pass as `current`.
-const NAV: [(&str, &str, &str); 2] = [("/", "Live", "live"), ("/events", "Explorer", "events")];
+const NAV: [(&str, &str, &str); 3] = [
+    ("/", "Live", "live"),
+    ("/events", "Explorer", "events"),
+    ("/replay", "Replay", "replay"),
+];
 
 /// The header. `current` marks the page in the navigation; `class` lets a page flash it;
 /// `children` fill the status area.
