@@ -534,6 +534,13 @@ impl Counters {
         if event.seq <= self.as_of {
             return false;
         }
+        self.count(event);
+        true
+    }
+
+    /// Counts `event` whatever its seq (replay plays events in time order, not seq order);
+    /// `as_of` becomes the highest seq counted.
+    pub fn count(&mut self, event: &StoredEvent) {
         self.total += 1;
         match event.event.outcome {
             Outcome::Denied => self.denied += 1,
@@ -543,8 +550,7 @@ impl Counters {
         if event.event.level == Level::Critical {
             self.critical += 1;
         }
-        self.as_of = event.seq;
-        true
+        self.as_of = self.as_of.max(event.seq);
     }
 }
 

@@ -4,6 +4,12 @@ import type { Page } from "@playwright/test";
 const rows = (page: Page) => page.getByRole("table").locator("tbody tr");
 const search = (page: Page) => page.getByRole("searchbox", { name: "Search events" });
 
+/** Opens the explorer and waits until it is hydrated and following live events. */
+async function openExplorer(page: Page, path = "/events"): Promise<void> {
+  await page.goto(path);
+  await expect(page.getByRole("status", { name: "Connection: live" })).toBeVisible();
+}
+
 test.beforeEach(async ({ server }) => {
   await server.post([
     { action: "payroll.read", user: { id: "alice" }, outcome: "denied", level: "error", description: "Access denied to the payroll export" },
@@ -15,7 +21,7 @@ test.beforeEach(async ({ server }) => {
 
 test("a query searches on the server and highlights what matched", async ({ page }) => {
   await signIn(page);
-  await page.goto("/events");
+  await openExplorer(page);
   await expect(rows(page)).toHaveCount(4);
 
   await search(page).fill("payroll -user:bob");
@@ -35,7 +41,7 @@ test("a query searches on the server and highlights what matched", async ({ page
 test("the keyboard opens the detail dialog, which copies its raw JSON and closes with Esc", async ({ page, context, baseURL }) => {
   await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: baseURL });
   await signIn(page);
-  await page.goto("/events");
+  await openExplorer(page);
   await expect(rows(page)).toHaveCount(4);
 
   await page.keyboard.press("j");
@@ -67,7 +73,7 @@ test("the keyboard opens the detail dialog, which copies its raw JSON and closes
 
 test("a copied URL reopens the same view, and back returns to the previous one", async ({ page }) => {
   await signIn(page);
-  await page.goto("/events");
+  await openExplorer(page);
   await page.getByRole("group", { name: "Outcome" }).getByRole("button", { name: "failure" }).click();
   await expect(rows(page)).toHaveCount(1);
   await search(page).fill("login");
@@ -77,7 +83,7 @@ test("a copied URL reopens the same view, and back returns to the previous one",
   const url = page.url();
 
   const again = await page.context().newPage();
-  await again.goto(url);
+  await openExplorer(again, url);
   await expect(search(again)).toHaveValue("login");
   await expect(again.getByRole("group", { name: "Outcome" }).getByRole("button", { name: "failure" })).toHaveAttribute("aria-pressed", "true");
   await expect(rows(again)).toHaveCount(1);
@@ -92,9 +98,8 @@ test("a copied URL reopens the same view, and back returns to the previous one",
 
 test("a new matching event streams in live and a non-matching one does not", async ({ page, server }) => {
   await signIn(page);
-  await page.goto("/events?q=user:alice");
+  await openExplorer(page, "/events?q=user:alice");
   await expect(rows(page)).toHaveCount(1);
-  await expect(page.getByRole("status", { name: "Connection: live" })).toBeVisible();
 
   await server.post({ action: "file.read", user: { id: "bob" }, description: "bob reads a file" });
   await server.post({ action: "file.read", user: { id: "alice" }, description: "alice reads a file" });
@@ -115,7 +120,7 @@ test("a new matching event streams in live and a non-matching one does not", asy
 
 test("a view saved under a name reopens from the list and can be deleted", async ({ page }) => {
   await signIn(page);
-  await page.goto("/events?q=login&outcome=failure");
+  await openExplorer(page, "/events?q=login&outcome=failure");
   await expect(rows(page)).toHaveCount(1);
 
   const menu = page.locator("details.saved-views");
@@ -134,11 +139,32 @@ test("a view saved under a name reopens from the list and can be deleted", async
 
   // Saved on the server: another page sees it.
   const other = await page.context().newPage();
-  await other.goto("/events");
+  await openExplorer(other);
   const otherMenu = other.locator("details.saved-views");
   await otherMenu.getByText("Saved views", { exact: true }).click();
   await expect(otherMenu.getByRole("link", { name: "Failed logins" })).toBeVisible();
   await otherMenu.getByRole("button", { name: "Delete view Failed logins" }).click();
   await expect(otherMenu.getByRole("link", { name: "Failed logins" })).toHaveCount(0);
   await expect(otherMenu.getByText("No saved views yet.")).toBeVisible();
+});
+
+test("a custom time range that ends in the past shows its events and does not follow live", async ({ page }) => {
+  await signIn(page);
+  await openExplorer(page);
+  await page.getByLabel("Time").selectOption("custom");
+  await expect(page).toHaveURL(/range=custom/);
+  const to = page.getByLabel("To", { exact: true });
+  await expect(to).toBeVisible();
+  // An end a day ago: every event here is newer.
+  const dayAgo = await page.evaluate(() => {
+    const t = Date.now() - 86_400_000;
+    return new Date(t - new Date(t).getTimezoneOffset() * 60_000).toISOString().slice(0, 19);
+  });
+  await to.fill(dayAgo);
+  await to.press("Enter");
+  await to.blur();
+  await expect(page).toHaveURL(/to=/);
+  await expect(page.getByText("No events match.")).toBeVisible();
+  await expect(page.getByRole("status", { name: /Connection:/ })).toHaveCount(0);
+  await expect(page.getByRole("button", { name: "Pause" })).toHaveCount(0);
 });

@@ -22,10 +22,10 @@ test("a past range plays back into the counters and the feed, and the scrubber s
   );
   await signIn(page);
   await page.goto("/replay");
-  const from = page.getByLabel("From");
+  const from = page.getByLabel("From", { exact: true });
   await expect(from).not.toHaveValue("");
   await from.fill(await localInput(page, base - 5_000));
-  await page.getByLabel("To").fill(await localInput(page, base + 55_000));
+  await page.getByLabel("To", { exact: true }).fill(await localInput(page, base + 55_000));
   await page.getByRole("button", { name: "Load range" }).click();
 
   const clock = page.getByRole("status").filter({ hasText: "events" });

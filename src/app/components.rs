@@ -7,7 +7,7 @@ mod feed;
 mod topbar;
 
 pub use badge::ConnectionBadge;
-pub use counter::StatCard;
+pub use counter::Totals;
 pub use event_dialog::EventDialog;
 pub use feed::LiveFeed;
 pub use topbar::TopBar;

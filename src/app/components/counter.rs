@@ -1,5 +1,6 @@
 //! Stat cards whose numbers ease to each new value (requestAnimationFrame, ease-out cubic).
 
+use crate::model::Counters;
 use leptos::prelude::*;
 
 /// How long one counter transition takes.
@@ -16,6 +17,19 @@ pub fn group_thousands(n: u64) -> String {
         out.push(ch);
     }
     out
+}
+
+/// The four running totals as stat cards.
+#[component]
+pub fn Totals(#[prop(into)] counters: Signal<Counters>) -> impl IntoView {
+    view! {
+        <section class="stats" aria-label="Totals">
+            <StatCard label="Events" value=Signal::derive(move || counters.get().total) tone="neutral" />
+            <StatCard label="Denied" value=Signal::derive(move || counters.get().denied) tone="denied" />
+            <StatCard label="Failures" value=Signal::derive(move || counters.get().failures) tone="failure" />
+            <StatCard label="Critical" value=Signal::derive(move || counters.get().critical) tone="critical" />
+        </section>
+    }
 }
 
 /// A labelled total that animates when it changes.

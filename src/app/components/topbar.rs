@@ -19,7 +19,7 @@ const NAV: [(&str, &str, &str); 3] = [
 pub fn TopBar(
     current: &'static str,
     #[prop(into, optional)] class: Option<Signal<&'static str>>,
-    children: Children,
+    #[prop(optional)] children: Option<Children>,
 ) -> impl IntoView {
     let logout = ServerAction::<Logout>::new();
     let class = move || class.map_or("topbar", |c| c.get());
@@ -42,7 +42,7 @@ pub fn TopBar(
                         .collect_view()}
                 </nav>
                 <div class="topbar-status">
-                    {children()}
+                    {children.map(|c| c())}
                     <ActionForm action=logout attr:class="inline">
                         <button type="submit" class="button ghost small">"Sign out"</button>
                     </ActionForm>

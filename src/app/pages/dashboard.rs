@@ -2,7 +2,7 @@
 //! snapshot and then kept current by the live socket.
 
 use crate::api::load_dashboard;
-use crate::app::components::{ConnectionBadge, LiveFeed, StatCard, TopBar};
+use crate::app::components::{ConnectionBadge, LiveFeed, TopBar, Totals};
 use crate::app::live::{provide_live, LiveState};
 use crate::model::DashboardSnapshot;
 use leptos::prelude::*;
@@ -50,12 +50,7 @@ fn LiveDashboard(snapshot: DashboardSnapshot) -> impl IntoView {
             <LastEventAgo />
         </TopBar>
         <main class="page">
-            <section class="stats" aria-label="Totals">
-                <StatCard label="Events" value=Signal::derive(move || live.counters.get().total) tone="neutral" />
-                <StatCard label="Denied" value=Signal::derive(move || live.counters.get().denied) tone="denied" />
-                <StatCard label="Failures" value=Signal::derive(move || live.counters.get().failures) tone="failure" />
-                <StatCard label="Critical" value=Signal::derive(move || live.counters.get().critical) tone="critical" />
-            </section>
+            <Totals counters=live.counters />
             <LiveFeed />
         </main>
     }

@@ -19,7 +19,7 @@ use leptos::prelude::*;
 use leptos_router::components::Outlet;
 use leptos_router::hooks::{use_navigate, use_query_map};
 use leptos_router::NavigateOptions;
-use view::{ExplorerView, TimeRange};
+use view::{parse_local, to_local_input, ExplorerView, TimeRange};
 
 pub use view::encode;
 
@@ -178,11 +178,56 @@ fn SearchBar(view: Memo<ExplorerView>) -> impl IntoView {
         move |ev: leptos::ev::Event| {
             let name = event_target_value(&ev);
             update(Box::new(move |v: &mut ExplorerView| {
-                v.range = TimeRange::PRESETS
-                    .iter()
-                    .find(|(_, n, _)| *n == name)
-                    .map_or(v.range, |(r, _, _)| *r);
+                v.range = match TimeRange::PRESETS.iter().find(|(_, n, _)| *n == name) {
+                    Some((r, _, _)) => *r,
+                    // A custom range starts as the last 24 hours, open-ended, to be edited.
+                    None => TimeRange::Custom {
+                        from: Some(chrono::Utc::now() - chrono::Duration::hours(24)),
+                        to: None,
+                    },
+                };
             }))
+        }
+    };
+    let offset = use_local_offset();
+    let custom_bound = {
+        let update = update.clone();
+        move |which: &'static str, label: &'static str| {
+            let update = update.clone();
+            let current = move || {
+                let bound = view.with(|v| match v.range {
+                    TimeRange::Custom { from, to } => {
+                        if which == "from" {
+                            from
+                        } else {
+                            to
+                        }
+                    }
+                    _ => None,
+                });
+                bound
+                    .map(|t| to_local_input(t, offset.get().unwrap_or(0)))
+                    .unwrap_or_default()
+            };
+            view! {
+                <label class="field inline">
+                    <span>{label}</span>
+                    <input
+                        type="datetime-local"
+                        step="1"
+                        name=which
+                        prop:value=current
+                        on:change=move |ev| {
+                            let t = parse_local(&event_target_value(&ev), offset.get_untracked().unwrap_or(0));
+                            update(Box::new(move |v: &mut ExplorerView| {
+                                if let TimeRange::Custom { from, to } = &mut v.range {
+                                    if which == "from" { *from = t } else { *to = t }
+                                }
+                            }))
+                        }
+                    />
+                </label>
+            }
         }
     };
     let set_risk = {
@@ -204,8 +249,52 @@ fn SearchBar(view: Memo<ExplorerView>) -> impl IntoView {
             RiskBand::ALL
                 .into_iter()
                 .find(|b| Some(b.range()) == v.filter.min_risk.zip(v.filter.max_risk))
-                .map_or("any", RiskBand::as_str)
+                .map_or_else(
+                    || {
+                        if v.filter.min_risk.is_some() || v.filter.max_risk.is_some() {
+                            "custom"
+                        } else {
+                            "any"
+                        }
+                    },
+                    RiskBand::as_str,
+                )
         })
+    };
+    let risk_bound = {
+        let update = update.clone();
+        move |which: &'static str, label: &'static str| {
+            let update = update.clone();
+            let current = move || {
+                view.with(|v| {
+                    if which == "min_risk" {
+                        v.filter.min_risk
+                    } else {
+                        v.filter.max_risk
+                    }
+                })
+                .map(|r| r.to_string())
+                .unwrap_or_default()
+            };
+            view! {
+                <label class="field">
+                    <span>{label}</span>
+                    <input
+                        type="number"
+                        min="0"
+                        max="100"
+                        name=which
+                        prop:value=current
+                        on:change=move |ev| {
+                            let value = event_target_value(&ev).trim().parse::<u8>().ok().filter(|r| *r <= 100);
+                            update(Box::new(move |v: &mut ExplorerView| {
+                                if which == "min_risk" { v.filter.min_risk = value } else { v.filter.max_risk = value }
+                            }))
+                        }
+                    />
+                </label>
+            }
+        }
     };
     let field = {
         let update = update.clone();
@@ -311,11 +400,13 @@ fn SearchBar(view: Memo<ExplorerView>) -> impl IntoView {
                     <span>"Time"</span>
                     <select name="range" on:change=set_range prop:value=move || view.with(|v| v.range.name())>
                         {TimeRange::PRESETS.iter().map(|(_, n, label)| view! { <option value=*n>{*label}</option> }).collect_view()}
-                        <Show when=move || view.with(|v| matches!(v.range, TimeRange::Custom { .. }))>
-                            <option value="custom">"Custom range"</option>
-                        </Show>
+                        <option value="custom">"Custom range…"</option>
                     </select>
                 </label>
+                <Show when=move || view.with(|v| matches!(v.range, TimeRange::Custom { .. }))>
+                    {custom_bound("from", "From")}
+                    {custom_bound("to", "To")}
+                </Show>
                 <label class="field inline">
                     <span>"Risk"</span>
                     <select name="risk" on:change=set_risk prop:value=risk_band>
@@ -323,6 +414,7 @@ fn SearchBar(view: Memo<ExplorerView>) -> impl IntoView {
                         <option value="low">"Low (0–30)"</option>
                         <option value="medium">"Medium (31–70)"</option>
                         <option value="high">"High (71–100)"</option>
+                        <option value="custom" disabled>"Custom (see more filters)"</option>
                     </select>
                 </label>
                 <details class="more-filters">
@@ -337,6 +429,8 @@ fn SearchBar(view: Memo<ExplorerView>) -> impl IntoView {
                         {field("source", "Source")}
                         {field("session_id", "Session id")}
                         {field("correlation_id", "Correlation id")}
+                        {risk_bound("min_risk", "Min risk (0–100)")}
+                        {risk_bound("max_risk", "Max risk (0–100)")}
                         <div class="filter-group wide" role="group" aria-label="Category">
                             {Category::ALL.iter().map(|c| chip("category", c.as_str(), c.as_str().replace('_', " "))).collect_view()}
                         </div>

@@ -2,14 +2,15 @@
 //! pause and a scrubber, to watch an incident unfold. The events come from the server once;
 //! the playhead, counters and feed are computed here from them.
 
+use super::explorer::view::{parse_local, to_local_input};
 use crate::api::{replay_events, FEED_SIZE, REPLAY_CAP};
 use crate::app::components::counter::group_thousands;
 use crate::app::components::event_dialog::{format_time, use_local_offset};
-use crate::app::components::{LiveFeed, StatCard, TopBar};
+use crate::app::components::{LiveFeed, TopBar, Totals};
 use crate::app::live::{provide_live, LiveState};
-use crate::model::{Counters, DashboardSnapshot, EventFilter, Level, Outcome, StoredEvent};
+use crate::model::{Counters, DashboardSnapshot, EventFilter, StoredEvent};
 use crate::search::Query;
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::Utc;
 use leptos::prelude::*;
 
 /// The speeds offered, as multiples of real time.
@@ -56,36 +57,10 @@ impl Timeline {
     pub fn state_at(&self, t_ms: i64, feed: usize) -> (Counters, Vec<StoredEvent>) {
         let played = &self.events[..self.played(t_ms)];
         let mut c = Counters::default();
-        for e in played {
-            c.total += 1;
-            match e.event.outcome {
-                Outcome::Denied => c.denied += 1,
-                Outcome::Failure => c.failures += 1,
-                Outcome::Success => {}
-            }
-            if e.event.level == Level::Critical {
-                c.critical += 1;
-            }
-            c.as_of = c.as_of.max(e.seq);
-        }
+        played.iter().for_each(|e| c.count(e));
         let recent = played.iter().rev().take(feed).cloned().collect();
         (c, recent)
     }
-}
-
-/// Reads a `datetime-local` value as local time at `offset_minutes` east of UTC.
-fn parse_local(value: &str, offset_minutes: i32) -> Option<DateTime<Utc>> {
-    let naive = NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M")
-        .or_else(|_| NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S"))
-        .ok()?;
-    Some(naive.and_utc() - chrono::Duration::minutes(i64::from(offset_minutes)))
-}
-
-/// Formats `t` for a `datetime-local` input at `offset_minutes`.
-fn to_local_input(t: DateTime<Utc>, offset_minutes: i32) -> String {
-    (t + chrono::Duration::minutes(i64::from(offset_minutes)))
-        .format("%Y-%m-%dT%H:%M:%S")
-        .to_string()
 }
 
 /// `/replay`.
@@ -235,9 +210,7 @@ pub fn ReplayPage() -> impl IntoView {
     let bounds = move |f: fn(&Timeline) -> i64| timeline.with(|t| t.as_ref().map_or(0, f));
 
     view! {
-        <TopBar current="replay">
-            <span class="muted small">"Replay"</span>
-        </TopBar>
+        <TopBar current="replay" />
         <main class="page">
             <section class="panel replay" aria-label="Replay controls">
                 <form class="replay-range" on:submit=load>
@@ -296,12 +269,7 @@ pub fn ReplayPage() -> impl IntoView {
                     </Show>
                 </Show>
             </section>
-            <section class="stats" aria-label="Totals">
-                <StatCard label="Events" value=Signal::derive(move || live.counters.get().total) tone="neutral" />
-                <StatCard label="Denied" value=Signal::derive(move || live.counters.get().denied) tone="denied" />
-                <StatCard label="Failures" value=Signal::derive(move || live.counters.get().failures) tone="failure" />
-                <StatCard label="Critical" value=Signal::derive(move || live.counters.get().critical) tone="critical" />
-            </section>
+            <Totals counters=live.counters />
             <LiveFeed title="Replayed activity" />
         </main>
     }
@@ -310,7 +278,8 @@ pub fn ReplayPage() -> impl IntoView {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Actor, AuditEvent, Category, EventId, Seq, Source};
+    use crate::model::{Actor, AuditEvent, Category, EventId, Level, Outcome, Seq, Source};
+    use chrono::DateTime;
 
     fn event(seq: u64, ts: i64, outcome: Outcome) -> StoredEvent {
         StoredEvent {
@@ -371,15 +340,5 @@ mod tests {
         let (c, feed) = tl.state_at(10_000, 2);
         assert_eq!((c.total, c.failures, c.critical, feed.len()), (3, 1, 1, 2));
         assert_eq!(tl.played(4_000), 2);
-    }
-
-    #[test]
-    fn local_inputs_round_trip_through_the_offset() {
-        let t = DateTime::from_timestamp_millis(1_770_000_000_000).unwrap();
-        for off in [-300, 0, 60, 330] {
-            let text = to_local_input(t, off);
-            assert_eq!(parse_local(&text, off), Some(t), "{off}: {text}");
-        }
-        assert_eq!(parse_local("nonsense", 0), None);
     }
 }

@@ -2,7 +2,7 @@
 //! live/paused, so a copied URL opens the same live view and back/forward work. Pure; shared.
 
 use crate::model::{Category, EventFilter, Level, Outcome};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 
 /// The time window of the explorer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -188,6 +188,21 @@ impl ExplorerView {
     }
 }
 
+/// Reads a `datetime-local` value as local time at `offset_minutes` east of UTC.
+pub fn parse_local(value: &str, offset_minutes: i32) -> Option<DateTime<Utc>> {
+    let naive = NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M")
+        .or_else(|_| NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S"))
+        .ok()?;
+    Some(naive.and_utc() - Duration::minutes(i64::from(offset_minutes)))
+}
+
+/// Formats `t` for a `datetime-local` input at `offset_minutes`.
+pub fn to_local_input(t: DateTime<Utc>, offset_minutes: i32) -> String {
+    (t + Duration::minutes(i64::from(offset_minutes)))
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string()
+}
+
 /// Percent-encodes everything but RFC 3986's unreserved characters.
 pub fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -307,5 +322,15 @@ mod tests {
             ..Default::default()
         };
         assert!(!past.follows_live());
+    }
+
+    #[test]
+    fn local_inputs_round_trip_through_the_offset() {
+        let t = DateTime::from_timestamp_millis(1_770_000_000_000).unwrap();
+        for off in [-300, 0, 60, 330] {
+            let text = to_local_input(t, off);
+            assert_eq!(parse_local(&text, off), Some(t), "{off}: {text}");
+        }
+        assert_eq!(parse_local("nonsense", 0), None);
     }
 }
