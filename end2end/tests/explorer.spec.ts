@@ -153,15 +153,19 @@ test("a custom time range that ends in the past shows its events and does not fo
   await openExplorer(page);
   await page.getByLabel("Time").selectOption("custom");
   await expect(page).toHaveURL(/range=custom/);
+  const from = page.getByLabel("From", { exact: true });
   const to = page.getByLabel("To", { exact: true });
   await expect(to).toBeVisible();
-  // An end a day ago: every event here is newer.
-  const dayAgo = await page.evaluate(() => {
-    const t = Date.now() - 86_400_000;
-    return new Date(t - new Date(t).getTimezoneOffset() * 60_000).toISOString().slice(0, 19);
-  });
-  await to.fill(dayAgo);
-  await to.press("Enter");
+  // Three days ago to two days ago: every event here is newer.
+  const daysAgo = (days: number) =>
+    page.evaluate((d) => {
+      const t = Date.now() - d * 86_400_000;
+      return new Date(t - new Date(t).getTimezoneOffset() * 60_000).toISOString().slice(0, 19);
+    }, days);
+  await from.fill(await daysAgo(3));
+  await from.blur();
+  await expect(page).toHaveURL(/from=/);
+  await to.fill(await daysAgo(2));
   await to.blur();
   await expect(page).toHaveURL(/to=/);
   await expect(page.getByText("No events match.")).toBeVisible();

@@ -180,9 +180,13 @@ fn SearchBar(view: Memo<ExplorerView>) -> impl IntoView {
             update(Box::new(move |v: &mut ExplorerView| {
                 v.range = match TimeRange::PRESETS.iter().find(|(_, n, _)| *n == name) {
                     Some((r, _, _)) => *r,
-                    // A custom range starts as the last 24 hours, open-ended, to be edited.
+                    // A custom range starts as the last 24 hours, open-ended, to be edited; in
+                    // whole seconds, as the pickers show it.
                     None => TimeRange::Custom {
-                        from: Some(chrono::Utc::now() - chrono::Duration::hours(24)),
+                        from: chrono::DateTime::from_timestamp(
+                            (chrono::Utc::now() - chrono::Duration::hours(24)).timestamp(),
+                            0,
+                        ),
                         to: None,
                     },
                 };
