@@ -145,7 +145,6 @@ fn csv_cells(e: &StoredEvent) -> impl Iterator<Item = Option<String>> {
     let entity = a.entity.as_ref();
     let req = a.request.as_ref();
     let loc = a.location.as_ref();
-    let json = |v: Option<String>| v;
     [
         Some(e.seq.0.to_string()),
         Some(e.event_id.0.clone()),
@@ -173,16 +172,12 @@ fn csv_cells(e: &StoredEvent) -> impl Iterator<Item = Option<String>> {
         a.risk_score.map(|v| v.to_string()),
         a.correlation_id.clone(),
         a.session_id.clone(),
-        json(
-            a.metadata
-                .as_ref()
-                .and_then(|m| serde_json::to_string(m).ok()),
-        ),
-        json(
-            a.changes
-                .as_ref()
-                .and_then(|c| serde_json::to_string(c).ok()),
-        ),
+        a.metadata
+            .as_ref()
+            .and_then(|m| serde_json::to_string(m).ok()),
+        a.changes
+            .as_ref()
+            .and_then(|c| serde_json::to_string(c).ok()),
         Some(e.hash.clone()),
     ]
     .into_iter()

@@ -321,7 +321,6 @@ pub enum Column {
     Action,
     User,
     Entity,
-    Other,
 }
 
 /// A piece of highlighted text.

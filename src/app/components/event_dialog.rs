@@ -169,7 +169,9 @@ fn DetailBody(
     let level = e.level.as_str();
     let ts = e.timestamp.timestamp_millis();
     let utc = e.timestamp.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string();
-    let raw = serde_json::to_string_pretty(&event).unwrap_or_default();
+    // Serialised once: shown in the page and handed to the clipboard.
+    let raw_text = serde_json::to_string_pretty(&event).unwrap_or_default();
+    let raw = raw_text.clone();
     let copied = RwSignal::new(None::<bool>);
     let copy = move |_| {
         let raw = raw.clone();
@@ -177,7 +179,6 @@ fn DetailBody(
             copied.set(Some(browser::copy_text(raw).await));
         });
     };
-    let raw_text = serde_json::to_string_pretty(&event).unwrap_or_default();
     let verified = seal.verified;
     let related = |title: &'static str, items: Vec<StoredEvent>, search: String| {
         (!items.is_empty()).then(|| {
