@@ -381,6 +381,10 @@ pub struct EventPage {
     /// The newest seq when the page was read: subscribe live from here to miss nothing.
     #[serde(default)]
     pub head_seq: Seq,
+    /// Present when the search index had not reached `head_seq` (a burst being indexed): the
+    /// full-text part of the answer covers events through this seq only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search_indexed_through: Option<Seq>,
 }
 
 /// Which events a query wants, named as the REST parameters of `GET /api/v1/events` (and the

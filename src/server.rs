@@ -327,12 +327,20 @@ fn percent_decode(s: &str) -> String {
 pub enum ApiError {
     Unauthorized,
     Invalid(Vec<FieldError>),
-    Param { field: String, message: String },
+    Param {
+        field: String,
+        message: String,
+    },
     TooLarge(usize),
     UnsupportedType(String),
     NotFound(String),
     Full,
     Unavailable,
+    /// The search index has not reached the newest events yet; retry shortly.
+    Indexing {
+        indexed: u64,
+        head: u64,
+    },
     Internal,
 }
 
@@ -377,6 +385,15 @@ impl IntoResponse for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 json!({"error": "unavailable", "message": "the store is not accepting writes; nothing from this request was stored"}),
             ),
+            ApiError::Indexing { indexed, head } => {
+                let body = json!({"error": "indexing",
+                    "message": format!("the search index covers events through seq {indexed} of {head}; retry shortly"),
+                    "indexedThrough": indexed, "headSeq": head});
+                let mut r = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                return r;
+            }
             ApiError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 json!({"error": "internal", "message": "the server failed; see its log"}),
@@ -391,6 +408,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Full => ApiError::Full,
             StoreError::Closed => ApiError::Unavailable,
+            StoreError::Indexing { indexed, head } => ApiError::Indexing { indexed, head },
             other => {
                 tracing::error!(error = %other, "store failure");
                 ApiError::Internal

@@ -5,6 +5,7 @@
 
 mod append;
 pub mod chain;
+mod index;
 mod query;
 mod schema;
 mod verify;
@@ -17,10 +18,16 @@ use crate::search::{Clause, Pattern, Query, Term};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+pub use index::SEARCH_FILE;
 pub use query::{DistinctField, PageRequest};
 pub use verify::{verify_path, VerifyReport};
+
+/// How long a search waits for the index to reach the head before it answers with what is
+/// indexed (and says how far that is).
+pub const INDEX_WAIT: Duration = Duration::from_secs(10);
 
 /// The database file's name inside the data directory.
 pub const DB_FILE: &str = "trailwatch.db";
@@ -34,6 +41,8 @@ pub enum StoreError {
     Full,
     #[error("the store is shutting down")]
     Closed,
+    #[error("the search index is catching up: it covers seq {indexed} of {head}")]
+    Indexing { indexed: u64, head: u64 },
     #[error("stored data is unreadable at seq {seq}: {detail}")]
     Corrupt { seq: u64, detail: String },
     #[error("I/O error: {0}")]
@@ -64,6 +73,8 @@ pub struct StoreOptions {
     /// A hard cap on the database size, in SQLite pages (4 KiB each); appends beyond it fail
     /// with [`StoreError::Full`] exactly as on a full disk.
     pub max_pages: Option<u64>,
+    /// How long a search waits for the index to reach the head it saw.
+    pub index_wait: Duration,
 }
 
 impl Default for StoreOptions {
@@ -73,6 +84,7 @@ impl Default for StoreOptions {
             max_batch_events: 50_000,
             durable: true,
             max_pages: None,
+            index_wait: INDEX_WAIT,
         }
     }
 }
@@ -90,6 +102,12 @@ pub struct CommitStats {
 
 struct Shared {
     path: PathBuf,
+    search_path: PathBuf,
+    /// The newest committed seq, as the writer publishes it.
+    head: watch::Receiver<u64>,
+    /// The seq the search index covers through, as the indexer publishes it.
+    indexed: watch::Receiver<u64>,
+    index_wait: Duration,
     writer: mpsc::Sender<append::Job>,
     readers: Mutex<Vec<Connection>>,
     commits: broadcast::Sender<Arc<StoredEvent>>,
@@ -119,10 +137,24 @@ impl Store {
         let (commits, _) = broadcast::channel(options.live_capacity.max(16));
         let (writer, jobs) = mpsc::channel(1024);
         let stats = Arc::new(Mutex::new(CommitStats::default()));
-        append::spawn_writer(conn, jobs, commits.clone(), stats.clone(), options)?;
+        let (doorbell, rung) = std::sync::mpsc::sync_channel(1);
+        let (head_tx, head) = watch::channel(0);
+        let (indexed_tx, indexed) = watch::channel(0);
+        let indexer = index::Indexer::open(data_dir, &path, rung, indexed_tx)?;
+        let index_wait = options.index_wait;
+        let hooks = append::Hooks {
+            doorbell,
+            head: head_tx,
+        };
+        append::spawn_writer(conn, jobs, commits.clone(), stats.clone(), hooks, options)?;
+        indexer.spawn()?;
         Ok(Store {
             shared: Arc::new(Shared {
                 path,
+                search_path: index::search_path(data_dir),
+                head,
+                indexed,
+                index_wait,
                 writer,
                 readers: Mutex::new(Vec::new()),
                 commits,
@@ -189,6 +221,7 @@ impl Store {
     /// # Errors
     /// Database errors.
     pub async fn query(&self, query: Query, req: PageRequest) -> Result<EventPage, StoreError> {
+        self.index_barrier(&query).await;
         self.read(move |c| query::page(c, &query, req)).await
     }
 
@@ -203,6 +236,7 @@ impl Store {
         after: Seq,
         limit: usize,
     ) -> Result<(Vec<StoredEvent>, Seq), StoreError> {
+        self.index_barrier(&query).await;
         self.read(move |c| query::matching_from(c, &query, after, limit))
             .await
     }
@@ -223,6 +257,10 @@ impl Store {
         S: Send + 'static,
         F: FnMut(&mut S, &StoredEvent) -> bool + Send + 'static,
     {
+        // An export is all or nothing: it never leaves out events the index has not reached.
+        if let Some((indexed, head)) = self.index_barrier(&query).await {
+            return Err(StoreError::Indexing { indexed, head });
+        }
         self.read(move |c| {
             query::for_each(c, &query, |e| each(&mut state, e))?;
             Ok(state)
@@ -334,6 +372,31 @@ impl Store {
         !self.shared.writer.is_closed()
     }
 
+    /// The seq the search index covers through (it trails the head by a commit or two, or by
+    /// more while a burst is being indexed).
+    pub fn indexed_through(&self) -> Seq {
+        Seq(*self.shared.indexed.borrow())
+    }
+
+    /// Waits, up to [`StoreOptions::index_wait`], until the search index covers every event committed
+    /// before the call, when `query` needs the index: so an acknowledged event is found by
+    /// the next search. Returns `(indexed, head)` if the wait ran out; the query then covers
+    /// what is indexed and says so.
+    async fn index_barrier(&self, query: &Query) -> Option<(u64, u64)> {
+        if !query::needs_index(query) {
+            return None;
+        }
+        let head = *self.shared.head.borrow();
+        let mut indexed = self.shared.indexed.clone();
+        let caught_up = matches!(
+            tokio::time::timeout(self.shared.index_wait, indexed.wait_for(|i| *i >= head)).await,
+            Ok(Ok(_))
+        );
+        // Otherwise it timed out, or the indexer has stopped: say how far it got.
+        let now = *self.shared.indexed.borrow();
+        (!caught_up).then_some((now, head))
+    }
+
     /// Runs `f` on a pooled read connection on the blocking pool.
     async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
@@ -345,7 +408,7 @@ impl Store {
             let pooled = shared.readers.lock().ok().and_then(|mut p| p.pop());
             let conn = match pooled {
                 Some(c) => c,
-                None => schema::open_reader(&shared.path)?,
+                None => schema::open_reader(&shared.path, Some(&shared.search_path))?,
             };
             let result = f(&conn);
             if let Ok(mut pool) = shared.readers.lock() {

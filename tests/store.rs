@@ -11,7 +11,7 @@ use trailwatch::model::{
     Actor, AuditEvent, Category, EventFilter, Level, Outcome, RequestInfo, Seq, Source,
 };
 use trailwatch::store::chain::Fault;
-use trailwatch::store::{verify_path, PageRequest, Store, StoreOptions, DB_FILE};
+use trailwatch::store::{verify_path, PageRequest, Store, StoreOptions, DB_FILE, SEARCH_FILE};
 
 fn event(n: usize, user: &str) -> AuditEvent {
     AuditEvent {
@@ -377,8 +377,30 @@ async fn subscribers_see_commits_in_seq_order() {
     assert_eq!(got, vec![1, 2, 3, 4, 5, 6]);
 }
 
+fn text(q: &str) -> trailwatch::search::Query {
+    self::q(EventFilter {
+        q: Some(q.into()),
+        ..Default::default()
+    })
+}
+
+async fn text_total(store: &Store, query: &str) -> u64 {
+    store.query(text(query), req(1, 50)).await.unwrap().total
+}
+
+fn schema_version(dir: &Path) -> String {
+    Connection::open(dir.join(DB_FILE))
+        .unwrap()
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
 #[tokio::test]
-async fn a_schema_1_database_gets_its_full_text_index_on_open() {
+async fn a_schema_2_database_moves_its_full_text_index_to_its_own_file() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     store
@@ -386,35 +408,172 @@ async fn a_schema_1_database_gets_its_full_text_index_on_open() {
         .await
         .unwrap();
     drop(store);
-    // What a database written before the full-text index looks like.
+    // Schema 2 kept the index inside the events database, had b-trees on users and actions,
+    // no action counts, and no index file.
     let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
     conn.execute_batch(
-        "DROP TABLE events_fts; UPDATE meta SET value = '1' WHERE key = 'schema_version';",
+        "CREATE VIRTUAL TABLE events_fts USING fts5(t_description, content = '');
+         CREATE INDEX events_user ON events (user_id, seq);
+         CREATE INDEX events_action ON events (action, seq);
+         DELETE FROM counters WHERE name LIKE 'action:%';
+         UPDATE meta SET value = '2' WHERE key = 'schema_version';",
     )
     .unwrap();
     drop(conn);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(format!("{SEARCH_FILE}{suffix}")));
+    }
 
     let store = open(dir.path());
-    let found = EventFilter {
-        q: Some("\"number 2\"".into()),
-        ..Default::default()
-    };
-    assert_eq!(store.query(q(found), req(1, 50)).await.unwrap().total, 1);
-    let prefix = EventFilter {
-        q: Some("numb".into()),
-        ..Default::default()
-    };
-    assert_eq!(store.query(q(prefix), req(1, 50)).await.unwrap().total, 25);
-    let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
-    let version: String = conn
+    assert_eq!(text_total(&store, "\"number 2\"").await, 1);
+    assert_eq!(text_total(&store, "numb").await, 25);
+    let legacy: i64 = Connection::open(dir.path().join(DB_FILE))
+        .unwrap()
         .query_row(
-            "SELECT value FROM meta WHERE key = 'schema_version'",
+            "SELECT COUNT(*) FROM sqlite_master
+             WHERE name IN ('events_fts', 'events_user', 'events_action')",
             [],
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(version, "2");
+    assert_eq!(legacy, 0, "the old index and b-trees are dropped");
+    let actions = store
+        .distinct(trailwatch::store::DistinctField::Action)
+        .await
+        .unwrap();
+    let counted: Vec<(String, u64)> = actions.into_iter().map(|v| (v.value, v.count)).collect();
+    assert_eq!(
+        counted,
+        vec![
+            ("record.update.0".to_string(), 9),
+            ("record.update.1".to_string(), 8),
+            ("record.update.2".to_string(), 8)
+        ]
+    );
+    assert_eq!(schema_version(dir.path()), "3");
     assert!(verify(dir.path()).ok, "the upgrade leaves the chain intact");
+}
+
+#[tokio::test]
+async fn a_lost_or_foreign_search_index_is_rebuilt_from_the_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .append((0..30).map(|i| event(i, "alice")).collect())
+        .await
+        .unwrap();
+    assert_eq!(text_total(&store, "number").await, 30);
+    drop(store);
+    // Another store's index, further along and over other events, put in its place.
+    let foreign = open(other.path());
+    let mut others: Vec<AuditEvent> = (0..40).map(|i| event(i, "bob")).collect();
+    for e in &mut others {
+        e.description = Some("unrelated words".into());
+    }
+    foreign.append(others).await.unwrap();
+    assert_eq!(text_total(&foreign, "unrelated").await, 40);
+    drop(foreign);
+    let copy = |from: &Path, to: &Path| {
+        let conn = Connection::open(from.join(SEARCH_FILE)).unwrap();
+        let _ = std::fs::remove_file(to.join(format!("{SEARCH_FILE}-wal")));
+        let _ = std::fs::remove_file(to.join(format!("{SEARCH_FILE}-shm")));
+        let target = to.join(SEARCH_FILE);
+        let _ = std::fs::remove_file(&target);
+        conn.execute("VACUUM INTO ?1", [target.to_str().unwrap()])
+            .unwrap();
+    };
+    copy(other.path(), dir.path());
+    let store = open(dir.path());
+    assert_eq!(
+        text_total(&store, "unrelated").await,
+        0,
+        "nothing foreign is found"
+    );
+    assert_eq!(text_total(&store, "number").await, 30);
+    drop(store);
+
+    // Lost altogether.
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(format!("{SEARCH_FILE}{suffix}")));
+    }
+    let store = open(dir.path());
+    assert_eq!(text_total(&store, "\"number 7\"").await, 1);
+    assert_eq!(text_total(&store, "number").await, 30);
+}
+
+#[tokio::test]
+async fn a_search_behind_the_index_says_how_far_it_covers_and_never_guesses() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        index_wait: std::time::Duration::from_millis(200),
+        ..StoreOptions::default()
+    };
+    let store = Store::open(dir.path(), options).unwrap();
+    store
+        .append((0..10).map(|i| event(i, "alice")).collect())
+        .await
+        .unwrap();
+    let page = store.query(text("number"), req(1, 50)).await.unwrap();
+    assert_eq!((page.total, page.search_indexed_through), (10, None));
+
+    // Hold the index's write lock, as a long merge would: the indexer cannot move.
+    let blocker = Connection::open(dir.path().join(SEARCH_FILE)).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    store
+        .append((10..15).map(|i| event(i, "alice")).collect())
+        .await
+        .unwrap();
+
+    let page = store.query(text("number"), req(1, 50)).await.unwrap();
+    assert_eq!(page.head_seq, Seq(15));
+    assert_eq!(page.search_indexed_through, Some(Seq(10)));
+    assert_eq!(page.total, 10, "only indexed events are counted");
+    // A negation must not let unindexed events through as "not containing" the word.
+    let page = store.query(text("-number"), req(1, 50)).await.unwrap();
+    assert_eq!(
+        (page.total, page.search_indexed_through),
+        (0, Some(Seq(10)))
+    );
+    // Live catch-up must not skip what the index has not reached.
+    let (items, reached) = store
+        .matching_from(std::sync::Arc::new(text("number")), Seq(8), 100)
+        .await
+        .unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(reached, Seq(10));
+    // Filters that need no index are complete.
+    let all = store
+        .query(q(EventFilter::default()), req(1, 50))
+        .await
+        .unwrap();
+    assert_eq!((all.total, all.search_indexed_through), (15, None));
+    // An export is all or nothing.
+    let export = store
+        .for_each_matching(text("number"), 0_u64, |n, _| {
+            *n += 1;
+            true
+        })
+        .await;
+    assert!(matches!(
+        export,
+        Err(trailwatch::store::StoreError::Indexing {
+            indexed: 10,
+            head: 15
+        })
+    ));
+
+    blocker.execute_batch("ROLLBACK").unwrap();
+    let page = store.query(text("number"), req(1, 50)).await.unwrap();
+    assert_eq!((page.total, page.search_indexed_through), (15, None));
+    let exported = store
+        .for_each_matching(text("number"), 0_u64, |n, _| {
+            *n += 1;
+            true
+        })
+        .await
+        .unwrap();
+    assert_eq!(exported, 15);
 }
 
 #[tokio::test]

@@ -202,6 +202,36 @@ struct Plan {
     params: Vec<Box<dyn ToSql>>,
     /// Positive full-text phrases, joined with AND; negative ones are NOT-ed onto it.
     fts_match: Option<String>,
+    /// Whether the plan reads the search index: it then covers only indexed events.
+    uses_index: bool,
+}
+
+/// Whether `query` is answered with the search index: it has full-text terms, or a user or
+/// action the index narrows down.
+pub fn needs_index(query: &Query) -> bool {
+    Plan::new(query).uses_index
+}
+
+/// An FTS5 phrase, limited to the index column holding the same text, that every event whose
+/// user or action matches `term` also matches; `None` for other terms or text with no tokens.
+fn column_phrase(term: &Term) -> Option<String> {
+    let (column, pattern) = match term {
+        Term::User(p) => ("t_user", p),
+        Term::Action(p) => ("t_action", p),
+        _ => return None,
+    };
+    let (text, prefix) = match pattern {
+        Pattern::Exact(v) => (v, false),
+        Pattern::Prefix(p) => (p, true),
+    };
+    // ASCII only: there the index's case folding and `search::tokenize` agree exactly, so the
+    // phrase cannot miss; other text is left to the exact condition alone.
+    if !text.is_ascii() {
+        return None;
+    }
+    let tokens = crate::search::tokenize(text);
+    // A prefix may end inside a token, so its last token is a prefix too.
+    (!tokens.is_empty()).then(|| format!("{column} : {}", fts_phrase(&tokens, prefix)))
 }
 
 impl Plan {
@@ -217,6 +247,14 @@ impl Plan {
                     include.push(phrase);
                 }
                 continue;
+            }
+            if !clause.negated {
+                // Users and actions have no b-tree index (it halved ingest speed): the
+                // index's column of the same text narrows the scan to a superset, and the
+                // exact condition below decides.
+                if let Some(narrow) = column_phrase(&clause.term) {
+                    include.push(narrow);
+                }
             }
             let condition = plan.condition(&clause.term);
             plan.conditions.push(if clause.negated {
@@ -239,10 +277,20 @@ impl Plan {
             }
             (true, false) => {
                 plan.conditions.push(
-                    "e.seq NOT IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)".into(),
+                    "e.seq NOT IN (SELECT rowid FROM search.events_fts WHERE events_fts MATCH ?)"
+                        .into(),
                 );
                 plan.params.push(Box::new(exclude.join(" OR ")));
             }
+        }
+        plan.uses_index = !(include.is_empty() && exclude.is_empty());
+        if plan.uses_index {
+            // Events the indexer has not reached would be missed by a MATCH and wrongly pass
+            // a NOT MATCH: the answer covers the indexed events, and the caller says so.
+            plan.conditions.push(
+                "e.seq <= IFNULL((SELECT value FROM search.meta WHERE key = 'indexed_through'), 0)"
+                    .into(),
+            );
         }
         plan
     }
@@ -331,7 +379,10 @@ impl Plan {
             Some(m) => {
                 conditions.push("events_fts MATCH ?");
                 params.push(m as &dyn ToSql);
-                ("events_fts f JOIN events e ON e.seq = f.rowid", "f.rowid")
+                (
+                    "search.events_fts f JOIN events e ON e.seq = f.rowid",
+                    "f.rowid",
+                )
             }
             None => ("events e", "e.seq"),
         };
@@ -428,11 +479,18 @@ pub fn page(conn: &Connection, query: &Query, req: PageRequest) -> Result<EventP
         .prepare(&sql)?
         .query_map(params.as_slice(), event_from_row)?
         .collect::<Result<Vec<_>, _>>()?;
-    tx.finish()?;
     let next_cursor = (items.len() == limit as usize)
         .then(|| items.last().map(|e| e.seq.0.to_string()))
         .flatten();
+    let search_indexed_through = if plan.uses_index {
+        let indexed = super::index::indexed_through(&tx)?;
+        (indexed < head_seq.0).then_some(Seq(indexed))
+    } else {
+        None
+    };
+    tx.finish()?;
     Ok(EventPage {
+        search_indexed_through,
         items,
         total,
         total_is_lower_bound,
@@ -465,11 +523,17 @@ pub fn matching_from(
         .prepare(&sql)?
         .query_map(params.as_slice(), event_from_row)?
         .collect::<Result<Vec<_>, _>>()?;
+    // A full page may stop short of the head; an unfull one saw everything up to it, or up
+    // to where the search index reached when it was used.
+    let seen = if plan.uses_index {
+        Seq(super::index::indexed_through(&tx)?.min(head_seq.0))
+    } else {
+        head_seq
+    };
     tx.finish()?;
-    // A full page may stop short of the head; an unfull one saw everything up to it.
     let reached = match items.last() {
         Some(last) if items.len() == limit => last.seq,
-        _ => head_seq.max(after),
+        _ => seen.max(after),
     };
     Ok((items, reached))
 }
@@ -513,24 +577,17 @@ static EVENT_COLUMNS_QUALIFIED: std::sync::LazyLock<String> = std::sync::LazyLoc
 /// Each level, category or action that occurs, with its count, most frequent first.
 pub fn distinct(conn: &Connection, field: DistinctField) -> Result<Vec<ValueCount>, StoreError> {
     let rows: Vec<(String, i64)> = match field {
-        DistinctField::Level | DistinctField::Category => {
-            let prefix = if field == DistinctField::Level {
-                "level:"
-            } else {
-                "category:"
+        DistinctField::Level | DistinctField::Category | DistinctField::Action => {
+            let prefix = match field {
+                DistinctField::Level => "level:",
+                DistinctField::Category => "category:",
+                DistinctField::Action => "action:",
             };
             let mut stmt = conn.prepare_cached(
                 "SELECT substr(name, length(?1) + 1), value FROM counters
                  WHERE name >= ?1 AND name < ?1 || char(1114111) AND value > 0",
             )?;
             let rows = stmt.query_map([prefix], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            rows.collect::<Result<_, _>>()?
-        }
-        DistinctField::Action => {
-            let mut stmt = conn.prepare_cached(
-                "SELECT action, COUNT(*) FROM events INDEXED BY events_action GROUP BY action",
-            )?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect::<Result<_, _>>()?
         }
     };

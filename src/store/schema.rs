@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 /// The schema version this build writes; a newer database is refused rather than misread.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -50,18 +50,11 @@ CREATE TABLE IF NOT EXISTS events (
     hash              BLOB    NOT NULL,
     erased            INTEGER NOT NULL DEFAULT 0
 );
+-- Time is the one secondary b-tree: users and actions are found through the search index,
+-- whose upkeep is off the writer's path (a b-tree on users halved ingest speed).
 CREATE INDEX IF NOT EXISTS events_ts     ON events (ts);
-CREATE INDEX IF NOT EXISTS events_user   ON events (user_id, seq);
-CREATE INDEX IF NOT EXISTS events_action ON events (action, seq);
 
--- Full text of each event (rowid = seq), written in the same transaction as the event. The
--- columns hold `search::text_columns`, so the browser's matcher and this index agree.
--- Contentless: the text lives in `events` only; deletable for erasure.
-CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(
-    t_description, t_action, t_user, t_entity, t_metadata,
-    content = '', contentless_delete = 1,
-    tokenize = 'unicode61 remove_diacritics 0'
-);
+-- The full-text index lives in its own file: see `store::index`.
 
 -- One salt per data subject, apart from the events: deleting it crypto-shreds the subject.
 CREATE TABLE IF NOT EXISTS subjects (
@@ -104,12 +97,7 @@ pub fn open_writer(path: &Path, durable: bool) -> Result<Connection, StoreError>
     // The writer walks every index on every insert; SQLite's default 2 MiB cache evicted index
     // pages between batches (measured: 42k → 54k events/s at 300k events with 64 MiB).
     conn.pragma_update(None, "cache_size", -65_536)?;
-    let had_events = table_exists(&conn, "events")?;
-    let had_fts = table_exists(&conn, "events_fts")?;
     conn.execute_batch(SCHEMA)?;
-    if had_events && !had_fts {
-        backfill_full_text(&conn)?;
-    }
     let version: Option<String> = conn
         .query_row(
             "SELECT value FROM meta WHERE key = 'schema_version'",
@@ -131,10 +119,7 @@ pub fn open_writer(path: &Path, durable: bool) -> Result<Connection, StoreError>
             });
         }
         Some(v) if v < SCHEMA_VERSION => {
-            conn.execute(
-                "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
-                [SCHEMA_VERSION.to_string()],
-            )?;
+            upgrade_to_3(&conn)?;
             tracing::info!(from = v, to = SCHEMA_VERSION, "database schema upgraded");
         }
         Some(_) => {}
@@ -142,7 +127,27 @@ pub fn open_writer(path: &Path, durable: bool) -> Result<Connection, StoreError>
     Ok(conn)
 }
 
-fn table_exists(conn: &Connection, name: &str) -> Result<bool, StoreError> {
+/// Schema 3 moved the full-text index to its own file, dropped the user and action b-trees
+/// and counts actions in `counters`. One transaction: an interrupted upgrade is redone.
+fn upgrade_to_3(conn: &Connection) -> Result<(), StoreError> {
+    let tx = conn.unchecked_transaction()?;
+    tx.execute_batch(
+        "DELETE FROM counters WHERE name >= 'action:' AND name < 'action;';
+         INSERT INTO counters (name, value)
+             SELECT 'action:' || action, COUNT(*) FROM events GROUP BY action;
+         DROP INDEX IF EXISTS events_user;
+         DROP INDEX IF EXISTS events_action;",
+    )?;
+    super::index::drop_legacy(&tx)?;
+    tx.execute(
+        "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+        [SCHEMA_VERSION.to_string()],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+pub fn table_exists(conn: &Connection, name: &str) -> Result<bool, StoreError> {
     Ok(conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = ?1)",
         [name],
@@ -150,35 +155,14 @@ fn table_exists(conn: &Connection, name: &str) -> Result<bool, StoreError> {
     )?)
 }
 
-/// Indexes the text of every stored event: the upgrade from schema 1, which had no full-text
-/// index. One transaction, so an interrupted upgrade is redone on the next start.
-fn backfill_full_text(conn: &Connection) -> Result<(), StoreError> {
-    let tx = conn.unchecked_transaction()?;
-    let mut indexed = 0_u64;
-    {
-        let sql = format!(
-            "SELECT {} FROM events ORDER BY seq",
-            super::query::EVENT_COLUMNS
-        );
-        let mut select = tx.prepare(&sql)?;
-        let mut insert = tx.prepare(super::append::INSERT_FTS)?;
-        let mut rows = select.query([])?;
-        while let Some(row) = rows.next()? {
-            let event = super::query::event_from_row(row)?;
-            super::append::index_text(&mut insert, event.seq.0, &event.event)?;
-            indexed += 1;
-        }
-    }
-    tx.commit()?;
-    tracing::info!(indexed, "full-text index built for stored events");
-    Ok(())
-}
-
-/// Opens a connection that only reads.
-pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+/// Opens a connection that only reads, with the search index attached as `search` when given.
+pub fn open_reader(path: &Path, search: Option<&Path>) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)?;
     configure(&conn)?;
+    if let Some(search) = search {
+        super::index::attach(&conn, search)?;
+    }
     conn.pragma_update(None, "query_only", "ON")?;
     Ok(conn)
 }

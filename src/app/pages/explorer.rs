@@ -590,6 +590,10 @@ fn Results(
         connection,
     };
     let capped = page.total_is_lower_bound;
+    // The search index was still catching up with a burst: say how far this answer reaches.
+    let indexing = page
+        .search_indexed_through
+        .map(|through| (through, page.head_seq));
     let cursor = RwSignal::new(page.next_cursor);
     let loading_more = RwSignal::new(false);
     let selected = RwSignal::new(None::<Seq>);
@@ -742,6 +746,13 @@ fn Results(
                     </details>
                 </div>
             </div>
+            {indexing.map(|(through, head)| view! {
+                <p class="notice" role="status">
+                    {format!(
+                        "Search is still indexing a burst: this covers events up to #{through} of #{head}. Search again in a moment for the rest."
+                    )}
+                </p>
+            })}
             <Show when=move || live.pending.with(|p| !p.is_empty())>
                 <button type="button" class="new-pill" on:click=move |_| flush()>
                     {move || {

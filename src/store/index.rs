@@ -1,0 +1,255 @@
+//! The full-text search index: derived data in its own file (`search.db`) beside the events,
+//! kept up to date by its own thread so that tokenising and merging never slow the writer.
+//!
+//! The writer commits events and rings a doorbell; the indexer reads what was committed after
+//! the seq it has indexed through and indexes it in one transaction with that position (and
+//! the hash of the event at it). Nothing here is the record: if the file is lost, damaged or
+//! belongs to other events, it is rebuilt from the events, which stay the source of truth.
+//! Readers attach the file as `search`; a query that needs it first waits until it covers the
+//! head it saw (see [`crate::store::Store::query`]), so an acknowledged event is searchable by
+//! the next query that asks.
+
+use super::{query, schema, StoreError};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Receiver;
+use tokio::sync::watch;
+
+/// The index file's name inside the data directory.
+pub const SEARCH_FILE: &str = "search.db";
+
+/// The most events indexed in one transaction: big enough that FTS5 writes few segments,
+/// small enough that a query waiting on the index sees progress often.
+const CHUNK: usize = 20_000;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+) WITHOUT ROWID;
+
+-- Full text of each event (rowid = seq). The columns hold `search::text_columns`, so the
+-- browser's matcher and this index agree. Contentless: the text lives in the events only;
+-- rows are deletable for erasure.
+CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(
+    t_description, t_action, t_user, t_entity, t_metadata,
+    content = '', contentless_delete = 1,
+    tokenize = 'unicode61 remove_diacritics 0'
+);
+";
+
+/// Adds an event's text to the full-text index.
+const INSERT_FTS: &str = "INSERT INTO events_fts
+    (rowid, t_description, t_action, t_user, t_entity, t_metadata)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+/// Opens (creating if needed) the index file for writing. It is derived data, so commits are
+/// not fsynced (`synchronous=NORMAL` in WAL mode still never corrupts it); a crash may lose
+/// the last chunks, which are indexed again from the events.
+fn open_writer(search: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(search)?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "cache_size", -65_536)?;
+    conn.execute_batch(SCHEMA)?;
+    // FTS5 flushes its in-memory terms to a new segment whenever they pass this size; the
+    // default (1 MiB) made several segments per chunk, each merged again later.
+    conn.execute(
+        "INSERT INTO events_fts (events_fts, rank) VALUES ('hashsize', ?1)",
+        [16_i64 << 20],
+    )?;
+    Ok(conn)
+}
+
+/// Where the index stands: the seq it covers through and that event's hash.
+fn position(conn: &Connection) -> Result<(u64, Vec<u8>), StoreError> {
+    let get = |key: &str| -> Result<Option<rusqlite::types::Value>, StoreError> {
+        Ok(conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    };
+    let seq = match get("indexed_through")? {
+        Some(rusqlite::types::Value::Integer(n)) => n.max(0) as u64,
+        _ => 0,
+    };
+    let hash = match get("indexed_hash")? {
+        Some(rusqlite::types::Value::Blob(b)) => b,
+        _ => Vec::new(),
+    };
+    Ok((seq, hash))
+}
+
+/// The seq the index covers through, read by a connection that attached it as `search`.
+pub fn indexed_through(conn: &Connection) -> Result<u64, StoreError> {
+    let seq: Option<i64> = conn
+        .query_row(
+            "SELECT value FROM search.meta WHERE key = 'indexed_through'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(seq.unwrap_or(0).max(0) as u64)
+}
+
+/// Empties the index when it does not describe these events: it covers past their head, or
+/// the event it stopped at has another hash (a restored or replaced database). Returns the
+/// position to resume from.
+fn reconcile(conn: &Connection, events: &Connection) -> Result<u64, StoreError> {
+    let (seq, hash) = position(conn)?;
+    if seq == 0 {
+        return Ok(0);
+    }
+    let stored: Option<Vec<u8>> = events
+        .query_row("SELECT hash FROM events WHERE seq = ?1", [seq], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    if stored.as_deref() == Some(hash.as_slice()) {
+        return Ok(seq);
+    }
+    tracing::warn!(
+        indexed_through = seq,
+        "the search index does not match the stored events; rebuilding it"
+    );
+    let tx = conn.unchecked_transaction()?;
+    tx.execute(
+        "INSERT INTO events_fts (events_fts) VALUES ('delete-all')",
+        [],
+    )?;
+    tx.execute("DELETE FROM meta", [])?;
+    tx.commit()?;
+    Ok(0)
+}
+
+/// Indexes up to [`CHUNK`] events after the stored position, in one transaction that also
+/// moves the position. Returns the new position, or `None` when there was nothing to index.
+/// The position is read inside the write transaction, so two indexers on one file (a store
+/// reopened while its old thread drains) never index an event twice.
+fn index_chunk(conn: &Connection, events: &Connection) -> Result<Option<u64>, StoreError> {
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    let (from, _) = position(&tx)?;
+    let events = query::read_from(events, crate::model::Seq(from), CHUNK)?;
+    let Some(last) = events.last() else {
+        return Ok(None);
+    };
+    let (last_seq, last_hash) = (last.seq.0, hex::decode(&last.hash).unwrap_or_default());
+    {
+        let mut insert = tx.prepare_cached(INSERT_FTS)?;
+        for stored in &events {
+            let [description, action, user, entity, metadata] =
+                crate::search::text_columns(&stored.event);
+            insert.execute(params![
+                stored.seq.0,
+                description,
+                action,
+                user,
+                entity,
+                metadata
+            ])?;
+        }
+        let mut set = tx.prepare_cached(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )?;
+        set.execute(params!["indexed_through", last_seq as i64])?;
+        set.execute(params!["indexed_hash", last_hash])?;
+    }
+    tx.commit()?;
+    Ok(Some(last_seq))
+}
+
+/// The indexer's handles: the index (written), the events (read), the doorbell the writer
+/// rings after each commit, and where to publish progress.
+pub struct Indexer {
+    conn: Connection,
+    events: Connection,
+    doorbell: Receiver<()>,
+    progress: watch::Sender<u64>,
+}
+
+impl Indexer {
+    /// Opens (creating or repairing) the index beside `events` and returns the indexer, not
+    /// yet running, with the position it resumes from already published.
+    pub fn open(
+        data_dir: &Path,
+        events: &Path,
+        doorbell: Receiver<()>,
+        progress: watch::Sender<u64>,
+    ) -> Result<Indexer, StoreError> {
+        let conn = open_writer(&search_path(data_dir))?;
+        let events = schema::open_reader(events, None)?;
+        let from = reconcile(&conn, &events)?;
+        progress.send_replace(from);
+        Ok(Indexer {
+            conn,
+            events,
+            doorbell,
+            progress,
+        })
+    }
+
+    /// Runs the indexer on its own thread until the writer hangs up, then indexes what is
+    /// left and stops.
+    pub fn spawn(self) -> Result<(), StoreError> {
+        std::thread::Builder::new()
+            .name("trailwatch-index".into())
+            .spawn(move || self.run())?;
+        Ok(())
+    }
+
+    fn run(self) {
+        let mut open = true;
+        loop {
+            match index_chunk(&self.conn, &self.events) {
+                Ok(Some(seq)) => {
+                    self.progress.send_replace(seq);
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    // The events are safe; searches wait on the index and report how far it
+                    // got. Try again on the next commit rather than spin on the error.
+                    tracing::error!(error = %e, "indexing failed; will retry on the next commit");
+                }
+            }
+            if !open {
+                break;
+            }
+            // Caught up: sleep until the writer commits again (or hangs up, after which one
+            // more pass indexes whatever its last commit left).
+            match self.doorbell.recv() {
+                Ok(()) => {}
+                Err(_) => open = false,
+            }
+            // Many rings while busy mean one more pass, not many. A hang-up shows at the next
+            // `recv`, after that pass.
+            while self.doorbell.try_recv().is_ok() {}
+        }
+        tracing::info!("indexer stopped");
+    }
+}
+
+/// The index file for the data directory.
+pub fn search_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(SEARCH_FILE)
+}
+
+/// Attaches the index to a reader connection as `search`.
+pub fn attach(conn: &Connection, search: &Path) -> Result<(), StoreError> {
+    conn.execute(
+        "ATTACH DATABASE ?1 AS search",
+        [search.to_string_lossy().as_ref()],
+    )?;
+    Ok(())
+}
+
+/// Drops the index that schema 2 kept inside the events database: the upgrade to schema 3,
+/// whose index lives in its own file and is built by the indexer.
+pub fn drop_legacy(conn: &Connection) -> Result<(), StoreError> {
+    if schema::table_exists(conn, "events_fts")? {
+        conn.execute_batch("DROP TABLE events_fts")?;
+        tracing::info!("moved the full-text index out of the events database");
+    }
+    Ok(())
+}
