@@ -388,6 +388,23 @@ async fn text_total(store: &Store, query: &str) -> u64 {
     store.query(text(query), req(1, 50)).await.unwrap().total
 }
 
+/// Deletes the search index file and its WAL, as an operator might.
+fn remove_search_index(dir: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.join(format!("{SEARCH_FILE}{suffix}")));
+    }
+}
+
+/// How many events an export of `query` would write.
+async fn exported(store: &Store, query: &str) -> Result<u64, trailwatch::store::StoreError> {
+    store
+        .for_each_matching(text(query), 0_u64, |n, _| {
+            *n += 1;
+            true
+        })
+        .await
+}
+
 fn schema_version(dir: &Path) -> String {
     Connection::open(dir.join(DB_FILE))
         .unwrap()
@@ -420,9 +437,7 @@ async fn a_schema_2_database_moves_its_full_text_index_to_its_own_file() {
     )
     .unwrap();
     drop(conn);
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(dir.path().join(format!("{SEARCH_FILE}{suffix}")));
-    }
+    remove_search_index(dir.path());
 
     let store = open(dir.path());
     assert_eq!(text_total(&store, "\"number 2\"").await, 1);
@@ -494,9 +509,7 @@ async fn a_lost_or_foreign_search_index_is_rebuilt_from_the_events() {
     drop(store);
 
     // Lost altogether.
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(dir.path().join(format!("{SEARCH_FILE}{suffix}")));
-    }
+    remove_search_index(dir.path());
     let store = open(dir.path());
     assert_eq!(text_total(&store, "\"number 7\"").await, 1);
     assert_eq!(text_total(&store, "number").await, 30);
@@ -549,14 +562,8 @@ async fn a_search_behind_the_index_says_how_far_it_covers_and_never_guesses() {
         .unwrap();
     assert_eq!((all.total, all.search_indexed_through), (15, None));
     // An export is all or nothing.
-    let export = store
-        .for_each_matching(text("number"), 0_u64, |n, _| {
-            *n += 1;
-            true
-        })
-        .await;
     assert!(matches!(
-        export,
+        exported(&store, "number").await,
         Err(trailwatch::store::StoreError::Indexing {
             indexed: 10,
             head: 15
@@ -566,14 +573,7 @@ async fn a_search_behind_the_index_says_how_far_it_covers_and_never_guesses() {
     blocker.execute_batch("ROLLBACK").unwrap();
     let page = store.query(text("number"), req(1, 50)).await.unwrap();
     assert_eq!((page.total, page.search_indexed_through), (15, None));
-    let exported = store
-        .for_each_matching(text("number"), 0_u64, |n, _| {
-            *n += 1;
-            true
-        })
-        .await
-        .unwrap();
-    assert_eq!(exported, 15);
+    assert_eq!(exported(&store, "number").await.unwrap(), 15);
 }
 
 #[tokio::test]
