@@ -25,6 +25,37 @@ pub async fn load_dashboard() -> Result<DashboardSnapshot, AppError> {
     })
 }
 
+/// Summary, insights, statistics and timeline for the dashboard home: `range` is a preset
+/// (`1h`, `24h`, `7d`, `30d`), `tz` the browser's IANA zone for the heatmap (the server's zone
+/// when absent or unknown here; the answer names the zone it used).
+///
+/// # Errors
+/// [`AppError::BadRequest`] for an unknown range; [`AppError::Internal`] when the store fails.
+#[server(prefix = "/api/fn", endpoint = "overview", input = Json)]
+pub async fn load_overview(
+    range: String,
+    tz: Option<String>,
+) -> Result<crate::analytics::Overview, AppError> {
+    use crate::insights::{last_hours, parse_zone, range_hours};
+    use crate::server::AppState;
+    let state = use_context::<AppState>().ok_or(AppError::Internal)?;
+    let hours = range_hours(&range).ok_or_else(|| {
+        AppError::BadRequest(format!("range: {range:?} is not 1h, 24h, 7d or 30d"))
+    })?;
+    let zone = tz
+        .and_then(|name| parse_zone(&name).ok())
+        .unwrap_or_else(|| state.analytics.zone());
+    let now = chrono::Utc::now().timestamp_millis();
+    state
+        .analytics
+        .overview(last_hours(hours, now), zone, now)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "overview failed");
+            AppError::Internal
+        })
+}
+
 /// How many rows one explorer page holds.
 pub const EXPLORER_PAGE: u32 = 100;
 /// The explorer counts matches up to this many, so a broad query stays fast.

@@ -1,6 +1,7 @@
 //! Settings: command-line flags, then `TRAILWATCH_*` environment variables (both through clap),
 //! then an optional `trailwatch.toml`, then built-in defaults. Server build only.
 
+use crate::analytics::AnomalyConfig;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -55,6 +56,10 @@ pub struct ServeArgs {
     /// [default: 4096].
     #[arg(long, env = "TRAILWATCH_LIVE_QUEUE")]
     pub live_queue: Option<usize>,
+    /// The IANA time zone whose night (22:00 to 06:00) the time anomaly watches
+    /// [default: UTC].
+    #[arg(long, env = "TRAILWATCH_TIME_ZONE")]
+    pub time_zone: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -121,6 +126,9 @@ pub struct FileConfig {
     pub live_queue: Option<usize>,
     /// The server `trailwatch emit` talks to.
     pub url: Option<String>,
+    pub time_zone: Option<String>,
+    /// Anomaly thresholds (`[anomalies]`); every key may be left out.
+    pub anomalies: Option<AnomalyConfig>,
 }
 
 /// Why settings could not be loaded.
@@ -172,6 +180,9 @@ pub struct ServeConfig {
     pub live_queue: usize,
     /// From `TRAILWATCH_ADMIN_TOKEN` only: flags would show it in `ps`.
     pub admin_token: Option<String>,
+    /// An IANA zone name, checked when the server starts.
+    pub time_zone: String,
+    pub anomalies: AnomalyConfig,
 }
 
 impl ServeConfig {
@@ -198,6 +209,11 @@ impl ServeConfig {
             admin_token: std::env::var("TRAILWATCH_ADMIN_TOKEN")
                 .ok()
                 .filter(|t| !t.is_empty()),
+            time_zone: args
+                .time_zone
+                .or(file.time_zone)
+                .unwrap_or_else(|| "UTC".into()),
+            anomalies: file.anomalies.unwrap_or_default(),
         }
     }
 }
@@ -223,6 +239,24 @@ mod tests {
     #[test]
     fn unknown_file_keys_are_errors() {
         assert!(toml::from_str::<FileConfig>("adr = \"x\"").is_err());
+        assert!(toml::from_str::<FileConfig>("[anomalies]\nspike = 2.0").is_err());
+    }
+
+    #[test]
+    fn anomaly_thresholds_come_from_the_file() {
+        let file: FileConfig = toml::from_str(
+            "time_zone = \"Europe/Berlin\"\n[anomalies]\nspike_ratio = 5.0\nnight_start = 1380",
+        )
+        .unwrap();
+        let cli = Cli::parse_from(["trailwatch", "serve"]);
+        let Command::Serve(args) = cli.command else {
+            panic!("expected serve")
+        };
+        let c = ServeConfig::resolve(args, file);
+        assert_eq!(c.time_zone, "Europe/Berlin");
+        assert_eq!(c.anomalies.spike_ratio, 5.0);
+        assert_eq!(c.anomalies.night_start, 23 * 60);
+        assert_eq!(c.anomalies.dip_ratio, AnomalyConfig::default().dip_ratio);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 // release builds of the WASM client.
 #![recursion_limit = "256"]
 
+pub mod analytics;
 pub mod model;
 pub mod search;
 
@@ -24,6 +25,8 @@ pub mod config;
 pub mod emit;
 #[cfg(feature = "ssr")]
 pub mod export;
+#[cfg(feature = "ssr")]
+pub mod insights;
 #[cfg(feature = "ssr")]
 pub mod live;
 #[cfg(feature = "ssr")]

@@ -2,12 +2,14 @@
 //! dashboard pages, static files), the authentication middleware and the serve loop.
 //! Server build only.
 
+mod dashboard;
 mod events;
 
 use crate::app::{shell, App};
 use crate::auth::{self, Auth, Presented, TokenOrigin};
 use crate::config::ServeConfig;
 use crate::ingest::{self, BodyFormat, IngestError};
+use crate::insights::{parse_zone, Analytics};
 use crate::live::{Hub, LiveConfig};
 use crate::model::{FieldError, Health, IngestErrors, Seq, Source};
 use crate::store::{Store, StoreError, StoreOptions};
@@ -39,6 +41,7 @@ pub struct AppState {
     pub hub: Hub,
     pub auth: Auth,
     pub views: SavedViews,
+    pub analytics: Analytics,
     pub leptos_options: LeptosOptions,
     pub max_body_bytes: usize,
 }
@@ -58,6 +61,8 @@ pub enum ServeError {
     Auth(#[from] auth::AuthError),
     #[error("saved views: {0}")]
     Views(#[from] crate::views::ViewError),
+    #[error("settings: {0}")]
+    Config(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -78,6 +83,10 @@ pub const PROTECTED_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/events/categories"),
     ("GET", "/api/v1/events/actions"),
     ("GET", "/api/v1/verify"),
+    ("GET", "/api/v1/events/statistics"),
+    ("GET", "/api/dashboard/summary"),
+    ("GET", "/api/dashboard/insights"),
+    ("POST", "/api/fn/overview"),
     ("GET", "/ws/audit"),
     ("POST", "/api/fn/snapshot"),
     ("POST", "/api/fn/logout"),
@@ -106,6 +115,7 @@ impl Server {
     /// # Errors
     /// The data directory, database or address cannot be used.
     pub async fn bind(config: &ServeConfig) -> Result<Server, ServeError> {
+        let zone = parse_zone(&config.time_zone).map_err(ServeError::Config)?;
         let (admin_token, token_origin) =
             auth::load_admin_token(&config.data_dir, config.admin_token.clone())?;
         let store = Store::open(
@@ -122,6 +132,8 @@ impl Server {
                 ..LiveConfig::default()
             },
         );
+        let analytics = Analytics::new(store.clone(), config.anomalies.clone(), zone);
+        analytics.watch();
         let auth = Auth::open(&config.data_dir, &admin_token)?;
         let views = SavedViews::open(&config.data_dir)?;
         let leptos_options = leptos_options(config);
@@ -139,6 +151,7 @@ impl Server {
             hub,
             auth,
             views,
+            analytics,
             leptos_options,
             max_body_bytes: config.max_body_bytes,
         };
@@ -219,6 +232,9 @@ pub fn router(state: AppState) -> Router {
             get(events::list_events).post(ingest_events),
         )
         .route("/api/v1/events/export", get(events::export_events))
+        .route("/api/v1/events/statistics", get(dashboard::statistics))
+        .route("/api/dashboard/summary", get(dashboard::summary))
+        .route("/api/dashboard/insights", get(dashboard::insights))
         .route("/api/v1/events/levels", get(events::levels))
         .route("/api/v1/events/categories", get(events::categories))
         .route("/api/v1/events/actions", get(events::actions))

@@ -7,6 +7,7 @@ mod append;
 pub mod chain;
 mod index;
 mod query;
+pub mod rollup;
 mod schema;
 mod verify;
 
@@ -344,6 +345,24 @@ impl Store {
     /// Database errors.
     pub async fn snapshot(&self, limit: usize) -> Result<DashboardSnapshot, StoreError> {
         self.read(move |c| query::snapshot(c, limit)).await
+    }
+
+    /// Runs `f` over the rollups from one consistent snapshot, on a blocking thread.
+    ///
+    /// # Errors
+    /// Database errors, and whatever `f` returns.
+    pub async fn with_rollups<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rollup::Reader<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.read(move |c| {
+            let tx = c.unchecked_transaction()?;
+            let out = f(&rollup::Reader { conn: &tx })?;
+            tx.finish()?;
+            Ok(out)
+        })
+        .await
     }
 
     /// Running totals over every stored event.

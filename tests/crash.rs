@@ -1,8 +1,10 @@
 //! The real `trailwatch` binary killed with SIGKILL during concurrent ingest: after a restart
 //! every acknowledged event is present exactly once, the chain verifies (offline, with
-//! `trailwatch verify`), and seq continues.
+//! `trailwatch verify`), seq continues, and the rollups match a recount of the events.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 #![cfg(all(feature = "ssr", unix))]
+
+mod common;
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -140,6 +142,13 @@ async fn kill_9_loses_no_acknowledged_event() {
     }
     let head = stored.values().max().copied().unwrap();
     assert_eq!(stored.len() as u64, head, "seqs are gap-free");
+    // The rollups were written in the events' transactions: they match a recount exactly.
+    let db = data.join(trailwatch::store::DB_FILE);
+    common::rollups::assert_same(
+        "after kill -9",
+        &common::rollups::stored(&db),
+        &common::rollups::recount_stored(&db),
+    );
 
     let r = json_of(
         http.post(format!("{url}/api/v1/events"))

@@ -16,7 +16,7 @@ test("an event posted through the API appears in the feed without a reload", asy
   await expect(item).toContainText("alice");
   await expect(item).toContainText("denied");
   await expect(stat("Events")).toHaveAttribute("aria-label", "Events: 1");
-  await expect(stat("Denied")).toHaveAttribute("aria-label", "Denied: 1");
+  await expect(stat("Denial rate")).toHaveAttribute("aria-label", "Denial rate: 100.0%");
   // The header flashes red for a denial.
   await expect(page.getByRole("banner")).toHaveClass(/flash-/);
   await expect(page.getByText(/last event (just now|\d+ s ago)/)).toBeVisible();

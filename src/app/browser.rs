@@ -75,6 +75,16 @@ pub fn local_offset_minutes(ms: i64) -> i32 {
     }
 }
 
+/// The browser's IANA time zone (`Europe/Berlin`), if it says. (The server has no browser
+/// to ask, so this exists in the browser build only.)
+#[cfg(feature = "hydrate")]
+pub fn time_zone() -> Option<String> {
+    let format = js_sys::Intl::DateTimeFormat::new(&js_sys::Array::new(), &js_sys::Object::new());
+    js_sys::Reflect::get(&format.resolved_options(), &"timeZone".into())
+        .ok()
+        .and_then(|v| v.as_string())
+}
+
 /// Whether the element focused now takes typing (so single-key shortcuts must not fire).
 pub fn typing_in_field() -> bool {
     #[cfg(feature = "hydrate")]

@@ -1,6 +1,7 @@
 //! Reusable pieces of the dashboard.
 
 mod badge;
+pub mod charts;
 pub mod counter;
 pub mod event_dialog;
 mod feed;

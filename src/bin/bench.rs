@@ -1,6 +1,6 @@
 //! `trailwatch-bench`: measures what the issues promise about speed and memory, on this
 //! machine, against a real store: the explorer's first page of filtered full-text queries, a
-//! streamed export, and how the indexes grow. Results go to BENCHMARKS.md by hand.
+//! streamed export, how the indexes grow, append throughput, and analytics over rollups. Results go to BENCHMARKS.md by hand.
 //!
 //! `cargo run --release --features ssr --bin trailwatch-bench -- explorer --events 1000000`
 
@@ -50,6 +50,25 @@ enum Command {
         /// Where the database lives; emptied first.
         #[arg(long, default_value = "/tmp/trailwatch-bench-ingest")]
         dir: PathBuf,
+    },
+    /// Summary and insights (trends, anomalies, heatmap) over a store of events spread over
+    /// the last `days` days, read from the rollups.
+    Analytics {
+        /// How many events the store holds.
+        #[arg(long, default_value_t = 10_000_000)]
+        events: u64,
+        /// Distinct users the events are spread over.
+        #[arg(long, default_value_t = 5_000)]
+        users: u64,
+        /// The days the events are spread over, up to now.
+        #[arg(long, default_value_t = 30)]
+        days: u64,
+        /// Where the database lives; reused when it already holds enough events.
+        #[arg(long, default_value = "/tmp/trailwatch-bench-analytics")]
+        dir: PathBuf,
+        /// Runs of each measurement.
+        #[arg(long, default_value_t = 50)]
+        runs: usize,
     },
 }
 
@@ -423,6 +442,103 @@ async fn ingest(
     Ok(())
 }
 
+async fn analytics(
+    events: u64,
+    users: u64,
+    days: u64,
+    dir: PathBuf,
+    runs: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use trailwatch::analytics::AnomalyConfig;
+    use trailwatch::insights::{last_hours, Analytics};
+    std::fs::create_dir_all(&dir)?;
+    let store = Store::open(
+        &dir,
+        StoreOptions {
+            durable: false,
+            index_wait: Duration::from_secs(3600),
+            ..StoreOptions::default()
+        },
+    )?;
+    let have = store.head().await?.0;
+    let now = chrono::Utc::now().timestamp_millis();
+    let span = (days.max(1) * 24 * 3_600_000) as i64;
+    let start = now - span;
+    if have < events {
+        let words = vocabulary(3_000);
+        let mut rng = Rng(0xA11A ^ have.max(1));
+        let started = Instant::now();
+        let mut i = have;
+        while i < events {
+            let n = (events - i).min(5_000);
+            let batch: Vec<AuditEvent> = (i..i + n)
+                .map(|k| {
+                    let mut e = event(&mut rng, &words, k);
+                    let at = start + (k as i128 * span as i128 / events as i128) as i64;
+                    e.timestamp = DateTime::from_timestamp_millis(at).unwrap_or_default();
+                    e.user.id = format!("u{}", rng.skewed(users.max(1)));
+                    e
+                })
+                .collect();
+            store.append(batch).await?;
+            i += n;
+            if i % 1_000_000 == 0 {
+                eprintln!("  {i} events stored");
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "ingest with rollups ({users} users, fsync off): {:.0} events/s",
+            (events - have) as f64 / secs
+        );
+    }
+    let rows = |table: &str| -> Result<i64, rusqlite::Error> {
+        rusqlite::Connection::open(dir.join(DB_FILE))?.query_row(
+            &format!("SELECT COUNT(*) FROM {table}"),
+            [],
+            |r| r.get(0),
+        )
+    };
+    println!(
+        "store holds {} events; rollup rows: {} minute, {} hour-by-dimension, {} hour-by-user",
+        store.head().await?.0,
+        rows("rollup_minute")?,
+        rows("rollup_hour")?,
+        rows("rollup_user_hour")?
+    );
+    let service = Analytics::new(store.clone(), AnomalyConfig::default(), chrono_tz::Tz::UTC);
+    let viewer: chrono_tz::Tz = "Europe/Berlin".parse().map_err(|_| "zone")?;
+    let mut both = Vec::with_capacity(runs);
+    let mut overview = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let now = chrono::Utc::now().timestamp_millis();
+        let t = Instant::now();
+        let summary = service.summary(last_hours(24, now), now).await?;
+        let insights = service.insights(viewer, now).await?;
+        both.push(t.elapsed());
+        assert!(summary.total_actions > 0 && !insights.heatmap.days.is_empty());
+        let t = Instant::now();
+        service
+            .overview(last_hours(24 * 30, now), viewer, now)
+            .await?;
+        overview.push(t.elapsed());
+    }
+    both.sort();
+    overview.sort();
+    println!(
+        "summary + insights: p50 {} ms, p95 {} ms, max {} ms ({runs} runs)",
+        ms(percentile(&both, 0.5)),
+        ms(percentile(&both, 0.95)),
+        ms(percentile(&both, 1.0))
+    );
+    println!(
+        "dashboard overview, 30-day range (adds statistics and the timeline): p50 {} ms, p95 {} ms",
+        ms(percentile(&overview, 0.5)),
+        ms(percentile(&overview, 0.95))
+    );
+    Ok(())
+}
+
 fn q(text: &str) -> EventFilter {
     EventFilter {
         q: Some(text.to_string()),
@@ -441,5 +557,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             durable,
             dir,
         } => ingest(events, batch, producers, durable, dir).await,
+        Command::Analytics {
+            events,
+            users,
+            days,
+            dir,
+            runs,
+        } => analytics(events, users, days, dir, runs).await,
     }
 }

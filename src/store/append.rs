@@ -1,8 +1,10 @@
 //! The single writer: a thread that drains every waiting append into one transaction (group
 //! commit), seals each event into the chain, fsyncs once, then acknowledges and publishes.
-//! Indexing for search happens after, on the indexer's thread (see `index`).
+//! Rollups are updated in the same transaction; indexing for search happens after, on the
+//! indexer's thread (see `index`).
 
 use super::chain::{self, Hash32, GENESIS};
+use super::rollup;
 use super::{CommitStats, StoreError, StoreOptions};
 use crate::model::{AuditEvent, EventId, IngestReceipt, Seq, StoredEvent};
 use chrono::{DateTime, Utc};
@@ -236,6 +238,14 @@ impl Writer {
                     .execute(params![key, n])
                     .map_err(StoreError::from_sqlite)?;
             }
+            let mut rollups = rollup::Increments::default();
+            for stored in &sealed {
+                rollups.add(&stored.event);
+            }
+            rollups.write(&tx).map_err(|e| match e {
+                StoreError::Sqlite(e) => StoreError::from_sqlite(e),
+                other => other,
+            })?;
         }
         tx.commit().map_err(StoreError::from_sqlite)?;
         self.head_seq = seq;

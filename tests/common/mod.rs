@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod random;
+pub mod rollups;
 
 use futures::StreamExt;
 use serde_json::Value;
@@ -35,6 +36,8 @@ impl TestServer {
             max_body_bytes: 10 * 1024 * 1024,
             live_queue: 4096,
             admin_token: Some(TOKEN.to_string()),
+            time_zone: "UTC".into(),
+            anomalies: Default::default(),
         };
         tweak(&mut config);
         let server = Server::bind(&config).await.unwrap();

@@ -24,26 +24,41 @@ pub fn group_thousands(n: u64) -> String {
 pub fn Totals(#[prop(into)] counters: Signal<Counters>) -> impl IntoView {
     view! {
         <section class="stats" aria-label="Totals">
-            <StatCard label="Events" value=Signal::derive(move || counters.get().total) tone="neutral" />
-            <StatCard label="Denied" value=Signal::derive(move || counters.get().denied) tone="denied" />
-            <StatCard label="Failures" value=Signal::derive(move || counters.get().failures) tone="failure" />
-            <StatCard label="Critical" value=Signal::derive(move || counters.get().critical) tone="critical" />
+            <StatCard label="Events" value=Signal::derive(move || counters.get().total as f64) tone="neutral" />
+            <StatCard label="Denied" value=Signal::derive(move || counters.get().denied as f64) tone="denied" />
+            <StatCard label="Failures" value=Signal::derive(move || counters.get().failures as f64) tone="failure" />
+            <StatCard label="Critical" value=Signal::derive(move || counters.get().critical as f64) tone="critical" />
         </section>
     }
 }
 
-/// A labelled total that animates when it changes.
+/// How a stat card shows its number.
+fn shown_text(v: f64, percent: bool) -> String {
+    if percent {
+        format!("{:.1}%", v)
+    } else {
+        group_thousands(v.round().max(0.0) as u64)
+    }
+}
+
+/// A labelled number that animates when it changes: a count, or a percentage.
 #[component]
 pub fn StatCard(
     label: &'static str,
-    #[prop(into)] value: Signal<u64>,
-    /// `neutral`, `denied`, `failure` or `critical`: the card's accent.
+    #[prop(into)] value: Signal<f64>,
+    /// `neutral`, `denied`, `failure`, `critical` or `users`: the card's accent.
     tone: &'static str,
+    /// Shows the value as a percentage with one decimal.
+    #[prop(optional)]
+    percent: bool,
+    /// A line under the number.
+    #[prop(optional, into)]
+    hint: Option<Signal<String>>,
 ) -> impl IntoView {
-    let shown = RwSignal::new(value.get_untracked() as f64);
+    let shown = RwSignal::new(value.get_untracked());
     let generation = StoredValue::new(0u32);
     let bumped = RwSignal::new(false);
-    Effect::new(move |previous: Option<u64>| {
+    Effect::new(move |previous: Option<f64>| {
         let target = value.get();
         if previous.is_some_and(|p| p != target) {
             generation.update_value(|g| *g = g.wrapping_add(1));
@@ -53,7 +68,7 @@ pub fn StatCard(
                 generation,
                 generation.get_value(),
                 shown.get_untracked(),
-                target as f64,
+                target,
                 now_ms(),
             );
         }
@@ -62,9 +77,10 @@ pub fn StatCard(
     view! {
         <div class=format!("stat stat-{tone}") class:bumped=move || bumped.get()>
             <span class="stat-label">{label}</span>
-            <span class="stat-value" aria-label=move || format!("{label}: {}", value.get())>
-                {move || group_thousands(shown.get().round() as u64)}
+            <span class="stat-value" aria-label=move || format!("{label}: {}", shown_text(value.get(), percent))>
+                {move || shown_text(shown.get(), percent)}
             </span>
+            {hint.map(|h| view! { <span class="stat-hint">{h}</span> })}
         </div>
     }
 }

@@ -1,0 +1,62 @@
+import { expect, signIn, test } from "./server";
+
+test("a burst raises the spike anomaly live and lands in the heatmap's current cell", async ({ page, server }) => {
+  await signIn(page);
+  await expect(page.getByText("Nothing unusual right now")).toBeVisible();
+  const stat = (label: string) => page.getByLabel(new RegExp(`^${label}: `));
+  await expect(stat("Events")).toHaveAttribute("aria-label", "Events: 0");
+
+  const now = Date.now();
+  const burst = Array.from({ length: 40 }, (_, i) => ({
+    timestamp: now - i * 1000,
+    action: "report.export",
+    user: { id: ["alice", "bob", "carol"][i % 3] },
+    description: `burst ${i}`,
+  }));
+  await server.post(burst);
+
+  // Counted as each event arrives, then confirmed by the server's anomaly rules.
+  await expect(stat("Events")).toHaveAttribute("aria-label", "Events: 40");
+  const anomalies = page.getByRole("list", { name: "Anomalies" });
+  await expect(anomalies.getByRole("listitem")).toContainText("Activity spiked to 40 actions/hour");
+
+  // The heatmap is in the browser's zone: the cell of this local hour holds every event
+  // (they all happened within the last 40 seconds, so in this hour or the one before).
+  const cells = await page.evaluate((times) => {
+    const names: Record<string, number> = {};
+    const day = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    for (const t of times) {
+      const d = new Date(t);
+      const date = `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
+      const key = `${day[d.getDay()]} ${date} ${String(d.getHours()).padStart(2, "0")}:00`;
+      names[key] = (names[key] ?? 0) + 1;
+    }
+    return names;
+  }, burst.map((e) => e.timestamp));
+  for (const [cell, count] of Object.entries(cells)) {
+    await expect(page.getByRole("img", { name: `${cell}: ${count} events` })).toBeVisible();
+  }
+});
+
+test("the range picker changes what the cards count", async ({ page, server }) => {
+  const hour = 3_600_000;
+  await server.post([
+    { timestamp: Date.now() - 3 * 24 * hour, action: "old.thing", outcome: "denied" },
+    { action: "new.thing", level: "critical", outcome: "failure", user: { id: "dave" } },
+  ]);
+  await signIn(page);
+  const stat = (label: string) => page.getByLabel(new RegExp(`^${label}: `));
+  await expect(stat("Events")).toHaveAttribute("aria-label", "Events: 1");
+  await expect(stat("Critical")).toHaveAttribute("aria-label", "Critical: 1");
+  await expect(page.getByRole("list", { name: "Recent critical events" }).getByRole("link")).toContainText("new.thing");
+
+  await page.getByRole("button", { name: "7 days" }).click();
+  await expect(page.getByRole("button", { name: "7 days" })).toHaveAttribute("aria-pressed", "true");
+  await expect(stat("Events")).toHaveAttribute("aria-label", "Events: 2");
+  await expect(stat("Denial rate")).toHaveAttribute("aria-label", "Denial rate: 50.0%");
+  await expect(page.getByRole("list", { name: "Top denied actions" }).getByRole("listitem")).toHaveAccessibleName("old.thing: 1");
+
+  // A recent critical event opens its detail dialog.
+  await page.getByRole("list", { name: "Recent critical events" }).getByRole("link").click();
+  await expect(page.getByRole("dialog")).toContainText("new.thing");
+});

@@ -1,0 +1,190 @@
+//! The analytics routes in the predecessors' shapes: `GET /api/dashboard/summary`,
+//! `GET /api/dashboard/insights` and `GET /api/v1/events/statistics`. Parameters are strict:
+//! an unknown one or a bad value is a `400` naming it.
+
+use super::events::date;
+use super::{percent_decode, ApiError, AppState};
+use crate::analytics::TimeRange;
+use crate::insights::{last_hours, parse_zone, range_hours, RANGES};
+use axum::extract::{RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::Utc;
+use chrono_tz::Tz;
+use std::collections::BTreeMap;
+
+/// Splits a query string into single values, refusing names not in `allowed`.
+fn params(raw: Option<&str>, allowed: &[&str]) -> Result<BTreeMap<String, String>, ApiError> {
+    let mut map = BTreeMap::new();
+    for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = percent_decode(name);
+        if !allowed.contains(&name.as_str()) {
+            return Err(ApiError::Param {
+                field: name,
+                message: format!("unknown parameter; known: {}", allowed.join(", ")),
+            });
+        }
+        let value = percent_decode(value).trim().to_string();
+        if map.insert(name.clone(), value).is_some() {
+            return Err(ApiError::Param {
+                field: name,
+                message: "is given more than once".into(),
+            });
+        }
+    }
+    Ok(map)
+}
+
+/// The range from `range` (a preset, default `24h`) or `from`/`to` (`start_date`/`end_date`
+/// as the predecessor named them): RFC 3339, a date, or epoch ms; `to` defaults to now.
+fn time_range(p: &BTreeMap<String, String>, now_ms: i64) -> Result<TimeRange, ApiError> {
+    let get = |a: &'static str, b: &'static str| -> Option<(&'static str, &str)> {
+        let name = if p.contains_key(a) { a } else { b };
+        p.get(name)
+            .map(|v| (name, v.as_str()))
+            .filter(|(_, v)| !v.is_empty())
+    };
+    let from = get("from", "start_date");
+    let to = get("to", "end_date");
+    if from.is_none() && to.is_none() {
+        let name = p.get("range").map_or("24h", String::as_str);
+        let hours = range_hours(name).ok_or_else(|| ApiError::Param {
+            field: "range".into(),
+            message: format!(
+                "{name:?} is not a range; use one of {}",
+                RANGES
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })?;
+        return Ok(last_hours(hours, now_ms));
+    }
+    if p.contains_key("range") {
+        return Err(ApiError::Param {
+            field: "range".into(),
+            message: "give either range or from/to, not both".into(),
+        });
+    }
+    let Some((from_name, from_raw)) = from else {
+        return Err(ApiError::Param {
+            field: "from".into(),
+            message: "is required with to".into(),
+        });
+    };
+    let from = date(from_name, Some(from_raw), false)?.map_or(0, |t| t.timestamp_millis());
+    let to = match to {
+        Some((name, raw)) => {
+            date(name, Some(raw), true)?.map_or(now_ms, |t| t.timestamp_millis() + 1)
+        }
+        None => now_ms,
+    };
+    if to <= from {
+        return Err(ApiError::Param {
+            field: to_name(p).into(),
+            message: "must be after from".into(),
+        });
+    }
+    Ok(TimeRange { from, to })
+}
+
+fn to_name(p: &BTreeMap<String, String>) -> &'static str {
+    if p.contains_key("end_date") {
+        "end_date"
+    } else {
+        "to"
+    }
+}
+
+/// The `tz` parameter: an IANA zone, default the server's configured one.
+fn zone(p: &BTreeMap<String, String>, default: Tz) -> Result<Tz, ApiError> {
+    match p.get("tz").filter(|v| !v.is_empty()) {
+        None => Ok(default),
+        Some(name) => parse_zone(name).map_err(|message| ApiError::Param {
+            field: "tz".into(),
+            message,
+        }),
+    }
+}
+
+const RANGE_PARAMS: [&str; 5] = ["range", "from", "to", "start_date", "end_date"];
+
+/// `GET /api/dashboard/summary`.
+pub(super) async fn summary(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let now = Utc::now().timestamp_millis();
+    let p = params(raw.as_deref(), &RANGE_PARAMS)?;
+    let range = time_range(&p, now)?;
+    Ok(Json(state.analytics.summary(range, now).await?).into_response())
+}
+
+/// `GET /api/dashboard/insights`.
+pub(super) async fn insights(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let now = Utc::now().timestamp_millis();
+    let p = params(raw.as_deref(), &["tz"])?;
+    let tz = zone(&p, state.analytics.zone())?;
+    Ok(Json(state.analytics.insights(tz, now).await?).into_response())
+}
+
+/// `GET /api/v1/events/statistics`.
+pub(super) async fn statistics(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let now = Utc::now().timestamp_millis();
+    let p = params(raw.as_deref(), &RANGE_PARAMS)?;
+    let range = time_range(&p, now)?;
+    Ok(Json(state.analytics.statistics(range).await?).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(q: &str) -> Result<TimeRange, String> {
+        let p = params(Some(q), &RANGE_PARAMS).map_err(|e| format!("{e:?}"))?;
+        time_range(&p, 10 * 3_600_000 + 5).map_err(|e| format!("{e:?}"))
+    }
+
+    #[test]
+    fn presets_cover_whole_hours_up_to_the_current_one() {
+        assert_eq!(
+            range("range=1h"),
+            Ok(TimeRange {
+                from: 10 * 3_600_000,
+                to: 11 * 3_600_000
+            })
+        );
+        assert_eq!(range("").map(|r| r.to - r.from), Ok(24 * 3_600_000));
+    }
+
+    #[test]
+    fn bad_ranges_name_their_parameter() {
+        for (q, field) in [
+            ("range=2w", "range"),
+            ("from=yesterday", "from"),
+            ("to=2026-01-01", "from"),
+            ("from=2026-02-01&to=2026-01-01", "to"),
+            ("start_date=2026-02-01&end_date=2026-01-01", "end_date"),
+            ("range=1h&from=2026-01-01", "range"),
+            ("range=1h&range=24h", "range"),
+            ("days=7", "days"),
+        ] {
+            let err = range(q).unwrap_err();
+            assert!(err.contains(&format!("field: \"{field}\"")), "{q}: {err}");
+        }
+    }
+
+    #[test]
+    fn dates_take_whole_days() {
+        let r = range("start_date=2026-01-01&end_date=2026-01-01").unwrap();
+        assert_eq!(r.to - r.from, 24 * 3_600_000);
+    }
+}
