@@ -56,6 +56,38 @@ pub async fn load_overview(
         })
 }
 
+/// The newest alerts (up to 200), only the unacknowledged ones when asked.
+///
+/// # Errors
+/// [`AppError::Internal`] when the alert log fails.
+#[server(prefix = "/api/fn", endpoint = "alerts", input = Json)]
+pub async fn list_alerts(unacknowledged: bool) -> Result<Vec<crate::model::Alert>, AppError> {
+    use crate::server::AppState;
+    let state = use_context::<AppState>().ok_or(AppError::Internal)?;
+    state.alerts.list(200, unacknowledged).await.map_err(|e| {
+        tracing::error!(error = %e, "alert list failed");
+        AppError::Internal
+    })
+}
+
+/// Acknowledges an alert; `None` when there is no such alert.
+///
+/// # Errors
+/// [`AppError::Internal`] when the alert log fails.
+#[server(prefix = "/api/fn", endpoint = "acknowledge", input = Json)]
+pub async fn acknowledge_alert(id: u64) -> Result<Option<crate::model::Alert>, AppError> {
+    use crate::server::AppState;
+    let state = use_context::<AppState>().ok_or(AppError::Internal)?;
+    state
+        .alerts
+        .acknowledge(id, chrono::Utc::now().timestamp_millis())
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "acknowledge failed");
+            AppError::Internal
+        })
+}
+
 /// How many rows one explorer page holds.
 pub const EXPLORER_PAGE: u32 = 100;
 /// The explorer counts matches up to this many, so a broad query stays fast.

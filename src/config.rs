@@ -1,6 +1,7 @@
 //! Settings: command-line flags, then `TRAILWATCH_*` environment variables (both through clap),
 //! then an optional `trailwatch.toml`, then built-in defaults. Server build only.
 
+use crate::alerts::AlertConfig;
 use crate::analytics::AnomalyConfig;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
@@ -129,6 +130,8 @@ pub struct FileConfig {
     pub time_zone: Option<String>,
     /// Anomaly thresholds (`[anomalies]`); every key may be left out.
     pub anomalies: Option<AnomalyConfig>,
+    /// Alert rules and webhooks (`[alerts]`, `[[alerts.rules]]`, `[[alerts.webhooks]]`).
+    pub alerts: Option<AlertConfig>,
 }
 
 /// Why settings could not be loaded.
@@ -183,6 +186,7 @@ pub struct ServeConfig {
     /// An IANA zone name, checked when the server starts.
     pub time_zone: String,
     pub anomalies: AnomalyConfig,
+    pub alerts: AlertConfig,
 }
 
 impl ServeConfig {
@@ -214,6 +218,7 @@ impl ServeConfig {
                 .or(file.time_zone)
                 .unwrap_or_else(|| "UTC".into()),
             anomalies: file.anomalies.unwrap_or_default(),
+            alerts: file.alerts.unwrap_or_default(),
         }
     }
 }
@@ -257,6 +262,25 @@ mod tests {
         assert_eq!(c.anomalies.spike_ratio, 5.0);
         assert_eq!(c.anomalies.night_start, 23 * 60);
         assert_eq!(c.anomalies.dip_ratio, AnomalyConfig::default().dip_ratio);
+        assert!(c.alerts.builtin);
+    }
+
+    #[test]
+    fn alert_rules_and_webhooks_come_from_the_file() {
+        let file: FileConfig = toml::from_str(
+            "[alerts]\ngroup_seconds = 30\n\
+             [[alerts.rules]]\nname = \"auth storm\"\nseverity = \"critical\"\n\
+             action = \"auth.*\"\nrate = { count = 20, per_seconds = 60 }\n\
+             [[alerts.webhooks]]\nurl = \"https://hooks.example/x\"\nformat = \"slack\"",
+        )
+        .unwrap();
+        let alerts = file.alerts.unwrap();
+        assert_eq!(alerts.group_seconds, 30);
+        assert_eq!(alerts.rules[0].rate.map(|r| r.count), Some(20));
+        assert_eq!(
+            alerts.webhooks[0].format,
+            crate::alerts::WebhookFormat::Slack
+        );
     }
 
     #[test]

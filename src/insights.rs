@@ -98,30 +98,35 @@ impl Analytics {
         self.inner.zone
     }
 
-    /// Follows the store's commits in a task, feeding each to [`Analytics::observe`]. A
-    /// burst seen while lagging behind the live queue may be missed; the rates are not, as
-    /// they come from the rollups.
+    /// Follows the store's commits in a task, feeding each to [`Analytics::observe`], with
+    /// none skipped (a burst of commits beyond the live queue is read back from the store).
     pub fn watch(&self) {
-        let mut commits = self.inner.store.subscribe();
         let me = self.clone();
         tokio::spawn(async move {
-            use tokio::sync::broadcast::error::RecvError;
-            // Events committed before the subscription are not bursts this tracker can see.
-            if let Ok(head) = me.inner.store.head().await {
-                me.inner.observed_tx.send_modify(|s| *s = (*s).max(head.0));
-            }
+            let mut commits = match me.inner.store.follow().await {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::error!(error = %e, "analytics cannot follow the store");
+                    return;
+                }
+            };
+            // Events committed before now are not bursts this tracker can see.
+            me.inner
+                .observed_tx
+                .send_modify(|s| *s = (*s).max(commits.last_seq().0));
             loop {
-                match commits.recv().await {
-                    Ok(event) => {
+                match commits.next().await {
+                    Ok(Some(event)) => {
                         me.observe(&event);
                         me.inner
                             .observed_tx
                             .send_modify(|s| *s = (*s).max(event.seq.0));
                     }
-                    Err(RecvError::Lagged(n)) => {
-                        tracing::warn!(skipped = n, "analytics fell behind the live queue");
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, "analytics lost the store");
+                        break;
                     }
-                    Err(RecvError::Closed) => break,
                 }
             }
         });
@@ -169,6 +174,21 @@ impl Analytics {
         let range = last_hours(24, now_ms);
         let g = self.gather(range, viewer, now_ms, want).await?;
         g.insights.ok_or(StoreError::Closed)
+    }
+
+    /// The anomalies raised as of `now_ms` (the rules run, and their latches move).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn anomalies(&self, now_ms: i64) -> Result<Vec<Anomaly>, StoreError> {
+        let want = Want {
+            insights: true,
+            ..Want::default()
+        };
+        let g = self
+            .gather(last_hours(1, now_ms), Tz::UTC, now_ms, want)
+            .await?;
+        Ok(g.insights.map(|i| i.anomaly_detection).unwrap_or_default())
     }
 
     /// Totals, distributions and top lists over `range` (widened to whole hours).

@@ -18,6 +18,8 @@ pub mod ingest;
 pub mod store;
 
 #[cfg(feature = "ssr")]
+pub mod alerts;
+#[cfg(feature = "ssr")]
 pub mod auth;
 #[cfg(feature = "ssr")]
 pub mod config;

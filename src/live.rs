@@ -60,6 +60,8 @@ pub struct Frame {
 #[derive(Clone)]
 pub struct Hub {
     frames: broadcast::Sender<Arc<Frame>>,
+    /// Alerts, serialised once for every socket.
+    alerts: broadcast::Sender<Utf8Bytes>,
     store: Store,
     config: LiveConfig,
 }
@@ -101,10 +103,23 @@ impl Hub {
                 }
             }
         });
+        let (alerts, _) = broadcast::channel(256);
         Hub {
             frames,
+            alerts,
             store,
             config,
+        }
+    }
+
+    /// Sends an alert to every open socket (`{"type":"alert",...}`), whatever its filter.
+    pub fn publish_alert(&self, alert: &crate::model::Alert) {
+        match serde_json::to_string(&ServerMessage::Alert(Box::new(alert.clone()))) {
+            // No socket open is not an error: the alert is in the log.
+            Ok(text) => {
+                let _ = self.alerts.send(text.into());
+            }
+            Err(e) => tracing::error!(error = %e, "unserialisable alert"),
         }
     }
 
@@ -139,7 +154,8 @@ impl Hub {
             last_sent: Seq(0),
             filter: None,
         };
-        match conn.run(&self.frames, client_rx, since).await {
+        let alerts = self.alerts.subscribe();
+        match conn.run(&self.frames, alerts, client_rx, since).await {
             Ok(()) | Err(SocketError::Gone) => {}
             Err(e) => tracing::debug!(error = %e, "socket closed"),
         }
@@ -182,6 +198,7 @@ impl Connection {
     async fn run(
         &mut self,
         frames: &broadcast::Sender<Arc<Frame>>,
+        mut alerts: broadcast::Receiver<Utf8Bytes>,
         mut inbound: mpsc::Receiver<Inbound>,
         since: Option<Seq>,
     ) -> Result<(), SocketError> {
@@ -242,6 +259,12 @@ impl Connection {
                         self.send_message(&ServerMessage::Lagged { last_seq: self.last_sent }).await?;
                         live = self.restart(frames, Some(self.last_sent)).await?;
                     }
+                    Err(RecvError::Closed) => return Ok(()),
+                },
+                alert = alerts.recv() => match alert {
+                    Ok(text) => self.send(Message::Text(text)).await?,
+                    // Missed alerts stay in the alert log; the socket goes on.
+                    Err(RecvError::Lagged(_)) => {}
                     Err(RecvError::Closed) => return Ok(()),
                 },
                 _ = ping.tick() => {

@@ -603,6 +603,30 @@ pub enum ServerMessage {
     Lagged { last_seq: Seq },
     /// The client's last message could not be honoured.
     Error { message: String },
+    /// An alert was raised, or a grouped alert closed with more events (same `id`, larger
+    /// `count`). `event` is the event that raised it, absent for anomaly alerts.
+    Alert(Box<Alert>),
+}
+
+/// An alert: a rule matched an event (or an anomaly was raised). Events matching the same rule
+/// within the grouping window join one alert instead of raising more.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Alert {
+    pub id: u64,
+    pub severity: crate::analytics::Severity,
+    pub message: String,
+    /// The rule's name: `denied`, `failure`, a configured rule, or `anomaly:<type>`.
+    pub rule: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<Box<StoredEvent>>,
+    /// How many events this alert stands for.
+    pub count: u64,
+    /// Epoch ms of the first and the latest event it stands for.
+    pub first_at: i64,
+    pub last_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged_at: Option<i64>,
 }
 
 /// `GET /api/health`, in the predecessor's shape.

@@ -5,6 +5,7 @@
 mod dashboard;
 mod events;
 
+use crate::alerts::Alerts;
 use crate::app::{shell, App};
 use crate::auth::{self, Auth, Presented, TokenOrigin};
 use crate::config::ServeConfig;
@@ -42,6 +43,7 @@ pub struct AppState {
     pub auth: Auth,
     pub views: SavedViews,
     pub analytics: Analytics,
+    pub alerts: Alerts,
     pub leptos_options: LeptosOptions,
     pub max_body_bytes: usize,
 }
@@ -63,6 +65,8 @@ pub enum ServeError {
     Views(#[from] crate::views::ViewError),
     #[error("settings: {0}")]
     Config(String),
+    #[error("{0}")]
+    Alerts(#[from] crate::alerts::AlertError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -87,6 +91,11 @@ pub const PROTECTED_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/dashboard/summary"),
     ("GET", "/api/dashboard/insights"),
     ("POST", "/api/fn/overview"),
+    ("GET", "/api/v1/alerts"),
+    ("POST", "/api/v1/alerts/1/acknowledge"),
+    ("GET", "/api/v1/alerts/1/deliveries"),
+    ("POST", "/api/fn/alerts"),
+    ("POST", "/api/fn/acknowledge"),
     ("GET", "/ws/audit"),
     ("POST", "/api/fn/snapshot"),
     ("POST", "/api/fn/logout"),
@@ -134,6 +143,8 @@ impl Server {
         );
         let analytics = Analytics::new(store.clone(), config.anomalies.clone(), zone);
         analytics.watch();
+        let alerts = Alerts::open(&config.data_dir, config.alerts.clone(), hub.clone())?;
+        alerts.watch(&store, analytics.clone());
         let auth = Auth::open(&config.data_dir, &admin_token)?;
         let views = SavedViews::open(&config.data_dir)?;
         let leptos_options = leptos_options(config);
@@ -152,6 +163,7 @@ impl Server {
             auth,
             views,
             analytics,
+            alerts,
             leptos_options,
             max_body_bytes: config.max_body_bytes,
         };
@@ -235,6 +247,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/events/statistics", get(dashboard::statistics))
         .route("/api/dashboard/summary", get(dashboard::summary))
         .route("/api/dashboard/insights", get(dashboard::insights))
+        .route("/api/v1/alerts", get(dashboard::list_alerts))
+        .route(
+            "/api/v1/alerts/{id}/acknowledge",
+            axum::routing::post(dashboard::acknowledge_alert),
+        )
+        .route(
+            "/api/v1/alerts/{id}/deliveries",
+            get(dashboard::alert_deliveries),
+        )
         .route("/api/v1/events/levels", get(events::levels))
         .route("/api/v1/events/categories", get(events::categories))
         .route("/api/v1/events/actions", get(events::actions))

@@ -101,6 +101,53 @@ pub struct CommitStats {
     pub events: u64,
 }
 
+/// A gap-free follower of the commits; see [`Store::follow`].
+pub struct Following {
+    store: Store,
+    live: broadcast::Receiver<Arc<StoredEvent>>,
+    /// The last seq handed out.
+    last: Seq,
+    /// Events read back from the database, not yet handed out.
+    backlog: std::collections::VecDeque<StoredEvent>,
+}
+
+impl Following {
+    /// How many events one catch-up read takes.
+    const CATCH_UP: usize = 2_000;
+
+    /// The seq of the last event returned (the head when following began).
+    pub fn last_seq(&self) -> Seq {
+        self.last
+    }
+
+    /// The next event after the last one returned; `None` once the store has stopped.
+    ///
+    /// # Errors
+    /// Database errors while catching up.
+    pub async fn next(&mut self) -> Result<Option<Arc<StoredEvent>>, StoreError> {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            if let Some(e) = self.backlog.pop_front() {
+                self.last = e.seq;
+                return Ok(Some(Arc::new(e)));
+            }
+            match self.live.recv().await {
+                Ok(e) if e.seq <= self.last => continue,
+                Ok(e) if e.seq == self.last.next() => {
+                    self.last = e.seq;
+                    return Ok(Some(e));
+                }
+                // A gap: what came between is in the database.
+                Ok(_) | Err(RecvError::Lagged(_)) => {
+                    let missed = self.store.read_from(self.last, Self::CATCH_UP).await?;
+                    self.backlog.extend(missed);
+                }
+                Err(RecvError::Closed) => return Ok(None),
+            }
+        }
+    }
+}
+
 struct Shared {
     path: PathBuf,
     search_path: PathBuf,
@@ -195,6 +242,22 @@ impl Store {
     /// [`Store::read_from`].
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<StoredEvent>> {
         self.shared.commits.subscribe()
+    }
+
+    /// Every event committed after the current head, in seq order with no gap: what the live
+    /// queue dropped for a slow follower is read back from the database.
+    ///
+    /// # Errors
+    /// Database errors reading the head.
+    pub async fn follow(&self) -> Result<Following, StoreError> {
+        let live = self.subscribe();
+        let last = self.head().await?;
+        Ok(Following {
+            store: self.clone(),
+            live,
+            last,
+            backlog: std::collections::VecDeque::new(),
+        })
     }
 
     /// Up to `limit` events with seq greater than `after`, in seq order.
@@ -389,6 +452,11 @@ impl Store {
     /// Whether the writer thread is still accepting work.
     pub fn is_writable(&self) -> bool {
         !self.shared.writer.is_closed()
+    }
+
+    /// The newest committed seq, as the writer last published it (no database read).
+    pub fn committed_head(&self) -> Seq {
+        Seq(*self.shared.head.borrow())
     }
 
     /// The seq the search index covers through (it trails the head by a commit or two, or by

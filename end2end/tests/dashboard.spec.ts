@@ -60,3 +60,19 @@ test("the range picker changes what the cards count", async ({ page, server }) =
   await page.getByRole("list", { name: "Recent critical events" }).getByRole("link").click();
   await expect(page.getByRole("dialog")).toContainText("new.thing");
 });
+
+test("a denial raises a toast, and the alert log acknowledges it", async ({ page, server }) => {
+  await signIn(page);
+  await server.post({ action: "vault.open", outcome: "denied", user: { id: "mallory" } });
+  const toast = page.getByRole("region", { name: "New alerts" }).getByRole("alert");
+  await expect(toast).toContainText("vault.open denied for mallory");
+  await expect(page.getByRole("banner")).toHaveClass(/flash-/);
+
+  await toast.getByRole("link", { name: "All alerts" }).click();
+  const row = page.getByRole("list", { name: "Alert log" }).getByRole("listitem").filter({ hasText: "vault.open denied" });
+  await expect(row).toHaveCount(1);
+  await row.getByRole("button", { name: "Acknowledge" }).click();
+  await expect(row).toContainText("acknowledged");
+  await page.getByLabel("Unacknowledged only").check();
+  await expect(page.getByText("No alerts.")).toBeVisible();
+});

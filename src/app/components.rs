@@ -5,12 +5,14 @@ pub mod charts;
 pub mod counter;
 pub mod event_dialog;
 mod feed;
+mod toasts;
 mod topbar;
 
 pub use badge::ConnectionBadge;
 pub use counter::Totals;
 pub use event_dialog::EventDialog;
 pub use feed::LiveFeed;
+pub use toasts::Toasts;
 pub use topbar::TopBar;
 
 use leptos::prelude::*;

@@ -7,7 +7,7 @@ mod socket;
 use crate::analytics::Overview;
 use crate::api::FEED_SIZE;
 use crate::model::{
-    ConnectionState, Counters, DashboardSnapshot, EventFilter, Outcome, Seq, StoredEvent,
+    Alert, ConnectionState, Counters, DashboardSnapshot, EventFilter, Outcome, Seq, StoredEvent,
 };
 use leptos::prelude::*;
 
@@ -24,6 +24,8 @@ pub trait Follower: Copy + 'static {
     /// The server has sent everything up to `head`.
     fn caught_up(&self, _head: Seq) {}
     fn set_connection(&self, state: ConnectionState);
+    /// An alert was raised or a grouped one grew.
+    fn alert(&self, _alert: Alert) {}
 }
 
 /// Follows `/ws/audit` for `follower` until the calling owner is cleaned up (browser only;
@@ -55,8 +57,10 @@ pub struct LiveState {
     pub last_event_ms: RwSignal<Option<i64>>,
     /// The clock relative times are measured against; ticks every second in the browser.
     pub now_ms: RwSignal<i64>,
-    /// Counts denials seen live; the header flashes when it changes.
+    /// Counts denials and alerts seen live; the header flashes when it changes.
     pub flash: RwSignal<u32>,
+    /// Alerts shown as toasts, newest first, until dismissed or timed out.
+    pub toasts: RwSignal<Vec<Alert>>,
     /// The home page's figures for `range`, kept current by live events and refreshes.
     pub overview: RwSignal<Option<Overview>>,
     /// The home page's range preset.
@@ -97,6 +101,7 @@ impl LiveState {
             ),
             now_ms: RwSignal::new(snapshot.server_time.timestamp_millis()),
             flash: RwSignal::new(0),
+            toasts: RwSignal::new(Vec::new()),
             overview: RwSignal::new(None),
             range: RwSignal::new(DEFAULT_RANGE),
             offset: RwSignal::new(0),
@@ -259,7 +264,34 @@ impl Follower for LiveState {
     fn set_connection(&self, state: ConnectionState) {
         self.connection.set(state);
     }
+
+    fn alert(&self, alert: Alert) {
+        let id = alert.id;
+        self.flash.update(|n| *n = n.wrapping_add(1).max(1));
+        self.toasts.update(|t| {
+            // A grouped alert's update replaces its first toast.
+            t.retain(|a| a.id != id);
+            t.insert(0, alert);
+            t.truncate(TOASTS);
+        });
+        #[cfg(feature = "hydrate")]
+        {
+            let toasts = self.toasts;
+            set_timeout(
+                move || toasts.update(|t| t.retain(|a| a.id != id)),
+                std::time::Duration::from_millis(TOAST_MS),
+            );
+        }
+        // Anomalies and the figures behind them are the server's: ask again soon.
+        if self.overview.with_untracked(Option::is_some) {
+            self.refresh_soon();
+        }
+    }
 }
+
+/// How many toasts show at once, and for how long each.
+pub const TOASTS: usize = 4;
+pub const TOAST_MS: u64 = 8_000;
 
 /// Makes the live state available to the components below.
 pub fn provide_live(state: LiveState) {

@@ -1,10 +1,12 @@
 //! One module per page.
 
+mod alerts;
 mod dashboard;
 mod explorer;
 mod login;
 mod replay;
 
+pub use alerts::AlertsPage;
 pub use dashboard::DashboardPage;
 pub use explorer::{encode, ExplorerPage};
 pub use login::LoginPage;

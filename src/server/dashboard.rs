@@ -1,6 +1,7 @@
-//! The analytics routes in the predecessors' shapes: `GET /api/dashboard/summary`,
-//! `GET /api/dashboard/insights` and `GET /api/v1/events/statistics`. Parameters are strict:
-//! an unknown one or a bad value is a `400` naming it.
+//! The analytics routes in the predecessors' shapes — `GET /api/dashboard/summary`,
+//! `GET /api/dashboard/insights`, `GET /api/v1/events/statistics` — and the alert log's:
+//! list, acknowledge, delivery log. Parameters are strict: an unknown one or a bad value is a
+//! `400` naming it.
 
 use super::events::date;
 use super::{percent_decode, ApiError, AppState};
@@ -142,6 +143,77 @@ pub(super) async fn statistics(
     let p = params(raw.as_deref(), &RANGE_PARAMS)?;
     let range = time_range(&p, now)?;
     Ok(Json(state.analytics.statistics(range).await?).into_response())
+}
+
+impl From<crate::alerts::AlertError> for ApiError {
+    fn from(e: crate::alerts::AlertError) -> Self {
+        tracing::error!(error = %e, "alert log failure");
+        ApiError::Internal
+    }
+}
+
+/// `GET /api/v1/alerts`: `{"items": [...]}`, newest first; `limit` (default 100, at most
+/// 1000) and `unacknowledged=true`.
+pub(super) async fn list_alerts(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let p = params(raw.as_deref(), &["limit", "unacknowledged"])?;
+    let limit = match p.get("limit") {
+        None => 100,
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| ApiError::Param {
+                field: "limit".into(),
+                message: format!("{v:?} is not a number from 1 to 1000"),
+            })?,
+    };
+    let unacknowledged = match p.get("unacknowledged").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(v) => {
+            return Err(ApiError::Param {
+                field: "unacknowledged".into(),
+                message: format!("{v:?} is not true or false"),
+            })
+        }
+    };
+    let items = state.alerts.list(limit, unacknowledged).await?;
+    Ok(Json(serde_json::json!({ "items": items })).into_response())
+}
+
+fn alert_id(raw: &str) -> Result<u64, ApiError> {
+    raw.parse().map_err(|_| ApiError::Param {
+        field: "id".into(),
+        message: format!("{raw:?} is not an alert id"),
+    })
+}
+
+/// `POST /api/v1/alerts/{id}/acknowledge`: the alert, acknowledged.
+pub(super) async fn acknowledge_alert(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    let id = alert_id(&id)?;
+    match state
+        .alerts
+        .acknowledge(id, Utc::now().timestamp_millis())
+        .await?
+    {
+        Some(alert) => Ok(Json(alert).into_response()),
+        None => Err(ApiError::NotFound(format!("no alert {id}"))),
+    }
+}
+
+/// `GET /api/v1/alerts/{id}/deliveries`: every webhook attempt for the alert.
+pub(super) async fn alert_deliveries(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    let id = alert_id(&id)?;
+    Ok(Json(state.alerts.deliveries(id).await?).into_response())
 }
 
 #[cfg(test)]

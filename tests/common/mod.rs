@@ -38,6 +38,7 @@ impl TestServer {
             admin_token: Some(TOKEN.to_string()),
             time_zone: "UTC".into(),
             anomalies: Default::default(),
+            alerts: Default::default(),
         };
         tweak(&mut config);
         let server = Server::bind(&config).await.unwrap();
@@ -150,6 +151,16 @@ impl Socket {
         }
     }
 
+    /// The next `alert` message, skipping events and the rest.
+    pub async fn next_alert(&mut self) -> Value {
+        loop {
+            let m = self.next_json().await;
+            if m["type"] == "alert" {
+                return m;
+            }
+        }
+    }
+
     /// Reads until a `ready`, returning the seqs of the events before it.
     pub async fn events_until_ready(&mut self) -> Vec<u64> {
         let mut seqs = Vec::new();
@@ -158,7 +169,8 @@ impl Socket {
             match m["type"].as_str() {
                 Some("event") => seqs.push(m["event"]["seq"].as_u64().unwrap()),
                 Some("ready") => return seqs,
-                Some("subscribed") => {}
+                // Alerts interleave with events; the alert tests read them.
+                Some("subscribed" | "alert") => {}
                 other => panic!("unexpected message {other:?}: {m}"),
             }
         }
@@ -169,6 +181,9 @@ impl Socket {
         let mut seqs = Vec::new();
         while seqs.len() < n {
             let m = self.next_json().await;
+            if m["type"] == "alert" {
+                continue;
+            }
             assert_eq!(m["type"], "event", "unexpected {m}");
             seqs.push(m["event"]["seq"].as_u64().unwrap());
         }

@@ -7,10 +7,11 @@ use leptos::form::ActionForm;
 use leptos::prelude::*;
 
 /// The pages in the navigation: path, label, and the key pages pass as `current`.
-const NAV: [(&str, &str, &str); 3] = [
+const NAV: [(&str, &str, &str); 4] = [
     ("/", "Live", "live"),
     ("/events", "Explorer", "events"),
     ("/replay", "Replay", "replay"),
+    ("/alerts", "Alerts", "alerts"),
 ];
 
 /// The header. `current` marks the page in the navigation; `class` lets a page flash it;

@@ -128,6 +128,7 @@ async fn session<F: Follower>(live: F, running: &AtomicBool) -> bool {
             }
             // The server resumes a lagged socket from its store by itself, and this client
             // subscribes once per connection, so nothing precedes the acknowledgement.
+            Ok(ServerMessage::Alert(alert)) => live.alert(*alert),
             Ok(ServerMessage::Lagged { .. } | ServerMessage::Subscribed { .. }) => {}
             Ok(ServerMessage::Error { message }) => {
                 leptos::logging::warn!("live stream: {message}")

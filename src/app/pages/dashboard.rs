@@ -7,7 +7,7 @@ use crate::analytics::{Anomaly, Overview, Trend, TrendComparison};
 use crate::api::{load_dashboard, load_overview};
 use crate::app::components::charts::{BarList, HealthGauge, HeatmapChart, TimelineChart, TopUsers};
 use crate::app::components::counter::StatCard;
-use crate::app::components::{ConnectionBadge, LiveFeed, TopBar};
+use crate::app::components::{ConnectionBadge, LiveFeed, Toasts, TopBar};
 use crate::app::live::{provide_live, LiveState};
 use crate::model::{relative_time, DashboardSnapshot, StoredEvent};
 use leptos::prelude::*;
@@ -72,6 +72,7 @@ fn LiveDashboard(snapshot: DashboardSnapshot, overview: Overview) -> impl IntoVi
             <RangePicker range=range />
             <Overview />
         </main>
+        <Toasts />
     }
 }
 

@@ -1,0 +1,115 @@
+//! `/alerts`: the alert log, newest first, with acknowledgement and a filter for the ones
+//! still open. Grouped alerts show how many events they stand for.
+
+use crate::analytics::Severity;
+use crate::api::{acknowledge_alert, list_alerts};
+use crate::app::components::TopBar;
+use crate::model::Alert;
+use leptos::prelude::*;
+
+/// How often the list is read again while the page is open.
+const REFRESH_MS: u64 = 10_000;
+
+/// `/alerts`.
+#[component]
+pub fn AlertsPage() -> impl IntoView {
+    let open_only = RwSignal::new(false);
+    let version = RwSignal::new(0u32);
+    let alerts = Resource::new(
+        move || (open_only.get(), version.get()),
+        |(open, _)| list_alerts(open),
+    );
+    #[cfg(feature = "hydrate")]
+    if let Ok(handle) = set_interval_with_handle(
+        move || version.update(|v| *v = v.wrapping_add(1)),
+        std::time::Duration::from_millis(REFRESH_MS),
+    ) {
+        on_cleanup(move || handle.clear());
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = REFRESH_MS;
+    let acknowledge = Action::new(move |id: &u64| {
+        let id = *id;
+        async move {
+            let done = acknowledge_alert(id).await;
+            version.update(|v| *v = v.wrapping_add(1));
+            done
+        }
+    });
+    view! {
+        <TopBar current="alerts" />
+        <main class="page">
+            <div class="range-bar">
+                <h1 class="page-title">"Alerts"</h1>
+                <label class="check">
+                    <input type="checkbox" prop:checked=move || open_only.get()
+                        on:change=move |ev| open_only.set(event_target_checked(&ev)) />
+                    " Unacknowledged only"
+                </label>
+            </div>
+            <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match alerts.await {
+                        Err(e) => view! { <p role="alert">{e.to_string()}</p> }.into_any(),
+                        Ok(list) if list.is_empty() => view! {
+                            <section class="panel empty">
+                                <p>"No alerts."</p>
+                                <p class="muted small">"Denials raise warnings, failures critical alerts; configure more under [alerts] in trailwatch.toml."</p>
+                            </section>
+                        }.into_any(),
+                        Ok(list) => view! {
+                            <ul class="alert-list" aria-label="Alert log">
+                                {list.into_iter().map(|a| view! { <AlertRow alert=a acknowledge=acknowledge /> }).collect_view()}
+                            </ul>
+                        }.into_any(),
+                    }
+                })}
+            </Transition>
+        </main>
+    }
+}
+
+#[component]
+fn AlertRow(
+    alert: Alert,
+    acknowledge: Action<u64, Result<Option<Alert>, crate::error::AppError>>,
+) -> impl IntoView {
+    let severity = match alert.severity {
+        Severity::Critical => "critical",
+        Severity::Warning => "warning",
+        Severity::Info => "info",
+    };
+    let id = alert.id;
+    let when = chrono::DateTime::from_timestamp_millis(alert.first_at)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_default();
+    let event_link = alert
+        .event
+        .as_ref()
+        .map(|e| format!("/events/{}", e.event_id));
+    let acked = alert.acknowledged_at.is_some();
+    let label = format!("{severity}: {}", alert.message);
+    view! {
+        <li class=format!("alert-row alert-{severity}") class:acked=acked aria-label=label>
+            <span class="toast-severity">{severity}</span>
+            <div class="alert-body">
+                <p class="alert-message">{alert.message.clone()}</p>
+                <p class="muted small">
+                    {format!("{} · rule {}", when, alert.rule)}
+                    {(alert.count > 1).then(|| format!(" · {} events", alert.count))}
+                    {event_link.map(|href| view! { " · " <a href=href>"event"</a> })}
+                </p>
+            </div>
+            {if acked {
+                view! { <span class="muted small">"acknowledged"</span> }.into_any()
+            } else {
+                view! {
+                    <button type="button" class="button small" on:click=move |_| { acknowledge.dispatch(id); }>
+                        "Acknowledge"
+                    </button>
+                }
+                .into_any()
+            }}
+        </li>
+    }
+}
