@@ -553,3 +553,51 @@ fn timeline(r: &Reader<'_>, range: TimeRange) -> Result<Timeline, StoreError> {
     }
     Ok(t)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analytics::AnomalyConfig;
+
+    /// The epoch minute of a UTC wall-clock time.
+    fn utc_minute(text: &str) -> i64 {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .timestamp()
+            / 60
+    }
+
+    #[test]
+    fn the_night_window_is_judged_in_the_configured_zone() {
+        let cfg = AnomalyConfig::default();
+        let berlin: Tz = "Europe/Berlin".parse().unwrap();
+        // November: Berlin is UTC+1, so 22:00 there is 21:00 UTC.
+        for (utc, night) in [
+            ("2026-11-23T20:59:00Z", false), // 21:59 in Berlin
+            ("2026-11-23T21:00:00Z", true),  // 22:00
+            ("2026-11-24T04:59:00Z", true),  // 05:59
+            ("2026-11-24T05:00:00Z", false), // 06:00
+        ] {
+            let local = local_minute_of_day(berlin, utc_minute(utc));
+            assert_eq!(cfg.is_night(local), night, "{utc} is {local} min in Berlin");
+        }
+        // July: UTC+2 under summer time, so the same UTC minute is an hour later there.
+        let july = local_minute_of_day(berlin, utc_minute("2026-07-01T20:00:00Z"));
+        assert_eq!(july, 22 * 60);
+        assert!(cfg.is_night(july));
+    }
+
+    #[test]
+    fn ranges_are_whole_hours() {
+        let r = last_hours(24, 5 * HOUR_MS + 17);
+        assert_eq!((r.from, r.to), (-18 * HOUR_MS, 6 * HOUR_MS));
+        let w = whole_hours(TimeRange {
+            from: HOUR_MS + 1,
+            to: 2 * HOUR_MS + 1,
+        });
+        assert_eq!((w.from, w.to), (HOUR_MS, 3 * HOUR_MS));
+        assert_eq!(bucket_for(last_hours(24, 0)), HOUR_MS);
+        assert_eq!(bucket_for(last_hours(168, 0)), 6 * HOUR_MS);
+        assert_eq!(bucket_for(last_hours(720, 0)), 24 * HOUR_MS);
+    }
+}
