@@ -293,6 +293,28 @@ fn alert_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Alert> {
 const ALERT_COLUMNS: &str =
     "id, rule, severity, message, event, count, first_at, last_at, acknowledged_at";
 
+/// The body a webhook of `format` receives for `alert`.
+pub fn payload(format: WebhookFormat, alert: &Alert) -> serde_json::Value {
+    match format {
+        WebhookFormat::Json => {
+            serde_json::to_value(crate::model::ServerMessage::Alert(Box::new(alert.clone())))
+                .unwrap_or_default()
+        }
+        WebhookFormat::Slack => serde_json::json!({
+            "text": format!(
+                "*{}* {}{}",
+                severity_name(alert.severity).to_uppercase(),
+                alert.message,
+                if alert.count > 1 {
+                    format!(" ({} events)", alert.count)
+                } else {
+                    String::new()
+                }
+            )
+        }),
+    }
+}
+
 /// How many times a webhook is tried, and the first wait between tries (doubling).
 pub const WEBHOOK_ATTEMPTS: u32 = 5;
 pub const WEBHOOK_FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -459,20 +481,7 @@ impl Alerts {
 
     /// POSTs `alert` to `hook`, retrying with doubling waits, logging every attempt.
     async fn deliver(&self, hook: &Webhook, alert: &Alert) {
-        let body = match hook.format {
-            WebhookFormat::Json => {
-                serde_json::to_value(crate::model::ServerMessage::Alert(Box::new(alert.clone())))
-                    .unwrap_or_default()
-            }
-            WebhookFormat::Slack => serde_json::json!({
-                "text": format!(
-                    "*{}* {}{}",
-                    severity_name(alert.severity).to_uppercase(),
-                    alert.message,
-                    if alert.count > 1 { format!(" ({} events)", alert.count) } else { String::new() }
-                )
-            }),
-        };
+        let body = payload(hook.format, alert);
         let mut wait = WEBHOOK_FIRST_BACKOFF;
         for attempt in 1..=WEBHOOK_ATTEMPTS {
             let sent = self.inner.http.post(&hook.url).json(&body).send().await;
@@ -707,6 +716,30 @@ mod tests {
         }
         assert_eq!(s.open, Some((1, 60_000, 9_999)));
         assert_eq!(s.decide(&r, 60_000, 60_000), Decision::Raise);
+    }
+
+    #[test]
+    fn slack_webhooks_get_one_line_of_text_and_json_ones_the_socket_message() {
+        let alert = Alert {
+            id: 7,
+            severity: Severity::Critical,
+            message: "backup.run failed for svc".into(),
+            rule: "failure".into(),
+            event: None,
+            count: 12,
+            first_at: 1,
+            last_at: 2,
+            acknowledged_at: None,
+        };
+        assert_eq!(
+            payload(WebhookFormat::Slack, &alert),
+            serde_json::json!({"text": "*CRITICAL* backup.run failed for svc (12 events)"})
+        );
+        let json = payload(WebhookFormat::Json, &alert);
+        assert_eq!(json["type"], "alert");
+        assert_eq!(json["id"], 7);
+        assert_eq!(json["count"], 12);
+        assert_eq!(json["severity"], "critical");
     }
 
     #[test]
