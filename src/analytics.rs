@@ -564,6 +564,64 @@ impl BurstTracker {
     }
 }
 
+/// Events per user over the last `hours` hours of event time, kept up to date event by event
+/// so the user anomaly never has to group a day of rollups: the most active user and the
+/// number of active users cost one pass over the totals.
+#[derive(Clone, Debug, Default)]
+pub struct UserWindow {
+    /// Per hour (epoch hours), per user.
+    by_hour: std::collections::BTreeMap<i64, std::collections::HashMap<String, u64>>,
+    totals: std::collections::HashMap<String, u64>,
+    /// The newest hour the window has been moved to.
+    newest: i64,
+}
+
+impl UserWindow {
+    /// Counts `n` events of `user` in epoch hour `hour`, if the window still covers it.
+    pub fn add(&mut self, user: &str, hour: i64, n: u64, hours: u32) {
+        if hour <= self.newest - i64::from(hours.max(1)) {
+            return;
+        }
+        *self
+            .by_hour
+            .entry(hour)
+            .or_default()
+            .entry(user.to_string())
+            .or_default() += n;
+        *self.totals.entry(user.to_string()).or_default() += n;
+    }
+
+    /// Moves the window to end at epoch hour `now_hour`, dropping the hours before it.
+    pub fn advance(&mut self, now_hour: i64, hours: u32) {
+        self.newest = self.newest.max(now_hour);
+        let first = self.newest - i64::from(hours.max(1)) + 1;
+        while let Some(entry) = self.by_hour.first_entry() {
+            if *entry.key() >= first {
+                break;
+            }
+            for (user, n) in entry.remove() {
+                if let Some(t) = self.totals.get_mut(&user) {
+                    *t = t.saturating_sub(n);
+                    if *t == 0 {
+                        self.totals.remove(&user);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The most active user with their count (ties: the first name), and how many users
+    /// acted, as of the last [`UserWindow::advance`].
+    pub fn top(&self) -> (Option<(String, u64)>, u64) {
+        let top = self
+            .totals
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))
+            .map(|(u, n)| (u.clone(), *n));
+        (top, self.totals.len() as u64)
+    }
+}
+
 /// An hourly rate for a sentence: whole numbers when large, one decimal when small.
 fn fmt_rate(rate: f64) -> String {
     if rate >= 10.0 {
@@ -1235,6 +1293,24 @@ mod tests {
         assert_eq!(o.insights.heatmap.days[0].hours[3], 1);
         assert_eq!(o.insights.heatmap.max, 1);
         assert_eq!(o.as_of, crate::model::Seq(13));
+    }
+
+    #[test]
+    fn the_user_window_keeps_the_last_hours_totals() {
+        let mut w = UserWindow::default();
+        w.advance(100, 24);
+        w.add("alice", 100, 5, 24);
+        w.add("bob", 90, 3, 24);
+        w.add("bob", 77, 4, 24);
+        // Hour 76 is 25 hours back: outside.
+        w.add("carol", 76, 9, 24);
+        assert_eq!(w.top(), (Some(("bob".to_string(), 7)), 2));
+        w.advance(101, 24);
+        assert_eq!(w.top(), (Some(("alice".to_string(), 5)), 2));
+        w.advance(114, 24);
+        assert_eq!(w.top(), (Some(("alice".to_string(), 5)), 1));
+        w.advance(124, 24);
+        assert_eq!(w.top(), (None, 0));
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! The analytics the dashboard and the REST API serve — summary, insights (trends, anomalies,
 //! heatmap), statistics and the timeline — assembled from the store's rollups in one snapshot,
-//! never by re-reading events. Also owns the anomaly latches and the failed-login burst
-//! tracker, which the live stream feeds. Server build only.
+//! never by re-reading events. Also owns the anomaly latches and what the commit stream feeds:
+//! the failed-login burst tracker and the user window. Server build only.
 
 use crate::analytics::{
     detect, health_score, health_trend, round1, Anomaly, AnomalyConfig, AnomalyInputs, AnomalyKind,
     AnomalyState, BurstTracker, HeatDay, Heatmap, Insights, Overview, SpikeDetection, Statistics,
-    Summary, Tally, TimeRange, Timeline, TimelinePoint, TrendComparison, TOP,
+    Summary, Tally, TimeRange, Timeline, TimelinePoint, TrendComparison, UserWindow, TOP,
 };
 use crate::model::{Category, Outcome, StoredEvent};
 use crate::store::rollup::{Dimension, Reader, HOUR_MS, MINUTE_MS};
@@ -63,6 +63,8 @@ struct Inner {
     zone: Tz,
     state: Mutex<AnomalyState>,
     bursts: Mutex<BurstTracker>,
+    /// Per-user totals of the anomaly window, for the user anomaly.
+    users: Mutex<UserWindow>,
     /// The newest seq [`Analytics::watch`] has fed to the burst tracker.
     observed_tx: watch::Sender<u64>,
     observed: watch::Receiver<u64>,
@@ -82,6 +84,7 @@ impl Analytics {
                 zone,
                 state: Mutex::new(AnomalyState::default()),
                 bursts: Mutex::new(BurstTracker::default()),
+                users: Mutex::new(UserWindow::default()),
                 observed_tx,
                 observed,
             }),
@@ -103,13 +106,32 @@ impl Analytics {
     pub fn watch(&self) {
         let me = self.clone();
         tokio::spawn(async move {
-            let mut commits = match me.inner.store.follow().await {
-                Ok(f) => f,
+            // The user window starts from the rollups and the seq they include, then follows
+            // every commit after that seq: nothing counted twice, nothing missed.
+            let hours = me.inner.config.window_hours;
+            let now_hour = hour(chrono::Utc::now().timestamp_millis());
+            let warm = me
+                .inner
+                .store
+                .with_rollups(move |r| {
+                    let first = now_hour - i64::from(hours.max(1)) + 1;
+                    Ok((r.head()?, r.user_hours(first, now_hour + 1)?))
+                })
+                .await;
+            let (head, rows) = match warm {
+                Ok(w) => w,
                 Err(e) => {
-                    tracing::error!(error = %e, "analytics cannot follow the store");
+                    tracing::error!(error = %e, "analytics cannot read the user rollups");
                     return;
                 }
             };
+            if let Ok(mut users) = me.inner.users.lock() {
+                users.advance(now_hour, hours);
+                for (h, user, n) in rows {
+                    users.add(&user, h, n, hours);
+                }
+            }
+            let mut commits = me.inner.store.follow_from(head);
             // Events committed before now are not bursts this tracker can see.
             me.inner
                 .observed_tx
@@ -132,10 +154,15 @@ impl Analytics {
         });
     }
 
-    /// Feeds one committed event to the failed-login burst tracker: an authentication event
-    /// that failed or was denied counts against its user and its address.
+    /// Feeds one committed event to the user window, and to the failed-login burst tracker
+    /// when it is an authentication event that failed or was denied (against its user and its
+    /// address).
     pub fn observe(&self, event: &StoredEvent) {
         let e = &event.event;
+        if let Ok(mut users) = self.inner.users.lock() {
+            let at = hour(e.timestamp.timestamp_millis());
+            users.add(&e.user.id, at, 1, self.inner.config.window_hours);
+        }
         if e.category != Category::Authentication || e.outcome == Outcome::Success {
             return;
         }
@@ -312,6 +339,12 @@ impl Analytics {
         if let Ok(mut bursts) = self.inner.bursts.lock() {
             inputs.bursts = bursts.active(now_ms, &self.inner.config);
         }
+        if let Ok(mut users) = self.inner.users.lock() {
+            users.advance(hour(now_ms), self.inner.config.window_hours);
+            let (top, active) = users.top();
+            inputs.top_user = top;
+            inputs.active_users = active;
+        }
         match self.inner.state.lock() {
             Ok(mut state) => detect(&self.inner.config, &mut state, &inputs, now_ms),
             Err(_) => Vec::new(),
@@ -394,16 +427,15 @@ fn anomaly_inputs(
             window_night += t.n;
         }
     }
-    let hours_end = hour(now_ms) + 1;
-    let (active_users, top) =
-        r.users(hours_end - i64::from(cfg.window_hours.max(1)), hours_end, 1)?;
+    // The top user and the active users come from the in-memory user window, and the
+    // bursts from the tracker: see `Analytics::evaluate`.
     Ok(AnomalyInputs {
         last_hour,
         baseline,
         window,
         window_night,
-        top_user: top.into_iter().next().map(|u| (u.user, u.count)),
-        active_users,
+        top_user: None,
+        active_users: 0,
         bursts: Vec::new(),
     })
 }

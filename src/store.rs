@@ -252,12 +252,21 @@ impl Store {
     pub async fn follow(&self) -> Result<Following, StoreError> {
         let live = self.subscribe();
         let last = self.head().await?;
-        Ok(Following {
+        Ok(self.following(live, last))
+    }
+
+    /// Every event committed after `after`, in seq order with no gap (see [`Store::follow`]).
+    pub fn follow_from(&self, after: Seq) -> Following {
+        self.following(self.subscribe(), after)
+    }
+
+    fn following(&self, live: broadcast::Receiver<Arc<StoredEvent>>, last: Seq) -> Following {
+        Following {
             store: self.clone(),
             live,
             last,
             backlog: std::collections::VecDeque::new(),
-        })
+        }
     }
 
     /// Up to `limit` events with seq greater than `after`, in seq order.

@@ -95,7 +95,7 @@ async fn a_database_from_before_rollups_gets_them_computed_on_open() {
     let conn = Connection::open(&path).unwrap();
     conn.execute_batch(
         "DROP TABLE rollup_minute; DROP TABLE rollup_hour; DROP TABLE rollup_user_hour;
-         DROP INDEX events_critical;
+         DROP TABLE rollup_hour_total; DROP INDEX events_critical;
          UPDATE meta SET value = '3' WHERE key = 'schema_version';",
     )
     .unwrap();
@@ -351,4 +351,53 @@ async fn bad_parameters_are_400s_naming_the_field() {
         assert_eq!(status, 400, "{path}: {body}");
         assert_eq!(body["field"], field, "{path}: {body}");
     }
+}
+
+/// `n` events by `user` at `ms` for the store directly.
+fn by(user: &str, n: usize, ms: i64) -> Vec<AuditEvent> {
+    let mut rng = Rng::new(n as u64);
+    (0..n)
+        .map(|i| {
+            let mut e = random::event(&mut rng, i);
+            e.user.id = user.to_string();
+            e.timestamp = Utc.timestamp_millis_opt(ms).unwrap();
+            e
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_user_anomaly_starts_from_the_rollups_and_follows_live_events() {
+    use trailwatch::analytics::{AnomalyConfig, AnomalyKind};
+    use trailwatch::insights::Analytics;
+    let dir = tempfile::tempdir().unwrap();
+    let now = Utc::now().timestamp_millis();
+    let store = Store::open(dir.path(), options()).unwrap();
+    // Stored before the analytics start: they must be read from the rollups.
+    store
+        .append(by("mallory", 60, now - 5 * HOUR))
+        .await
+        .unwrap();
+    store.append(by("alice", 20, now - 3 * HOUR)).await.unwrap();
+    // Outside the 24-hour window: must not count.
+    store
+        .append(by("alice", 500, now - 30 * HOUR))
+        .await
+        .unwrap();
+    let analytics = Analytics::new(store.clone(), AnomalyConfig::default(), chrono_tz::Tz::UTC);
+    analytics.watch();
+    let kinds = |found: &[trailwatch::analytics::Anomaly]| {
+        found
+            .iter()
+            .filter(|a| a.kind == AnomalyKind::UserAnomaly)
+            .map(|a| (a.subject.clone().unwrap(), a.value))
+            .collect::<Vec<_>>()
+    };
+    // 60 of 80 is 75%.
+    let found = analytics.anomalies(now).await.unwrap();
+    assert_eq!(kinds(&found), [("mallory".to_string(), 75.0)]);
+    // Followed live from there: 40 more by bob make mallory 50%, below the 56% that clears it.
+    store.append(by("bob", 40, now - HOUR)).await.unwrap();
+    let found = analytics.anomalies(now).await.unwrap();
+    assert!(kinds(&found).is_empty(), "{found:?}");
 }

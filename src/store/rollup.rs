@@ -25,6 +25,15 @@ CREATE TABLE IF NOT EXISTS rollup_minute (
     errors   INTEGER NOT NULL,
     critical INTEGER NOT NULL
 );
+-- The same totals per hour, so a 30-day tally reads 720 rows instead of 43,200.
+CREATE TABLE IF NOT EXISTS rollup_hour_total (
+    hour     INTEGER PRIMARY KEY,
+    n        INTEGER NOT NULL,
+    denied   INTEGER NOT NULL,
+    failed   INTEGER NOT NULL,
+    errors   INTEGER NOT NULL,
+    critical INTEGER NOT NULL
+);
 -- Per hour, by dimension: kind is level, category, outcome, action or denied (an action
 -- that was denied).
 CREATE TABLE IF NOT EXISTS rollup_hour (
@@ -75,6 +84,7 @@ impl Dimension {
 #[derive(Default)]
 pub struct Increments<'a> {
     minutes: HashMap<i64, Tally>,
+    hour_totals: HashMap<i64, Tally>,
     hours: HashMap<(Dimension, &'a str, i64), u64>,
     users: HashMap<(i64, &'a str), Tally>,
 }
@@ -87,6 +97,7 @@ impl<'a> Increments<'a> {
         let hour = ms.div_euclid(HOUR_MS);
         let t = Tally::of(e);
         self.minutes.entry(minute).or_default().add(&t);
+        self.hour_totals.entry(hour).or_default().add(&t);
         self.users
             .entry((hour, e.user.id.as_str()))
             .or_default()
@@ -117,6 +128,16 @@ impl<'a> Increments<'a> {
         for (m, t) in &self.minutes {
             minute.execute(params![m, t.n, t.denied, t.failed, t.errors, t.critical])?;
         }
+        let mut totals = tx.prepare_cached(
+            "INSERT INTO rollup_hour_total (hour, n, denied, failed, errors, critical)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (hour) DO UPDATE SET n = n + excluded.n,
+                 denied = denied + excluded.denied, failed = failed + excluded.failed,
+                 errors = errors + excluded.errors, critical = critical + excluded.critical",
+        )?;
+        for (h, t) in &self.hour_totals {
+            totals.execute(params![h, t.n, t.denied, t.failed, t.errors, t.critical])?;
+        }
         let mut hour = tx.prepare_cached(
             "INSERT INTO rollup_hour (kind, value, hour, n) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (kind, value, hour) DO UPDATE SET n = n + excluded.n",
@@ -135,6 +156,19 @@ impl<'a> Increments<'a> {
         }
         Ok(())
     }
+}
+
+/// Recomputes the hour totals from the minutes, inside the caller's transaction: for
+/// databases written before they existed.
+pub fn rebuild_hour_totals(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute_batch(
+        "DELETE FROM rollup_hour_total;
+         INSERT INTO rollup_hour_total (hour, n, denied, failed, errors, critical)
+             SELECT minute / 60 - (minute % 60 < 0), SUM(n), SUM(denied), SUM(failed),
+                    SUM(errors), SUM(critical)
+             FROM rollup_minute GROUP BY 1;",
+    )?;
+    Ok(())
 }
 
 /// Recomputes every rollup from the events, inside the caller's transaction: for databases
@@ -170,7 +204,7 @@ pub fn rebuild(tx: &Transaction<'_>) -> Result<(), StoreError> {
                     SUM(outcome = 'denied'), SUM(outcome = 'failure')
              FROM events GROUP BY 1, 2;",
     )?;
-    Ok(())
+    rebuild_hour_totals(tx)
 }
 
 fn count(v: i64) -> u64 {
@@ -205,13 +239,44 @@ impl Reader<'_> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The totals over the minutes in `[from, to)`.
+    /// The totals over the minutes in `[from, to)`: whole hours from the hour totals, the
+    /// minutes at either edge from the minute rows.
     pub fn tally(&self, from: i64, to: i64) -> Result<Tally, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
+        if to <= from {
+            return Ok(Tally::default());
+        }
+        let first_hour = from.div_euclid(60) + i64::from(from.rem_euclid(60) != 0);
+        let last_hour = to.div_euclid(60);
+        if first_hour >= last_hour {
+            return self.minute_tally(from, to);
+        }
+        let mut t = self.minute_tally(from, first_hour * 60)?;
+        t.add(&self.sum(
+            "SELECT COALESCE(SUM(n), 0), COALESCE(SUM(denied), 0), COALESCE(SUM(failed), 0),
+                    COALESCE(SUM(errors), 0), COALESCE(SUM(critical), 0)
+             FROM rollup_hour_total WHERE hour >= ?1 AND hour < ?2",
+            first_hour,
+            last_hour,
+        )?);
+        t.add(&self.minute_tally(last_hour * 60, to)?);
+        Ok(t)
+    }
+
+    fn minute_tally(&self, from: i64, to: i64) -> Result<Tally, StoreError> {
+        if to <= from {
+            return Ok(Tally::default());
+        }
+        self.sum(
             "SELECT COALESCE(SUM(n), 0), COALESCE(SUM(denied), 0), COALESCE(SUM(failed), 0),
                     COALESCE(SUM(errors), 0), COALESCE(SUM(critical), 0)
              FROM rollup_minute WHERE minute >= ?1 AND minute < ?2",
-        )?;
+            from,
+            to,
+        )
+    }
+
+    fn sum(&self, sql: &str, from: i64, to: i64) -> Result<Tally, StoreError> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
         Ok(stmt.query_row(params![from, to], |r| {
             Ok(Tally {
                 n: count(r.get(0)?),
@@ -289,6 +354,17 @@ impl Reader<'_> {
             }
         }
         Ok((active, top))
+    }
+
+    /// Every hour-by-user row in the hours `[from, to)`: `(hour, user, n)`.
+    pub fn user_hours(&self, from: i64, to: i64) -> Result<Vec<(i64, String, u64)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT hour, user_id, n FROM rollup_user_hour WHERE hour >= ?1 AND hour < ?2",
+        )?;
+        let rows = stmt.query_map(params![from, to], |r| {
+            Ok((r.get(0)?, r.get(1)?, count(r.get(2)?)))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The newest committed seq: the figures read include everything up to it.

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 /// The schema version this build writes; a newer database is refused rather than misread.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -123,7 +123,10 @@ pub fn open_writer(path: &Path, durable: bool) -> Result<Connection, StoreError>
             if v < 3 {
                 upgrade_to_3(&conn)?;
             }
-            upgrade_to_4(&conn)?;
+            if v < 4 {
+                upgrade_to_4(&conn)?;
+            }
+            upgrade_to_5(&conn)?;
             tracing::info!(from = v, to = SCHEMA_VERSION, "database schema upgraded");
         }
         Some(_) => {}
@@ -155,6 +158,18 @@ fn upgrade_to_3(conn: &Connection) -> Result<(), StoreError> {
 fn upgrade_to_4(conn: &Connection) -> Result<(), StoreError> {
     let tx = conn.unchecked_transaction()?;
     super::rollup::rebuild(&tx)?;
+    tx.execute(
+        "UPDATE meta SET value = '4' WHERE key = 'schema_version'",
+        [],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Schema 5 added the hour totals, computed here from the minute rollups.
+fn upgrade_to_5(conn: &Connection) -> Result<(), StoreError> {
+    let tx = conn.unchecked_transaction()?;
+    super::rollup::rebuild_hour_totals(&tx)?;
     tx.execute(
         "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
         [SCHEMA_VERSION.to_string()],

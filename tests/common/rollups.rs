@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Every rollup row, keyed as its table keys it: `minute:<m>` → [n, denied, failed, errors,
-/// critical], `hour:<kind>:<value>:<h>` → [n], `user:<h>:<id>` → [n, denied, failed].
+/// critical], `total:<h>` → the same per hour, `hour:<kind>:<value>:<h>` → [n],
+/// `user:<h>:<id>` → [n, denied, failed].
 pub type Rollups = BTreeMap<String, Vec<i64>>;
 
 /// One event's fields that rollups count.
@@ -50,6 +51,10 @@ pub fn recount<'a>(events: impl IntoIterator<Item = Fields<'a>>) -> Rollups {
             bump(format!("hour:denied:{}:{hour}", e.action), &[1]);
         }
         bump(format!("user:{hour}:{}", e.user), &[1, denied, failed]);
+        bump(
+            format!("total:{hour}"),
+            &[1, denied, failed, errors, critical],
+        );
     }
     out
 }
@@ -65,6 +70,18 @@ pub fn stored(path: &Path) -> Rollups {
         .query_map([], |r| {
             Ok((
                 format!("minute:{}", r.get::<_, i64>(0)?),
+                (1..6).map(|i| r.get(i)).collect::<Result<Vec<i64>, _>>()?,
+            ))
+        })
+        .unwrap();
+    out.extend(rows.map(Result::unwrap));
+    let mut stmt = conn
+        .prepare("SELECT hour, n, denied, failed, errors, critical FROM rollup_hour_total")
+        .unwrap();
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                format!("total:{}", r.get::<_, i64>(0)?),
                 (1..6).map(|i| r.get(i)).collect::<Result<Vec<i64>, _>>()?,
             ))
         })
