@@ -3,6 +3,7 @@
 
 use crate::alerts::AlertConfig;
 use crate::analytics::AnomalyConfig;
+use crate::store::RiskConfig;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -132,6 +133,8 @@ pub struct FileConfig {
     pub anomalies: Option<AnomalyConfig>,
     /// Alert rules and webhooks (`[alerts]`, `[[alerts.rules]]`, `[[alerts.webhooks]]`).
     pub alerts: Option<AlertConfig>,
+    /// Risk scoring rules (`[risk]`, `[risk.level]`, `[risk.repeated]`, ...).
+    pub risk: Option<RiskConfig>,
 }
 
 /// Why settings could not be loaded.
@@ -187,6 +190,7 @@ pub struct ServeConfig {
     pub time_zone: String,
     pub anomalies: AnomalyConfig,
     pub alerts: AlertConfig,
+    pub risk: RiskConfig,
 }
 
 impl ServeConfig {
@@ -219,6 +223,7 @@ impl ServeConfig {
                 .unwrap_or_else(|| "UTC".into()),
             anomalies: file.anomalies.unwrap_or_default(),
             alerts: file.alerts.unwrap_or_default(),
+            risk: file.risk.unwrap_or_default(),
         }
     }
 }
@@ -263,6 +268,33 @@ mod tests {
         assert_eq!(c.anomalies.night_start, 23 * 60);
         assert_eq!(c.anomalies.dip_ratio, AnomalyConfig::default().dip_ratio);
         assert!(c.alerts.builtin);
+        assert!(c.risk.enabled, "scoring is on by default");
+    }
+
+    #[test]
+    fn risk_rules_come_from_the_file() {
+        let file: FileConfig = toml::from_str(
+            "[risk]
+enabled = true
+[risk.outcome]
+denied = 45
+[risk.repeated]
+after = 4",
+        )
+        .unwrap();
+        let cli = Cli::parse_from(["trailwatch", "serve"]);
+        let Command::Serve(args) = cli.command else {
+            panic!("expected serve")
+        };
+        let c = ServeConfig::resolve(args, file);
+        assert_eq!(c.risk.outcome.denied, 45);
+        assert_eq!(c.risk.outcome.failure, 20);
+        assert_eq!(c.risk.repeated.after, 4);
+        assert!(toml::from_str::<FileConfig>(
+            "[risk]
+levels = {}"
+        )
+        .is_err());
     }
 
     #[test]

@@ -245,6 +245,7 @@ mod tests {
                 changes: None,
                 system: None,
                 risk_score: Some(5),
+                risk_reasons: None,
                 correlation_id: None,
                 session_id: None,
             },

@@ -188,6 +188,7 @@ pub fn normalize(
         metadata,
         changes,
         risk_score,
+        risk_reasons: None,
         correlation_id,
         session_id,
         system,
@@ -223,7 +224,14 @@ const KNOWN_FIELDS: &[&str] = &[
 ];
 
 /// Fields the server assigns; a sender that sets them is told so instead of being ignored.
-const SERVER_FIELDS: &[&str] = &["seq", "eventId", "receivedAt", "hash", "source"];
+const SERVER_FIELDS: &[&str] = &[
+    "seq",
+    "eventId",
+    "receivedAt",
+    "hash",
+    "source",
+    "riskReasons",
+];
 
 /// Reads typed fields out of one record, collecting every error instead of stopping at one.
 struct Fields<'a> {

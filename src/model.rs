@@ -316,6 +316,10 @@ pub struct AuditEvent {
     pub changes: Option<BTreeMap<String, Change>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub risk_score: Option<u8>,
+    /// Why Trailwatch gave the score, when it assigned one at ingest (the sender gave none).
+    /// Sealed in the chain with the score; senders cannot set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk_reasons: Option<Vec<RiskReason>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -323,6 +327,33 @@ pub struct AuditEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system: Option<SystemInfo>,
     pub source: Source,
+}
+
+/// One rule's share of a risk score assigned at ingest. `detail` names no person, address or
+/// place: it is sealed in the chain, which erasure of a data subject must leave intact.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RiskReason {
+    /// The rule: `level`, `outcome`, `category`, `repeated_user`, `repeated_ip`,
+    /// `unusual_hour` or `new_country`.
+    pub rule: String,
+    pub points: u8,
+    pub detail: String,
+}
+
+impl RiskReason {
+    /// The rule's name for people.
+    pub fn label(&self) -> &str {
+        match self.rule.as_str() {
+            "level" => "Level",
+            "outcome" => "Outcome",
+            "category" => "Category",
+            "repeated_user" => "Repeated failures by the user",
+            "repeated_ip" => "Repeated failures from the address",
+            "unusual_hour" => "Unusual hour",
+            "new_country" => "New country",
+            other => other,
+        }
+    }
 }
 
 /// An event as stored: sealed in the chain with its seq, id, arrival time and hash.
@@ -696,6 +727,7 @@ mod tests {
                 metadata: None,
                 changes: None,
                 risk_score: None,
+                risk_reasons: None,
                 correlation_id: None,
                 session_id: None,
                 system: None,

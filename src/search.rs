@@ -856,6 +856,7 @@ mod tests {
                 changes: None,
                 system: None,
                 risk_score: Some(80),
+                risk_reasons: None,
                 correlation_id: Some("corr-1".into()),
                 session_id: None,
             },

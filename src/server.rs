@@ -131,6 +131,7 @@ impl Server {
             &config.data_dir,
             StoreOptions {
                 live_capacity: config.live_queue,
+                risk: config.risk.clone(),
                 ..StoreOptions::default()
             },
         )?;

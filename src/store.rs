@@ -7,6 +7,7 @@ mod append;
 pub mod chain;
 mod index;
 mod query;
+pub mod risk;
 pub mod rollup;
 mod schema;
 mod verify;
@@ -24,6 +25,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 pub use index::SEARCH_FILE;
 pub use query::{DistinctField, PageRequest};
+pub use risk::RiskConfig;
 pub use verify::{verify_path, VerifyReport};
 
 /// How long a search waits for the index to reach the head before it answers with what is
@@ -76,6 +78,8 @@ pub struct StoreOptions {
     pub max_pages: Option<u64>,
     /// How long a search waits for the index to reach the head it saw.
     pub index_wait: Duration,
+    /// How events without a sender's score are scored.
+    pub risk: RiskConfig,
 }
 
 impl Default for StoreOptions {
@@ -86,6 +90,7 @@ impl Default for StoreOptions {
             durable: true,
             max_pages: None,
             index_wait: INDEX_WAIT,
+            risk: RiskConfig::default(),
         }
     }
 }

@@ -149,6 +149,11 @@ async fn kill_9_loses_no_acknowledged_event() {
         &common::rollups::stored(&db),
         &common::rollups::recount_stored(&db),
     );
+    assert_eq!(
+        common::rollups::profiles_stored(&db),
+        common::rollups::profiles_recount(&db),
+        "the risk profiles match a recount after kill -9"
+    );
 
     let r = json_of(
         http.post(format!("{url}/api/v1/events"))

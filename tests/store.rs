@@ -42,6 +42,7 @@ fn event(n: usize, user: &str) -> AuditEvent {
         metadata: serde_json::json!({"n": n}).as_object().cloned(),
         changes: None,
         risk_score: Some((n % 101) as u8),
+        risk_reasons: None,
         correlation_id: None,
         session_id: None,
         system: None,
@@ -467,7 +468,7 @@ async fn a_schema_2_database_moves_its_full_text_index_to_its_own_file() {
     );
     assert_eq!(
         schema_version(dir.path()),
-        "5",
+        "6",
         "upgraded through every version"
     );
     assert!(verify(dir.path()).ok, "the upgrade leaves the chain intact");

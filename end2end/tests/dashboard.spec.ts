@@ -59,6 +59,9 @@ test("the range picker changes what the cards count", async ({ page, server }) =
   // A recent critical event opens its detail dialog.
   await page.getByRole("list", { name: "Recent critical events" }).getByRole("link").click();
   await expect(page.getByRole("dialog")).toContainText("new.thing");
+  // Its risk score was assigned at ingest; the dialog says by which rules.
+  const risk = page.getByRole("dialog").locator("#risk-section");
+  await expect(risk.getByRole("row")).toHaveText([/Level\s*level critical\s*\+\s*50/, /Outcome\s*outcome failure\s*\+\s*20/, /Score\s*70/]);
 });
 
 test("a denial raises a toast, and the alert log acknowledges it", async ({ page, server }) => {

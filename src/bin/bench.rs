@@ -160,6 +160,7 @@ fn event(rng: &mut Rng, words: &[String], i: u64) -> AuditEvent {
         changes: None,
         system: None,
         risk_score: Some(rng.below(101) as u8),
+        risk_reasons: None,
         correlation_id: Some(format!("req-{}", i / 3)),
         session_id: None,
     }

@@ -4,6 +4,7 @@
 //! indexer's thread (see `index`).
 
 use super::chain::{self, Hash32, GENESIS};
+use super::risk::Scorer;
 use super::rollup;
 use super::{CommitStats, StoreError, StoreOptions};
 use crate::model::{AuditEvent, EventId, IngestReceipt, Seq, StoredEvent};
@@ -23,9 +24,9 @@ const INSERT: &str = "INSERT INTO events (
     seq, event_id, ts, received_at, level, category, action, outcome, source, user_id, username,
     description, entity_type, entity_id, entity_name, req_method, req_path, req_ip,
     req_user_agent, req_status, req_response_time, country, city, metadata, changes, system,
-    risk, correlation_id, session_id, pii_digest, prev_hash, hash
+    risk, correlation_id, session_id, pii_digest, prev_hash, hash, risk_reasons
 ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-          ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32)";
+          ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33)";
 
 struct Writer {
     conn: Connection,
@@ -37,6 +38,8 @@ struct Writer {
     head_seq: u64,
     head_hash: Hash32,
     salts: HashMap<String, [u8; 32]>,
+    /// Assigns risk scores; its state follows the commits.
+    risk: Scorer,
     /// The random part of event ids: seeded once, stepped per event.
     id_salt: u64,
 }
@@ -86,6 +89,7 @@ pub fn spawn_writer(
         head_seq,
         head_hash,
         salts: HashMap::new(),
+        risk: Scorer::new(options.risk.clone()),
         id_salt: {
             let mut seed = [0u8; 8];
             getrandom::fill(&mut seed)
@@ -151,6 +155,7 @@ impl Writer {
                 }
             }
             Err(e) => {
+                self.risk.abort();
                 tracing::error!(error = %e, jobs = sizes.len(), "group commit failed; nothing stored");
                 for reply in replies {
                     let err = match &e {
@@ -179,9 +184,13 @@ impl Writer {
 
         let tx = self.conn.transaction().map_err(StoreError::from_sqlite)?;
         {
+            self.risk.begin(&tx).map_err(StoreError::from_sqlite)?;
             let mut insert = tx.prepare_cached(INSERT).map_err(StoreError::from_sqlite)?;
-            for event in jobs.into_iter().flatten() {
+            for mut event in jobs.into_iter().flatten() {
                 seq += 1;
+                self.risk
+                    .observe(&tx, &mut event, received_ms)
+                    .map_err(StoreError::from_sqlite)?;
                 let salt = salt_for(&tx, &self.salts, &mut new_salts, &event.user.id)?;
                 let pii = chain::pii_digest(&salt, &event);
                 let event_id = event_id(received_ms, seq, &mut self.id_salt);
@@ -238,6 +247,7 @@ impl Writer {
                     .execute(params![key, n])
                     .map_err(StoreError::from_sqlite)?;
             }
+            self.risk.write(&tx).map_err(StoreError::from_sqlite)?;
             let mut rollups = rollup::Increments::default();
             for stored in &sealed {
                 rollups.add(&stored.event);
@@ -355,6 +365,7 @@ fn insert_row(
         pii.as_slice(),
         prev.as_slice(),
         hash.as_slice(),
+        json.risk_reasons,
     ])
 }
 

@@ -3,7 +3,10 @@
 //! Pure functions; the store feeds them rows.
 //!
 //! Encoding v1 is the byte `1` followed by length-prefixed fields in a fixed order (a `u32`
-//! big-endian length, or `0xFFFFFFFF` for an absent value). Personal data (user id and name, IP,
+//! big-endian length, or `0xFFFFFFFF` for an absent value). Encoding v2 is the same fields after
+//! the byte `2`, then the canonical JSON of the risk reasons: it seals the events whose risk
+//! score Trailwatch assigned. Each row's version follows from its content (reasons or none), and
+//! the version byte is hashed, so removing or adding reasons breaks the hash. Personal data (user id and name, IP,
 //! user agent, location) never enters the encoding directly: it enters as
 //! `SHA-256("trailwatch-pii-v1" ‖ salt ‖ fields)` with a salt kept per data subject outside the
 //! events. Erasing a subject deletes the salt and blanks the fields; the stored digest keeps
@@ -16,8 +19,11 @@ use sha2::{Digest, Sha256};
 /// The hash before the first event.
 pub const GENESIS: [u8; 32] = [0; 32];
 
-/// The version byte of the canonical encoding this build writes.
+/// The version byte of events without risk reasons.
 pub const CANONICAL_VERSION: u8 = 1;
+
+/// The version byte of events with risk reasons.
+pub const CANONICAL_VERSION_REASONS: u8 = 2;
 
 /// A 32-byte SHA-256 value.
 pub type Hash32 = [u8; 32];
@@ -73,6 +79,7 @@ pub struct JsonFields {
     pub metadata: Option<String>,
     pub changes: Option<String>,
     pub system: Option<String>,
+    pub risk_reasons: Option<String>,
 }
 
 impl JsonFields {
@@ -89,6 +96,7 @@ impl JsonFields {
             }),
             changes: value(event.changes.as_ref().map(serde_json::to_value)),
             system: value(event.system.as_ref().map(serde_json::to_value)),
+            risk_reasons: value(event.risk_reasons.as_ref().map(serde_json::to_value)),
         }
     }
 }
@@ -108,7 +116,10 @@ pub fn canonical_with(
     pii: &Hash32,
 ) -> Vec<u8> {
     let mut enc = Encoder(Vec::with_capacity(256));
-    enc.0.push(CANONICAL_VERSION);
+    enc.0.push(match json.risk_reasons {
+        Some(_) => CANONICAL_VERSION_REASONS,
+        None => CANONICAL_VERSION,
+    });
     enc.opt(Some(event_id));
     enc.int(Some(event.timestamp.timestamp_millis()));
     enc.int(Some(received_at_ms));
@@ -134,6 +145,9 @@ pub fn canonical_with(
     enc.opt(json.changes.as_deref());
     enc.opt(json.system.as_deref());
     enc.bytes(pii);
+    if let Some(reasons) = &json.risk_reasons {
+        enc.bytes(reasons.as_bytes());
+    }
     enc.0
 }
 
@@ -358,6 +372,7 @@ mod tests {
             metadata: json!({"b": 1, "a": [true, null]}).as_object().cloned(),
             changes: None,
             risk_score: Some(80),
+            risk_reasons: None,
             correlation_id: None,
             session_id: None,
             system: None,
@@ -409,6 +424,37 @@ mod tests {
             hash_of(&event(), &[8u8; 32]),
             base,
             "the salt is committed to"
+        );
+    }
+
+    #[test]
+    fn assigned_risk_reasons_are_sealed_in_a_v2_encoding() {
+        let salt = [7u8; 32];
+        let plain = event();
+        let pii = pii_digest(&salt, &plain);
+        assert_eq!(canonical(&plain, "id-1", 5, &pii)[0], CANONICAL_VERSION);
+        let mut scored = event();
+        scored.risk_reasons = Some(vec![crate::model::RiskReason {
+            rule: "outcome".into(),
+            points: 30,
+            detail: "denied".into(),
+        }]);
+        let canon = canonical(&scored, "id-1", 5, &pii);
+        assert_eq!(canon[0], CANONICAL_VERSION_REASONS);
+        let v1 = canonical(&plain, "id-1", 5, &pii);
+        assert_eq!(&canon[1..v1.len()], &v1[1..], "v2 extends v1's fields");
+        let base = hash_of(&scored, &salt);
+        assert_ne!(base, hash_of(&plain, &salt), "dropping the reasons is seen");
+        let mut edited = scored.clone();
+        edited.risk_reasons.as_mut().unwrap()[0].points = 0;
+        assert_ne!(base, hash_of(&edited, &salt), "editing a reason is seen");
+        let mut empty = scored;
+        empty.risk_reasons = Some(Vec::new());
+        assert_ne!(base, hash_of(&empty, &salt));
+        assert_ne!(
+            hash_of(&empty, &salt),
+            hash_of(&plain, &salt),
+            "no reasons ≠ none given"
         );
     }
 

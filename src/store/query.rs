@@ -15,10 +15,10 @@ use rusqlite::{Connection, OptionalExtension, Row, ToSql};
 pub const EVENT_COLUMNS: &str = "seq, event_id, ts, received_at, level, category, action, \
     outcome, source, user_id, username, description, entity_type, entity_id, entity_name, \
     req_method, req_path, req_ip, req_user_agent, req_status, req_response_time, country, city, \
-    metadata, changes, system, risk, correlation_id, session_id, hash";
+    metadata, changes, system, risk, correlation_id, session_id, hash, risk_reasons";
 
 /// How many columns [`EVENT_COLUMNS`] names.
-pub const EVENT_COLUMN_COUNT: usize = 30;
+pub const EVENT_COLUMN_COUNT: usize = 31;
 
 fn conversion(idx: usize, msg: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, msg.into())
@@ -84,6 +84,7 @@ pub fn event_from_row(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
             changes: json(row, 24)?,
             system: json(row, 25)?,
             risk_score: row.get(26)?,
+            risk_reasons: json(row, 30)?,
             correlation_id: row.get(27)?,
             session_id: row.get(28)?,
         },

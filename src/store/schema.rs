@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 /// The schema version this build writes; a newer database is refused rather than misread.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -48,7 +48,9 @@ CREATE TABLE IF NOT EXISTS events (
     pii_digest        BLOB    NOT NULL,
     prev_hash         BLOB    NOT NULL,
     hash              BLOB    NOT NULL,
-    erased            INTEGER NOT NULL DEFAULT 0
+    erased            INTEGER NOT NULL DEFAULT 0,
+    -- Canonical JSON of the reasons for a risk score assigned at ingest (schema 6).
+    risk_reasons      TEXT
 );
 -- Time is the one secondary b-tree: users and actions are found through the search index,
 -- whose upkeep is off the writer's path (a b-tree on users halved ingest speed).
@@ -99,6 +101,7 @@ pub fn open_writer(path: &Path, durable: bool) -> Result<Connection, StoreError>
     conn.pragma_update(None, "cache_size", -65_536)?;
     conn.execute_batch(SCHEMA)?;
     conn.execute_batch(super::rollup::SCHEMA)?;
+    conn.execute_batch(super::risk::SCHEMA)?;
     let version: Option<String> = conn
         .query_row(
             "SELECT value FROM meta WHERE key = 'schema_version'",
@@ -126,7 +129,10 @@ pub fn open_writer(path: &Path, durable: bool) -> Result<Connection, StoreError>
             if v < 4 {
                 upgrade_to_4(&conn)?;
             }
-            upgrade_to_5(&conn)?;
+            if v < 5 {
+                upgrade_to_5(&conn)?;
+            }
+            upgrade_to_6(&conn)?;
             tracing::info!(from = v, to = SCHEMA_VERSION, "database schema upgraded");
         }
         Some(_) => {}
@@ -170,6 +176,27 @@ fn upgrade_to_4(conn: &Connection) -> Result<(), StoreError> {
 fn upgrade_to_5(conn: &Connection) -> Result<(), StoreError> {
     let tx = conn.unchecked_transaction()?;
     super::rollup::rebuild_hour_totals(&tx)?;
+    tx.execute(
+        "UPDATE meta SET value = '5' WHERE key = 'schema_version'",
+        [],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Schema 6 added the reasons of assigned risk scores. Events stored before it keep no
+/// reasons (their scores were the senders'); the behaviour profiles start empty and fill as
+/// events arrive.
+fn upgrade_to_6(conn: &Connection) -> Result<(), StoreError> {
+    let tx = conn.unchecked_transaction()?;
+    let has_column: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('events') WHERE name = 'risk_reasons')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_column {
+        tx.execute_batch("ALTER TABLE events ADD COLUMN risk_reasons TEXT")?;
+    }
     tx.execute(
         "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
         [SCHEMA_VERSION.to_string()],

@@ -39,6 +39,7 @@ impl TestServer {
             time_zone: "UTC".into(),
             anomalies: Default::default(),
             alerts: Default::default(),
+            risk: Default::default(),
         };
         tweak(&mut config);
         let server = Server::bind(&config).await.unwrap();

@@ -112,6 +112,7 @@ pub fn event(rng: &mut Rng, i: usize) -> AuditEvent {
         changes: None,
         system: None,
         risk_score: rng.chance(80).then(|| rng.below(101) as u8),
+        risk_reasons: None,
         correlation_id: rng.chance(50).then(|| format!("c{}", rng.below(3))),
         session_id: rng.chance(50).then(|| format!("s{}", rng.below(3))),
     }

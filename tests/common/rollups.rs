@@ -165,3 +165,54 @@ pub fn assert_same(what: &str, got: &Rollups, want: &Rollups) {
     );
     assert!(!want.is_empty(), "{what}: nothing was counted");
 }
+
+/// Risk profile rows, `<user> <key>` → n.
+pub type Profiles = BTreeMap<String, i64>;
+
+/// The `risk_profile` table at `path`.
+pub fn profiles_stored(path: &Path) -> Profiles {
+    let conn = Connection::open(path).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT user_id, key, n FROM risk_profile")
+        .unwrap();
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                format!("{} {}", r.get::<_, String>(0)?, r.get::<_, String>(1)?),
+                r.get(2)?,
+            ))
+        })
+        .unwrap();
+    rows.map(Result::unwrap).collect()
+}
+
+/// The risk profiles recounted in Rust from the events at `path`: per user (not `system`),
+/// events per UTC hour of day and per country.
+pub fn profiles_recount(path: &Path) -> Profiles {
+    let conn = Connection::open(path).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT ts, user_id, country FROM events")
+        .unwrap();
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+            ))
+        })
+        .unwrap();
+    let mut out = Profiles::new();
+    for row in rows {
+        let (ts, user, country) = row.unwrap();
+        if user == "system" {
+            continue;
+        }
+        let hour = ts.div_euclid(3_600_000).rem_euclid(24);
+        *out.entry(format!("{user} h:{hour:02}")).or_default() += 1;
+        if let Some(c) = country.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
+            *out.entry(format!("{user} c:{c}")).or_default() += 1;
+        }
+    }
+    out
+}

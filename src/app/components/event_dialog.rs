@@ -4,7 +4,7 @@
 
 use crate::api::load_event;
 use crate::app::browser;
-use crate::model::{Change, EventDetail, StoredEvent};
+use crate::model::{Change, EventDetail, RiskReason, StoredEvent};
 use crate::search::RiskBand;
 use leptos::prelude::*;
 use leptos_router::hooks::{use_location, use_navigate, use_params_map};
@@ -46,6 +46,50 @@ pub fn use_local_offset() -> ReadSignal<Option<i32>> {
         )));
     });
     offset
+}
+
+/// Where the risk score came from and, when Trailwatch assigned it, each rule's share.
+fn risk_section(score: Option<u8>, reasons: Option<Vec<RiskReason>>) -> impl IntoView {
+    let body = match (score, reasons) {
+        (Some(_), Some(reasons)) if reasons.is_empty() => view! {
+            <p class="muted">"Assigned at ingest: no rule flagged this event."</p>
+        }
+        .into_any(),
+        (Some(total), Some(reasons)) => view! {
+            <p class="muted small">"Assigned at ingest by the rules below (the sum, at most 100)."</p>
+            <table class="risk-reasons">
+                <tbody>
+                    {reasons
+                        .into_iter()
+                        .map(|r| {
+                            view! {
+                                <tr>
+                                    <th scope="row">{r.label().to_string()}</th>
+                                    <td>{r.detail}</td>
+                                    <td class="num">"+" {r.points}</td>
+                                </tr>
+                            }
+                        })
+                        .collect_view()}
+                </tbody>
+                <tfoot>
+                    <tr><th scope="row" colspan="2">"Score"</th><td class="num">{total}</td></tr>
+                </tfoot>
+            </table>
+        }
+        .into_any(),
+        (Some(_), None) => view! { <p class="muted">"Given by the sender."</p> }.into_any(),
+        (None, _) => view! {
+            <p class="muted">"No score: the sender gave none and risk scoring was off."</p>
+        }
+        .into_any(),
+    };
+    view! {
+        <section class="detail-section" id="risk-section">
+            <h3>"Risk " <RiskBadge score=score /></h3>
+            {body}
+        </section>
+    }
 }
 
 /// The risk score as a badge coloured by band.
@@ -276,6 +320,7 @@ fn DetailBody(
             view! { <a href=href title="Show every event with this value">{v}</a> }
         })
     };
+    let risk = risk_section(e.risk_score, e.risk_reasons.clone());
     let correlation = filter_link("correlation_id", &e.correlation_id);
     let session = filter_link("session_id", &e.session_id);
     view! {
@@ -308,6 +353,7 @@ fn DetailBody(
                     {session.map(|s| view! { <dt>"Session"</dt><dd>{s}</dd> })}
                 </dl>
             </section>
+            {risk}
             {changes}
             {request}
             {place}

@@ -310,6 +310,7 @@ mod tests {
                 changes: None,
                 system: None,
                 risk_score: None,
+                risk_reasons: None,
                 correlation_id: None,
                 session_id: None,
             },

@@ -1,0 +1,1000 @@
+//! Risk scoring at ingest: a score from 0 to 100, and the reasons for it, for every event whose
+//! sender gave no `riskScore`. It runs on the writer's thread, in seq order, so each event is
+//! judged against exactly the events stored before it, and the score and its reasons are
+//! sealed in the chain with the event.
+//!
+//! The rules' points add up, capped at 100; each is configured in `[risk]`:
+//! - the event's level, outcome and category: fixed points per value;
+//! - repeated failures or denials by the same user, and from the same IP address, within a
+//!   window of event time;
+//! - an unusual hour for this user: the user has enough history and few of their events fall
+//!   within an hour (UTC hour of day) of this one;
+//! - a new country for this user, once the user has enough located history.
+//!
+//! The per-user profiles (events per UTC hour of day and per country) live in `risk_profile`,
+//! updated in the same transaction as the events, so a crash never leaves them out of step.
+//! The recent failures are held in memory and rebuilt from the events when the writer starts or
+//! a commit fails. Reasons never name the user, the address or the country: they are sealed in
+//! the chain, and erasing a data subject must leave the chain intact.
+
+use crate::model::{AuditEvent, Category, Level, Outcome, RiskReason, SYSTEM_ACTOR};
+use chrono::Timelike;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, VecDeque};
+
+/// The profile table; its rows are derived from the events and never hashed.
+pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS risk_profile (
+    user_id TEXT    NOT NULL,
+    key     TEXT    NOT NULL,
+    n       INTEGER NOT NULL,
+    PRIMARY KEY (user_id, key)
+) WITHOUT ROWID;
+";
+
+/// Profiles kept in memory; beyond this many users the cache starts again from the table.
+const PROFILE_CACHE: usize = 100_000;
+/// Recent failure times kept per user or address; more than the rules can ever count.
+const RECENT_CAP: usize = 1024;
+/// Events between sweeps of keys whose failures have all left the window.
+const SWEEP_EVERY: u32 = 4096;
+
+/// `[risk]`: whether scores are assigned, and every rule's points and thresholds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RiskConfig {
+    /// Off: events keep the sender's score, or none.
+    pub enabled: bool,
+    pub level: LevelPoints,
+    pub outcome: OutcomePoints,
+    pub category: CategoryPoints,
+    pub repeated: RepeatedRule,
+    pub unusual_hour: UnusualHourRule,
+    pub new_country: NewCountryRule,
+}
+
+impl Default for RiskConfig {
+    fn default() -> Self {
+        RiskConfig {
+            enabled: true,
+            level: LevelPoints::default(),
+            outcome: OutcomePoints::default(),
+            category: CategoryPoints::default(),
+            repeated: RepeatedRule::default(),
+            unusual_hour: UnusualHourRule::default(),
+            new_country: NewCountryRule::default(),
+        }
+    }
+}
+
+/// `[risk.level]`: points per level.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LevelPoints {
+    pub debug: u8,
+    pub info: u8,
+    pub warning: u8,
+    pub error: u8,
+    pub critical: u8,
+}
+
+impl Default for LevelPoints {
+    fn default() -> Self {
+        LevelPoints {
+            debug: 0,
+            info: 0,
+            warning: 15,
+            error: 30,
+            critical: 50,
+        }
+    }
+}
+
+impl LevelPoints {
+    fn of(&self, level: Level) -> u8 {
+        match level {
+            Level::Debug => self.debug,
+            Level::Info => self.info,
+            Level::Warning => self.warning,
+            Level::Error => self.error,
+            Level::Critical => self.critical,
+        }
+    }
+}
+
+/// `[risk.outcome]`: points per outcome.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutcomePoints {
+    pub success: u8,
+    pub failure: u8,
+    pub denied: u8,
+}
+
+impl Default for OutcomePoints {
+    fn default() -> Self {
+        OutcomePoints {
+            success: 0,
+            failure: 20,
+            denied: 30,
+        }
+    }
+}
+
+impl OutcomePoints {
+    fn of(&self, outcome: Outcome) -> u8 {
+        match outcome {
+            Outcome::Success => self.success,
+            Outcome::Failure => self.failure,
+            Outcome::Denied => self.denied,
+        }
+    }
+}
+
+/// `[risk.category]`: points per category.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CategoryPoints {
+    pub authentication: u8,
+    pub authorization: u8,
+    pub user_management: u8,
+    pub data_management: u8,
+    pub system_management: u8,
+    pub security: u8,
+    pub workflow: u8,
+    pub api: u8,
+    pub file_management: u8,
+    pub configuration: u8,
+}
+
+impl Default for CategoryPoints {
+    fn default() -> Self {
+        CategoryPoints {
+            authentication: 10,
+            authorization: 10,
+            user_management: 10,
+            data_management: 0,
+            system_management: 0,
+            security: 20,
+            workflow: 0,
+            api: 0,
+            file_management: 0,
+            configuration: 10,
+        }
+    }
+}
+
+impl CategoryPoints {
+    fn of(&self, category: Category) -> u8 {
+        match category {
+            Category::Authentication => self.authentication,
+            Category::Authorization => self.authorization,
+            Category::UserManagement => self.user_management,
+            Category::DataManagement => self.data_management,
+            Category::SystemManagement => self.system_management,
+            Category::Security => self.security,
+            Category::Workflow => self.workflow,
+            Category::Api => self.api,
+            Category::FileManagement => self.file_management,
+            Category::Configuration => self.configuration,
+        }
+    }
+}
+
+/// `[risk.repeated]`: failures and denials by one user, or from one IP address, within
+/// `window_seconds` of event time. From the `after`-th one on, each adds `points_each`, up to
+/// `max_points` (for the user and for the address separately).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RepeatedRule {
+    pub window_seconds: u64,
+    pub after: u32,
+    pub points_each: u8,
+    pub max_points: u8,
+}
+
+impl Default for RepeatedRule {
+    fn default() -> Self {
+        RepeatedRule {
+            window_seconds: 600,
+            after: 3,
+            points_each: 10,
+            max_points: 30,
+        }
+    }
+}
+
+impl RepeatedRule {
+    /// The points for the `count`-th failure within the window (this one included).
+    pub fn points(&self, count: u32) -> u8 {
+        if self.after == 0 || count < self.after {
+            return 0;
+        }
+        let steps = count - self.after + 1;
+        u32::from(self.points_each)
+            .saturating_mul(steps)
+            .min(u32::from(self.max_points)) as u8
+    }
+
+    /// The count from which the points stop growing: counting further changes nothing.
+    fn saturation(&self) -> u32 {
+        if self.points_each == 0 {
+            return self.after.max(1);
+        }
+        let steps = u32::from(self.max_points).div_ceil(u32::from(self.points_each));
+        self.after.max(1) + steps.saturating_sub(1)
+    }
+
+    fn window_ms(&self) -> i64 {
+        i64::try_from(self.window_seconds.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
+}
+
+/// `[risk.unusual_hour]`: once a user has `min_history` earlier events, an event at an hour
+/// of day (UTC) that, with its two neighbours, holds less than `max_share` of them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UnusualHourRule {
+    pub points: u8,
+    pub min_history: u32,
+    pub max_share: f64,
+}
+
+impl Default for UnusualHourRule {
+    fn default() -> Self {
+        UnusualHourRule {
+            points: 20,
+            min_history: 50,
+            max_share: 0.02,
+        }
+    }
+}
+
+/// `[risk.new_country]`: once a user has `min_history` earlier events with a country, an
+/// event from a country none of them came from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NewCountryRule {
+    pub points: u8,
+    pub min_history: u32,
+}
+
+impl Default for NewCountryRule {
+    fn default() -> Self {
+        NewCountryRule {
+            points: 15,
+            min_history: 20,
+        }
+    }
+}
+
+/// One user's history: events per UTC hour of day and per country.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Profile {
+    pub hours: [u32; 24],
+    pub countries: HashMap<String, u32>,
+}
+
+impl Profile {
+    fn total(&self) -> u32 {
+        self.hours.iter().sum()
+    }
+
+    fn located(&self) -> u32 {
+        self.countries.values().sum()
+    }
+
+    /// The events within an hour of `hour` (it and its two neighbours, wrapping at midnight),
+    /// so that a user active until 22:59 is not unusual at 23:05, nor across a DST change.
+    fn near(&self, hour: usize) -> u32 {
+        self.hours[(hour + 23) % 24] + self.hours[hour] + self.hours[(hour + 1) % 24]
+    }
+}
+
+/// What the behaviour rules know about an event's past, gathered by the [`Scorer`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Behaviour<'a> {
+    /// Failures and denials by this user within the window, this event included.
+    pub user_repeats: u32,
+    /// The same from this event's IP address.
+    pub ip_repeats: u32,
+    /// The user's earlier events; `None` for the `system` actor.
+    pub profile: Option<&'a Profile>,
+}
+
+fn window_text(seconds: u64) -> String {
+    match seconds {
+        s if s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
+/// The reasons an event scores what it does; the score is their sum, capped at 100. Rules
+/// worth nothing are left out, so an event nothing flags has no reasons and scores 0.
+pub fn reasons(config: &RiskConfig, event: &AuditEvent, past: Behaviour<'_>) -> Vec<RiskReason> {
+    let mut out = Vec::new();
+    let mut push = |rule: &str, points: u8, detail: String| {
+        if points > 0 {
+            out.push(RiskReason {
+                rule: rule.to_string(),
+                points,
+                detail,
+            });
+        }
+    };
+    push(
+        "level",
+        config.level.of(event.level),
+        format!("level {}", event.level.as_str()),
+    );
+    push(
+        "outcome",
+        config.outcome.of(event.outcome),
+        format!("outcome {}", event.outcome.as_str()),
+    );
+    push(
+        "category",
+        config.category.of(event.category),
+        format!("category {}", event.category.as_str()),
+    );
+    let window = window_text(config.repeated.window_seconds);
+    push(
+        "repeated_user",
+        config.repeated.points(past.user_repeats),
+        format!(
+            "{} failures or denials by this user within {window}",
+            past.user_repeats
+        ),
+    );
+    push(
+        "repeated_ip",
+        config.repeated.points(past.ip_repeats),
+        format!(
+            "{} failures or denials from this IP address within {window}",
+            past.ip_repeats
+        ),
+    );
+    if let Some(profile) = past.profile {
+        let rule = &config.unusual_hour;
+        let total = profile.total();
+        let hour = event.timestamp.hour() as usize;
+        if total > 0 && total >= rule.min_history {
+            let share = f64::from(profile.near(hour)) / f64::from(total);
+            if share < rule.max_share {
+                push(
+                    "unusual_hour",
+                    rule.points,
+                    format!(
+                        "unusual hour for this user: {:.1}% of their {total} earlier events \
+                         were within an hour of {hour:02}:00 UTC",
+                        share * 100.0
+                    ),
+                );
+            }
+        }
+        let rule = &config.new_country;
+        let located = profile.located();
+        if let Some(country) = country_of(event) {
+            if located > 0
+                && located >= rule.min_history
+                && !profile.countries.contains_key(country)
+            {
+                push(
+                    "new_country",
+                    rule.points,
+                    format!(
+                        "first event of this user from this country, after {located} from {} \
+                         other countr{}",
+                        profile.countries.len(),
+                        if profile.countries.len() == 1 {
+                            "y"
+                        } else {
+                            "ies"
+                        }
+                    ),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The sum of the reasons' points, capped at 100.
+pub fn score(reasons: &[RiskReason]) -> u8 {
+    reasons
+        .iter()
+        .map(|r| u32::from(r.points))
+        .sum::<u32>()
+        .min(100) as u8
+}
+
+fn country_of(event: &AuditEvent) -> Option<&str> {
+    let country = event.location.as_ref()?.country.as_deref()?.trim();
+    (!country.is_empty()).then_some(country)
+}
+
+fn ip_of(event: &AuditEvent) -> Option<&str> {
+    let ip = event.request.as_ref()?.ip.as_deref()?.trim();
+    (!ip.is_empty()).then_some(ip)
+}
+
+fn is_bad(event: &AuditEvent) -> bool {
+    event.outcome != Outcome::Success
+}
+
+/// Profile increments of the batch being committed, written with it.
+#[derive(Default)]
+struct Pending {
+    hours: [i64; 24],
+    countries: HashMap<String, i64>,
+}
+
+/// Failure times of one user or one address, in arrival order.
+type Recent = HashMap<String, VecDeque<i64>>;
+
+/// The writer's scorer: the behaviour state the rules read, kept in step with the commits.
+pub struct Scorer {
+    config: RiskConfig,
+    users: Recent,
+    ips: Recent,
+    /// The newest event time seen (never ahead of arrival): the windows' reference for sweeps.
+    newest_ms: i64,
+    profiles: HashMap<String, Profile>,
+    pending: HashMap<String, Pending>,
+    since_sweep: u32,
+    warm: bool,
+}
+
+impl Scorer {
+    pub fn new(config: RiskConfig) -> Scorer {
+        Scorer {
+            config,
+            users: HashMap::new(),
+            ips: HashMap::new(),
+            newest_ms: i64::MIN,
+            profiles: HashMap::new(),
+            pending: HashMap::new(),
+            since_sweep: 0,
+            warm: false,
+        }
+    }
+
+    /// Readies the state for a batch: rebuilt from the events after a start or a failed
+    /// commit, and the profile cache emptied when it has grown past its bound.
+    pub fn begin(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        if self.profiles.len() > PROFILE_CACHE {
+            self.profiles.clear();
+        }
+        if self.warm {
+            return Ok(());
+        }
+        self.users.clear();
+        self.ips.clear();
+        self.pending.clear();
+        self.profiles.clear();
+        let newest: Option<i64> = conn
+            .query_row("SELECT MAX(ts) FROM events", [], |r| r.get(0))
+            .optional()?
+            .flatten();
+        if let Some(newest) = newest {
+            self.newest_ms = newest;
+            let mut stmt = conn.prepare(
+                "SELECT ts, user_id, req_ip FROM events
+                 WHERE ts > ?1 AND outcome != 'success' ORDER BY seq",
+            )?;
+            let from = newest.saturating_sub(self.config.repeated.window_ms());
+            let mut rows = stmt.query([from])?;
+            while let Some(row) = rows.next()? {
+                let ts: i64 = row.get(0)?;
+                let user: String = row.get(1)?;
+                let ip: Option<String> = row.get(2)?;
+                if user != SYSTEM_ACTOR {
+                    remember(&mut self.users, &user, ts);
+                }
+                if let Some(ip) = ip.filter(|ip| !ip.trim().is_empty()) {
+                    remember(&mut self.ips, ip.trim(), ts);
+                }
+            }
+        }
+        self.warm = true;
+        Ok(())
+    }
+
+    /// Scores `event` if its sender gave no score, then counts it in the behaviour state,
+    /// whoever scored it. `now_ms` is its arrival time. With scoring off, does nothing: the
+    /// profiles then miss the events of that time.
+    pub fn observe(
+        &mut self,
+        conn: &Connection,
+        event: &mut AuditEvent,
+        now_ms: i64,
+    ) -> rusqlite::Result<()> {
+        if !self.config.enabled {
+            return Ok(());
+        }
+        let ts = event.timestamp.timestamp_millis();
+        let user = event.user.id.as_str();
+        let person = user != SYSTEM_ACTOR;
+        if person && !self.profiles.contains_key(user) {
+            let profile = load_profile(conn, user)?;
+            self.profiles.insert(user.to_string(), profile);
+        }
+        let bad = is_bad(event);
+        if bad {
+            if person {
+                remember(&mut self.users, user, ts);
+            }
+            if let Some(ip) = ip_of(event) {
+                remember(&mut self.ips, ip, ts);
+            }
+        }
+        if event.risk_score.is_none() {
+            let rule = &self.config.repeated;
+            let (window, cap) = (rule.window_ms(), rule.saturation());
+            let count = |recent: &Recent, key: Option<&str>| {
+                key.and_then(|k| recent.get(k))
+                    .map_or(0, |times| count_within(times, ts, window, cap))
+            };
+            let past = Behaviour {
+                user_repeats: if bad && person {
+                    count(&self.users, Some(user))
+                } else {
+                    0
+                },
+                ip_repeats: if bad {
+                    count(&self.ips, ip_of(event))
+                } else {
+                    0
+                },
+                profile: self.profiles.get(user).filter(|_| person),
+            };
+            let reasons = reasons(&self.config, event, past);
+            event.risk_score = Some(score(&reasons));
+            event.risk_reasons = Some(reasons);
+        }
+        if person {
+            self.learn(event);
+        }
+        self.newest_ms = self.newest_ms.max(ts.min(now_ms));
+        self.since_sweep += 1;
+        if self.since_sweep >= SWEEP_EVERY {
+            self.sweep();
+        }
+        Ok(())
+    }
+
+    /// Adds the event to its user's profile and to the batch's pending increments.
+    fn learn(&mut self, event: &AuditEvent) {
+        let user = event.user.id.as_str();
+        let hour = event.timestamp.hour() as usize;
+        let country = country_of(event);
+        if let Some(profile) = self.profiles.get_mut(user) {
+            profile.hours[hour] += 1;
+            if let Some(c) = country {
+                *profile.countries.entry(c.to_string()).or_default() += 1;
+            }
+        }
+        let pending = match self.pending.get_mut(user) {
+            Some(p) => p,
+            None => self.pending.entry(user.to_string()).or_default(),
+        };
+        pending.hours[hour] += 1;
+        if let Some(c) = country {
+            *pending.countries.entry(c.to_string()).or_default() += 1;
+        }
+    }
+
+    /// Writes the batch's profile increments; call inside the batch's transaction.
+    pub fn write(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        let mut upsert = conn.prepare_cached(
+            "INSERT INTO risk_profile (user_id, key, n) VALUES (?1, ?2, ?3)
+             ON CONFLICT (user_id, key) DO UPDATE SET n = n + excluded.n",
+        )?;
+        for (user, pending) in self.pending.drain() {
+            for (hour, n) in pending.hours.iter().enumerate() {
+                if *n > 0 {
+                    upsert.execute(params![user, format!("h:{hour:02}"), n])?;
+                }
+            }
+            for (country, n) in pending.countries {
+                upsert.execute(params![user, format!("c:{country}"), n])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets everything after a failed commit: the next batch rebuilds from what is stored.
+    pub fn abort(&mut self) {
+        self.warm = false;
+        self.pending.clear();
+        self.profiles.clear();
+    }
+
+    /// Drops failure times that have left the window, and the keys left with none.
+    fn sweep(&mut self) {
+        self.since_sweep = 0;
+        let oldest = self
+            .newest_ms
+            .saturating_sub(self.config.repeated.window_ms());
+        for recent in [&mut self.users, &mut self.ips] {
+            recent.retain(|_, times| {
+                times.retain(|&t| t > oldest);
+                !times.is_empty()
+            });
+        }
+    }
+
+    /// How many users and addresses have failures in memory (for tests and metrics).
+    pub fn tracked(&self) -> (usize, usize) {
+        (self.users.len(), self.ips.len())
+    }
+}
+
+fn remember(recent: &mut Recent, key: &str, ts: i64) {
+    let times = match recent.get_mut(key) {
+        Some(t) => t,
+        None => recent.entry(key.to_string()).or_default(),
+    };
+    if times.len() >= RECENT_CAP {
+        times.pop_front();
+    }
+    times.push_back(ts);
+}
+
+/// Failure times in `(ts − window, ts]`, counted up to `cap` (more would add no points).
+fn count_within(times: &VecDeque<i64>, ts: i64, window: i64, cap: u32) -> u32 {
+    let from = ts.saturating_sub(window);
+    let mut n = 0;
+    // Newest first: in live traffic the matches are at the back.
+    for &t in times.iter().rev() {
+        if t > from && t <= ts {
+            n += 1;
+            if n >= cap {
+                break;
+            }
+        }
+    }
+    n
+}
+
+fn load_profile(conn: &Connection, user: &str) -> rusqlite::Result<Profile> {
+    let mut stmt = conn.prepare_cached("SELECT key, n FROM risk_profile WHERE user_id = ?1")?;
+    let mut rows = stmt.query([user])?;
+    let mut profile = Profile::default();
+    while let Some(row) = rows.next()? {
+        let key: String = row.get(0)?;
+        let n: i64 = row.get(1)?;
+        let n = u32::try_from(n.max(0)).unwrap_or(u32::MAX);
+        if let Some(hour) = key.strip_prefix("h:") {
+            if let Some(slot) = hour
+                .parse::<usize>()
+                .ok()
+                .and_then(|h| profile.hours.get_mut(h))
+            {
+                *slot = n;
+            }
+        } else if let Some(country) = key.strip_prefix("c:") {
+            profile.countries.insert(country.to_string(), n);
+        }
+    }
+    Ok(profile)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Actor, Location, RequestInfo, Source};
+    use chrono::{DateTime, TimeZone, Utc};
+
+    fn event(level: Level, outcome: Outcome, category: Category) -> AuditEvent {
+        AuditEvent {
+            timestamp: Utc.with_ymd_and_hms(2026, 11, 23, 14, 30, 0).unwrap(),
+            level,
+            category,
+            action: "x.y".into(),
+            outcome,
+            user: Actor {
+                id: "alice".into(),
+                username: None,
+            },
+            entity: None,
+            request: None,
+            location: None,
+            description: None,
+            metadata: None,
+            changes: None,
+            risk_score: None,
+            risk_reasons: None,
+            correlation_id: None,
+            session_id: None,
+            system: None,
+            source: Source::http(),
+        }
+    }
+
+    fn past(p: &Profile) -> Behaviour<'_> {
+        Behaviour {
+            profile: Some(p),
+            ..Behaviour::default()
+        }
+    }
+
+    fn rules(r: &[RiskReason]) -> Vec<(&str, u8)> {
+        r.iter().map(|r| (r.rule.as_str(), r.points)).collect()
+    }
+
+    #[test]
+    fn level_outcome_and_category_add_up() {
+        let c = RiskConfig::default();
+        let e = event(Level::Critical, Outcome::Denied, Category::Security);
+        let r = reasons(&c, &e, Behaviour::default());
+        assert_eq!(
+            rules(&r),
+            [("level", 50), ("outcome", 30), ("category", 20)]
+        );
+        assert_eq!(score(&r), 100);
+        let e = event(Level::Info, Outcome::Success, Category::DataManagement);
+        let r = reasons(&c, &e, Behaviour::default());
+        assert!(r.is_empty(), "nothing flags a routine event: {r:?}");
+        assert_eq!(score(&r), 0);
+        let e = event(Level::Warning, Outcome::Failure, Category::Authentication);
+        assert_eq!(score(&reasons(&c, &e, Behaviour::default())), 15 + 20 + 10);
+    }
+
+    #[test]
+    fn the_sum_is_capped_at_100() {
+        let c = RiskConfig::default();
+        let e = event(Level::Critical, Outcome::Denied, Category::Security);
+        let past = Behaviour {
+            user_repeats: 9,
+            ip_repeats: 9,
+            profile: None,
+        };
+        let r = reasons(&c, &e, past);
+        assert_eq!(r.iter().map(|r| u32::from(r.points)).sum::<u32>(), 160);
+        assert_eq!(score(&r), 100);
+    }
+
+    #[test]
+    fn repeated_points_start_at_after_and_saturate() {
+        let rule = RepeatedRule::default();
+        let points: Vec<u8> = (0..=6).map(|n| rule.points(n)).collect();
+        assert_eq!(points, [0, 0, 0, 10, 20, 30, 30]);
+        assert_eq!(rule.saturation(), 5);
+        let uneven = RepeatedRule {
+            points_each: 7,
+            max_points: 20,
+            ..RepeatedRule::default()
+        };
+        assert_eq!(uneven.points(5), 20);
+        assert_eq!(uneven.saturation(), 5, "3rd=7, 4th=14, 5th=20");
+    }
+
+    #[test]
+    fn unusual_hour_needs_history_and_a_small_share_near_the_hour() {
+        let c = RiskConfig::default();
+        let e = event(Level::Info, Outcome::Success, Category::DataManagement); // 14:30 UTC
+        let mut p = Profile::default();
+        p.hours[9] = 49;
+        assert!(
+            reasons(&c, &e, past(&p)).is_empty(),
+            "49 events is too little history"
+        );
+        p.hours[9] = 50;
+        assert_eq!(rules(&reasons(&c, &e, past(&p))), [("unusual_hour", 20)]);
+        // One event at 13:xx out of 51 is 1.96%: still unusual; two (3.8%) is not.
+        p.hours[13] = 1;
+        assert_eq!(rules(&reasons(&c, &e, past(&p))), [("unusual_hour", 20)]);
+        p.hours[13] = 2;
+        assert!(reasons(&c, &e, past(&p)).is_empty());
+        // Midnight wraps: 23:xx is next to 00:xx.
+        let mut late = e.clone();
+        late.timestamp = Utc.with_ymd_and_hms(2026, 11, 23, 0, 10, 0).unwrap();
+        let mut p = Profile::default();
+        p.hours[9] = 60;
+        p.hours[23] = 5;
+        assert!(reasons(&c, &late, past(&p)).is_empty());
+    }
+
+    #[test]
+    fn new_country_needs_located_history() {
+        let c = RiskConfig::default();
+        let mut e = event(Level::Info, Outcome::Success, Category::DataManagement);
+        e.timestamp = Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap();
+        e.location = Some(Location {
+            country: Some("FR".into()),
+            city: None,
+        });
+        let mut p = Profile::default();
+        p.hours[9] = 100;
+        p.countries.insert("DE".into(), 19);
+        assert!(reasons(&c, &e, past(&p)).is_empty());
+        p.countries.insert("DE".into(), 20);
+        let r = reasons(&c, &e, past(&p));
+        assert_eq!(rules(&r), [("new_country", 15)]);
+        assert!(!r[0].detail.contains("FR") && !r[0].detail.contains("DE"));
+        p.countries.insert("FR".into(), 1);
+        assert!(reasons(&c, &e, past(&p)).is_empty());
+    }
+
+    fn memory() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE events (seq INTEGER PRIMARY KEY, ts INTEGER, user_id TEXT,
+                                  req_ip TEXT, outcome TEXT)",
+        )
+        .unwrap();
+        conn
+    }
+
+    fn at(e: &mut AuditEvent, ms: i64) {
+        e.timestamp = DateTime::from_timestamp_millis(ms).unwrap();
+    }
+
+    #[test]
+    fn the_scorer_counts_failures_per_user_and_per_address_within_the_window() {
+        let conn = memory();
+        let mut s = Scorer::new(RiskConfig::default());
+        s.begin(&conn).unwrap();
+        let t0 = 1_795_000_000_000;
+        let mut scores = Vec::new();
+        for (i, (user, ip)) in [
+            ("alice", "10.0.0.1"),
+            ("alice", "10.0.0.1"),
+            ("bob", "10.0.0.1"),
+            ("alice", "10.0.0.2"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut e = event(Level::Info, Outcome::Failure, Category::DataManagement);
+            e.user.id = user.into();
+            e.request = Some(RequestInfo {
+                ip: Some(ip.into()),
+                ..RequestInfo::default()
+            });
+            at(&mut e, t0 + i as i64 * 1000);
+            s.observe(&conn, &mut e, t0 + 10_000).unwrap();
+            scores.push((
+                e.risk_score.unwrap(),
+                rules(e.risk_reasons.as_ref().unwrap())
+                    .into_iter()
+                    .map(|(r, p)| (r.to_string(), p))
+                    .collect::<Vec<_>>(),
+            ));
+        }
+        let outcome = ("outcome".to_string(), 20);
+        assert_eq!(scores[0], (20, vec![outcome.clone()]));
+        assert_eq!(scores[1], (20, vec![outcome.clone()]));
+        // bob's first, but the address's third failure.
+        assert_eq!(
+            scores[2],
+            (30, vec![outcome.clone(), ("repeated_ip".into(), 10)])
+        );
+        // alice's third, the new address's first.
+        assert_eq!(scores[3], (30, vec![outcome, ("repeated_user".into(), 10)]));
+        // Eleven minutes later the window has passed.
+        let mut e = event(Level::Info, Outcome::Failure, Category::DataManagement);
+        at(&mut e, t0 + 11 * 60_000);
+        s.observe(&conn, &mut e, t0 + 11 * 60_000).unwrap();
+        assert_eq!(e.risk_score, Some(20));
+    }
+
+    #[test]
+    fn a_senders_score_is_kept_but_the_event_still_counts() {
+        let conn = memory();
+        let mut s = Scorer::new(RiskConfig::default());
+        s.begin(&conn).unwrap();
+        for i in 0..3 {
+            let mut e = event(Level::Info, Outcome::Denied, Category::DataManagement);
+            at(&mut e, 1_795_000_000_000 + i);
+            if i < 2 {
+                e.risk_score = Some(1);
+            }
+            s.observe(&conn, &mut e, 1_795_000_000_000 + 10).unwrap();
+            if i < 2 {
+                assert_eq!((e.risk_score, e.risk_reasons.is_none()), (Some(1), true));
+            } else {
+                assert_eq!(e.risk_score, Some(30 + 10), "third denial by alice");
+            }
+        }
+    }
+
+    #[test]
+    fn profiles_persist_and_the_warm_start_rebuilds_recent_failures() {
+        let conn = memory();
+        let mut s = Scorer::new(RiskConfig::default());
+        s.begin(&conn).unwrap();
+        let t0 = Utc
+            .with_ymd_and_hms(2026, 11, 23, 9, 0, 0)
+            .unwrap()
+            .timestamp_millis();
+        for i in 0..60 {
+            let mut e = event(Level::Info, Outcome::Success, Category::DataManagement);
+            at(&mut e, t0 + i * 1000);
+            s.observe(&conn, &mut e, t0 + 60_000).unwrap();
+        }
+        s.write(&conn).unwrap();
+        let n: i64 = conn
+            .query_row(
+                "SELECT n FROM risk_profile WHERE user_id = 'alice' AND key = 'h:09'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 60);
+        // Two stored denials by alice, then a restart.
+        conn.execute_batch(&format!(
+            "INSERT INTO events VALUES (1, {t0}, 'alice', NULL, 'denied'),
+                                       (2, {}, 'alice', NULL, 'denied')",
+            t0 + 1
+        ))
+        .unwrap();
+        let mut s = Scorer::new(RiskConfig::default());
+        s.begin(&conn).unwrap();
+        assert_eq!(s.tracked(), (1, 0));
+        // The third denial, at alice's usual hour.
+        let mut e = event(Level::Info, Outcome::Denied, Category::DataManagement);
+        at(&mut e, t0 + 2);
+        s.observe(&conn, &mut e, t0 + 10).unwrap();
+        assert_eq!(
+            rules(e.risk_reasons.as_ref().unwrap()),
+            [("outcome", 30), ("repeated_user", 10)]
+        );
+        // 03:00 UTC, judged from the profile loaded from the table.
+        let mut e = event(Level::Info, Outcome::Success, Category::DataManagement);
+        at(&mut e, t0 - 6 * 3_600_000);
+        s.observe(&conn, &mut e, t0 + 10).unwrap();
+        assert_eq!(
+            rules(e.risk_reasons.as_ref().unwrap()),
+            [("unusual_hour", 20)]
+        );
+    }
+
+    #[test]
+    fn the_system_actor_has_no_profile_and_no_user_repeats() {
+        let conn = memory();
+        let mut s = Scorer::new(RiskConfig::default());
+        s.begin(&conn).unwrap();
+        for i in 0..5 {
+            let mut e = event(Level::Info, Outcome::Failure, Category::DataManagement);
+            e.user.id = SYSTEM_ACTOR.into();
+            at(&mut e, 1_795_000_000_000 + i);
+            s.observe(&conn, &mut e, 1_795_000_000_100).unwrap();
+            assert_eq!(e.risk_score, Some(20));
+        }
+        s.write(&conn).unwrap();
+        let rows: i64 = conn
+            .query_row("SELECT COUNT(*) FROM risk_profile", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 0);
+    }
+
+    #[test]
+    fn scoring_can_be_switched_off() {
+        let conn = memory();
+        let mut s = Scorer::new(RiskConfig {
+            enabled: false,
+            ..RiskConfig::default()
+        });
+        s.begin(&conn).unwrap();
+        let mut e = event(Level::Critical, Outcome::Denied, Category::Security);
+        s.observe(&conn, &mut e, 0).unwrap();
+        assert_eq!((e.risk_score, e.risk_reasons), (None, None));
+    }
+
+    #[test]
+    fn config_keys_are_partial_and_checked() {
+        let c: RiskConfig =
+            toml::from_str("[level]\ncritical = 70\n[repeated]\nafter = 5").unwrap();
+        assert_eq!(c.level.critical, 70);
+        assert_eq!(c.level.error, LevelPoints::default().error);
+        assert_eq!(c.repeated.after, 5);
+        assert_eq!(c.repeated.window_seconds, 600);
+        assert!(toml::from_str::<RiskConfig>("[level]\nfatal = 1").is_err());
+        assert!(toml::from_str::<RiskConfig>("[outcome]\ndenied = 300").is_err());
+    }
+}
