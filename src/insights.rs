@@ -106,19 +106,26 @@ impl Analytics {
     pub fn watch(&self) {
         let me = self.clone();
         tokio::spawn(async move {
-            // The user window starts from the rollups and the seq they include, then follows
-            // every commit after that seq: nothing counted twice, nothing missed.
+            // The user window starts from the rollups, the failed-login bursts from the
+            // authentication failures of the last minutes, both at one seq; then every commit
+            // after that seq is followed: nothing counted twice, nothing missed.
             let hours = me.inner.config.window_hours;
-            let now_hour = hour(chrono::Utc::now().timestamp_millis());
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            let now_hour = hour(now_ms);
+            let burst_from = now_ms - i64::from(me.inner.config.burst_minutes.max(1)) * 60_000;
             let warm = me
                 .inner
                 .store
                 .with_rollups(move |r| {
                     let first = now_hour - i64::from(hours.max(1)) + 1;
-                    Ok((r.head()?, r.user_hours(first, now_hour + 1)?))
+                    Ok((
+                        r.head()?,
+                        r.user_hours(first, now_hour + 1)?,
+                        r.auth_failures(burst_from)?,
+                    ))
                 })
                 .await;
-            let (head, rows) = match warm {
+            let (head, rows, failures) = match warm {
                 Ok(w) => w,
                 Err(e) => {
                     tracing::error!(error = %e, "analytics cannot read the user rollups");
@@ -130,6 +137,9 @@ impl Analytics {
                 for (h, user, n) in rows {
                     users.add(&user, h, n, hours);
                 }
+            }
+            for (ms, user, ip) in failures {
+                me.record_failure(&user, ip.as_deref(), ms);
             }
             let mut commits = me.inner.store.follow_from(head);
             // Events committed before now are not bursts this tracker can see.
@@ -166,10 +176,15 @@ impl Analytics {
         if e.category != Category::Authentication || e.outcome == Outcome::Success {
             return;
         }
-        let ms = e.timestamp.timestamp_millis();
+        let ip = e.request.as_ref().and_then(|r| r.ip.as_deref());
+        self.record_failure(&e.user.id, ip, e.timestamp.timestamp_millis());
+    }
+
+    /// Counts one failed login against its user and its address.
+    fn record_failure(&self, user: &str, ip: Option<&str>, ms: i64) {
         if let Ok(mut bursts) = self.inner.bursts.lock() {
-            bursts.record(&format!("user {}", e.user.id), ms, &self.inner.config);
-            if let Some(ip) = e.request.as_ref().and_then(|r| r.ip.as_deref()) {
+            bursts.record(&format!("user {user}"), ms, &self.inner.config);
+            if let Some(ip) = ip {
                 bursts.record(&format!("address {ip}"), ms, &self.inner.config);
             }
         }

@@ -153,6 +153,7 @@ impl Hub {
             config: self.config.clone(),
             last_sent: Seq(0),
             filter: None,
+            alerts_only: false,
         };
         let alerts = self.alerts.subscribe();
         match conn.run(&self.frames, alerts, client_rx, since).await {
@@ -192,6 +193,8 @@ struct Connection {
     /// Every event up to here has been sent or, when filtered, found not to match.
     last_sent: Seq,
     filter: Option<Arc<Query>>,
+    /// Sends alerts and no events.
+    alerts_only: bool,
 }
 
 impl Connection {
@@ -207,7 +210,12 @@ impl Connection {
             match timeout(self.config.subscribe_wait, inbound.recv()).await {
                 Ok(None) => return Err(SocketError::Gone),
                 Ok(Some(Inbound::Message(msg))) => {
-                    let ClientMessage::Subscribe { since_seq, filter } = *msg;
+                    let ClientMessage::Subscribe {
+                        since_seq,
+                        filter,
+                        alerts_only,
+                    } = *msg;
+                    self.alerts_only = alerts_only;
                     self.set_filter(filter.as_ref(), since_seq).await?;
                     start = since_seq;
                 }
@@ -232,7 +240,8 @@ impl Connection {
                             self.reject(message, subscribe).await?
                         }
                         Some(Inbound::Message(msg)) => {
-                            let ClientMessage::Subscribe { since_seq, filter } = *msg;
+                            let ClientMessage::Subscribe { since_seq, filter, alerts_only } = *msg;
+                            self.alerts_only = alerts_only;
                             self.set_filter(filter.as_ref(), since_seq).await?;
                             live = self.restart(frames, since_seq).await?;
                         }
@@ -241,6 +250,10 @@ impl Connection {
                 frame = live.recv() => match frame {
                     Ok(frame) => {
                         if frame.seq <= self.last_sent {
+                            continue;
+                        }
+                        if self.alerts_only {
+                            self.last_sent = frame.seq;
                             continue;
                         }
                         if frame.seq > self.last_sent.next() {
@@ -337,6 +350,7 @@ impl Connection {
         // A client ahead of the head saw a history this store no longer has (a wiped data
         // directory); starting at the head lets `ready` tell it so instead of skipping events.
         self.last_sent = match since {
+            _ if self.alerts_only => head,
             Some(seq) => seq.min(head),
             None => Seq(head.0.saturating_sub(self.config.default_backlog)),
         };

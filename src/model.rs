@@ -605,13 +605,16 @@ pub struct DashboardSnapshot {
 pub enum ClientMessage {
     /// Start (or restart) the stream after `since_seq`; `None` means "the last 100, then live".
     /// With a `filter`, only matching events are sent (catch-up included); a new `subscribe`
-    /// replaces the filter and resumes from its own `sinceSeq`.
+    /// replaces the filter and resumes from its own `sinceSeq`. With `alertsOnly`, no events
+    /// are sent at all, only alerts (the alert log's page).
     #[serde(rename_all = "camelCase")]
     Subscribe {
         #[serde(default)]
         since_seq: Option<Seq>,
         #[serde(default)]
         filter: Option<EventFilter>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        alerts_only: bool,
     },
 }
 

@@ -170,3 +170,39 @@ async fn a_failure_is_critical_and_a_webhook_is_retried_until_it_answers() {
     assert!(log[1]["error"].is_null());
     assert!(seen.try_recv().is_err(), "no webhook for the warning");
 }
+
+#[tokio::test]
+async fn an_alerts_only_socket_gets_alerts_and_no_events() {
+    let server = TestServer::start().await;
+    server.post(&json!({"action": "before"})).await;
+    let mut socket = server.socket("").await;
+    socket
+        .send_json(json!({"type": "subscribe", "sinceSeq": 0, "alertsOnly": true}))
+        .await;
+    assert_eq!(socket.next_json().await["type"], "subscribed");
+    // No catch-up: the stored event is not replayed.
+    let ready = socket.next_json().await;
+    assert_eq!(
+        (ready["type"].as_str(), ready["headSeq"].as_u64()),
+        (Some("ready"), Some(1))
+    );
+
+    server
+        .post(&json!([{"action": "quiet"}, {"action": "vault.open", "outcome": "denied"}]))
+        .await;
+    let m = socket.next_json().await;
+    assert_eq!(
+        (m["type"].as_str(), m["rule"].as_str()),
+        (Some("alert"), Some("denied")),
+        "{m}"
+    );
+    server
+        .post(&json!([{"action": "quiet"}, {"action": "job.run", "outcome": "failure"}]))
+        .await;
+    let m = socket.next_json().await;
+    assert_eq!(
+        (m["type"].as_str(), m["rule"].as_str()),
+        (Some("alert"), Some("failure")),
+        "{m}"
+    );
+}

@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::collections::BTreeMap;
+
 use chrono::{TimeZone, Timelike, Utc};
 use common::random::{self, Rng};
 use common::rollups::{self, Fields};
@@ -400,4 +402,59 @@ async fn the_user_anomaly_starts_from_the_rollups_and_follows_live_events() {
     store.append(by("bob", 40, now - HOUR)).await.unwrap();
     let found = analytics.anomalies(now).await.unwrap();
     assert!(kinds(&found).is_empty(), "{found:?}");
+}
+
+#[tokio::test]
+async fn failed_login_bursts_survive_a_restart() {
+    use trailwatch::analytics::{AnomalyConfig, AnomalyKind};
+    use trailwatch::insights::Analytics;
+    let dir = tempfile::tempdir().unwrap();
+    let now = Utc::now().timestamp_millis();
+    let store = Store::open(dir.path(), options()).unwrap();
+    let failed_logins = |user: &str, n: usize, ms: i64| {
+        let mut events = by(user, n, ms);
+        for e in &mut events {
+            e.category = trailwatch::model::Category::Authentication;
+            e.outcome = trailwatch::model::Outcome::Failure;
+            e.request = Some(trailwatch::model::RequestInfo {
+                ip: Some("192.0.2.7".into()),
+                ..Default::default()
+            });
+        }
+        events
+    };
+    // Stored before the analytics start: five failures by eve two minutes ago are a burst;
+    // five by frank ten minutes ago are outside the five-minute window.
+    store
+        .append(failed_logins("eve", 5, now - 2 * 60_000))
+        .await
+        .unwrap();
+    store
+        .append(failed_logins("frank", 5, now - 10 * 60_000))
+        .await
+        .unwrap();
+    let analytics = Analytics::new(store.clone(), AnomalyConfig::default(), chrono_tz::Tz::UTC);
+    analytics.watch();
+    let bursts = |found: &[trailwatch::analytics::Anomaly]| {
+        found
+            .iter()
+            .filter(|a| a.kind == AnomalyKind::FailedLoginBurst)
+            .map(|a| (a.subject.clone().unwrap(), a.value))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let found = analytics.anomalies(now).await.unwrap();
+    let want = |n: f64| {
+        BTreeMap::from([
+            ("address 192.0.2.7".to_string(), n),
+            ("user eve".to_string(), n),
+        ])
+    };
+    assert_eq!(bursts(&found), want(5.0), "{found:?}");
+    // Followed live from there: one more failure by eve joins the same burst.
+    store
+        .append(failed_logins("eve", 1, now - 60_000))
+        .await
+        .unwrap();
+    let found = analytics.anomalies(now).await.unwrap();
+    assert_eq!(bursts(&found), want(6.0));
 }

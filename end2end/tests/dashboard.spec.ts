@@ -79,3 +79,14 @@ test("a denial raises a toast, and the alert log acknowledges it", async ({ page
   await page.getByLabel("Unacknowledged only").check();
   await expect(page.getByText("No alerts.")).toBeVisible();
 });
+
+test("the alert log shows a new alert as it is raised, without reloading", async ({ page, server }) => {
+  await signIn(page);
+  await page.goto("/alerts");
+  await expect(page.getByRole("status", { name: "Connection: live" })).toBeVisible();
+  await server.post({ action: "door.unlock", outcome: "failure", user: { id: "trudy" } });
+  const row = page.getByRole("list", { name: "Alert log" }).getByRole("listitem").filter({ hasText: "door.unlock" });
+  // The list is reread when the socket reports the alert; its timed refresh is a minute away.
+  await expect(row).toHaveCount(1, { timeout: 5_000 });
+  await expect(row).toHaveAttribute("aria-label", /^critical: /);
+});

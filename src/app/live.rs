@@ -26,6 +26,10 @@ pub trait Follower: Copy + 'static {
     fn set_connection(&self, state: ConnectionState);
     /// An alert was raised or a grouped one grew.
     fn alert(&self, _alert: Alert) {}
+    /// Whether only alerts are wanted, no events.
+    fn alerts_only(&self) -> bool {
+        false
+    }
 }
 
 /// Follows `/ws/audit` for `follower` until the calling owner is cleaned up (browser only;

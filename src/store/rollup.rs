@@ -367,6 +367,22 @@ impl Reader<'_> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Failed or denied authentication events that happened after `from` (epoch ms):
+    /// `(ms, user, address)`, in seq order. Reads events, through the time index: callers
+    /// keep `from` within minutes of now.
+    pub fn auth_failures(
+        &self,
+        from: i64,
+    ) -> Result<Vec<(i64, String, Option<String>)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT ts, user_id, req_ip FROM events
+             WHERE ts > ?1 AND category = 'authentication' AND outcome != 'success'
+             ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([from], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// The newest committed seq: the figures read include everything up to it.
     pub fn head(&self) -> Result<Seq, StoreError> {
         super::query::head(self.conn)

@@ -95,6 +95,7 @@ async fn session<F: Follower>(live: F, running: &AtomicBool) -> bool {
     let subscribe = ClientMessage::Subscribe {
         since_seq: Some(live.last_seq()),
         filter: live.filter(),
+        alerts_only: live.alerts_only(),
     };
     let Ok(text) = serde_json::to_string(&subscribe) else {
         return false;

@@ -1,14 +1,50 @@
 //! `/alerts`: the alert log, newest first, with acknowledgement and a filter for the ones
-//! still open. Grouped alerts show how many events they stand for.
+//! still open. Grouped alerts show how many events they stand for. The list is read again
+//! whenever the live socket (subscribed to alerts only) reports one, and after a reconnect.
 
 use crate::analytics::Severity;
 use crate::api::{acknowledge_alert, list_alerts};
-use crate::app::components::TopBar;
-use crate::model::Alert;
+use crate::app::components::{ConnectionBadge, TopBar};
+use crate::app::live::{follow, Follower};
+use crate::model::{Alert, ConnectionState, Seq, StoredEvent};
 use leptos::prelude::*;
 
-/// How often the list is read again while the page is open.
-const REFRESH_MS: u64 = 10_000;
+/// How often the list is read again without alerts: acknowledgements made elsewhere are not
+/// pushed.
+const REFRESH_MS: u64 = 60_000;
+
+/// The alert log's socket: no events, and each alert (or reconnect) rereads the list.
+#[derive(Clone, Copy)]
+struct AlertLog {
+    version: RwSignal<u32>,
+    connection: RwSignal<ConnectionState>,
+}
+
+impl AlertLog {
+    fn reread(&self) {
+        self.version.update(|v| *v = v.wrapping_add(1));
+    }
+}
+
+impl Follower for AlertLog {
+    fn last_seq(&self) -> Seq {
+        Seq(0)
+    }
+    fn apply(&self, _event: StoredEvent) {}
+    fn caught_up(&self, _head: Seq) {
+        // Alerts raised while the socket was down are in the log, not on the socket.
+        self.reread();
+    }
+    fn set_connection(&self, state: ConnectionState) {
+        self.connection.set(state);
+    }
+    fn alert(&self, _alert: Alert) {
+        self.reread();
+    }
+    fn alerts_only(&self) -> bool {
+        true
+    }
+}
 
 /// `/alerts`.
 #[component]
@@ -19,6 +55,11 @@ pub fn AlertsPage() -> impl IntoView {
         move || (open_only.get(), version.get()),
         |(open, _)| list_alerts(open),
     );
+    let connection = RwSignal::new(ConnectionState::Connecting);
+    follow(AlertLog {
+        version,
+        connection,
+    });
     #[cfg(feature = "hydrate")]
     if let Ok(handle) = set_interval_with_handle(
         move || version.update(|v| *v = v.wrapping_add(1)),
@@ -37,7 +78,9 @@ pub fn AlertsPage() -> impl IntoView {
         }
     });
     view! {
-        <TopBar current="alerts" />
+        <TopBar current="alerts">
+            <ConnectionBadge state=connection />
+        </TopBar>
         <main class="page">
             <div class="range-bar">
                 <h1 class="page-title">"Alerts"</h1>
