@@ -813,9 +813,26 @@ mod tests {
             m,
             ClientMessage::Subscribe {
                 since_seq: Some(Seq(42)),
-                filter: None
+                filter: None,
+                alerts_only: false,
             }
         );
+        let m: ClientMessage =
+            serde_json::from_str(r#"{"type":"subscribe","alertsOnly":true}"#).unwrap();
+        assert!(matches!(
+            m,
+            ClientMessage::Subscribe {
+                alerts_only: true,
+                ..
+            }
+        ));
+        // Omitted when false, so older servers read what this client sends.
+        let plain = ClientMessage::Subscribe {
+            since_seq: None,
+            filter: None,
+            alerts_only: false,
+        };
+        assert!(!serde_json::to_string(&plain).unwrap().contains("alerts"));
         let lagged = serde_json::to_string(&ServerMessage::Lagged { last_seq: Seq(9) }).unwrap();
         assert_eq!(lagged, r#"{"type":"lagged","lastSeq":9}"#);
         let ready = serde_json::to_string(&ServerMessage::Ready { head_seq: Seq(3) }).unwrap();

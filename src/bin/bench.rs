@@ -9,7 +9,9 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use trailwatch::export::{ExportFormat, ExportWriter};
-use trailwatch::model::{Actor, AuditEvent, Category, Entity, EventFilter, Level, Outcome, Source};
+use trailwatch::model::{
+    Actor, AuditEvent, Category, Entity, EventFilter, Level, Location, Outcome, RequestInfo, Source,
+};
 use trailwatch::store::{PageRequest, Store, StoreOptions, DB_FILE};
 
 #[derive(Parser)]
@@ -47,6 +49,13 @@ enum Command {
         /// Fsync every commit, as the server does by default.
         #[arg(long)]
         durable: bool,
+        /// Distinct users the events are spread over (rollups and risk profiles grow with
+        /// them).
+        #[arg(long, default_value_t = 5_000)]
+        users: u64,
+        /// Give every event a sender's risk score, so none is scored at ingest.
+        #[arg(long)]
+        sender_scores: bool,
         /// Where the database lives; emptied first.
         #[arg(long, default_value = "/tmp/trailwatch-bench-ingest")]
         dir: PathBuf,
@@ -152,8 +161,14 @@ fn event(rng: &mut Rng, words: &[String], i: u64) -> AuditEvent {
             id: Some(format!("doc-{}", rng.below(100_000))),
             name: None,
         }),
-        request: None,
-        location: None,
+        request: Some(RequestInfo {
+            ip: Some(format!("10.0.{}.{}", rng.below(4), rng.below(64))),
+            ..RequestInfo::default()
+        }),
+        location: Some(Location {
+            country: Some(["DE", "FR", "US", "NL", "BR"][rng.skewed(5) as usize].to_string()),
+            city: None,
+        }),
         metadata: serde_json::json!({"ip": format!("10.{}.{}.{}", rng.below(4), rng.below(256), rng.below(256))})
             .as_object()
             .cloned(),
@@ -356,13 +371,23 @@ async fn explorer(
     Ok(())
 }
 
-async fn ingest(
+/// What the ingest bench sends.
+struct Load {
     events: u64,
     batch: usize,
     producers: usize,
-    durable: bool,
-    dir: PathBuf,
-) -> Result<(), Box<dyn std::error::Error>> {
+    users: u64,
+    sender_scores: bool,
+}
+
+async fn ingest(load: Load, durable: bool, dir: PathBuf) -> Result<(), Box<dyn std::error::Error>> {
+    let Load {
+        events,
+        batch,
+        producers,
+        users,
+        sender_scores,
+    } = load;
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;
     }
@@ -382,7 +407,18 @@ async fn ingest(
     let mut i = 0;
     while i < events {
         let n = (events - i).min(batch as u64);
-        batches.push_back((i..i + n).map(|k| event(&mut rng, &words, k)).collect());
+        batches.push_back(
+            (i..i + n)
+                .map(|k| {
+                    let mut e = event(&mut rng, &words, k);
+                    e.user.id = format!("u{}", rng.skewed(users.max(1)));
+                    if !sender_scores {
+                        e.risk_score = None;
+                    }
+                    e
+                })
+                .collect(),
+        );
         i += n;
     }
     let queue = std::sync::Arc::new(std::sync::Mutex::new(batches));
@@ -406,10 +442,15 @@ async fn ingest(
     let stats = store.stats();
     println!(
         "ingest: {events} events in {secs:.2} s = {:.0} events/s ({} commits, batch {batch}, \
-         {producers} producers, fsync {})",
+         {producers} producers, {users} users, fsync {}, scored {})",
         events as f64 / secs,
         stats.commits,
-        if durable { "on" } else { "off" }
+        if durable { "on" } else { "off" },
+        if sender_scores {
+            "by the sender"
+        } else {
+            "at ingest"
+        }
     );
     // The search index trails the appends; a text query waits for it. Measured by asking
     // one, which returns once the index covers the head.
@@ -567,8 +608,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             batch,
             producers,
             durable,
+            users,
+            sender_scores,
             dir,
-        } => ingest(events, batch, producers, durable, dir).await,
+        } => {
+            let load = Load {
+                events,
+                batch,
+                producers,
+                users,
+                sender_scores,
+            };
+            ingest(load, durable, dir).await
+        }
         Command::Analytics {
             events,
             users,
