@@ -21,15 +21,16 @@ use crate::model::{AuditEvent, Category, Level, Outcome, RiskReason, SYSTEM_ACTO
 use chrono::Timelike;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 /// The profile table; its rows are derived from the events and never hashed.
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS risk_profile (
-    user_id TEXT    NOT NULL,
-    key     TEXT    NOT NULL,
-    n       INTEGER NOT NULL,
-    PRIMARY KEY (user_id, key)
+    user_id   TEXT PRIMARY KEY,
+    -- 24 little-endian u32: events per UTC hour of day.
+    hours     BLOB NOT NULL,
+    -- JSON object: events per country; NULL when none had one.
+    countries TEXT
 ) WITHOUT ROWID;
 ";
 
@@ -424,13 +425,6 @@ fn is_bad(event: &AuditEvent) -> bool {
     event.outcome != Outcome::Success
 }
 
-/// Profile increments of the batch being committed, written with it.
-#[derive(Default)]
-struct Pending {
-    hours: [i64; 24],
-    countries: HashMap<String, i64>,
-}
-
 /// Failure times of one user or one address, in arrival order.
 type Recent = HashMap<String, VecDeque<i64>>;
 
@@ -442,7 +436,8 @@ pub struct Scorer {
     /// The newest event time seen (never ahead of arrival): the windows' reference for sweeps.
     newest_ms: i64,
     profiles: HashMap<String, Profile>,
-    pending: HashMap<String, Pending>,
+    /// Users whose profile the open batch changed: their rows are rewritten with it.
+    dirty: HashSet<String>,
     since_sweep: u32,
     warm: bool,
 }
@@ -455,7 +450,7 @@ impl Scorer {
             ips: HashMap::new(),
             newest_ms: i64::MIN,
             profiles: HashMap::new(),
-            pending: HashMap::new(),
+            dirty: HashSet::new(),
             since_sweep: 0,
             warm: false,
         }
@@ -472,7 +467,7 @@ impl Scorer {
         }
         self.users.clear();
         self.ips.clear();
-        self.pending.clear();
+        self.dirty.clear();
         self.profiles.clear();
         let newest: Option<i64> = conn
             .query_row("SELECT MAX(ts) FROM events", [], |r| r.get(0))
@@ -565,42 +560,43 @@ impl Scorer {
         Ok(())
     }
 
-    /// Adds the event to its user's profile and to the batch's pending increments.
+    /// Adds the event to its user's profile (loaded by `observe`) and marks it for writing.
     fn learn(&mut self, event: &AuditEvent) {
         let user = event.user.id.as_str();
         let hour = event.timestamp.hour() as usize;
-        let country = country_of(event);
         if let Some(profile) = self.profiles.get_mut(user) {
             profile.hours[hour] += 1;
-            if let Some(c) = country {
-                *profile.countries.entry(c.to_string()).or_default() += 1;
+            if let Some(c) = country_of(event) {
+                match profile.countries.get_mut(c) {
+                    Some(n) => *n += 1,
+                    None => {
+                        profile.countries.insert(c.to_string(), 1);
+                    }
+                }
             }
         }
-        let pending = match self.pending.get_mut(user) {
-            Some(p) => p,
-            None => self.pending.entry(user.to_string()).or_default(),
-        };
-        pending.hours[hour] += 1;
-        if let Some(c) = country {
-            *pending.countries.entry(c.to_string()).or_default() += 1;
+        if !self.dirty.contains(user) {
+            self.dirty.insert(user.to_string());
         }
     }
 
-    /// Writes the batch's profile increments; call inside the batch's transaction.
+    /// Rewrites the profile of every user the batch changed, whole, from memory: one row per
+    /// user per commit. Call inside the batch's transaction.
     pub fn write(&mut self, conn: &Connection) -> rusqlite::Result<()> {
-        let mut upsert = conn.prepare_cached(
-            "INSERT INTO risk_profile (user_id, key, n) VALUES (?1, ?2, ?3)
-             ON CONFLICT (user_id, key) DO UPDATE SET n = n + excluded.n",
+        let mut put = conn.prepare_cached(
+            "INSERT OR REPLACE INTO risk_profile (user_id, hours, countries) VALUES (?1, ?2, ?3)",
         )?;
-        for (user, pending) in self.pending.drain() {
-            for (hour, n) in pending.hours.iter().enumerate() {
-                if *n > 0 {
-                    upsert.execute(params![user, format!("h:{hour:02}"), n])?;
-                }
-            }
-            for (country, n) in pending.countries {
-                upsert.execute(params![user, format!("c:{country}"), n])?;
-            }
+        for user in self.dirty.drain() {
+            let Some(profile) = self.profiles.get(&user) else {
+                continue;
+            };
+            let hours: Vec<u8> = profile.hours.iter().flat_map(|n| n.to_le_bytes()).collect();
+            let countries = (!profile.countries.is_empty()).then(|| {
+                let sorted: std::collections::BTreeMap<&String, &u32> =
+                    profile.countries.iter().collect();
+                serde_json::to_string(&sorted).unwrap_or_default()
+            });
+            put.execute(params![user, hours, countries])?;
         }
         Ok(())
     }
@@ -608,7 +604,7 @@ impl Scorer {
     /// Forgets everything after a failed commit: the next batch rebuilds from what is stored.
     pub fn abort(&mut self) {
         self.warm = false;
-        self.pending.clear();
+        self.dirty.clear();
         self.profiles.clear();
     }
 
@@ -660,24 +656,21 @@ fn count_within(times: &VecDeque<i64>, ts: i64, window: i64, cap: u32) -> u32 {
 }
 
 fn load_profile(conn: &Connection, user: &str) -> rusqlite::Result<Profile> {
-    let mut stmt = conn.prepare_cached("SELECT key, n FROM risk_profile WHERE user_id = ?1")?;
-    let mut rows = stmt.query([user])?;
+    let row: Option<(Vec<u8>, Option<String>)> = conn
+        .prepare_cached("SELECT hours, countries FROM risk_profile WHERE user_id = ?1")?
+        .query_row([user], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
     let mut profile = Profile::default();
-    while let Some(row) = rows.next()? {
-        let key: String = row.get(0)?;
-        let n: i64 = row.get(1)?;
-        let n = u32::try_from(n.max(0)).unwrap_or(u32::MAX);
-        if let Some(hour) = key.strip_prefix("h:") {
-            if let Some(slot) = hour
-                .parse::<usize>()
-                .ok()
-                .and_then(|h| profile.hours.get_mut(h))
-            {
-                *slot = n;
-            }
-        } else if let Some(country) = key.strip_prefix("c:") {
-            profile.countries.insert(country.to_string(), n);
-        }
+    let Some((hours, countries)) = row else {
+        return Ok(profile);
+    };
+    for (slot, bytes) in profile.hours.iter_mut().zip(hours.chunks_exact(4)) {
+        *slot = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    }
+    if let Some(text) = countries {
+        // A row this build did not write reads as no country history rather than failing
+        // every append of this user.
+        profile.countries = serde_json::from_str(&text).unwrap_or_default();
     }
     Ok(profile)
 }
@@ -918,14 +911,7 @@ mod tests {
             s.observe(&conn, &mut e, t0 + 60_000).unwrap();
         }
         s.write(&conn).unwrap();
-        let n: i64 = conn
-            .query_row(
-                "SELECT n FROM risk_profile WHERE user_id = 'alice' AND key = 'h:09'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(n, 60);
+        assert_eq!(load_profile(&conn, "alice").unwrap().hours[9], 60);
         // Two stored denials by alice, then a restart.
         conn.execute_batch(&format!(
             "INSERT INTO events VALUES (1, {t0}, 'alice', NULL, 'denied'),

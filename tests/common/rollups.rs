@@ -169,21 +169,39 @@ pub fn assert_same(what: &str, got: &Rollups, want: &Rollups) {
 /// Risk profile rows, `<user> <key>` → n.
 pub type Profiles = BTreeMap<String, i64>;
 
-/// The `risk_profile` table at `path`.
+/// The `risk_profile` table at `path`, one entry per hour or country with events.
 pub fn profiles_stored(path: &Path) -> Profiles {
     let conn = Connection::open(path).unwrap();
     let mut stmt = conn
-        .prepare("SELECT user_id, key, n FROM risk_profile")
+        .prepare("SELECT user_id, hours, countries FROM risk_profile")
         .unwrap();
     let rows = stmt
         .query_map([], |r| {
             Ok((
-                format!("{} {}", r.get::<_, String>(0)?, r.get::<_, String>(1)?),
-                r.get(2)?,
+                r.get::<_, String>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, Option<String>>(2)?,
             ))
         })
         .unwrap();
-    rows.map(Result::unwrap).collect()
+    let mut out = Profiles::new();
+    for row in rows {
+        let (user, hours, countries) = row.unwrap();
+        assert_eq!(hours.len(), 96, "24 counts of 4 bytes");
+        for (h, b) in hours.chunks_exact(4).enumerate() {
+            let n = i64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+            if n > 0 {
+                out.insert(format!("{user} h:{h:02}"), n);
+            }
+        }
+        let countries: BTreeMap<String, i64> = countries
+            .map(|c| serde_json::from_str(&c).unwrap())
+            .unwrap_or_default();
+        for (c, n) in countries {
+            out.insert(format!("{user} c:{c}"), n);
+        }
+    }
+    out
 }
 
 /// The risk profiles recounted in Rust from the events at `path`: per user (not `system`),
