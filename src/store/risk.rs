@@ -316,90 +316,91 @@ fn window_text(seconds: u64) -> String {
 /// worth nothing are left out, so an event nothing flags has no reasons and scores 0.
 pub fn reasons(config: &RiskConfig, event: &AuditEvent, past: Behaviour<'_>) -> Vec<RiskReason> {
     let mut out = Vec::new();
-    let mut push = |rule: &str, points: u8, detail: String| {
-        if points > 0 {
-            out.push(RiskReason {
-                rule: rule.to_string(),
-                points,
-                detail,
-            });
-        }
-    };
+    push(&mut out, "level", config.level.of(event.level), || {
+        format!("level {}", event.level.as_str())
+    });
     push(
-        "level",
-        config.level.of(event.level),
-        format!("level {}", event.level.as_str()),
-    );
-    push(
+        &mut out,
         "outcome",
         config.outcome.of(event.outcome),
-        format!("outcome {}", event.outcome.as_str()),
+        || format!("outcome {}", event.outcome.as_str()),
     );
     push(
+        &mut out,
         "category",
         config.category.of(event.category),
-        format!("category {}", event.category.as_str()),
+        || format!("category {}", event.category.as_str()),
     );
-    let window = window_text(config.repeated.window_seconds);
+    let repeated = &config.repeated;
     push(
+        &mut out,
         "repeated_user",
-        config.repeated.points(past.user_repeats),
-        format!(
-            "{} failures or denials by this user within {window}",
-            past.user_repeats
-        ),
+        repeated.points(past.user_repeats),
+        || {
+            format!(
+                "{} failures or denials by this user within {}",
+                past.user_repeats,
+                window_text(repeated.window_seconds)
+            )
+        },
     );
     push(
+        &mut out,
         "repeated_ip",
-        config.repeated.points(past.ip_repeats),
-        format!(
-            "{} failures or denials from this IP address within {window}",
-            past.ip_repeats
-        ),
+        repeated.points(past.ip_repeats),
+        || {
+            format!(
+                "{} failures or denials from this IP address within {}",
+                past.ip_repeats,
+                window_text(repeated.window_seconds)
+            )
+        },
     );
-    if let Some(profile) = past.profile {
-        let rule = &config.unusual_hour;
-        let total = profile.total();
-        let hour = event.timestamp.hour() as usize;
-        if total > 0 && total >= rule.min_history {
-            let share = f64::from(profile.near(hour)) / f64::from(total);
-            if share < rule.max_share {
-                push(
-                    "unusual_hour",
-                    rule.points,
-                    format!(
-                        "unusual hour for this user: {:.1}% of their {total} earlier events \
-                         were within an hour of {hour:02}:00 UTC",
-                        share * 100.0
-                    ),
-                );
-            }
+    let Some(profile) = past.profile else {
+        return out;
+    };
+    let rule = &config.unusual_hour;
+    let total = profile.total();
+    let hour = event.timestamp.hour() as usize;
+    if total > 0 && total >= rule.min_history {
+        let share = f64::from(profile.near(hour)) / f64::from(total);
+        if share < rule.max_share {
+            push(&mut out, "unusual_hour", rule.points, || {
+                format!(
+                    "unusual hour for this user: {:.1}% of their {total} earlier events \
+                     were within an hour of {hour:02}:00 UTC",
+                    share * 100.0
+                )
+            });
         }
-        let rule = &config.new_country;
+    }
+    let rule = &config.new_country;
+    if let Some(country) = country_of(event) {
         let located = profile.located();
-        if let Some(country) = country_of(event) {
-            if located > 0
-                && located >= rule.min_history
-                && !profile.countries.contains_key(country)
-            {
-                push(
-                    "new_country",
-                    rule.points,
-                    format!(
-                        "first event of this user from this country, after {located} from {} \
-                         other countr{}",
-                        profile.countries.len(),
-                        if profile.countries.len() == 1 {
-                            "y"
-                        } else {
-                            "ies"
-                        }
-                    ),
-                );
-            }
+        if located > 0 && located >= rule.min_history && !profile.countries.contains_key(country) {
+            let others = profile.countries.len();
+            push(&mut out, "new_country", rule.points, || {
+                format!(
+                    "first event of this user from this country, after {located} from \
+                     {others} other countr{}",
+                    if others == 1 { "y" } else { "ies" }
+                )
+            });
         }
     }
     out
+}
+
+/// Adds a reason worth `points`, if any; its text is only written then (scoring is on the
+/// writer's hot path, and most rules give most events nothing).
+fn push(out: &mut Vec<RiskReason>, rule: &str, points: u8, detail: impl FnOnce() -> String) {
+    if points > 0 {
+        out.push(RiskReason {
+            rule: rule.to_string(),
+            points,
+            detail: detail(),
+        });
+    }
 }
 
 /// The sum of the reasons' points, capped at 100.

@@ -32,7 +32,8 @@ impl Follower for AlertLog {
     }
     fn apply(&self, _event: StoredEvent) {}
     fn caught_up(&self, _head: Seq) {
-        // Alerts raised while the socket was down are in the log, not on the socket.
+        // Alerts raised before this socket subscribed (after the list was first read, or
+        // while the socket was down) are in the log, not on the socket: read it again.
         self.reread();
     }
     fn set_connection(&self, state: ConnectionState) {
