@@ -1,5 +1,11 @@
 //! The `trailwatch` binary: parses the command line and runs `serve`, `emit` or `verify`.
 
+/// See Cargo.toml: events are allocated by request handlers and freed by the writer and
+/// indexer threads, a pattern glibc's allocator handles slowly.
+#[cfg(feature = "ssr")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[cfg(feature = "ssr")]
 #[tokio::main]
 async fn main() -> std::process::ExitCode {

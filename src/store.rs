@@ -26,6 +26,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 pub use index::SEARCH_FILE;
 pub use query::{DistinctField, PageRequest};
 pub use risk::RiskConfig;
+pub use schema::SCHEMA_VERSION;
 pub use verify::{verify_path, VerifyReport};
 
 /// How long a search waits for the index to reach the head before it answers with what is
@@ -190,13 +191,13 @@ impl Store {
         let (commits, _) = broadcast::channel(options.live_capacity.max(16));
         let (writer, jobs) = mpsc::channel(1024);
         let stats = Arc::new(Mutex::new(CommitStats::default()));
-        let (doorbell, rung) = std::sync::mpsc::sync_channel(1);
+        let (handoff, handed) = index::handoff();
         let (head_tx, head) = watch::channel(0);
         let (indexed_tx, indexed) = watch::channel(0);
-        let indexer = index::Indexer::open(data_dir, &path, rung, indexed_tx)?;
+        let indexer = index::Indexer::open(data_dir, &path, handed, indexed_tx)?;
         let index_wait = options.index_wait;
         let hooks = append::Hooks {
-            doorbell,
+            indexer: handoff,
             head: head_tx,
         };
         append::spawn_writer(conn, jobs, commits.clone(), stats.clone(), hooks, options)?;
@@ -233,6 +234,8 @@ impl Store {
                 last_seq: head,
             });
         }
+        // Serialised here, on the caller's thread, so the one writer thread does not.
+        let events = events.into_iter().map(append::Prepared::new).collect();
         let (reply, answer) = oneshot::channel();
         self.shared
             .writer

@@ -468,7 +468,7 @@ async fn a_schema_2_database_moves_its_full_text_index_to_its_own_file() {
     );
     assert_eq!(
         schema_version(dir.path()),
-        "6",
+        trailwatch::store::SCHEMA_VERSION.to_string(),
         "upgraded through every version"
     );
     assert!(verify(dir.path()).ok, "the upgrade leaves the chain intact");

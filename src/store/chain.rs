@@ -96,9 +96,32 @@ impl JsonFields {
             }),
             changes: value(event.changes.as_ref().map(serde_json::to_value)),
             system: value(event.system.as_ref().map(serde_json::to_value)),
-            risk_reasons: value(event.risk_reasons.as_ref().map(serde_json::to_value)),
+            risk_reasons: reasons_json(event),
         }
     }
+}
+
+/// The `risk_reasons` column of [`JsonFields`], for the writer, which assigns the reasons after
+/// the rest was serialised. Written directly, in [`canonical_json`]'s form (keys sorted):
+/// through `serde_json::Value` it cost the writer a tenth of its time.
+pub fn reasons_json(event: &AuditEvent) -> Option<String> {
+    let reasons = event.risk_reasons.as_ref()?;
+    let mut out = String::with_capacity(2 + reasons.len() * 64);
+    out.push('[');
+    for (i, r) in reasons.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"detail\":");
+        write_string(&r.detail, &mut out);
+        out.push_str(",\"points\":");
+        out.push_str(&r.points.to_string());
+        out.push_str(",\"rule\":");
+        write_string(&r.rule, &mut out);
+        out.push('}');
+    }
+    out.push(']');
+    Some(out)
 }
 
 /// The canonical encoding of a sealed event, without its seq: order is committed to by the
@@ -203,7 +226,14 @@ fn write_object(map: &serde_json::Map<String, Value>, out: &mut String) {
 }
 
 fn write_string(s: &str, out: &mut String) {
-    // serde_json's escaping: the same bytes it would produce for this string.
+    // serde_json's escaping: the same bytes it would produce for this string. It escapes
+    // only quotes, backslashes and control characters, so most strings are copied as they are.
+    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     match serde_json::to_string(s) {
         Ok(escaped) => out.push_str(&escaped),
         Err(_) => out.push_str("null"),
@@ -383,6 +413,29 @@ mod tests {
     fn hash_of(e: &AuditEvent, salt: &[u8]) -> Hash32 {
         let pii = pii_digest(salt, e);
         chain_hash(&GENESIS, &canonical(e, "id-1", 5, &pii))
+    }
+
+    #[test]
+    fn reasons_are_written_as_canonical_json_would_write_them() {
+        let mut e = event();
+        e.risk_reasons = Some(vec![
+            crate::model::RiskReason {
+                rule: "level".into(),
+                points: 50,
+                detail: "critical".into(),
+            },
+            crate::model::RiskReason {
+                rule: "odd".into(),
+                points: 0,
+                detail: "quote \" slash \\ tab \t bell \u{7} é \u{7f}".into(),
+            },
+        ]);
+        let via_value = canonical_json(&serde_json::to_value(&e.risk_reasons).unwrap());
+        assert_eq!(reasons_json(&e), Some(via_value));
+        e.risk_reasons = Some(Vec::new());
+        assert_eq!(reasons_json(&e).as_deref(), Some("[]"));
+        e.risk_reasons = None;
+        assert_eq!(reasons_json(&e), None);
     }
 
     #[test]

@@ -21,7 +21,9 @@ use crate::model::{AuditEvent, Category, Level, Outcome, RiskReason, SYSTEM_ACTO
 use chrono::Timelike;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
+// Seeded per process, so keys chosen by senders cannot be made to collide.
+use foldhash::{HashMap as FastMap, HashSet as FastSet};
 
 /// The profile table; its rows are derived from the events and never hashed.
 pub const SCHEMA: &str = "
@@ -34,8 +36,17 @@ CREATE TABLE IF NOT EXISTS risk_profile (
 ) WITHOUT ROWID;
 ";
 
-/// Profiles kept in memory; beyond this many users the cache starts again from the table.
+/// Profiles kept in memory; beyond this many users the cache is flushed and starts again
+/// from the table.
 const PROFILE_CACHE: usize = 100_000;
+/// Profiles changed in memory are written back after this many events or this long, not at
+/// every commit: with a thousand users in each commit, rewriting their rows every time cost
+/// the writer a twelfth of its time. The table records the seq it is written through, and
+/// the events after it are counted again on start (see [`Scorer::begin`]).
+const FLUSH_EVENTS: u64 = 50_000;
+const FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+/// The `meta` key holding the seq the profile table is written through.
+pub const THROUGH_KEY: &str = "risk_profiles_through";
 /// Recent failure times kept per user or address; more than the rules can ever count.
 const RECENT_CAP: usize = 1024;
 /// Events between sweeps of keys whose failures have all left the window.
@@ -427,7 +438,7 @@ fn is_bad(event: &AuditEvent) -> bool {
 }
 
 /// Failure times of one user or one address, in arrival order.
-type Recent = HashMap<String, VecDeque<i64>>;
+type Recent = FastMap<String, VecDeque<i64>>;
 
 /// The writer's scorer: the behaviour state the rules read, kept in step with the commits.
 pub struct Scorer {
@@ -436,9 +447,12 @@ pub struct Scorer {
     ips: Recent,
     /// The newest event time seen (never ahead of arrival): the windows' reference for sweeps.
     newest_ms: i64,
-    profiles: HashMap<String, Profile>,
-    /// Users whose profile the open batch changed: their rows are rewritten with it.
-    dirty: HashSet<String>,
+    profiles: FastMap<String, Profile>,
+    /// Users whose profile changed since the last flush.
+    dirty: FastSet<String>,
+    /// Events counted into the profiles since the last flush, and when it was.
+    unflushed: u64,
+    flushed_at: std::time::Instant,
     since_sweep: u32,
     warm: bool,
 }
@@ -447,20 +461,26 @@ impl Scorer {
     pub fn new(config: RiskConfig) -> Scorer {
         Scorer {
             config,
-            users: HashMap::new(),
-            ips: HashMap::new(),
+            users: FastMap::default(),
+            ips: FastMap::default(),
             newest_ms: i64::MIN,
-            profiles: HashMap::new(),
-            dirty: HashSet::new(),
+            profiles: FastMap::default(),
+            dirty: FastSet::default(),
+            unflushed: 0,
+            flushed_at: std::time::Instant::now(),
             since_sweep: 0,
             warm: false,
         }
     }
 
-    /// Readies the state for a batch: rebuilt from the events after a start or a failed
-    /// commit, and the profile cache emptied when it has grown past its bound.
-    pub fn begin(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+    /// Readies the state for a batch, inside its transaction; `head` is the last seq stored
+    /// before it. After a start or a failed commit the state is rebuilt from what is stored:
+    /// the recent failures from the events, and the profiles from the table plus the events
+    /// after the seq it was written through. The profile cache is flushed and emptied when
+    /// it has grown past its bound.
+    pub fn begin(&mut self, conn: &Connection, head: u64) -> rusqlite::Result<()> {
         if self.profiles.len() > PROFILE_CACHE {
+            self.flush(conn, head)?;
             self.profiles.clear();
         }
         if self.warm {
@@ -470,6 +490,7 @@ impl Scorer {
         self.ips.clear();
         self.dirty.clear();
         self.profiles.clear();
+        self.unflushed = 0;
         let newest: Option<i64> = conn
             .query_row("SELECT MAX(ts) FROM events", [], |r| r.get(0))
             .optional()?
@@ -494,7 +515,51 @@ impl Scorer {
                 }
             }
         }
+        if self.config.enabled {
+            self.replay(conn, head)?;
+        }
         self.warm = true;
+        Ok(())
+    }
+
+    /// Counts into the profiles the events stored after the seq the table is written
+    /// through (recorded since schema 7; with none, every event is counted).
+    fn replay(&mut self, conn: &Connection, head: u64) -> rusqlite::Result<()> {
+        let through: u64 = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = ?1",
+                [THROUGH_KEY],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()?
+            .map_or(Ok(0), |v| v.parse())
+            .map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    0,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })?;
+        let mut stmt = conn.prepare(
+            "SELECT ts, user_id, country FROM events WHERE seq > ?1 AND user_id != ?2
+             ORDER BY seq",
+        )?;
+        let mut rows = stmt.query(params![through as i64, SYSTEM_ACTOR])?;
+        while let Some(row) = rows.next()? {
+            let ts: i64 = row.get(0)?;
+            let user: String = row.get(1)?;
+            let country: Option<String> = row.get(2)?;
+            let hour = chrono::DateTime::from_timestamp_millis(ts).map_or(0, |t| t.hour());
+            let country = country.as_deref().map(str::trim).filter(|c| !c.is_empty());
+            self.learn(conn, &user, hour, country)?;
+        }
+        if through < head {
+            tracing::info!(
+                from = through + 1,
+                to = head,
+                "risk profiles: counted the events after the last flush"
+            );
+        }
         Ok(())
     }
 
@@ -513,9 +578,8 @@ impl Scorer {
         let ts = event.timestamp.timestamp_millis();
         let user = event.user.id.as_str();
         let person = user != SYSTEM_ACTOR;
-        if person && !self.profiles.contains_key(user) {
-            let profile = load_profile(conn, user)?;
-            self.profiles.insert(user.to_string(), profile);
+        if person {
+            self.load(conn, user)?;
         }
         let bad = is_bad(event);
         if bad {
@@ -551,7 +615,8 @@ impl Scorer {
             event.risk_reasons = Some(reasons);
         }
         if person {
-            self.learn(event);
+            let user = event.user.id.as_str();
+            self.learn(conn, user, event.timestamp.hour(), country_of(event))?;
         }
         self.newest_ms = self.newest_ms.max(ts.min(now_ms));
         self.since_sweep += 1;
@@ -561,13 +626,28 @@ impl Scorer {
         Ok(())
     }
 
-    /// Adds the event to its user's profile (loaded by `observe`) and marks it for writing.
-    fn learn(&mut self, event: &AuditEvent) {
-        let user = event.user.id.as_str();
-        let hour = event.timestamp.hour() as usize;
+    /// Makes sure `user`'s profile is in memory.
+    fn load(&mut self, conn: &Connection, user: &str) -> rusqlite::Result<()> {
+        if !self.profiles.contains_key(user) {
+            let profile = load_profile(conn, user)?;
+            self.profiles.insert(user.to_string(), profile);
+        }
+        Ok(())
+    }
+
+    /// Counts an event of `user` at `hour` (UTC) from `country` into the user's profile and
+    /// marks it for writing.
+    fn learn(
+        &mut self,
+        conn: &Connection,
+        user: &str,
+        hour: u32,
+        country: Option<&str>,
+    ) -> rusqlite::Result<()> {
+        self.load(conn, user)?;
         if let Some(profile) = self.profiles.get_mut(user) {
-            profile.hours[hour] += 1;
-            if let Some(c) = country_of(event) {
+            profile.hours[hour as usize % 24] += 1;
+            if let Some(c) = country {
                 match profile.countries.get_mut(c) {
                     Some(n) => *n += 1,
                     None => {
@@ -579,11 +659,29 @@ impl Scorer {
         if !self.dirty.contains(user) {
             self.dirty.insert(user.to_string());
         }
+        self.unflushed += 1;
+        Ok(())
     }
 
-    /// Rewrites the profile of every user the batch changed, whole, from memory: one row per
-    /// user per commit. Call inside the batch's transaction.
-    pub fn write(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+    /// Whether events were counted into the profiles since the last flush.
+    pub fn pending(&self) -> bool {
+        self.unflushed > 0
+    }
+
+    /// Writes the changed profiles back when enough events or time have passed since the
+    /// last flush; `head` is the last seq of the open batch. Call inside its transaction.
+    pub fn write(&mut self, conn: &Connection, head: u64) -> rusqlite::Result<()> {
+        if self.unflushed >= FLUSH_EVENTS || self.flushed_at.elapsed() >= FLUSH_INTERVAL {
+            self.flush(conn, head)?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites the profile of every user changed since the last flush, whole, from memory,
+    /// and records that the table is written through `head`. Call inside the transaction
+    /// that stores the events up to `head`.
+    pub fn flush(&mut self, conn: &Connection, head: u64) -> rusqlite::Result<()> {
+        self.flushed_at = std::time::Instant::now();
         let mut put = conn.prepare_cached(
             "INSERT OR REPLACE INTO risk_profile (user_id, hours, countries) VALUES (?1, ?2, ?3)",
         )?;
@@ -599,6 +697,12 @@ impl Scorer {
             });
             put.execute(params![user, hours, countries])?;
         }
+        conn.prepare_cached(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )?
+        .execute(params![THROUGH_KEY, head.to_string()])?;
+        self.unflushed = 0;
         Ok(())
     }
 
@@ -818,7 +922,8 @@ mod tests {
         conn.execute_batch(SCHEMA).unwrap();
         conn.execute_batch(
             "CREATE TABLE events (seq INTEGER PRIMARY KEY, ts INTEGER, user_id TEXT,
-                                  req_ip TEXT, outcome TEXT)",
+                                  req_ip TEXT, outcome TEXT, country TEXT);
+             CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
         )
         .unwrap();
         conn
@@ -832,7 +937,7 @@ mod tests {
     fn the_scorer_counts_failures_per_user_and_per_address_within_the_window() {
         let conn = memory();
         let mut s = Scorer::new(RiskConfig::default());
-        s.begin(&conn).unwrap();
+        s.begin(&conn, 0).unwrap();
         let t0 = 1_795_000_000_000;
         let mut scores = Vec::new();
         for (i, (user, ip)) in [
@@ -881,7 +986,7 @@ mod tests {
     fn a_senders_score_is_kept_but_the_event_still_counts() {
         let conn = memory();
         let mut s = Scorer::new(RiskConfig::default());
-        s.begin(&conn).unwrap();
+        s.begin(&conn, 0).unwrap();
         for i in 0..3 {
             let mut e = event(Level::Info, Outcome::Denied, Category::DataManagement);
             at(&mut e, 1_795_000_000_000 + i);
@@ -901,7 +1006,7 @@ mod tests {
     fn profiles_persist_and_the_warm_start_rebuilds_recent_failures() {
         let conn = memory();
         let mut s = Scorer::new(RiskConfig::default());
-        s.begin(&conn).unwrap();
+        s.begin(&conn, 0).unwrap();
         let t0 = Utc
             .with_ymd_and_hms(2026, 11, 23, 9, 0, 0)
             .unwrap()
@@ -911,17 +1016,17 @@ mod tests {
             at(&mut e, t0 + i * 1000);
             s.observe(&conn, &mut e, t0 + 60_000).unwrap();
         }
-        s.write(&conn).unwrap();
+        s.flush(&conn, 2).unwrap();
         assert_eq!(load_profile(&conn, "alice").unwrap().hours[9], 60);
         // Two stored denials by alice, then a restart.
         conn.execute_batch(&format!(
-            "INSERT INTO events VALUES (1, {t0}, 'alice', NULL, 'denied'),
-                                       (2, {}, 'alice', NULL, 'denied')",
+            "INSERT INTO events VALUES (1, {t0}, 'alice', NULL, 'denied', NULL),
+                                       (2, {}, 'alice', NULL, 'denied', NULL)",
             t0 + 1
         ))
         .unwrap();
         let mut s = Scorer::new(RiskConfig::default());
-        s.begin(&conn).unwrap();
+        s.begin(&conn, 2).unwrap();
         assert_eq!(s.tracked(), (1, 0));
         // The third denial, at alice's usual hour.
         let mut e = event(Level::Info, Outcome::Denied, Category::DataManagement);
@@ -942,10 +1047,64 @@ mod tests {
     }
 
     #[test]
+    fn events_stored_after_the_last_flush_are_counted_again_on_start() {
+        let conn = memory();
+        let t0 = Utc
+            .with_ymd_and_hms(2026, 11, 23, 9, 0, 0)
+            .unwrap()
+            .timestamp_millis();
+        let store = |seq: i64, ts: i64, user: &str, country: &str| {
+            conn.execute(
+                "INSERT INTO events VALUES (?1, ?2, ?3, NULL, 'success', ?4)",
+                params![seq, ts, user, country],
+            )
+            .unwrap();
+        };
+        // Three events by alice, counted and flushed through seq 3.
+        let mut s = Scorer::new(RiskConfig::default());
+        s.begin(&conn, 0).unwrap();
+        for seq in 1..=3 {
+            store(seq, t0, "alice", "DE");
+            let mut e = event(Level::Info, Outcome::Success, Category::DataManagement);
+            at(&mut e, t0);
+            e.location = Some(Location {
+                country: Some("DE".into()),
+                city: None,
+            });
+            s.observe(&conn, &mut e, t0).unwrap();
+        }
+        s.flush(&conn, 3).unwrap();
+        // Two more are stored (their transaction wrote no profiles), one by the system, then
+        // the process dies.
+        store(4, t0 + 3_600_000, "alice", "FR");
+        store(5, t0, SYSTEM_ACTOR, "FR");
+        drop(s);
+
+        let mut s = Scorer::new(RiskConfig::default());
+        s.begin(&conn, 5).unwrap();
+        assert!(s.pending());
+        s.flush(&conn, 5).unwrap();
+        let alice = load_profile(&conn, "alice").unwrap();
+        assert_eq!((alice.hours[9], alice.hours[10]), (3, 1));
+        assert_eq!(
+            alice.countries,
+            HashMap::from([("DE".into(), 3), ("FR".into(), 1)])
+        );
+        assert!(load_profile(&conn, SYSTEM_ACTOR)
+            .unwrap()
+            .countries
+            .is_empty());
+        // Flushed through the head, a further start counts nothing twice.
+        let mut s = Scorer::new(RiskConfig::default());
+        s.begin(&conn, 5).unwrap();
+        assert!(!s.pending());
+    }
+
+    #[test]
     fn the_system_actor_has_no_profile_and_no_user_repeats() {
         let conn = memory();
         let mut s = Scorer::new(RiskConfig::default());
-        s.begin(&conn).unwrap();
+        s.begin(&conn, 0).unwrap();
         for i in 0..5 {
             let mut e = event(Level::Info, Outcome::Failure, Category::DataManagement);
             e.user.id = SYSTEM_ACTOR.into();
@@ -953,7 +1112,7 @@ mod tests {
             s.observe(&conn, &mut e, 1_795_000_000_100).unwrap();
             assert_eq!(e.risk_score, Some(20));
         }
-        s.write(&conn).unwrap();
+        s.flush(&conn, 5).unwrap();
         let rows: i64 = conn
             .query_row("SELECT COUNT(*) FROM risk_profile", [], |r| r.get(0))
             .unwrap();
@@ -967,7 +1126,7 @@ mod tests {
             enabled: false,
             ..RiskConfig::default()
         });
-        s.begin(&conn).unwrap();
+        s.begin(&conn, 0).unwrap();
         let mut e = event(Level::Critical, Outcome::Denied, Category::Security);
         s.observe(&conn, &mut e, 0).unwrap();
         assert_eq!((e.risk_score, e.risk_reasons), (None, None));

@@ -7,7 +7,8 @@ use super::StoreError;
 use crate::analytics::{Tally, UserCount};
 use crate::model::{AuditEvent, Outcome, Seq, StoredEvent, ValueCount};
 use rusqlite::{params, Connection, Transaction};
-use std::collections::HashMap;
+// Seeded per process, so keys chosen by senders cannot be made to collide.
+use foldhash::HashMap;
 
 /// Milliseconds in a rollup minute and hour.
 pub const MINUTE_MS: i64 = 60_000;

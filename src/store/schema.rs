@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 /// The schema version this build writes; a newer database is refused rather than misread.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -115,6 +115,10 @@ pub fn open_writer(path: &Path, durable: bool) -> Result<Connection, StoreError>
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
                 [SCHEMA_VERSION.to_string()],
             )?;
+            conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, '0')",
+                [super::risk::THROUGH_KEY],
+            )?;
         }
         Some(v) if v > SCHEMA_VERSION => {
             return Err(StoreError::Corrupt {
@@ -132,7 +136,10 @@ pub fn open_writer(path: &Path, durable: bool) -> Result<Connection, StoreError>
             if v < 5 {
                 upgrade_to_5(&conn)?;
             }
-            upgrade_to_6(&conn)?;
+            if v < 6 {
+                upgrade_to_6(&conn)?;
+            }
+            upgrade_to_7(&conn)?;
             tracing::info!(from = v, to = SCHEMA_VERSION, "database schema upgraded");
         }
         Some(_) => {}
@@ -197,6 +204,24 @@ fn upgrade_to_6(conn: &Connection) -> Result<(), StoreError> {
     if !has_column {
         tx.execute_batch("ALTER TABLE events ADD COLUMN risk_reasons TEXT")?;
     }
+    tx.execute(
+        "UPDATE meta SET value = '6' WHERE key = 'schema_version'",
+        [],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Schema 7 writes the risk profiles back every few seconds rather than at every commit,
+/// and records the seq the table is written through. Schema 6 wrote them at every commit, so
+/// its table is complete up to the head.
+fn upgrade_to_7(conn: &Connection) -> Result<(), StoreError> {
+    let tx = conn.unchecked_transaction()?;
+    tx.execute(
+        "INSERT OR REPLACE INTO meta (key, value)
+         SELECT ?1, CAST(COALESCE(MAX(seq), 0) AS TEXT) FROM events",
+        [super::risk::THROUGH_KEY],
+    )?;
     tx.execute(
         "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
         [SCHEMA_VERSION.to_string()],
