@@ -99,6 +99,10 @@ pub fn open_writer(path: &Path, durable: bool) -> Result<Connection, StoreError>
     // The writer walks every index on every insert; SQLite's default 2 MiB cache evicted index
     // pages between batches (measured: 42k → 54k events/s at 300k events with 64 MiB).
     conn.pragma_update(None, "cache_size", -65_536)?;
+    // Checkpoints copy each changed page from the WAL to the database once per checkpoint;
+    // the rollups and the b-trees' right edges change in every commit, so checkpointing
+    // every 64 MiB rather than SQLite's 4 MiB copies each far fewer times.
+    conn.pragma_update(None, "wal_autocheckpoint", 16_384)?;
     conn.execute_batch(SCHEMA)?;
     conn.execute_batch(super::rollup::SCHEMA)?;
     conn.execute_batch(super::risk::SCHEMA)?;
