@@ -115,6 +115,14 @@ pub struct VerifyArgs {
     /// Data directory to check [default: ./data].
     #[arg(long, env = "TRAILWATCH_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// The checkpoint log to check the chain against, for example a copy shipped off the
+    /// machine [default: checkpoints.log in the data directory, if present].
+    #[arg(long, value_name = "FILE")]
+    pub checkpoints: Option<PathBuf>,
+    /// The public key the checkpoints are signed with (64 hex digits in a file)
+    /// [default: checkpoint.pub in the data directory].
+    #[arg(long, value_name = "FILE")]
+    pub public_key: Option<PathBuf>,
 }
 
 /// The optional settings file; every key may be left out.

@@ -87,7 +87,25 @@ async fn main() -> std::process::ExitCode {
                     eprint!("\rverified {n} events");
                 }
             };
-            match verify_path(&path, &mut progress) {
+            let checkpoints = {
+                use trailwatch::store::checkpoint;
+                let log = args
+                    .checkpoints
+                    .clone()
+                    .unwrap_or_else(|| dir.join(checkpoint::LOG_FILE));
+                let key = args
+                    .public_key
+                    .clone()
+                    .unwrap_or_else(|| dir.join(checkpoint::PUBLIC_KEY_FILE));
+                match checkpoint::trusted(&log, &key, args.checkpoints.is_some()) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        println!("checkpoints UNTRUSTED: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            };
+            match verify_path(&path, &checkpoints, &mut progress) {
                 Ok(report) => {
                     if tty {
                         eprint!("\r");
@@ -95,8 +113,8 @@ async fn main() -> std::process::ExitCode {
                     match report.first_break {
                         None => {
                             println!(
-                                "chain OK: {} events, head seq {} hash {}",
-                                report.checked, report.head_seq, report.head_hash
+                                "chain OK: {} events, head seq {} hash {}; {} signed checkpoints match",
+                                report.checked, report.head_seq, report.head_hash, report.checkpoints
                             );
                             ExitCode::SUCCESS
                         }

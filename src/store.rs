@@ -5,6 +5,7 @@
 
 mod append;
 pub mod chain;
+pub mod checkpoint;
 mod index;
 mod query;
 pub mod risk;
@@ -161,6 +162,8 @@ struct Shared {
     head: watch::Receiver<u64>,
     /// The seq the search index covers through, as the indexer publishes it.
     indexed: watch::Receiver<u64>,
+    /// The newest seq signed into the checkpoint log.
+    checkpointed: watch::Receiver<u64>,
     index_wait: Duration,
     writer: mpsc::Sender<append::Job>,
     readers: Mutex<Vec<Connection>>,
@@ -196,8 +199,11 @@ impl Store {
         let (indexed_tx, indexed) = watch::channel(0);
         let indexer = index::Indexer::open(data_dir, &path, handed, indexed_tx)?;
         let index_wait = options.index_wait;
+        let (checkpoints, checkpointed) = checkpoint::spawn(data_dir)
+            .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
         let hooks = append::Hooks {
             indexer: handoff,
+            checkpoints,
             head: head_tx,
         };
         append::spawn_writer(conn, jobs, commits.clone(), stats.clone(), hooks, options)?;
@@ -208,6 +214,7 @@ impl Store {
                 search_path: index::search_path(data_dir),
                 head,
                 indexed,
+                checkpointed,
                 index_wait,
                 writer,
                 readers: Mutex::new(Vec::new()),
@@ -458,7 +465,27 @@ impl Store {
     /// # Errors
     /// Database errors; a broken chain is a report, not an error.
     pub async fn verify(&self) -> Result<VerifyReport, StoreError> {
-        self.read(|c| verify::verify(c, &mut |_| {})).await
+        let dir = self.data_dir().to_path_buf();
+        let checkpoints = match checkpoint::trusted(
+            &dir.join(checkpoint::LOG_FILE),
+            &dir.join(checkpoint::PUBLIC_KEY_FILE),
+            false,
+        ) {
+            Ok(c) => c,
+            Err(e) => return Ok(VerifyReport::untrusted_checkpoints(e.to_string())),
+        };
+        self.read(move |c| verify::verify(c, &checkpoints, &mut |_| {}))
+            .await
+    }
+
+    /// The newest seq signed into the checkpoint log, followed as it moves.
+    pub fn checkpointed(&self) -> watch::Receiver<u64> {
+        self.shared.checkpointed.clone()
+    }
+
+    /// The data directory the store lives in.
+    pub fn data_dir(&self) -> &Path {
+        self.shared.path.parent().unwrap_or(Path::new("."))
     }
 
     /// Commit statistics since open.

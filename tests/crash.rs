@@ -202,3 +202,63 @@ fn verify_names_the_first_bad_seq_and_exits_non_zero() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("BROKEN at seq 3"), "{text}");
 }
+
+#[test]
+fn verify_against_a_shipped_checkpoint_log_catches_a_truncation_the_local_files_hide() {
+    use trailwatch::store::checkpoint::{LOG_FILE, PUBLIC_KEY_FILE};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let shipped = dir.path().join("shipped");
+    std::fs::create_dir_all(&shipped).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let store = trailwatch::store::Store::open(&data, Default::default()).unwrap();
+        let events = (0..1_200)
+            .map(|i| {
+                let v = json!({"action": "x", "description": format!("d{i}")});
+                trailwatch::ingest::normalize(
+                    &v,
+                    &trailwatch::model::Source::cli(),
+                    chrono::Utc::now(),
+                )
+                .unwrap()
+            })
+            .collect();
+        store.append(events).await.unwrap();
+        store
+            .checkpointed()
+            .wait_for(|&s| s >= 1_000)
+            .await
+            .unwrap();
+    });
+    drop(runtime);
+    // The operator ships the log and the public key off the machine...
+    for file in [LOG_FILE, PUBLIC_KEY_FILE] {
+        std::fs::copy(data.join(file), shipped.join(file)).unwrap();
+    }
+    // ...and an intruder removes the newest events and the local log.
+    let conn = rusqlite::Connection::open(data.join(trailwatch::store::DB_FILE)).unwrap();
+    conn.execute("DELETE FROM events WHERE seq > 900", [])
+        .unwrap();
+    drop(conn);
+    std::fs::remove_file(data.join(LOG_FILE)).unwrap();
+
+    let local = Command::new(BIN)
+        .args(["verify", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(local.status.success(), "the local files alone cannot tell");
+    let out = Command::new(BIN)
+        .args(["verify", "--data-dir"])
+        .arg(&data)
+        .arg("--checkpoints")
+        .arg(shipped.join(LOG_FILE))
+        .arg("--public-key")
+        .arg(shipped.join(PUBLIC_KEY_FILE))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("BROKEN at seq 901: Truncated"), "{text}");
+}

@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use std::collections::BTreeSet;
 use std::path::Path;
 use trailwatch::model::{
-    Actor, AuditEvent, Category, EventFilter, Level, Outcome, RequestInfo, Seq, Source,
+    Actor, AuditEvent, Category, EventFilter, Level, Outcome, RequestInfo, Seq, Source, StoredEvent,
 };
 use trailwatch::store::chain::Fault;
 use trailwatch::store::{verify_path, PageRequest, Store, StoreOptions, DB_FILE, SEARCH_FILE};
@@ -68,7 +68,7 @@ fn open(dir: &Path) -> Store {
 }
 
 fn verify(dir: &Path) -> trailwatch::store::VerifyReport {
-    verify_path(&dir.join(DB_FILE), &mut |_| {}).unwrap()
+    verify_path(&dir.join(DB_FILE), &[], &mut |_| {}).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -639,5 +639,136 @@ async fn the_detail_verifies_one_event_in_place_and_finds_its_relatives() {
     assert!(
         next.seal.verified,
         "the next row still links to the stored hash"
+    );
+}
+
+/// A store holding `n` events whose checkpoints through `through` are signed, closed.
+async fn checkpointed(n: usize, through: u64) -> (tempfile::TempDir, Vec<StoredEvent>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for chunk in (0..n).collect::<Vec<_>>().chunks(700) {
+        store
+            .append(
+                chunk
+                    .iter()
+                    .map(|&i| event(i, ["alice", "bob"][i % 2]))
+                    .collect(),
+            )
+            .await
+            .unwrap();
+    }
+    let mut signed = store.checkpointed();
+    signed.wait_for(|&s| s >= through).await.unwrap();
+    let events = store.read_from(Seq(0), n).await.unwrap();
+    (dir, events)
+}
+
+fn trusted(dir: &Path) -> Vec<trailwatch::store::checkpoint::Checkpoint> {
+    use trailwatch::store::checkpoint::{trusted, LOG_FILE, PUBLIC_KEY_FILE};
+    trusted(&dir.join(LOG_FILE), &dir.join(PUBLIC_KEY_FILE), true).unwrap()
+}
+
+#[tokio::test]
+async fn removing_the_newest_rows_is_caught_by_the_signed_checkpoints() {
+    let (dir, _) = checkpointed(2_500, 2_000).await;
+    let checkpoints = trusted(dir.path());
+    let seqs: Vec<u64> = checkpoints.iter().map(|c| c.seq).collect();
+    assert!(seqs.starts_with(&[1_000, 2_000]), "{seqs:?}");
+
+    raw(dir.path())
+        .execute("DELETE FROM events WHERE seq > 1500", [])
+        .unwrap();
+    // What is left is a perfectly good chain: only the checkpoints know it was longer.
+    assert!(verify(dir.path()).ok);
+    let report = verify_path(&dir.path().join(DB_FILE), &checkpoints, &mut |_| {}).unwrap();
+    let b = report.first_break.clone().unwrap();
+    assert_eq!(
+        (b.seq, b.fault),
+        (Seq(1_501), Fault::Truncated),
+        "{report:?}"
+    );
+    assert_eq!(report.checkpoints, 1, "seq 1000 still matches");
+    // The running server's verify reads the data directory's log and key.
+    let store = open(dir.path());
+    let live = store.verify().await.unwrap();
+    assert_eq!(live.first_break.map(|b| b.fault), Some(Fault::Truncated));
+}
+
+#[tokio::test]
+async fn deleting_a_row_and_resealing_the_rest_is_caught_by_the_signed_checkpoints() {
+    use trailwatch::store::chain::{canonical, chain_hash};
+    let (dir, events) = checkpointed(2_500, 2_000).await;
+    let conn = raw(dir.path());
+    // The forger deletes seq 1500, moves every later row down one and recomputes its link
+    // and hash, so the chain is consistent again.
+    conn.execute("DELETE FROM events WHERE seq = 1500", [])
+        .unwrap();
+    let mut prev: [u8; 32] = hex::decode(&events[1_498].hash)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    for e in &events[1_500..] {
+        let pii: Vec<u8> = conn
+            .query_row(
+                "SELECT pii_digest FROM events WHERE seq = ?1",
+                [e.seq.0],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let pii: [u8; 32] = pii.try_into().unwrap();
+        let canon = canonical(
+            &e.event,
+            &e.event_id.0,
+            e.received_at.timestamp_millis(),
+            &pii,
+        );
+        let hash = chain_hash(&prev, &canon);
+        conn.execute(
+            "UPDATE events SET seq = ?1, prev_hash = ?2, hash = ?3 WHERE seq = ?4",
+            rusqlite::params![e.seq.0 - 1, prev.as_slice(), hash.as_slice(), e.seq.0],
+        )
+        .unwrap();
+        prev = hash;
+    }
+    assert!(
+        verify(dir.path()).ok,
+        "without checkpoints the forgery passes"
+    );
+    let report = verify_path(&dir.path().join(DB_FILE), &trusted(dir.path()), &mut |_| {}).unwrap();
+    let b = report.first_break.unwrap();
+    assert_eq!(
+        (b.seq, b.fault),
+        (Seq(2_000), Fault::Edited),
+        "{}",
+        b.detail
+    );
+    assert!(b.detail.contains("checkpoint"), "{}", b.detail);
+}
+
+#[tokio::test]
+async fn a_checkpoint_log_signed_by_another_key_is_not_trusted() {
+    use trailwatch::store::checkpoint::{trusted, LOG_FILE, PUBLIC_KEY_FILE};
+    let (dir, _) = checkpointed(1_000, 1_000).await;
+    let (other, _) = checkpointed(1_000, 1_000).await;
+    let err = trusted(
+        &dir.path().join(LOG_FILE),
+        &other.path().join(PUBLIC_KEY_FILE),
+        true,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("not signed by this public key"),
+        "{err}"
+    );
+    // A log that was edited after signing fails the same way.
+    let log = dir.path().join(LOG_FILE);
+    let text = std::fs::read_to_string(&log).unwrap();
+    std::fs::write(&log, text.replacen("\"seq\":1000", "\"seq\":999", 1)).unwrap();
+    let store = open(dir.path());
+    let report = store.verify().await.unwrap();
+    assert!(!report.ok);
+    assert!(
+        report.checkpoint_error.unwrap().contains("seq 999"),
+        "the bad entry is named"
     );
 }

@@ -64,6 +64,8 @@ struct Writer {
 /// waited on) and the published head seq.
 pub struct Hooks {
     pub indexer: super::index::Handoff,
+    /// The checkpoint signer, told of each commit's head and of every seq on a boundary.
+    pub checkpoints: std::sync::mpsc::SyncSender<super::checkpoint::Position>,
     pub head: tokio::sync::watch::Sender<u64>,
 }
 
@@ -95,6 +97,13 @@ pub fn spawn_writer(
     };
     tracing::info!(head_seq, "store opened");
     hooks.head.send_replace(head_seq);
+    if head_seq > 0 {
+        // A head left unsigned by a stop is signed within a minute of the start.
+        let _ = hooks.checkpoints.try_send(super::checkpoint::Position {
+            seq: head_seq,
+            hash: head_hash,
+        });
+    }
     let mut writer = Writer {
         conn,
         jobs,
@@ -148,6 +157,26 @@ impl Writer {
         tracing::info!("writer stopped");
     }
 
+    /// Tells the checkpoint signer of the seqs on a boundary in `sealed` and of the new head.
+    /// A full queue drops a position: the signer is stuck, and the next one supersedes it.
+    fn report_checkpoints(&self, sealed: &[Arc<StoredEvent>]) {
+        use super::checkpoint::{Position, EVERY_EVENTS};
+        for e in sealed.iter().filter(|e| e.seq.0 % EVERY_EVENTS == 0) {
+            if let Ok(Ok(hash)) = hex::decode(&e.hash).map(<[u8; 32]>::try_from) {
+                let _ = self
+                    .hooks
+                    .checkpoints
+                    .try_send(Position { seq: e.seq.0, hash });
+            }
+        }
+        if self.head_seq % EVERY_EVENTS != 0 {
+            let _ = self.hooks.checkpoints.try_send(Position {
+                seq: self.head_seq,
+                hash: self.head_hash,
+            });
+        }
+    }
+
     /// Warms the risk scorer from what is stored and writes every profile it holds changed,
     /// in a transaction of its own.
     fn settle(&mut self) -> Result<(), StoreError> {
@@ -176,6 +205,7 @@ impl Writer {
             Ok(sealed) => {
                 self.hooks.head.send_replace(self.head_seq);
                 self.hooks.indexer.committed(&sealed);
+                self.report_checkpoints(&sealed);
                 let mut receipts = Vec::with_capacity(sizes.len());
                 let mut at = 0;
                 for &n in &sizes {

@@ -250,6 +250,8 @@ pub enum Fault {
     Deleted,
     /// The row is intact but does not follow its predecessor: rows were moved or renumbered.
     Reordered,
+    /// The chain ends before a signed checkpoint: its newest rows were removed.
+    Truncated,
 }
 
 /// The first place where the chain breaks.

@@ -1,7 +1,8 @@
 //! Streaming verification of the whole chain in seq order, in constant memory, on a live
 //! database or offline.
 
-use super::chain::{Break, ChainRow, Verifier, GENESIS};
+use super::chain::{Break, ChainRow, Fault, Verifier, GENESIS};
+use super::checkpoint::Checkpoint;
 use super::query::{event_from_row, EVENT_COLUMNS, EVENT_COLUMN_COUNT};
 use super::StoreError;
 use crate::model::{EventSeal, Seq, StoredEvent};
@@ -24,6 +25,26 @@ pub struct VerifyReport {
     pub head_hash: String,
     /// The first problem, if any.
     pub first_break: Option<Break>,
+    /// Signed checkpoints the chain was checked against.
+    pub checkpoints: u64,
+    /// Why the checkpoint log could not be used (the report is then not ok).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_error: Option<String>,
+}
+
+impl VerifyReport {
+    /// The report for a chain that could not be checked against its checkpoints.
+    pub fn untrusted_checkpoints(error: String) -> VerifyReport {
+        VerifyReport {
+            ok: false,
+            checked: 0,
+            head_seq: Seq(0),
+            head_hash: String::new(),
+            first_break: None,
+            checkpoints: 0,
+            checkpoint_error: Some(error),
+        }
+    }
 }
 
 fn hash32(v: Vec<u8>, seq: u64, what: &str) -> Result<[u8; 32], StoreError> {
@@ -33,15 +54,21 @@ fn hash32(v: Vec<u8>, seq: u64, what: &str) -> Result<[u8; 32], StoreError> {
     })
 }
 
-/// Verifies every row of the database at `conn`, calling `progress` with the count so far
-/// every 10,000 rows.
+/// Verifies every row of the database at `conn`, and that the chain passes through every
+/// checkpoint in `checkpoints` (already checked for their signatures) and does not end before
+/// the newest. Calls `progress` with the count so far every 10,000 rows.
 ///
 /// # Errors
 /// Database errors, or a row that cannot be read back at all.
 pub fn verify(
     conn: &Connection,
+    checkpoints: &[Checkpoint],
     progress: &mut dyn FnMut(u64),
 ) -> Result<VerifyReport, StoreError> {
+    let mut pending: Vec<&Checkpoint> = checkpoints.iter().collect();
+    // Newest last, so the next one due is popped from the end.
+    pending.sort_by_key(|c| std::cmp::Reverse(c.seq));
+    let mut matched = 0;
     let tx = conn.unchecked_transaction()?;
     let sql = format!("SELECT {} FROM events ORDER BY seq", sealed_columns());
     let mut stmt = tx.prepare(&sql)?;
@@ -65,8 +92,49 @@ pub fn verify(
             break;
         }
         last_seq = stored.seq;
+        // Checkpoints at seqs the chain skipped were caught above as a deletion.
+        while pending.last().is_some_and(|c| c.seq < last_seq.0) {
+            pending.pop();
+        }
+        let mut rewritten = None;
+        while let Some(c) = pending.last().filter(|c| c.seq == last_seq.0) {
+            if c.hash != stored.hash {
+                rewritten = Some(Break {
+                    seq: last_seq,
+                    fault: Fault::Edited,
+                    detail: format!(
+                        "its hash differs from the checkpoint signed at {}: the chain was \
+                         rewritten from here or before",
+                        c.signed_at
+                    ),
+                });
+                break;
+            }
+            matched += 1;
+            pending.pop();
+        }
+        if rewritten.is_some() {
+            first_break = rewritten;
+            break;
+        }
         if verifier.checked() % 10_000 == 0 {
             progress(verifier.checked());
+        }
+    }
+    if first_break.is_none() {
+        if let Some(newest) = pending.first() {
+            first_break = Some(Break {
+                seq: Seq(last_seq.0 + 1),
+                fault: Fault::Truncated,
+                detail: format!(
+                    "the chain ends at seq {}, but a checkpoint signed at {} covers seq {}: \
+                     {} events were removed from its end",
+                    last_seq.0,
+                    newest.signed_at,
+                    newest.seq,
+                    newest.seq - last_seq.0
+                ),
+            });
         }
     }
     Ok(VerifyReport {
@@ -75,6 +143,8 @@ pub fn verify(
         head_seq: last_seq,
         head_hash: hex::encode(verifier.head_hash()),
         first_break,
+        checkpoints: matched,
+        checkpoint_error: None,
     })
 }
 
@@ -177,11 +247,16 @@ pub fn verify_one(conn: &Connection, seq: Seq) -> Result<Option<EventSeal>, Stor
     }))
 }
 
-/// Verifies the database file at `path` without a running server, opening it read-only.
+/// Verifies the database file at `path` without a running server, opening it read-only,
+/// against `checkpoints`.
 ///
 /// # Errors
 /// The file cannot be opened, or a database error.
-pub fn verify_path(path: &Path, progress: &mut dyn FnMut(u64)) -> Result<VerifyReport, StoreError> {
+pub fn verify_path(
+    path: &Path,
+    checkpoints: &[Checkpoint],
+    progress: &mut dyn FnMut(u64),
+) -> Result<VerifyReport, StoreError> {
     if !path.exists() {
         return Err(StoreError::Io(std::io::Error::new(
             std::io::ErrorKind::NotFound,
@@ -189,5 +264,5 @@ pub fn verify_path(path: &Path, progress: &mut dyn FnMut(u64)) -> Result<VerifyR
         )));
     }
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    verify(&conn, progress)
+    verify(&conn, checkpoints, progress)
 }
