@@ -60,6 +60,18 @@ pub async fn load_overview(
 ///
 /// # Errors
 /// [`AppError::Internal`] when the alert log fails.
+/// Where the background check of the hash chain stands, for the header's badge.
+///
+/// # Errors
+/// Only when the server state is missing.
+#[server(prefix = "/api/fn", endpoint = "chain")]
+pub async fn chain_status() -> Result<crate::model::ChainStatus, AppError> {
+    use crate::server::AppState;
+    let state = use_context::<AppState>().ok_or(AppError::Internal)?;
+    let status = state.chain.borrow().clone();
+    Ok(status)
+}
+
 #[server(prefix = "/api/fn", endpoint = "alerts", input = Json)]
 pub async fn list_alerts(unacknowledged: bool) -> Result<Vec<crate::model::Alert>, AppError> {
     use crate::server::AppState;

@@ -30,6 +30,8 @@ pub mod export;
 #[cfg(feature = "ssr")]
 pub mod insights;
 #[cfg(feature = "ssr")]
+pub mod integrity;
+#[cfg(feature = "ssr")]
 pub mod live;
 #[cfg(feature = "ssr")]
 pub mod server;

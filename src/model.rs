@@ -852,3 +852,28 @@ mod tests {
         );
     }
 }
+
+/// Where the background check of the hash chain stands, for the dashboard header and
+/// `GET /api/v1/chain`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChainStatus {
+    /// Every event up to this seq verified (and matched the signed checkpoints).
+    pub verified_through: u64,
+    /// When the last check finished; `None` before the first.
+    pub checked_at: Option<DateTime<Utc>>,
+    /// The first bad seq, when the chain is broken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broken_at: Option<u64>,
+    /// What is wrong there (`edited`, `deleted`, `reordered`, `truncated`), or why the
+    /// checkpoints could not be trusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+impl ChainStatus {
+    /// Whether a break or an untrusted checkpoint log was found.
+    pub fn is_broken(&self) -> bool {
+        self.problem.is_some()
+    }
+}

@@ -44,6 +44,8 @@ pub struct AppState {
     pub views: SavedViews,
     pub analytics: Analytics,
     pub alerts: Alerts,
+    /// Where the background check of the chain stands.
+    pub chain: tokio::sync::watch::Receiver<crate::model::ChainStatus>,
     pub leptos_options: LeptosOptions,
     pub max_body_bytes: usize,
 }
@@ -87,6 +89,8 @@ pub const PROTECTED_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/events/categories"),
     ("GET", "/api/v1/events/actions"),
     ("GET", "/api/v1/verify"),
+    ("GET", "/api/v1/chain"),
+    ("POST", "/api/fn/chain"),
     ("GET", "/api/v1/events/statistics"),
     ("GET", "/api/dashboard/summary"),
     ("GET", "/api/dashboard/insights"),
@@ -158,6 +162,11 @@ impl Server {
                 "dashboard assets not found: run `cargo leptos build` or pass --site-root"
             );
         }
+        let chain = crate::integrity::spawn(
+            store.clone(),
+            crate::integrity::INTERVAL,
+            crate::integrity::FULL_EVERY,
+        );
         let state = AppState {
             store,
             hub,
@@ -165,6 +174,7 @@ impl Server {
             views,
             analytics,
             alerts,
+            chain,
             leptos_options,
             max_body_bytes: config.max_body_bytes,
         };
@@ -262,6 +272,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/events/actions", get(events::actions))
         .route("/api/v1/events/{event_id}", get(events::get_event))
         .route("/api/v1/verify", get(verify_chain))
+        .route("/api/v1/chain", get(chain_status))
         .route("/ws/audit", get(ws_audit));
     api.leptos_routes_with_context(&state, routes, || {}, {
         let options = state.leptos_options.clone();
@@ -544,6 +555,11 @@ async fn ingest_events(
 /// `GET /api/v1/verify`: walks the whole chain.
 async fn verify_chain(State(state): State<AppState>) -> Result<Response, ApiError> {
     Ok(Json(state.store.verify().await?).into_response())
+}
+
+/// Where the background check of the chain stands (cheap: no walk of the chain).
+async fn chain_status(State(state): State<AppState>) -> Json<crate::model::ChainStatus> {
+    Json(state.chain.borrow().clone())
 }
 
 #[derive(Debug, Deserialize)]

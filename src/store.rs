@@ -465,6 +465,20 @@ impl Store {
     /// # Errors
     /// Database errors; a broken chain is a report, not an error.
     pub async fn verify(&self) -> Result<VerifyReport, StoreError> {
+        self.verify_from(Seq(0), chain::GENESIS).await
+    }
+
+    /// [`Store::verify`] of the rows after `after`, whose hash is `prev`: see
+    /// [`verify::verify_from`]. Checked against the data directory's checkpoint log, whose
+    /// problems make the report not ok.
+    ///
+    /// # Errors
+    /// Database errors; a broken chain is a report, not an error.
+    pub async fn verify_from(
+        &self,
+        after: Seq,
+        prev: chain::Hash32,
+    ) -> Result<VerifyReport, StoreError> {
         let dir = self.data_dir().to_path_buf();
         let checkpoints = match checkpoint::trusted(
             &dir.join(checkpoint::LOG_FILE),
@@ -474,8 +488,13 @@ impl Store {
             Ok(c) => c,
             Err(e) => return Ok(VerifyReport::untrusted_checkpoints(e.to_string())),
         };
-        self.read(move |c| verify::verify(c, &checkpoints, &mut |_| {}))
+        self.read(move |c| verify::verify_from(c, after, prev, &checkpoints, &mut |_| {}))
             .await
+    }
+
+    /// The newest committed seq, followed as it moves.
+    pub fn head_watch(&self) -> watch::Receiver<u64> {
+        self.shared.head.clone()
     }
 
     /// The newest seq signed into the checkpoint log, followed as it moves.

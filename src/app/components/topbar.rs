@@ -1,8 +1,9 @@
 //! The sticky header every signed-in page shares: brand, navigation, a status area the page
 //! fills, and sign-out.
 
-use crate::api::Logout;
+use crate::api::{chain_status, Logout};
 use crate::app::components::Logo;
+use crate::model::ChainStatus;
 use leptos::form::ActionForm;
 use leptos::prelude::*;
 
@@ -43,6 +44,7 @@ pub fn TopBar(
                         .collect_view()}
                 </nav>
                 <div class="topbar-status">
+                    <ChainBadge />
                     {children.map(|c| c())}
                     <ActionForm action=logout attr:class="inline">
                         <button type="submit" class="button ghost small">"Sign out"</button>
@@ -52,4 +54,62 @@ pub fn TopBar(
         </header>
     }
     .into_any()
+}
+
+/// How often the header asks where the chain check stands.
+const CHAIN_REFRESH_MS: u64 = 30_000;
+
+/// The chain's state: verified up to a seq (and when), broken at a seq, or not yet checked.
+#[component]
+fn ChainBadge() -> impl IntoView {
+    let version = RwSignal::new(0u32);
+    let status = Resource::new(move || version.get(), |_| chain_status());
+    #[cfg(feature = "hydrate")]
+    if let Ok(handle) = set_interval_with_handle(
+        move || version.update(|v| *v = v.wrapping_add(1)),
+        std::time::Duration::from_millis(CHAIN_REFRESH_MS),
+    ) {
+        on_cleanup(move || handle.clear());
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = CHAIN_REFRESH_MS;
+    let view_of = |s: ChainStatus| {
+        let (class, label, title) = match (&s.problem, s.checked_at) {
+            (Some(problem), _) => (
+                "chain-badge chain-broken",
+                format!(
+                    "Chain broken at #{}",
+                    s.broken_at.unwrap_or(s.verified_through + 1)
+                ),
+                problem.clone(),
+            ),
+            (None, Some(at)) => (
+                "chain-badge chain-ok",
+                format!("Verified #{}", s.verified_through),
+                format!(
+                    "Hash chain and signed checkpoints verified up to seq {} at {}",
+                    s.verified_through,
+                    at.format("%Y-%m-%d %H:%M:%S UTC")
+                ),
+            ),
+            (None, None) => (
+                "chain-badge",
+                "Checking chain".to_string(),
+                "The first check of the hash chain is running".to_string(),
+            ),
+        };
+        view! {
+            <span class=class title=title data-testid="chain-badge" role="status">
+                <span class="chain-icon" aria-hidden="true">
+                    {if s.is_broken() { "!" } else { "✓" }}
+                </span>
+                <span class="chain-label">{label}</span>
+            </span>
+        }
+    };
+    view! {
+        <Transition fallback=|| ()>
+            {move || status.get().and_then(Result::ok).map(view_of)}
+        </Transition>
+    }
 }
