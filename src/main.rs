@@ -82,9 +82,14 @@ async fn main() -> std::process::ExitCode {
             let path = dir.join(DB_FILE);
             // A progress line only where someone watches; in logs it would be noise.
             let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let total = if tty {
+                trailwatch::store::stored_count(&path).unwrap_or(0)
+            } else {
+                0
+            };
             let mut progress = |n: u64| {
                 if tty {
-                    eprint!("\rverified {n} events");
+                    eprint!("\r{}", trailwatch::store::progress_bar(n, total));
                 }
             };
             let checkpoints = {
@@ -108,7 +113,8 @@ async fn main() -> std::process::ExitCode {
             match verify_path(&path, &checkpoints, &mut progress) {
                 Ok(report) => {
                     if tty {
-                        eprint!("\r");
+                        // Clear the progress line before the verdict.
+                        eprint!("\r{:width$}\r", "", width = 60);
                     }
                     match report.first_break {
                         None => {

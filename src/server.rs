@@ -210,6 +210,7 @@ impl Server {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
+        let store = self.state.store.clone();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let graceful = {
             let mut rx = stop_rx.clone();
@@ -225,6 +226,11 @@ impl Server {
                 let _ = stop_tx.send(true);
                 tokio::time::sleep(Duration::from_secs(2)).await;
             } => {}
+        }
+        // Everything committed gets a checkpoint before the process exits.
+        match store.checkpoint_head(Duration::from_secs(5)).await {
+            Ok(seq) => tracing::info!(signed_through = seq, "checkpoint signed on stopping"),
+            Err(e) => tracing::warn!(error = %e, "could not sign a checkpoint on stopping"),
         }
         Ok(())
     }

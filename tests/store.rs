@@ -772,3 +772,28 @@ async fn a_checkpoint_log_signed_by_another_key_is_not_trusted() {
         "the bad entry is named"
     );
 }
+
+#[tokio::test]
+async fn the_head_can_be_signed_at_once_so_a_clean_stop_leaves_nothing_unsigned() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .append((0..7).map(|i| event(i, "alice")).collect())
+        .await
+        .unwrap();
+    // Seven events: no boundary, and the minute has not passed.
+    assert_eq!(
+        store
+            .checkpoint_head(std::time::Duration::from_secs(10))
+            .await
+            .unwrap(),
+        7
+    );
+    let seqs: Vec<u64> = trusted(dir.path()).iter().map(|c| c.seq).collect();
+    assert_eq!(seqs, [7]);
+    raw(dir.path())
+        .execute("DELETE FROM events WHERE seq = 7", [])
+        .unwrap();
+    let b = store.verify().await.unwrap().first_break.unwrap();
+    assert_eq!((b.seq, b.fault), (Seq(7), Fault::Truncated));
+}

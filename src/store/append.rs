@@ -102,6 +102,7 @@ pub fn spawn_writer(
         let _ = hooks.checkpoints.try_send(super::checkpoint::Position {
             seq: head_seq,
             hash: head_hash,
+            urgent: false,
         });
     }
     let mut writer = Writer {
@@ -163,16 +164,18 @@ impl Writer {
         use super::checkpoint::{Position, EVERY_EVENTS};
         for e in sealed.iter().filter(|e| e.seq.0 % EVERY_EVENTS == 0) {
             if let Ok(Ok(hash)) = hex::decode(&e.hash).map(<[u8; 32]>::try_from) {
-                let _ = self
-                    .hooks
-                    .checkpoints
-                    .try_send(Position { seq: e.seq.0, hash });
+                let _ = self.hooks.checkpoints.try_send(Position {
+                    seq: e.seq.0,
+                    hash,
+                    urgent: false,
+                });
             }
         }
         if self.head_seq % EVERY_EVENTS != 0 {
             let _ = self.hooks.checkpoints.try_send(Position {
                 seq: self.head_seq,
                 hash: self.head_hash,
+                urgent: false,
             });
         }
     }

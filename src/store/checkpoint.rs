@@ -253,6 +253,8 @@ impl Signer {
 pub struct Position {
     pub seq: u64,
     pub hash: [u8; 32],
+    /// Sign it now rather than within the minute (a clean stop asks for this).
+    pub urgent: bool,
 }
 
 /// Starts the signing thread; the writer sends it positions after each commit. The watch
@@ -297,7 +299,7 @@ fn run(mut signer: Signer, rx: Receiver<Position>, signed: tokio::sync::watch::S
             None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
         match next {
-            Ok(p) if p.seq % EVERY_EVENTS == 0 => {
+            Ok(p) if p.urgent || p.seq % EVERY_EVENTS == 0 => {
                 sign(&mut signer, p, &mut signed_at);
                 pending = pending.filter(|q| q.seq > p.seq);
             }
@@ -414,6 +416,7 @@ mod tests {
         let at = |seq| Position {
             seq,
             hash: [seq as u8; 32],
+            urgent: false,
         };
         tx.send(at(999)).unwrap();
         tx.send(at(1_000)).unwrap();

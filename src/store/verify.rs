@@ -285,3 +285,55 @@ pub fn verify_path(
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     verify(&conn, checkpoints, progress)
 }
+
+/// How many events the database file at `path` holds (its head seq), for a progress bar.
+///
+/// # Errors
+/// The file cannot be opened or read.
+pub fn stored_count(path: &Path) -> Result<u64, StoreError> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let head: Option<i64> = conn.query_row("SELECT MAX(seq) FROM events", [], |r| r.get(0))?;
+    Ok(head.unwrap_or(0).max(0) as u64)
+}
+
+/// One line of progress: a 30-cell bar, the percentage and the counts (just the count when
+/// the total is unknown).
+pub fn progress_bar(done: u64, total: u64) -> String {
+    if total == 0 {
+        return format!("verified {done} events");
+    }
+    let share = (done.min(total) as f64 / total as f64).clamp(0.0, 1.0);
+    let cells = (share * 30.0).round() as usize;
+    format!(
+        "[{}{}] {:>3.0}%  {done}/{total} events",
+        "#".repeat(cells),
+        ".".repeat(30 - cells),
+        share * 100.0
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::progress_bar;
+
+    #[test]
+    fn the_progress_bar_fills_with_the_share_done() {
+        assert_eq!(
+            progress_bar(0, 200),
+            format!("[{}]   0%  0/200 events", ".".repeat(30))
+        );
+        assert_eq!(
+            progress_bar(100, 200),
+            format!(
+                "[{}{}]  50%  100/200 events",
+                "#".repeat(15),
+                ".".repeat(15)
+            )
+        );
+        assert_eq!(
+            progress_bar(250, 200),
+            format!("[{}] 100%  250/200 events", "#".repeat(30))
+        );
+        assert_eq!(progress_bar(7, 0), "verified 7 events");
+    }
+}
