@@ -327,6 +327,8 @@ impl Alerts {
     pub fn open(data_dir: &Path, config: AlertConfig, hub: Hub) -> Result<Alerts, AlertError> {
         let conn = Connection::open(data_dir.join(ALERTS_FILE))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
+        // Erasure rewrites alerts about a subject; the old text must not linger.
+        conn.pragma_update(None, "secure_delete", "ON")?;
         conn.execute_batch(SCHEMA)?;
         Ok(Alerts {
             inner: Arc::new(Inner {
@@ -355,6 +357,69 @@ impl Alerts {
         })
         .await
         .map_err(|_| AlertError::Join)?
+    }
+
+    /// Removes an erased data subject from the alert log: alerts raised by its events keep
+    /// their rule and counts, but their event loses its personal fields and their message
+    /// names nobody (`names` are the subject's id and the usernames it went by). The WAL is
+    /// emptied after, so no old copy stays in it. Returns how many alerts were rewritten.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn erase_subject(
+        &self,
+        subject: &str,
+        names: Vec<String>,
+    ) -> Result<u64, AlertError> {
+        let subject = subject.to_string();
+        self.with_db(move |conn| {
+            let mut names: Vec<String> = names.into_iter().filter(|n| !n.is_empty()).collect();
+            // Longest first, so a name containing another is replaced whole.
+            names.sort_by_key(|n| std::cmp::Reverse(n.len()));
+            let rows: Vec<(i64, String, Option<String>)> = {
+                let mut stmt = conn.prepare("SELECT id, message, event FROM alerts")?;
+                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            let tx = conn.unchecked_transaction()?;
+            let mut changed = 0;
+            for (id, message, event) in rows {
+                let mut stored: Option<StoredEvent> =
+                    event.as_deref().and_then(|e| serde_json::from_str(e).ok());
+                let about = stored.as_ref().is_some_and(|e| e.event.user.id == subject);
+                let named = names.iter().any(|n| message.contains(n.as_str()));
+                if !about && !named {
+                    continue;
+                }
+                let mut text = message;
+                for n in &names {
+                    text = text.replace(n.as_str(), crate::store::ERASED_SUBJECT);
+                }
+                if let Some(e) = stored.as_mut().filter(|_| about) {
+                    e.event.user.id = crate::store::ERASED_SUBJECT.into();
+                    e.event.user.username = None;
+                    if let Some(r) = e.event.request.as_mut() {
+                        r.ip = None;
+                        r.user_agent = None;
+                    }
+                    e.event.location = None;
+                }
+                let event = stored
+                    .map(|e| serde_json::to_string(&e))
+                    .transpose()
+                    .ok()
+                    .flatten();
+                tx.execute(
+                    "UPDATE alerts SET message = ?1, event = ?2 WHERE id = ?3",
+                    rusqlite::params![text, event, id],
+                )?;
+                changed += 1;
+            }
+            tx.commit()?;
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            Ok(changed)
+        })
+        .await
     }
 
     /// The newest alerts first, at most `limit`; only unacknowledged ones when asked.

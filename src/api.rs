@@ -90,14 +90,28 @@ pub async fn list_alerts(unacknowledged: bool) -> Result<Vec<crate::model::Alert
 pub async fn acknowledge_alert(id: u64) -> Result<Option<crate::model::Alert>, AppError> {
     use crate::server::AppState;
     let state = use_context::<AppState>().ok_or(AppError::Internal)?;
-    state
+    let alert = state
         .alerts
         .acknowledge(id, chrono::Utc::now().timestamp_millis())
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "acknowledge failed");
             AppError::Internal
-        })
+        })?;
+    if alert.is_some() {
+        let acting = crate::selfaudit::acting_in_server_fn().await;
+        crate::selfaudit::note(
+            &state.store,
+            &acting,
+            "alert.acknowledge",
+            crate::model::Category::Security,
+            crate::model::Outcome::Success,
+            crate::model::Level::Info,
+            format!("acknowledged alert {id}"),
+        )
+        .await;
+    }
+    Ok(alert)
 }
 
 /// How many rows one explorer page holds.

@@ -3,7 +3,7 @@
 
 use crate::alerts::AlertConfig;
 use crate::analytics::AnomalyConfig;
-use crate::store::RiskConfig;
+use crate::store::{RetentionPolicy, RiskConfig};
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -143,6 +143,9 @@ pub struct FileConfig {
     pub alerts: Option<AlertConfig>,
     /// Risk scoring rules (`[risk]`, `[risk.level]`, `[risk.repeated]`, ...).
     pub risk: Option<RiskConfig>,
+    /// How long events are kept (`[retention]`, `[retention.levels]`,
+    /// `[retention.categories]`).
+    pub retention: Option<RetentionPolicy>,
 }
 
 /// Why settings could not be loaded.
@@ -199,6 +202,7 @@ pub struct ServeConfig {
     pub anomalies: AnomalyConfig,
     pub alerts: AlertConfig,
     pub risk: RiskConfig,
+    pub retention: RetentionPolicy,
 }
 
 impl ServeConfig {
@@ -232,6 +236,7 @@ impl ServeConfig {
             anomalies: file.anomalies.unwrap_or_default(),
             alerts: file.alerts.unwrap_or_default(),
             risk: file.risk.unwrap_or_default(),
+            retention: file.retention.unwrap_or_default(),
         }
     }
 }
@@ -252,6 +257,21 @@ mod tests {
         assert_eq!(c.addr.port(), 9999);
         assert_eq!(c.data_dir, PathBuf::from("/var/tw"));
         assert_eq!(c.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+    }
+
+    #[test]
+    fn retention_periods_come_from_the_file_over_the_defaults() {
+        let file: FileConfig =
+            toml::from_str("[retention]\ndays = 90\n[retention.categories]\nauthentication = 400")
+                .unwrap();
+        let r = file.retention.unwrap();
+        assert_eq!(r.days, 90);
+        assert_eq!(r.days_for("info", "authentication"), 400);
+        assert_eq!(r.days_for("info", "api"), 90);
+        assert!(r.enabled);
+        // Tables given replace the defaults': security is no longer special.
+        assert_eq!(r.days_for("info", "security"), 90);
+        assert!(toml::from_str::<FileConfig>("[retention]\nday = 3").is_err());
     }
 
     #[test]

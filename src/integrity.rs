@@ -44,7 +44,22 @@ async fn run(
             let from = if full { (Seq(0), GENESIS) } else { through };
             match store.verify_from(from.0, from.1).await {
                 Ok(report) => {
+                    let was_broken = status.borrow().is_broken();
                     through = publish(&status, &report, full).unwrap_or((Seq(0), GENESIS));
+                    if !was_broken && status.borrow().is_broken() {
+                        // Recorded once per break, in the chain itself: the events after
+                        // it still verify from the break on, and the record says when.
+                        crate::selfaudit::note(
+                            &store,
+                            &crate::selfaudit::Acting::system(),
+                            "chain.verify",
+                            crate::model::Category::Security,
+                            crate::model::Outcome::Failure,
+                            crate::model::Level::Critical,
+                            failure_text(&report),
+                        )
+                        .await;
+                    }
                     checked_head = Some(now_head);
                     if full {
                         last_full = Some(tokio::time::Instant::now());
@@ -67,6 +82,20 @@ async fn run(
             return;
         }
         tokio::time::sleep(interval).await;
+    }
+}
+
+/// What a failed verification found, in one line.
+pub fn failure_text(report: &VerifyReport) -> String {
+    match (&report.first_break, &report.checkpoint_error) {
+        (Some(b), _) => format!(
+            "chain verification failed at seq {}: {}: {}",
+            b.seq,
+            fault_name(b),
+            b.detail
+        ),
+        (None, Some(e)) => format!("chain verification failed: checkpoints: {e}"),
+        (None, None) => "chain verification failed".into(),
     }
 }
 
@@ -160,5 +189,19 @@ mod tests {
         assert_eq!(s.broken_at, Some(2), "{s:?}");
         assert!(s.problem.as_deref().unwrap().starts_with("edited"), "{s:?}");
         assert_eq!(s.verified_through, 1, "only what precedes the break counts");
+
+        // The break is recorded once, as a critical self-audit event.
+        let mut head = store.head_watch();
+        head.wait_for(|&h| h >= 9).await.unwrap();
+        let last = store.read_from(Seq(8), 10).await.unwrap();
+        assert_eq!(last.len(), 1, "one record per break: {last:?}");
+        assert_eq!(last[0].event.action, "chain.verify");
+        assert_eq!(last[0].event.outcome, crate::model::Outcome::Failure);
+        assert!(last[0]
+            .event
+            .description
+            .as_deref()
+            .unwrap()
+            .contains("seq 2"));
     }
 }

@@ -34,6 +34,8 @@ pub mod integrity;
 #[cfg(feature = "ssr")]
 pub mod live;
 #[cfg(feature = "ssr")]
+pub mod selfaudit;
+#[cfg(feature = "ssr")]
 pub mod server;
 #[cfg(feature = "ssr")]
 pub mod views;

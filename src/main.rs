@@ -92,17 +92,17 @@ async fn main() -> std::process::ExitCode {
                     eprint!("\r{}", trailwatch::store::progress_bar(n, total));
                 }
             };
+            use trailwatch::store::checkpoint;
+            let key_path = args
+                .public_key
+                .clone()
+                .unwrap_or_else(|| dir.join(checkpoint::PUBLIC_KEY_FILE));
             let checkpoints = {
-                use trailwatch::store::checkpoint;
                 let log = args
                     .checkpoints
                     .clone()
                     .unwrap_or_else(|| dir.join(checkpoint::LOG_FILE));
-                let key = args
-                    .public_key
-                    .clone()
-                    .unwrap_or_else(|| dir.join(checkpoint::PUBLIC_KEY_FILE));
-                match checkpoint::trusted(&log, &key, args.checkpoints.is_some()) {
+                match checkpoint::trusted(&log, &key_path, args.checkpoints.is_some()) {
                     Ok(c) => c,
                     Err(e) => {
                         println!("checkpoints UNTRUSTED: {e}");
@@ -110,7 +110,9 @@ async fn main() -> std::process::ExitCode {
                     }
                 }
             };
-            match verify_path(&path, &checkpoints, &mut progress) {
+            // The same key checks the signed retention records.
+            let key = checkpoint::read_public_key(&key_path).ok();
+            match verify_path(&path, &checkpoints, key.as_ref(), &mut progress) {
                 Ok(report) => {
                     if tty {
                         // Clear the progress line before the verdict.
@@ -119,8 +121,10 @@ async fn main() -> std::process::ExitCode {
                     match report.first_break {
                         None => {
                             println!(
-                                "chain OK: {} events, head seq {} hash {}; {} signed checkpoints match",
-                                report.checked, report.head_seq, report.head_hash, report.checkpoints
+                                "chain OK: {} events, head seq {} hash {}; {} signed checkpoints match; \
+                                 {} events removed by signed retention",
+                                report.checked, report.head_seq, report.head_hash, report.checkpoints,
+                                report.pruned
                             );
                             ExitCode::SUCCESS
                         }

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// The position of an event in the hash chain: gap-free, starting at 1.
+/// The position of an event in the hash chain, starting at 1. Seqs are never reused; the
+/// only gaps are runs removed by signed retention (see `store::retention`).
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]

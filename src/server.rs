@@ -4,6 +4,7 @@
 
 mod dashboard;
 mod events;
+pub mod lifecycle;
 
 use crate::alerts::Alerts;
 use crate::app::{shell, App};
@@ -48,6 +49,8 @@ pub struct AppState {
     pub chain: tokio::sync::watch::Receiver<crate::model::ChainStatus>,
     pub leptos_options: LeptosOptions,
     pub max_body_bytes: usize,
+    /// What retention keeps, for the daily run and the cleanup endpoint.
+    pub retention: crate::store::RetentionPolicy,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -89,6 +92,9 @@ pub const PROTECTED_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/events/categories"),
     ("GET", "/api/v1/events/actions"),
     ("GET", "/api/v1/verify"),
+    ("DELETE", "/api/v1/events/cleanup"),
+    ("GET", "/api/v1/subjects/alice/export"),
+    ("POST", "/api/v1/subjects/alice/erase"),
     ("GET", "/api/v1/chain"),
     ("POST", "/api/fn/chain"),
     ("GET", "/api/v1/events/statistics"),
@@ -129,6 +135,7 @@ impl Server {
     /// The data directory, database or address cannot be used.
     pub async fn bind(config: &ServeConfig) -> Result<Server, ServeError> {
         let zone = parse_zone(&config.time_zone).map_err(ServeError::Config)?;
+        config.retention.validate().map_err(ServeError::Config)?;
         let (admin_token, token_origin) =
             auth::load_admin_token(&config.data_dir, config.admin_token.clone())?;
         let store = Store::open(
@@ -177,7 +184,9 @@ impl Server {
             chain,
             leptos_options,
             max_body_bytes: config.max_body_bytes,
+            retention: config.retention.clone(),
         };
+        lifecycle::spawn_daily(state.clone());
         let listener = TcpListener::bind(config.addr)
             .await
             .map_err(|source| ServeError::Bind {
@@ -218,7 +227,9 @@ impl Server {
                 let _ = rx.wait_for(|s| *s).await;
             }
         };
-        let serve = axum::serve(self.listener, self.app).with_graceful_shutdown(graceful);
+        // Connect info gives self-audit events the peer's address.
+        let app = self.app.into_make_service_with_connect_info::<SocketAddr>();
+        let serve = axum::serve(self.listener, app).with_graceful_shutdown(graceful);
         tokio::select! {
             result = serve => result?,
             _ = async {
@@ -277,6 +288,18 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/events/categories", get(events::categories))
         .route("/api/v1/events/actions", get(events::actions))
         .route("/api/v1/events/{event_id}", get(events::get_event))
+        .route(
+            "/api/v1/events/cleanup",
+            axum::routing::delete(lifecycle::cleanup),
+        )
+        .route(
+            "/api/v1/subjects/{user_id}/export",
+            get(lifecycle::export_subject),
+        )
+        .route(
+            "/api/v1/subjects/{user_id}/erase",
+            axum::routing::post(lifecycle::erase_subject),
+        )
         .route("/api/v1/verify", get(verify_chain))
         .route("/api/v1/chain", get(chain_status))
         .route("/ws/audit", get(ws_audit));
@@ -559,8 +582,24 @@ async fn ingest_events(
 }
 
 /// `GET /api/v1/verify`: walks the whole chain.
-async fn verify_chain(State(state): State<AppState>) -> Result<Response, ApiError> {
-    Ok(Json(state.store.verify().await?).into_response())
+async fn verify_chain(
+    State(state): State<AppState>,
+    crate::selfaudit::ActingFrom(acting): crate::selfaudit::ActingFrom,
+) -> Result<Response, ApiError> {
+    let report = state.store.verify().await?;
+    if !report.ok {
+        crate::selfaudit::note(
+            &state.store,
+            &acting,
+            "chain.verify",
+            crate::model::Category::Security,
+            crate::model::Outcome::Failure,
+            crate::model::Level::Critical,
+            crate::integrity::failure_text(&report),
+        )
+        .await;
+    }
+    Ok(Json(report).into_response())
 }
 
 /// Where the background check of the chain stands (cheap: no walk of the chain).

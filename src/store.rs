@@ -8,6 +8,7 @@ pub mod chain;
 pub mod checkpoint;
 mod index;
 mod query;
+pub mod retention;
 pub mod risk;
 pub mod rollup;
 mod schema;
@@ -24,8 +25,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+pub use append::ERASED_SUBJECT;
 pub use index::SEARCH_FILE;
 pub use query::{DistinctField, PageRequest};
+pub use retention::RetentionPolicy;
 pub use risk::RiskConfig;
 pub use schema::SCHEMA_VERSION;
 pub use verify::{progress_bar, stored_count, verify_path, VerifyReport};
@@ -167,7 +170,7 @@ struct Shared {
     /// The checkpoint signer, for signing the head on request.
     signer: std::sync::mpsc::SyncSender<checkpoint::Position>,
     index_wait: Duration,
-    writer: mpsc::Sender<append::Job>,
+    writer: mpsc::Sender<append::Work>,
     readers: Mutex<Vec<Connection>>,
     commits: broadcast::Sender<Arc<StoredEvent>>,
     stats: Arc<Mutex<CommitStats>>,
@@ -204,10 +207,13 @@ impl Store {
         let (checkpoints, checkpointed) = checkpoint::spawn(data_dir)
             .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
         let signer = checkpoints.clone();
+        let key = checkpoint::signing_key(data_dir)
+            .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
         let hooks = append::Hooks {
             indexer: handoff,
             checkpoints,
             head: head_tx,
+            key,
         };
         append::spawn_writer(conn, jobs, commits.clone(), stats.clone(), hooks, options)?;
         indexer.spawn()?;
@@ -250,10 +256,112 @@ impl Store {
         let (reply, answer) = oneshot::channel();
         self.shared
             .writer
-            .send(append::Job { events, reply })
+            .send(append::Work::Append(append::Job { events, reply }))
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Removes every event `policy` says has expired by `now`, keeping the chain verifiable
+    /// (see [`retention`]), then takes them out of the search index.
+    ///
+    /// # Errors
+    /// Database errors; a run that fails part way keeps what its finished transactions
+    /// removed, each signed.
+    pub async fn prune(
+        &self,
+        policy: RetentionPolicy,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<append::Pruned, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.shared
+            .writer
+            .send(append::Work::Prune {
+                policy,
+                now_ms: now.timestamp_millis(),
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let pruned = answer.await.map_err(|_| StoreError::Closed)??;
+        if !pruned.seqs.is_empty() {
+            let search = self.shared.search_path.clone();
+            let seqs = pruned.seqs.clone();
+            tokio::task::spawn_blocking(move || index::rewrite(&search, &seqs, &[]))
+                .await
+                .map_err(|e| StoreError::Io(std::io::Error::other(e)))??;
+        }
+        Ok(pruned)
+    }
+
+    /// Erases the data subject `subject` (a user id) by crypto-shredding: see
+    /// `append::Writer::erase`. Waits until the search index has taken every event stored
+    /// so far, then rewrites the subject's events there without their personal text.
+    /// Returns how many events were erased.
+    ///
+    /// # Errors
+    /// Database errors, or the index not catching up within five minutes (the events are
+    /// erased then; erasing again finishes the index).
+    pub async fn erase(&self, subject: &str) -> Result<u64, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.shared
+            .writer
+            .send(append::Work::Erase {
+                subject: subject.to_string(),
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let erased = answer.await.map_err(|_| StoreError::Closed)??;
+        // Events the indexer holds in memory still carry the personal text: it must have
+        // written them before they are rewritten.
+        let mut indexed = self.shared.indexed.clone();
+        let head = erased.head;
+        tokio::time::timeout(Duration::from_secs(300), indexed.wait_for(|&s| s >= head))
+            .await
+            .map_err(|_| StoreError::Indexing {
+                indexed: *self.shared.indexed.borrow(),
+                head,
+            })?
+            .map_err(|_| StoreError::Closed)?;
+        let seqs = erased.seqs;
+        let count = seqs.len() as u64;
+        let ids = seqs.clone();
+        let events = self
+            .read(move |c| {
+                let sql = format!("SELECT {} FROM events WHERE seq = ?1", query::EVENT_COLUMNS);
+                let mut stmt = c.prepare(&sql)?;
+                let mut out = Vec::with_capacity(ids.len());
+                for seq in ids {
+                    out.push(stmt.query_row([seq], query::event_from_row)?);
+                }
+                Ok(out)
+            })
+            .await?;
+        let search = self.shared.search_path.clone();
+        tokio::task::spawn_blocking(move || index::rewrite(&search, &seqs, &events))
+            .await
+            .map_err(|e| StoreError::Io(std::io::Error::other(e)))??;
+        Ok(count)
+    }
+
+    /// Every event that concerns `subject`: as the actor, or as the entity acted on; in
+    /// seq order. A full scan: subjects are looked up rarely and users have no b-tree.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn subject_events(&self, subject: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        let subject = subject.to_string();
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {} FROM events WHERE user_id = ?1 OR entity_id = ?1 ORDER BY seq",
+                query::EVENT_COLUMNS
+            );
+            let mut stmt = c.prepare(&sql)?;
+            let rows = stmt.query_map([subject], query::event_from_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
     }
 
     /// Committed events as they are published, in seq order. A receiver that falls more than
@@ -492,8 +600,11 @@ impl Store {
             Ok(c) => c,
             Err(e) => return Ok(VerifyReport::untrusted_checkpoints(e.to_string())),
         };
-        self.read(move |c| verify::verify_from(c, after, prev, &checkpoints, &mut |_| {}))
-            .await
+        let key = checkpoint::read_public_key(&dir.join(checkpoint::PUBLIC_KEY_FILE)).ok();
+        self.read(move |c| {
+            verify::verify_from(c, after, prev, &checkpoints, key.as_ref(), &mut |_| {})
+        })
+        .await
     }
 
     /// The newest committed seq, followed as it moves.
@@ -608,5 +719,28 @@ impl Store {
         })
         .await
         .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
+    }
+}
+
+/// Checkpoints the WAL into the database and truncates it to nothing, so that old page
+/// images (an erased subject's values among them) leave the WAL file. Readers in the middle
+/// of a snapshot hold the WAL; it retries for up to a minute while they finish.
+///
+/// # Errors
+/// Database errors, or readers that did not let go within the minute.
+pub(crate) fn truncate_wal(conn: &Connection) -> Result<(), StoreError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        if busy == 0 {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(StoreError::Io(std::io::Error::other(
+                "readers kept the write-ahead log busy for a minute; it was not emptied",
+            )));
+        }
+        // Back-off between attempts while a long read (a full chain check) finishes.
+        std::thread::sleep(Duration::from_millis(100));
     }
 }

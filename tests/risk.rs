@@ -143,7 +143,7 @@ async fn a_password_spray_climbs_across_a_restart_and_every_score_is_sealed() {
     // stopped writer flushed, opening the store brings the table up to the head.
     let store = Store::open(dir.path(), options()).unwrap();
     let db = dir.path().join(DB_FILE);
-    assert!(verify_path(&db, &[], &mut |_| {}).unwrap().ok);
+    assert!(verify_path(&db, &[], None, &mut |_| {}).unwrap().ok);
     assert_eq!(
         common::rollups::profiles_stored(&db),
         common::rollups::profiles_recount(&db)
@@ -172,7 +172,7 @@ async fn a_password_spray_climbs_across_a_restart_and_every_score_is_sealed() {
         let conn = Connection::open(copy.path().join(DB_FILE)).unwrap();
         assert_eq!(conn.execute(sql, []).unwrap(), 1);
         drop(conn);
-        let report = verify_path(&copy.path().join(DB_FILE), &[], &mut |_| {}).unwrap();
+        let report = verify_path(&copy.path().join(DB_FILE), &[], None, &mut |_| {}).unwrap();
         let broken = report.first_break.expect(what);
         assert_eq!((broken.seq.0, broken.fault), (5, Fault::Edited), "{what}");
     }
@@ -304,7 +304,7 @@ async fn a_schema_5_database_upgrades_and_its_old_events_still_verify() {
         )
         .unwrap();
     assert_eq!(version, trailwatch::store::SCHEMA_VERSION.to_string());
-    let report = verify_path(&db, &[], &mut |_| {}).unwrap();
+    let report = verify_path(&db, &[], None, &mut |_| {}).unwrap();
     assert!(report.ok, "{report:?}");
     assert_eq!(report.checked, 11);
 }

@@ -68,7 +68,7 @@ fn open(dir: &Path) -> Store {
 }
 
 fn verify(dir: &Path) -> trailwatch::store::VerifyReport {
-    verify_path(&dir.join(DB_FILE), &[], &mut |_| {}).unwrap()
+    verify_path(&dir.join(DB_FILE), &[], None, &mut |_| {}).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -680,7 +680,7 @@ async fn removing_the_newest_rows_is_caught_by_the_signed_checkpoints() {
         .unwrap();
     // What is left is a perfectly good chain: only the checkpoints know it was longer.
     assert!(verify(dir.path()).ok);
-    let report = verify_path(&dir.path().join(DB_FILE), &checkpoints, &mut |_| {}).unwrap();
+    let report = verify_path(&dir.path().join(DB_FILE), &checkpoints, None, &mut |_| {}).unwrap();
     let b = report.first_break.clone().unwrap();
     assert_eq!(
         (b.seq, b.fault),
@@ -734,7 +734,13 @@ async fn deleting_a_row_and_resealing_the_rest_is_caught_by_the_signed_checkpoin
         verify(dir.path()).ok,
         "without checkpoints the forgery passes"
     );
-    let report = verify_path(&dir.path().join(DB_FILE), &trusted(dir.path()), &mut |_| {}).unwrap();
+    let report = verify_path(
+        &dir.path().join(DB_FILE),
+        &trusted(dir.path()),
+        None,
+        &mut |_| {},
+    )
+    .unwrap();
     let b = report.first_break.unwrap();
     assert_eq!(
         (b.seq, b.fault),

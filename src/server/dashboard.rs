@@ -194,6 +194,7 @@ fn alert_id(raw: &str) -> Result<u64, ApiError> {
 /// `POST /api/v1/alerts/{id}/acknowledge`: the alert, acknowledged.
 pub(super) async fn acknowledge_alert(
     State(state): State<AppState>,
+    crate::selfaudit::ActingFrom(acting): crate::selfaudit::ActingFrom,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Result<Response, ApiError> {
     let id = alert_id(&id)?;
@@ -202,7 +203,19 @@ pub(super) async fn acknowledge_alert(
         .acknowledge(id, Utc::now().timestamp_millis())
         .await?
     {
-        Some(alert) => Ok(Json(alert).into_response()),
+        Some(alert) => {
+            crate::selfaudit::note(
+                &state.store,
+                &acting,
+                "alert.acknowledge",
+                crate::model::Category::Security,
+                crate::model::Outcome::Success,
+                crate::model::Level::Info,
+                format!("acknowledged alert {id}"),
+            )
+            .await;
+            Ok(Json(alert).into_response())
+        }
         None => Err(ApiError::NotFound(format!("no alert {id}"))),
     }
 }

@@ -278,6 +278,7 @@ const EXPORT_CHUNKS_IN_FLIGHT: usize = 4;
 /// newest first, streamed from one snapshot with flat memory.
 pub(super) async fn export_events(
     State(state): State<AppState>,
+    crate::selfaudit::ActingFrom(acting): crate::selfaudit::ActingFrom,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(raw.as_deref(), &["format"])?;
@@ -296,6 +297,7 @@ pub(super) async fn export_events(
     let (tx, rx) =
         tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(EXPORT_CHUNKS_IN_FLIGHT);
     let store = state.store.clone();
+    let filter = raw.clone();
     tokio::spawn(async move {
         let writer = ExportWriter::new(format, EXPORT_CHUNK);
         let sink = tx.clone();
@@ -308,6 +310,26 @@ pub(super) async fn export_events(
                 }
             })
             .await;
+        // Recorded once the scan is done, so an export never contains its own record.
+        let described = format!(
+            "exported events as {} (filter: {})",
+            format.extension(),
+            filter.as_deref().unwrap_or("none")
+        );
+        let outcome = match &scanned {
+            Ok(_) => crate::model::Outcome::Success,
+            Err(_) => crate::model::Outcome::Failure,
+        };
+        crate::selfaudit::note(
+            &store,
+            &acting,
+            "events.export",
+            crate::model::Category::DataManagement,
+            outcome,
+            crate::model::Level::Info,
+            described,
+        )
+        .await;
         let last = match scanned {
             Ok(writer) => Ok(Bytes::from(writer.finish())),
             Err(e) => {

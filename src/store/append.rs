@@ -15,6 +15,47 @@ use foldhash::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+/// What the writer thread is asked to do, in arrival order.
+pub enum Work {
+    Append(Job),
+    /// Remove what retention says has expired.
+    Prune {
+        policy: super::retention::RetentionPolicy,
+        now_ms: i64,
+        reply: oneshot::Sender<Result<Pruned, StoreError>>,
+    },
+    /// Crypto-shred one data subject.
+    Erase {
+        subject: String,
+        reply: oneshot::Sender<Result<Erased, StoreError>>,
+    },
+}
+
+/// What a retention run removed.
+#[derive(Debug, Default)]
+pub struct Pruned {
+    pub events: u64,
+    pub ranges: u64,
+    /// Signed records written (one per transaction).
+    pub records: u64,
+    /// The removed seqs, for the search index.
+    pub seqs: Vec<u64>,
+    /// Bytes given back to the file system.
+    pub freed_bytes: u64,
+}
+
+/// What erasing a subject changed.
+#[derive(Debug, Default)]
+pub struct Erased {
+    /// The events whose personal fields were blanked.
+    pub seqs: Vec<u64>,
+    /// The head when it was done: the search index must reach it before it is cleaned.
+    pub head: u64,
+}
+
+/// The user id erased events keep: the subject is gone, the event is not.
+pub const ERASED_SUBJECT: &str = "[erased]";
+
 /// One append request: its events are committed together or not at all.
 pub struct Job {
     pub events: Vec<Prepared>,
@@ -46,7 +87,9 @@ const INSERT: &str = "INSERT INTO events (
 
 struct Writer {
     conn: Connection,
-    jobs: mpsc::Receiver<Job>,
+    jobs: mpsc::Receiver<Work>,
+    /// Work taken while gathering a batch that must wait for the batch's commit.
+    deferred: std::collections::VecDeque<Work>,
     commits: broadcast::Sender<Arc<StoredEvent>>,
     stats: Arc<Mutex<CommitStats>>,
     hooks: Hooks,
@@ -67,12 +110,14 @@ pub struct Hooks {
     /// The checkpoint signer, told of each commit's head and of every seq on a boundary.
     pub checkpoints: std::sync::mpsc::SyncSender<super::checkpoint::Position>,
     pub head: tokio::sync::watch::Sender<u64>,
+    /// Signs retention records.
+    pub key: ed25519_dalek::SigningKey,
 }
 
 /// Recovers the chain head from `conn` and starts the writer thread.
 pub fn spawn_writer(
     conn: Connection,
-    jobs: mpsc::Receiver<Job>,
+    jobs: mpsc::Receiver<Work>,
     commits: broadcast::Sender<Arc<StoredEvent>>,
     stats: Arc<Mutex<CommitStats>>,
     hooks: Hooks,
@@ -108,6 +153,7 @@ pub fn spawn_writer(
     let mut writer = Writer {
         conn,
         jobs,
+        deferred: std::collections::VecDeque::new(),
         commits,
         stats,
         hooks,
@@ -137,25 +183,148 @@ pub fn spawn_writer(
 
 impl Writer {
     fn run(mut self) {
-        while let Some(first) = self.jobs.blocking_recv() {
-            let mut events = first.events.len();
-            let mut batch = vec![first];
-            while events < self.max_batch_events {
-                match self.jobs.try_recv() {
-                    Ok(job) => {
-                        events += job.events.len();
-                        batch.push(job);
-                    }
-                    Err(_) => break,
+        loop {
+            let work = match self.deferred.pop_front() {
+                Some(w) => w,
+                None => match self.jobs.blocking_recv() {
+                    Some(w) => w,
+                    None => break,
+                },
+            };
+            match work {
+                Work::Append(first) => self.gather_and_commit(first),
+                Work::Prune {
+                    policy,
+                    now_ms,
+                    reply,
+                } => {
+                    let _ = reply.send(self.prune(&policy, now_ms));
+                }
+                Work::Erase { subject, reply } => {
+                    let _ = reply.send(self.erase(&subject));
                 }
             }
-            self.commit_batch(batch);
         }
         if let Err(e) = self.settle() {
             // Nothing is lost: the next start counts the unflushed events again.
             tracing::warn!(error = %e, "could not flush the risk profiles on stopping");
         }
         tracing::info!("writer stopped");
+    }
+
+    /// Commits `first` with every append already waiting behind it (group commit); other
+    /// work found waiting is kept for after.
+    fn gather_and_commit(&mut self, first: Job) {
+        let mut events = first.events.len();
+        let mut batch = vec![first];
+        while events < self.max_batch_events && self.deferred.is_empty() {
+            match self.jobs.try_recv() {
+                Ok(Work::Append(job)) => {
+                    events += job.events.len();
+                    batch.push(job);
+                }
+                Ok(other) => self.deferred.push_back(other),
+                Err(_) => break,
+            }
+        }
+        self.commit_batch(batch);
+    }
+
+    /// Commits the appends waiting now: between the transactions of a long maintenance run,
+    /// so ingest waits for one of them, not for the run.
+    fn serve_waiting_appends(&mut self) {
+        while let Ok(work) = self.jobs.try_recv() {
+            match work {
+                Work::Append(job) => self.gather_and_commit(job),
+                other => self.deferred.push_back(other),
+            }
+        }
+    }
+
+    /// Removes every expired event, a transaction of at most [`super::retention::CHUNK`] at
+    /// a time, each signed; then gives freed pages back.
+    fn prune(
+        &mut self,
+        policy: &super::retention::RetentionPolicy,
+        now_ms: i64,
+    ) -> Result<Pruned, StoreError> {
+        let mut out = Pruned::default();
+        loop {
+            let tx = self.conn.transaction().map_err(StoreError::from_sqlite)?;
+            let chunk =
+                super::retention::prune_chunk(&tx, &self.hooks.key, policy, now_ms, self.head_seq)?;
+            tx.commit().map_err(StoreError::from_sqlite)?;
+            if chunk.events == 0 {
+                break;
+            }
+            out.events += chunk.events;
+            out.ranges += chunk.ranges;
+            out.records += 1;
+            out.seqs.extend(chunk.seqs);
+            if !chunk.more {
+                break;
+            }
+            self.serve_waiting_appends();
+        }
+        if out.events > 0 {
+            out.freed_bytes = super::retention::release_free_pages(&self.conn)?;
+            tracing::info!(
+                events = out.events,
+                ranges = out.ranges,
+                freed_bytes = out.freed_bytes,
+                "retention removed expired events"
+            );
+        }
+        Ok(out)
+    }
+
+    /// Crypto-shreds `subject`: deletes its salt, blanks its personal fields in every event
+    /// (which keep their digest, so the chain still verifies), and drops what was derived
+    /// from them: its risk profile, its recent failures, its per-user rollups (merged into
+    /// the erased user's). Then the WAL, which still holds the old pages, is emptied.
+    fn erase(&mut self, subject: &str) -> Result<Erased, StoreError> {
+        let tx = self.conn.transaction().map_err(StoreError::from_sqlite)?;
+        let (seqs, ips) = {
+            let mut stmt = tx.prepare(
+                "SELECT seq, req_ip FROM events WHERE user_id = ?1 AND erased = 0 ORDER BY seq",
+            )?;
+            let rows = stmt.query_map([subject], |r| {
+                Ok((r.get::<_, u64>(0)?, r.get::<_, Option<String>>(1)?))
+            })?;
+            let mut seqs = Vec::new();
+            let mut ips = std::collections::BTreeSet::new();
+            for row in rows {
+                let (seq, ip) = row?;
+                seqs.push(seq);
+                ips.extend(ip.map(|ip| ip.trim().to_string()));
+            }
+            (seqs, ips)
+        };
+        tx.execute(
+            "UPDATE events SET user_id = ?2, username = NULL, req_ip = NULL,
+                 req_user_agent = NULL, country = NULL, city = NULL, erased = 1
+             WHERE user_id = ?1 AND erased = 0",
+            params![subject, ERASED_SUBJECT],
+        )?;
+        tx.execute("DELETE FROM subjects WHERE subject = ?1", [subject])?;
+        tx.execute("DELETE FROM risk_profile WHERE user_id = ?1", [subject])?;
+        tx.execute(
+            "INSERT INTO rollup_user_hour (hour, user_id, n, denied, failed)
+                 SELECT hour, ?2, n, denied, failed FROM rollup_user_hour WHERE user_id = ?1
+             ON CONFLICT (hour, user_id) DO UPDATE SET n = n + excluded.n,
+                 denied = denied + excluded.denied, failed = failed + excluded.failed",
+            params![subject, ERASED_SUBJECT],
+        )?;
+        tx.execute("DELETE FROM rollup_user_hour WHERE user_id = ?1", [subject])?;
+        tx.commit().map_err(StoreError::from_sqlite)?;
+        self.salts.remove(subject);
+        self.risk.forget(subject, &ips);
+        super::truncate_wal(&self.conn)?;
+        tracing::info!(events = seqs.len(), "erased a data subject");
+        Ok(Erased {
+            seqs,
+            head: self.head_seq,
+        })
     }
 
     /// Tells the checkpoint signer of the seqs on a boundary in `sealed` and of the new head.

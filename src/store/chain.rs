@@ -306,6 +306,21 @@ impl Verifier {
         }
     }
 
+    /// [`Verifier::resume`] that keeps counting from `checked`: after stepping over rows
+    /// removed by retention.
+    pub fn resume_counted(seq: Seq, prev: Hash32, checked: u64) -> Verifier {
+        Verifier {
+            expected_seq: seq,
+            prev,
+            checked,
+        }
+    }
+
+    /// The seq the next row must have.
+    pub fn expected(&self) -> Seq {
+        self.expected_seq
+    }
+
     /// Checks the next row; `Err` names the first problem. After an error the verifier should
     /// not be fed further rows.
     pub fn check(&mut self, row: &ChainRow<'_>) -> Result<(), Break> {

@@ -156,6 +156,17 @@ pub fn trusted(log: &Path, key: &Path, required: bool) -> Result<Vec<Checkpoint>
     Ok(checkpoints)
 }
 
+/// The data directory's signing key, which [`Signer::open`] created: retention signs its
+/// records with it too.
+///
+/// # Errors
+/// The key file is missing or unreadable.
+pub fn signing_key(data_dir: &Path) -> Result<SigningKey, CheckpointError> {
+    Ok(SigningKey::from_bytes(&read_hex32(
+        &data_dir.join(KEY_FILE),
+    )?))
+}
+
 /// Signs heads into the log of one data directory.
 pub struct Signer {
     key: SigningKey,

@@ -331,6 +331,56 @@ impl Indexer {
     }
 }
 
+/// Takes events out of the index, and puts back the ones given (erased events keep their
+/// non-personal text searchable). FTS5's `secure-delete` removes their terms from the
+/// index pages at once rather than leaving them until a merge, and SQLite's `secure_delete`
+/// zeroes what is freed; the emptied WAL then holds no copy either. The indexer may be
+/// writing at the same time: this waits for the file's write lock.
+///
+/// # Errors
+/// Database errors.
+pub fn rewrite(search: &Path, remove: &[u64], put_back: &[StoredEvent]) -> Result<(), StoreError> {
+    let conn = open_writer(search)?;
+    conn.pragma_update(None, "secure_delete", "ON")?;
+    conn.execute(
+        "INSERT INTO events_fts (events_fts, rank) VALUES ('secure-delete', 1)",
+        [],
+    )?;
+    for chunk in remove.chunks(CHUNK) {
+        let tx =
+            rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate)?;
+        {
+            let mut delete = tx.prepare_cached("DELETE FROM events_fts WHERE rowid = ?1")?;
+            for &seq in chunk {
+                delete.execute([seq as i64])?;
+            }
+        }
+        tx.commit()?;
+    }
+    for chunk in put_back.chunks(CHUNK) {
+        let tx =
+            rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate)?;
+        {
+            let mut insert = tx.prepare_cached(INSERT_FTS)?;
+            for stored in chunk {
+                let [description, action, user, entity, metadata] =
+                    crate::search::text_columns(&stored.event);
+                insert.execute(params![
+                    stored.seq.0,
+                    description,
+                    action,
+                    user,
+                    entity,
+                    metadata
+                ])?;
+            }
+        }
+        tx.commit()?;
+    }
+    super::truncate_wal(&conn)?;
+    Ok(())
+}
+
 /// The index file for the data directory.
 pub fn search_path(data_dir: &Path) -> PathBuf {
     data_dir.join(SEARCH_FILE)

@@ -507,7 +507,7 @@ impl Scorer {
                 let ts: i64 = row.get(0)?;
                 let user: String = row.get(1)?;
                 let ip: Option<String> = row.get(2)?;
-                if user != SYSTEM_ACTOR {
+                if user != SYSTEM_ACTOR && user != super::append::ERASED_SUBJECT {
                     remember(&mut self.users, &user, ts);
                 }
                 if let Some(ip) = ip.filter(|ip| !ip.trim().is_empty()) {
@@ -541,10 +541,14 @@ impl Scorer {
                 )
             })?;
         let mut stmt = conn.prepare(
-            "SELECT ts, user_id, country FROM events WHERE seq > ?1 AND user_id != ?2
-             ORDER BY seq",
+            "SELECT ts, user_id, country FROM events
+             WHERE seq > ?1 AND user_id != ?2 AND user_id != ?3 ORDER BY seq",
         )?;
-        let mut rows = stmt.query(params![through as i64, SYSTEM_ACTOR])?;
+        let mut rows = stmt.query(params![
+            through as i64,
+            SYSTEM_ACTOR,
+            super::append::ERASED_SUBJECT
+        ])?;
         while let Some(row) = rows.next()? {
             let ts: i64 = row.get(0)?;
             let user: String = row.get(1)?;
@@ -704,6 +708,17 @@ impl Scorer {
         .execute(params![THROUGH_KEY, head.to_string()])?;
         self.unflushed = 0;
         Ok(())
+    }
+
+    /// Forgets an erased subject: its profile and its recent failures, and those of the
+    /// addresses it used.
+    pub fn forget(&mut self, user: &str, ips: &std::collections::BTreeSet<String>) {
+        self.profiles.remove(user);
+        self.dirty.remove(user);
+        self.users.remove(user);
+        for ip in ips {
+            self.ips.remove(ip);
+        }
     }
 
     /// Forgets everything after a failed commit: the next batch rebuilds from what is stored.

@@ -208,6 +208,69 @@ pub fn rebuild(tx: &Transaction<'_>) -> Result<(), StoreError> {
     rebuild_hour_totals(tx)
 }
 
+/// Recomputes every rollup of the hours from `from_ms` to `to_ms` (event time, both
+/// inclusive) from the events still stored in them, inside the caller's transaction: after
+/// retention removed events from those hours.
+///
+/// # Errors
+/// Database errors.
+pub fn rebuild_span(tx: &Transaction<'_>, from_ms: i64, to_ms: i64) -> Result<(), StoreError> {
+    let first_hour = from_ms.div_euclid(HOUR_MS);
+    let end_hour = to_ms.div_euclid(HOUR_MS) + 1;
+    let (lo, hi) = (first_hour * HOUR_MS, end_hour * HOUR_MS);
+    let (first_minute, end_minute) = (first_hour * 60, end_hour * 60);
+    tx.execute(
+        "DELETE FROM rollup_minute WHERE minute >= ?1 AND minute < ?2",
+        params![first_minute, end_minute],
+    )?;
+    for table in ["rollup_hour_total", "rollup_hour", "rollup_user_hour"] {
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE hour >= ?1 AND hour < ?2"),
+            params![first_hour, end_hour],
+        )?;
+    }
+    tx.execute(
+        "INSERT INTO rollup_minute (minute, n, denied, failed, errors, critical)
+             SELECT ts / 60000 - (ts % 60000 < 0), COUNT(*),
+                    SUM(outcome = 'denied'), SUM(outcome = 'failure'),
+                    SUM(outcome = 'failure' OR level IN ('error', 'critical')),
+                    SUM(level = 'critical')
+             FROM events WHERE ts >= ?1 AND ts < ?2 GROUP BY 1",
+        params![lo, hi],
+    )?;
+    tx.execute(
+        "INSERT INTO rollup_hour_total (hour, n, denied, failed, errors, critical)
+             SELECT minute / 60 - (minute % 60 < 0), SUM(n), SUM(denied), SUM(failed),
+                    SUM(errors), SUM(critical)
+             FROM rollup_minute WHERE minute >= ?1 AND minute < ?2 GROUP BY 1",
+        params![first_minute, end_minute],
+    )?;
+    for (kind, column, filter) in [
+        ("level", "level", ""),
+        ("category", "category", ""),
+        ("outcome", "outcome", ""),
+        ("action", "action", ""),
+        ("denied", "action", "AND outcome = 'denied'"),
+    ] {
+        tx.execute(
+            &format!(
+                "INSERT INTO rollup_hour (kind, value, hour, n)
+                 SELECT '{kind}', {column}, ts / 3600000 - (ts % 3600000 < 0), COUNT(*)
+                 FROM events WHERE ts >= ?1 AND ts < ?2 {filter} GROUP BY 2, 3"
+            ),
+            params![lo, hi],
+        )?;
+    }
+    tx.execute(
+        "INSERT INTO rollup_user_hour (hour, user_id, n, denied, failed)
+             SELECT ts / 3600000 - (ts % 3600000 < 0), user_id, COUNT(*),
+                    SUM(outcome = 'denied'), SUM(outcome = 'failure')
+             FROM events WHERE ts >= ?1 AND ts < ?2 GROUP BY 1, 2",
+        params![lo, hi],
+    )?;
+    Ok(())
+}
+
 fn count(v: i64) -> u64 {
     v.max(0) as u64
 }

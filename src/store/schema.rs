@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 /// The schema version this build writes; a newer database is refused rather than misread.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -90,6 +90,12 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
 pub fn open_writer(path: &Path, durable: bool) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     configure(&conn)?;
+    // Takes effect only on a new file (before its first table): retention can then give
+    // freed pages back a few at a time. Older files are converted by their first pruning.
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+    // Deleted and moved content is overwritten with zeros, so an erased subject's values
+    // do not linger in free space within pages or on the free list.
+    conn.pragma_update(None, "secure_delete", "ON")?;
     let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         tracing::warn!(%mode, "SQLite refused WAL mode; commits will be slower");
@@ -106,6 +112,7 @@ pub fn open_writer(path: &Path, durable: bool) -> Result<Connection, StoreError>
     conn.execute_batch(SCHEMA)?;
     conn.execute_batch(super::rollup::SCHEMA)?;
     conn.execute_batch(super::risk::SCHEMA)?;
+    conn.execute_batch(super::retention::SCHEMA)?;
     let version: Option<String> = conn
         .query_row(
             "SELECT value FROM meta WHERE key = 'schema_version'",
@@ -143,7 +150,10 @@ pub fn open_writer(path: &Path, durable: bool) -> Result<Connection, StoreError>
             if v < 6 {
                 upgrade_to_6(&conn)?;
             }
-            upgrade_to_7(&conn)?;
+            if v < 7 {
+                upgrade_to_7(&conn)?;
+            }
+            set_version(&conn)?;
             tracing::info!(from = v, to = SCHEMA_VERSION, "database schema upgraded");
         }
         Some(_) => {}
@@ -227,10 +237,20 @@ fn upgrade_to_7(conn: &Connection) -> Result<(), StoreError> {
         [super::risk::THROUGH_KEY],
     )?;
     tx.execute(
+        "UPDATE meta SET value = '7' WHERE key = 'schema_version'",
+        [],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Schema 8 added the pruned ranges and their signed records (created above, empty), and
+/// overwrites deleted content; nothing to convert.
+fn set_version(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute(
         "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
         [SCHEMA_VERSION.to_string()],
     )?;
-    tx.commit()?;
     Ok(())
 }
 

@@ -4,8 +4,10 @@
 use super::chain::{Break, ChainRow, Fault, Verifier, GENESIS};
 use super::checkpoint::Checkpoint;
 use super::query::{event_from_row, EVENT_COLUMNS, EVENT_COLUMN_COUNT};
+use super::retention::{Ledger, Ranges};
 use super::StoreError;
 use crate::model::{EventSeal, Seq, StoredEvent};
+use ed25519_dalek::VerifyingKey;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -27,6 +29,8 @@ pub struct VerifyReport {
     pub first_break: Option<Break>,
     /// Signed checkpoints the chain was checked against.
     pub checkpoints: u64,
+    /// Events removed by signed retention runs that the walk stepped over.
+    pub pruned: u64,
     /// Why the checkpoint log could not be used (the report is then not ok).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint_error: Option<String>,
@@ -42,6 +46,7 @@ impl VerifyReport {
             head_hash: String::new(),
             first_break: None,
             checkpoints: 0,
+            pruned: 0,
             checkpoint_error: Some(error),
         }
     }
@@ -56,16 +61,19 @@ fn hash32(v: Vec<u8>, seq: u64, what: &str) -> Result<[u8; 32], StoreError> {
 
 /// Verifies every row of the database at `conn`, and that the chain passes through every
 /// checkpoint in `checkpoints` (already checked for their signatures) and does not end before
-/// the newest. Calls `progress` with the count so far every 10,000 rows.
+/// the newest. Gaps left by retention are stepped over only where a range signed by `key`
+/// covers them (see [`super::retention`]). Calls `progress` with the count so far every
+/// 10,000 rows.
 ///
 /// # Errors
 /// Database errors, or a row that cannot be read back at all.
 pub fn verify(
     conn: &Connection,
     checkpoints: &[Checkpoint],
+    key: Option<&VerifyingKey>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<VerifyReport, StoreError> {
-    verify_from(conn, Seq(0), GENESIS, checkpoints, progress)
+    verify_from(conn, Seq(0), GENESIS, checkpoints, key, progress)
 }
 
 /// [`verify`] of the rows after `after`, the seq of a row already verified whose hash is
@@ -79,6 +87,7 @@ pub fn verify_from(
     after: Seq,
     prev: [u8; 32],
     checkpoints: &[Checkpoint],
+    key: Option<&VerifyingKey>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<VerifyReport, StoreError> {
     let mut pending: Vec<&Checkpoint> = checkpoints.iter().collect();
@@ -86,6 +95,9 @@ pub fn verify_from(
     pending.sort_by_key(|c| std::cmp::Reverse(c.seq));
     let mut matched = 0;
     let tx = conn.unchecked_transaction()?;
+    let ledger = Ledger::load(&tx, key)?;
+    let mut ranges = Ranges::new(&tx)?;
+    let mut pruned = 0;
     let sql = format!(
         "SELECT {} FROM events WHERE seq > ?1 ORDER BY seq",
         sealed_columns()
@@ -105,6 +117,71 @@ pub fn verify_from(
             salts.insert(subject.clone(), salt);
         }
         let stored = &sealed.stored;
+        // A gap: stepped over range by range while signed ranges cover it exactly.
+        while stored.seq > verifier.expected() {
+            let Some(ranges) = ranges.as_mut() else { break };
+            let at = verifier.expected();
+            let Some(lr) = ranges.starting_at(at.0)? else {
+                break;
+            };
+            let r = &lr.range;
+            let fault = if !ledger.sanctions(lr.prune_id) {
+                Some(format!(
+                    "seqs {}..={} were removed, and their retention record does not verify{}",
+                    r.first_seq,
+                    r.last_seq,
+                    ledger
+                        .problem
+                        .as_deref()
+                        .map(|p| format!(": {p}"))
+                        .unwrap_or_default()
+                ))
+            } else if r.prev_hash != verifier.head_hash() || r.last_seq >= stored.seq.0 {
+                Some(format!(
+                    "the retention range {}..={} does not fit the chain around it",
+                    r.first_seq, r.last_seq
+                ))
+            } else {
+                None
+            };
+            if let Some(detail) = fault {
+                first_break = Some(Break {
+                    seq: at,
+                    fault: Fault::Deleted,
+                    detail,
+                });
+                break;
+            }
+            // A checkpoint at the range's last seq still pins its hash; others inside it
+            // are covered by the signed record.
+            while let Some(c) = pending.last().filter(|c| c.seq <= r.last_seq) {
+                if c.seq == r.last_seq && c.hash != hex::encode(r.last_hash) {
+                    first_break = Some(Break {
+                        seq: Seq(c.seq),
+                        fault: Fault::Edited,
+                        detail: format!(
+                            "the retention range ending here differs from the checkpoint \
+                             signed at {}",
+                            c.signed_at
+                        ),
+                    });
+                    break;
+                }
+                if c.seq >= r.first_seq {
+                    matched += 1;
+                }
+                pending.pop();
+            }
+            if first_break.is_some() {
+                break;
+            }
+            pruned += r.last_seq - r.first_seq + 1;
+            verifier =
+                Verifier::resume_counted(Seq(r.last_seq + 1), r.last_hash, verifier.checked());
+        }
+        if first_break.is_some() {
+            break;
+        }
         let row = sealed.chain_row(salts.get(subject).and_then(|s| s.as_deref()));
         if let Err(b) = verifier.check(&row) {
             first_break = Some(b);
@@ -163,6 +240,7 @@ pub fn verify_from(
         head_hash: hex::encode(verifier.head_hash()),
         first_break,
         checkpoints: matched,
+        pruned,
         checkpoint_error: None,
     })
 }
@@ -239,9 +317,15 @@ pub fn verify_one(conn: &Connection, seq: Seq) -> Result<Option<EventSeal>, Stor
             .prepare_cached("SELECT hash FROM events WHERE seq = ?1")?
             .query_row([seq.0 - 1], |r| r.get(0))
             .optional()?;
-        match hash {
-            Some(h) => hash32(h, seq.0 - 1, "hash")?,
-            None => {
+        // Removed by retention: its signed range holds its hash.
+        let pruned = match hash {
+            Some(_) => None,
+            None => super::retention::range_ending_at(conn, seq.0 - 1)?,
+        };
+        match (hash, pruned) {
+            (Some(h), _) => hash32(h, seq.0 - 1, "hash")?,
+            (None, Some(h)) => h,
+            (None, None) => {
                 return Ok(Some(EventSeal {
                     seq,
                     hash: hex::encode(sealed.hash),
@@ -267,13 +351,15 @@ pub fn verify_one(conn: &Connection, seq: Seq) -> Result<Option<EventSeal>, Stor
 }
 
 /// Verifies the database file at `path` without a running server, opening it read-only,
-/// against `checkpoints`.
+/// against `checkpoints`, with retention records checked by `key` (default: the public key
+/// in the database's directory).
 ///
 /// # Errors
 /// The file cannot be opened, or a database error.
 pub fn verify_path(
     path: &Path,
     checkpoints: &[Checkpoint],
+    key: Option<&VerifyingKey>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<VerifyReport, StoreError> {
     if !path.exists() {
@@ -283,7 +369,16 @@ pub fn verify_path(
         )));
     }
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    verify(&conn, checkpoints, progress)
+    // Without a key given, the one beside the database checks the retention records.
+    let local = match key {
+        Some(_) => None,
+        None => path
+            .parent()
+            .map(|d| d.join(super::checkpoint::PUBLIC_KEY_FILE))
+            .filter(|p| p.exists())
+            .and_then(|p| super::checkpoint::read_public_key(&p).ok()),
+    };
+    verify(&conn, checkpoints, key.or(local.as_ref()), progress)
 }
 
 /// How many events the database file at `path` holds (its head seq), for a progress bar.

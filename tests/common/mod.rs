@@ -40,6 +40,7 @@ impl TestServer {
             anomalies: Default::default(),
             alerts: Default::default(),
             risk: Default::default(),
+            retention: Default::default(),
         };
         tweak(&mut config);
         let server = Server::bind(&config).await.unwrap();

@@ -1,0 +1,281 @@
+//! The lifecycle endpoints: retention on demand (`DELETE /api/v1/events/cleanup`) and daily,
+//! and the data subject's rights (`GET /api/v1/subjects/{id}/export`,
+//! `POST /api/v1/subjects/{id}/erase`). Each records itself in the chain (see
+//! [`crate::selfaudit`]); those records never name the subject, so they survive its erasure
+//! without holding its data.
+
+use super::{ApiError, AppState};
+use crate::model::{Category, Level, Outcome, StoredEvent, SYSTEM_ACTOR};
+use crate::selfaudit::{self, Acting, ActingFrom, Record};
+use crate::store::{RetentionPolicy, ERASED_SUBJECT};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::Utc;
+use serde::Serialize;
+use serde_json::{json, Map};
+use std::time::Duration;
+
+/// The longest period `?days=` accepts: a hundred years.
+const MAX_DAYS: u32 = 36_500;
+
+/// What a retention run did, as the cleanup endpoint answers.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CleanupReport {
+    pub success: bool,
+    /// Events removed.
+    pub deleted: u64,
+    /// Runs of consecutive seqs they formed, each kept as a signed range.
+    pub ranges: u64,
+    /// Signed retention records written.
+    pub records: u64,
+    /// Bytes given back to the file system.
+    pub freed_bytes: u64,
+    /// The policy applied.
+    pub policy: RetentionPolicy,
+    pub message: String,
+}
+
+/// Runs `policy` now and records the run.
+pub async fn run_retention(
+    state: &AppState,
+    policy: RetentionPolicy,
+    acting: &Acting,
+) -> Result<CleanupReport, ApiError> {
+    let pruned = state.store.prune(policy.clone(), Utc::now()).await;
+    let (outcome, level, description) = match &pruned {
+        Ok(p) => (
+            Outcome::Success,
+            Level::Info,
+            format!(
+                "retention removed {} expired events ({} bytes freed)",
+                p.events, p.freed_bytes
+            ),
+        ),
+        Err(e) => (
+            Outcome::Failure,
+            Level::Error,
+            format!("retention failed: {e}"),
+        ),
+    };
+    let mut metadata = Map::new();
+    metadata.insert("defaultDays".into(), json!(policy.days));
+    if let Ok(p) = &pruned {
+        metadata.insert("deleted".into(), json!(p.events));
+    }
+    selfaudit::record(
+        &state.store,
+        acting,
+        Record {
+            action: "events.cleanup",
+            category: Category::DataManagement,
+            outcome,
+            level,
+            description,
+            metadata,
+        },
+    )
+    .await;
+    let p = pruned?;
+    Ok(CleanupReport {
+        success: true,
+        deleted: p.events,
+        ranges: p.ranges,
+        records: p.records,
+        freed_bytes: p.freed_bytes,
+        message: format!(
+            "Deleted {} events older than their retention period; the chain still verifies \
+             through {} signed ranges",
+            p.events, p.ranges
+        ),
+        policy,
+    })
+}
+
+/// `DELETE /api/v1/events/cleanup[?days=N]`: applies the retention policy now; `days`
+/// replaces its default period for this run (level and category periods still apply).
+pub(super) async fn cleanup(
+    State(state): State<AppState>,
+    ActingFrom(acting): ActingFrom,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<CleanupReport>, ApiError> {
+    let mut policy = state.retention.clone();
+    for pair in raw
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "days" => {
+                policy.days = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|d| (1..=MAX_DAYS).contains(d))
+                    .ok_or_else(|| ApiError::Param {
+                        field: "days".into(),
+                        message: format!("must be a whole number of days from 1 to {MAX_DAYS}"),
+                    })?;
+            }
+            other => {
+                return Err(ApiError::Param {
+                    field: other.into(),
+                    message: "unknown parameter; the only one is days".into(),
+                })
+            }
+        }
+    }
+    Ok(Json(run_retention(&state, policy, &acting).await?))
+}
+
+/// The subject in a path, refused when it is not a data subject at all.
+fn subject_of(id: &str) -> Result<&str, ApiError> {
+    let id = id.trim();
+    if id.is_empty() || id == SYSTEM_ACTOR || id == ERASED_SUBJECT {
+        return Err(ApiError::Param {
+            field: "userId".into(),
+            message: format!("{id:?} is not a data subject"),
+        });
+    }
+    Ok(id)
+}
+
+/// `GET /api/v1/subjects/{userId}/export`: every event concerning the user, as the actor or
+/// as the entity acted on, as one JSON document to download.
+pub(super) async fn export_subject(
+    State(state): State<AppState>,
+    ActingFrom(acting): ActingFrom,
+    Path(user_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let subject = subject_of(&user_id)?;
+    let events: Vec<StoredEvent> = state.store.subject_events(subject).await?;
+    let exported_at = Utc::now();
+    let body = json!({
+        "subject": subject,
+        "exportedAt": exported_at,
+        "count": events.len(),
+        "events": events,
+    });
+    let mut metadata = Map::new();
+    metadata.insert("events".into(), json!(events.len()));
+    selfaudit::record(
+        &state.store,
+        &acting,
+        Record {
+            action: "subject.export",
+            category: Category::DataManagement,
+            outcome: Outcome::Success,
+            level: Level::Info,
+            description: format!("exported a data subject's {} events", events.len()),
+            metadata,
+        },
+    )
+    .await;
+    let mut response = Json(body).into_response();
+    let name = format!(
+        "attachment; filename=\"trailwatch-subject-{}.json\"",
+        exported_at.format("%Y%m%dT%H%M%SZ")
+    );
+    if let Ok(v) = HeaderValue::from_str(&name) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}
+
+/// `POST /api/v1/subjects/{userId}/erase`: crypto-shreds the user (see
+/// [`crate::store::Store::erase`]) and removes it from the alert log.
+pub(super) async fn erase_subject(
+    State(state): State<AppState>,
+    ActingFrom(acting): ActingFrom,
+    Path(user_id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let subject = subject_of(&user_id)?.to_string();
+    // The names it went by, for the alert messages that quote them.
+    let mut names: Vec<String> = state
+        .store
+        .subject_events(&subject)
+        .await?
+        .into_iter()
+        .filter(|e| e.event.user.id == subject)
+        .filter_map(|e| e.event.user.username)
+        .collect();
+    names.sort();
+    names.dedup();
+    names.push(subject.clone());
+    let erased = state.store.erase(&subject).await;
+    let alerts = match &erased {
+        Ok(_) => state
+            .alerts
+            .erase_subject(&subject, names)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "could not erase the subject from the alert log");
+                ApiError::Internal
+            }),
+        Err(_) => Ok(0),
+    };
+    let (outcome, level, description) = match (&erased, &alerts) {
+        (Ok(n), Ok(a)) => (
+            Outcome::Success,
+            Level::Warning,
+            format!("erased a data subject's personal fields from {n} events and {a} alerts"),
+        ),
+        _ => (
+            Outcome::Failure,
+            Level::Error,
+            "erasing a data subject failed part way; erasing again finishes it".into(),
+        ),
+    };
+    let mut metadata = Map::new();
+    if let Ok(n) = &erased {
+        metadata.insert("events".into(), json!(n));
+    }
+    selfaudit::record(
+        &state.store,
+        &acting,
+        Record {
+            action: "subject.erase",
+            category: Category::DataManagement,
+            outcome,
+            level,
+            description,
+            metadata,
+        },
+    )
+    .await;
+    let n = erased?;
+    let a = alerts?;
+    Ok(Json(json!({
+        "success": true,
+        "erased": n,
+        "alerts": a,
+        "message": format!(
+            "The subject's personal fields were removed from {n} events and {a} alerts; \
+             its salt is deleted, and the chain still verifies"
+        ),
+    })))
+}
+
+/// Runs the retention policy once a day (first ten minutes after the start, when the start
+/// is over), as the system.
+pub fn spawn_daily(state: AppState) {
+    if !state.retention.enabled {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut next = tokio::time::Instant::now() + Duration::from_secs(600);
+        loop {
+            tokio::time::sleep_until(next).await;
+            next += Duration::from_secs(24 * 3600);
+            let policy = state.retention.clone();
+            if let Err(e) = run_retention(&state, policy, &Acting::system()).await {
+                tracing::error!(error = ?e, "the daily retention run failed");
+            }
+        }
+    });
+}

@@ -1,0 +1,583 @@
+//! Retention: which events have outlived their policy, how the writer removes them without
+//! breaking the chain, and how verification tells a sanctioned removal from a deletion.
+//!
+//! Expired events are rarely a prefix of the chain (critical and security events are kept far
+//! longer than the rest), so removing them leaves runs of missing seqs anywhere. For each run
+//! the writer keeps a *pruned range*: its first and last seq, the hash before it (the
+//! `prev_hash` of its first row) and the hash of its last row. Each pruning transaction signs
+//! its ranges (SHA-256 over them, Ed25519 with the checkpoint key) into a *prune record*.
+//! Verification steps over a gap only when a range covers it exactly, links to the rows on
+//! both sides, and belongs to a record whose signature and digest hold; anything else is a
+//! deletion. A range that starts at seq 1 is the signed anchor the chain then starts from.
+//! The newest event is never removed, so the head, and with it the next seq, survive.
+
+use super::chain::Hash32;
+use super::StoreError;
+use crate::model::{Category, Level};
+use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+
+/// The ranges and their signed records; part of the schema (8).
+pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS prunes (
+    id        INTEGER PRIMARY KEY,
+    signed_at TEXT    NOT NULL,
+    ranges    INTEGER NOT NULL,
+    events    INTEGER NOT NULL,
+    digest    BLOB    NOT NULL,
+    signature BLOB    NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pruned_ranges (
+    first_seq INTEGER PRIMARY KEY,
+    last_seq  INTEGER NOT NULL,
+    prev_hash BLOB    NOT NULL,
+    last_hash BLOB    NOT NULL,
+    prune_id  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS pruned_ranges_prune ON pruned_ranges (prune_id, first_seq);
+";
+
+/// Seven years, in days: how long seed 002 kept critical events.
+const SEVEN_YEARS: u32 = 7 * 365 + 2;
+
+/// The most events removed in one transaction: appends wait between transactions, not
+/// behind the whole run.
+pub const CHUNK: usize = 20_000;
+
+/// `[retention]`: how long events are kept, by level and category. An event is kept for the
+/// longest period that applies to it: its level's, its category's, or the default.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionPolicy {
+    /// Whether the daily job runs (`DELETE /api/v1/events/cleanup` works either way).
+    pub enabled: bool,
+    /// Days an event is kept when no level or category rule applies.
+    pub days: u32,
+    /// Days by level name, for example `critical = 2557`.
+    pub levels: BTreeMap<String, u32>,
+    /// Days by category name, for example `security = 2557`.
+    pub categories: BTreeMap<String, u32>,
+}
+
+impl Default for RetentionPolicy {
+    fn default() -> Self {
+        RetentionPolicy {
+            enabled: true,
+            days: 365,
+            levels: BTreeMap::from([("critical".to_string(), SEVEN_YEARS)]),
+            categories: BTreeMap::from([("security".to_string(), SEVEN_YEARS)]),
+        }
+    }
+}
+
+impl RetentionPolicy {
+    /// Checks names and periods; the message names the offending key.
+    ///
+    /// # Errors
+    /// An unknown level or category, or a period of 0 days.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.days == 0 {
+            return Err("retention.days must be at least 1".into());
+        }
+        for (name, days) in &self.levels {
+            if Level::parse(name).is_none() {
+                return Err(format!("retention.levels.{name}: unknown level"));
+            }
+            if *days == 0 {
+                return Err(format!("retention.levels.{name} must be at least 1 day"));
+            }
+        }
+        for (name, days) in &self.categories {
+            if Category::parse(name).is_none() {
+                return Err(format!("retention.categories.{name}: unknown category"));
+            }
+            if *days == 0 {
+                return Err(format!(
+                    "retention.categories.{name} must be at least 1 day"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Days an event of this level and category is kept.
+    pub fn days_for(&self, level: &str, category: &str) -> u32 {
+        let level = self.levels.get(level).copied().unwrap_or(0);
+        let category = self.categories.get(category).copied().unwrap_or(0);
+        level.max(category).max(self.days)
+    }
+
+    /// The shortest period of any event: nothing newer than this can have expired.
+    fn shortest_days(&self) -> u32 {
+        self.days
+    }
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// One run of consecutive removed seqs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrunedRange {
+    pub first_seq: u64,
+    pub last_seq: u64,
+    /// The hash of the row before `first_seq` ([`super::chain::GENESIS`] when it is 1).
+    pub prev_hash: Hash32,
+    /// The hash of the row at `last_seq`: the next row's `prev_hash`.
+    pub last_hash: Hash32,
+}
+
+/// SHA-256 over a record's ranges, in seq order.
+fn digest(ranges: &[PrunedRange]) -> Hash32 {
+    let mut h = Sha256::new();
+    h.update(b"trailwatch-pruned-ranges-v1");
+    for r in ranges {
+        h.update(r.first_seq.to_be_bytes());
+        h.update(r.last_seq.to_be_bytes());
+        h.update(r.prev_hash);
+        h.update(r.last_hash);
+    }
+    h.finalize().into()
+}
+
+/// The bytes a prune record's signature covers: versioned, like checkpoints.
+fn message(id: i64, ranges: u64, events: u64, digest: &Hash32, signed_at: &str) -> Vec<u8> {
+    format!(
+        "trailwatch prune v1\nid {id}\nranges {ranges}\nevents {events}\ndigest {}\nsigned_at {signed_at}\n",
+        hex::encode(digest)
+    )
+    .into_bytes()
+}
+
+/// What one pruning transaction removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Chunk {
+    /// Events removed.
+    pub events: u64,
+    /// Ranges recorded.
+    pub ranges: u64,
+    /// Event time of the oldest and newest removed event, ms.
+    pub span: Option<(i64, i64)>,
+    /// The seqs removed, for the search index.
+    pub seqs: Vec<u64>,
+    /// Whether more expired events wait for another transaction.
+    pub more: bool,
+}
+
+/// Removes up to [`CHUNK`] expired events inside `tx`: records their ranges under a new
+/// signed record, takes them out of the counters, recomputes the rollups of the hours they
+/// were in, and deletes them. `head` is never removed.
+///
+/// # Errors
+/// Database errors; nothing is removed then.
+pub fn prune_chunk(
+    tx: &Transaction<'_>,
+    key: &SigningKey,
+    policy: &RetentionPolicy,
+    now_ms: i64,
+    head: u64,
+) -> Result<Chunk, StoreError> {
+    // Candidates come off the time index: nothing newer than the shortest period qualifies.
+    let horizon = now_ms.saturating_sub(i64::from(policy.shortest_days()) * DAY_MS);
+    let mut doomed: Vec<(u64, i64)> = Vec::new();
+    let mut more = false;
+    {
+        let mut stmt = tx.prepare(
+            "SELECT seq, ts, level, category FROM events WHERE ts < ?1 AND seq < ?2
+             ORDER BY ts",
+        )?;
+        let mut rows = stmt.query(params![horizon, head as i64])?;
+        while let Some(row) = rows.next()? {
+            let seq: u64 = row.get(0)?;
+            let ts: i64 = row.get(1)?;
+            let level: String = row.get(2)?;
+            let category: String = row.get(3)?;
+            let days = policy.days_for(&level, &category);
+            if ts < now_ms.saturating_sub(i64::from(days) * DAY_MS) {
+                if doomed.len() == CHUNK {
+                    more = true;
+                    break;
+                }
+                doomed.push((seq, ts));
+            }
+        }
+    }
+    if doomed.is_empty() {
+        return Ok(Chunk::default());
+    }
+    doomed.sort_unstable_by_key(|&(seq, _)| seq);
+    let span = doomed
+        .iter()
+        .fold((i64::MAX, i64::MIN), |(lo, hi), &(_, ts)| {
+            (lo.min(ts), hi.max(ts))
+        });
+    let seqs: Vec<u64> = doomed.iter().map(|&(s, _)| s).collect();
+
+    // Runs of consecutive seqs; a run may continue a range an earlier record covers, which
+    // stays as it was signed.
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for &s in &seqs {
+        match runs.last_mut() {
+            Some((_, last)) if *last + 1 == s => *last = s,
+            _ => runs.push((s, s)),
+        }
+    }
+    let mut ranges = Vec::with_capacity(runs.len());
+    {
+        let mut prev = tx.prepare_cached("SELECT prev_hash FROM events WHERE seq = ?1")?;
+        let mut hash = tx.prepare_cached("SELECT hash FROM events WHERE seq = ?1")?;
+        for &(first, last) in &runs {
+            let p: Vec<u8> = prev.query_row([first as i64], |r| r.get(0))?;
+            let h: Vec<u8> = hash.query_row([last as i64], |r| r.get(0))?;
+            ranges.push(PrunedRange {
+                first_seq: first,
+                last_seq: last,
+                prev_hash: to32(p, first)?,
+                last_hash: to32(h, last)?,
+            });
+        }
+    }
+
+    // The record first, so its id is known; its signature covers the ranges' digest.
+    let signed_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let d = digest(&ranges);
+    tx.execute(
+        "INSERT INTO prunes (signed_at, ranges, events, digest, signature)
+         VALUES (?1, ?2, ?3, ?4, x'')",
+        params![
+            signed_at,
+            ranges.len() as i64,
+            seqs.len() as i64,
+            d.to_vec()
+        ],
+    )?;
+    let id = tx.last_insert_rowid();
+    let signature = key.sign(&message(
+        id,
+        ranges.len() as u64,
+        seqs.len() as u64,
+        &d,
+        &signed_at,
+    ));
+    tx.execute(
+        "UPDATE prunes SET signature = ?1 WHERE id = ?2",
+        params![signature.to_bytes().to_vec(), id],
+    )?;
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO pruned_ranges (first_seq, last_seq, prev_hash, last_hash, prune_id)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for r in &ranges {
+            insert.execute(params![
+                r.first_seq as i64,
+                r.last_seq as i64,
+                r.prev_hash.to_vec(),
+                r.last_hash.to_vec(),
+                id
+            ])?;
+        }
+    }
+
+    // The doomed seqs go into a temporary table, so counters and deletes are set operations.
+    tx.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS doomed (seq INTEGER PRIMARY KEY);
+         DELETE FROM temp.doomed;",
+    )?;
+    {
+        let mut insert = tx.prepare_cached("INSERT INTO temp.doomed (seq) VALUES (?1)")?;
+        for &s in &seqs {
+            insert.execute([s as i64])?;
+        }
+    }
+    tx.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS doomed_counts (name TEXT PRIMARY KEY, n INTEGER);
+         DELETE FROM temp.doomed_counts;
+         INSERT INTO temp.doomed_counts (name, n)
+             SELECT 'total', COUNT(*) FROM events WHERE seq IN (SELECT seq FROM temp.doomed);
+         INSERT INTO temp.doomed_counts (name, n)
+             SELECT 'outcome:' || outcome, COUNT(*) FROM events
+             WHERE seq IN (SELECT seq FROM temp.doomed) GROUP BY outcome;
+         INSERT INTO temp.doomed_counts (name, n)
+             SELECT 'level:' || level, COUNT(*) FROM events
+             WHERE seq IN (SELECT seq FROM temp.doomed) GROUP BY level;
+         INSERT INTO temp.doomed_counts (name, n)
+             SELECT 'category:' || category, COUNT(*) FROM events
+             WHERE seq IN (SELECT seq FROM temp.doomed) GROUP BY category;
+         INSERT INTO temp.doomed_counts (name, n)
+             SELECT 'action:' || action, COUNT(*) FROM events
+             WHERE seq IN (SELECT seq FROM temp.doomed) GROUP BY action;
+         UPDATE counters SET value = value - d.n FROM temp.doomed_counts AS d
+             WHERE counters.name = d.name;
+         DELETE FROM counters WHERE value <= 0 AND name != 'total';
+         DELETE FROM events WHERE seq IN (SELECT seq FROM temp.doomed);
+         DELETE FROM temp.doomed;
+         DELETE FROM temp.doomed_counts;",
+    )?;
+    super::rollup::rebuild_span(tx, span.0, span.1)?;
+    Ok(Chunk {
+        events: seqs.len() as u64,
+        ranges: ranges.len() as u64,
+        span: Some(span),
+        seqs,
+        more,
+    })
+}
+
+fn to32(v: Vec<u8>, seq: u64) -> Result<Hash32, StoreError> {
+    v.try_into().map_err(|_| StoreError::Corrupt {
+        seq,
+        detail: "stored hash is not 32 bytes".into(),
+    })
+}
+
+/// Gives the pages freed by removals back to the file system. A database created before
+/// schema 8 has no free-page map: it is rebuilt once (`VACUUM`) and is incremental after.
+///
+/// # Errors
+/// Database errors.
+pub fn release_free_pages(conn: &Connection) -> Result<u64, StoreError> {
+    let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+    if free == 0 {
+        return Ok(0);
+    }
+    let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
+    if mode == 2 {
+        conn.execute_batch("PRAGMA incremental_vacuum")?;
+    } else {
+        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM;")?;
+    }
+    Ok((free * page_size) as u64)
+}
+
+/// A signed record as verification sees it: whether its signature and digest held.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    /// Record ids whose signature and digest verified.
+    valid: HashMap<i64, bool>,
+    /// Why the first record failed, if one did.
+    pub problem: Option<String>,
+}
+
+impl Ledger {
+    /// Checks every prune record of the database: its signature under `key` and the digest
+    /// of its ranges. Streams the ranges in one pass.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn load(conn: &Connection, key: Option<&VerifyingKey>) -> Result<Ledger, StoreError> {
+        let mut ledger = Ledger::default();
+        if !super::schema::table_exists(conn, "prunes")? {
+            return Ok(ledger);
+        }
+        let mut records = conn.prepare(
+            "SELECT id, signed_at, ranges, events, digest, signature FROM prunes ORDER BY id",
+        )?;
+        let mut ranges = conn.prepare(
+            "SELECT first_seq, last_seq, prev_hash, last_hash FROM pruned_ranges
+             WHERE prune_id = ?1 ORDER BY first_seq",
+        )?;
+        let mut rows = records.query([])?;
+        while let Some(row) = rows.next()? {
+            let id: i64 = row.get(0)?;
+            let signed_at: String = row.get(1)?;
+            let count: i64 = row.get(2)?;
+            let events: i64 = row.get(3)?;
+            let stored_digest: Vec<u8> = row.get(4)?;
+            let signature: Vec<u8> = row.get(5)?;
+            let mut h = Sha256::new();
+            h.update(b"trailwatch-pruned-ranges-v1");
+            let (mut n, mut covered) = (0i64, 0i64);
+            let mut rs = ranges.query([id])?;
+            while let Some(r) = rs.next()? {
+                let first: i64 = r.get(0)?;
+                let last: i64 = r.get(1)?;
+                let prev: Vec<u8> = r.get(2)?;
+                let hash: Vec<u8> = r.get(3)?;
+                h.update((first as u64).to_be_bytes());
+                h.update((last as u64).to_be_bytes());
+                h.update(&prev);
+                h.update(&hash);
+                n += 1;
+                covered += last - first + 1;
+            }
+            let computed: Hash32 = h.finalize().into();
+            let signed = match (key, <[u8; 32]>::try_from(stored_digest.as_slice())) {
+                (Some(key), Ok(d)) => Signature::from_slice(&signature).is_ok_and(|s| {
+                    key.verify(
+                        &message(id, count as u64, events as u64, &d, &signed_at),
+                        &s,
+                    )
+                    .is_ok()
+                }),
+                _ => false,
+            };
+            let ok = signed
+                && computed.as_slice() == stored_digest.as_slice()
+                && n == count
+                && covered == events;
+            if !ok && ledger.problem.is_none() {
+                ledger.problem = Some(match (key, signed) {
+                    (None, _) => format!(
+                        "retention run {id} ({signed_at}) cannot be checked without the public key"
+                    ),
+                    (Some(_), false) => {
+                        format!("retention run {id} ({signed_at}) is not signed by this public key")
+                    }
+                    (Some(_), true) => format!(
+                        "the ranges of retention run {id} ({signed_at}) differ from what was signed"
+                    ),
+                });
+            }
+            ledger.valid.insert(id, ok);
+        }
+        Ok(ledger)
+    }
+
+    /// Whether the record `id` exists and verified.
+    pub fn sanctions(&self, id: i64) -> bool {
+        self.valid.get(&id).copied().unwrap_or(false)
+    }
+}
+
+/// The pruned ranges after a seq, in seq order, read as verification walks the events.
+pub struct Ranges<'c> {
+    stmt: rusqlite::Statement<'c>,
+}
+
+/// A range with the record it belongs to.
+pub struct LedgerRange {
+    pub range: PrunedRange,
+    pub prune_id: i64,
+}
+
+impl<'c> Ranges<'c> {
+    /// Prepares the reader; `None` on a database without the table.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn new(conn: &'c Connection) -> Result<Option<Ranges<'c>>, StoreError> {
+        if !super::schema::table_exists(conn, "pruned_ranges")? {
+            return Ok(None);
+        }
+        Ok(Some(Ranges {
+            stmt: conn.prepare(
+                "SELECT first_seq, last_seq, prev_hash, last_hash, prune_id FROM pruned_ranges
+                 WHERE first_seq = ?1",
+            )?,
+        }))
+    }
+
+    /// The range that starts exactly at `seq`, if any.
+    ///
+    /// # Errors
+    /// Database errors, or a stored hash of the wrong size.
+    pub fn starting_at(&mut self, seq: u64) -> Result<Option<LedgerRange>, StoreError> {
+        let row: Option<(i64, Vec<u8>, Vec<u8>, i64)> = self
+            .stmt
+            .query_row([seq as i64], |r| {
+                Ok((r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .optional()?;
+        let Some((last, prev, hash, prune_id)) = row else {
+            return Ok(None);
+        };
+        Ok(Some(LedgerRange {
+            range: PrunedRange {
+                first_seq: seq,
+                last_seq: last.max(0) as u64,
+                prev_hash: to32(prev, seq)?,
+                last_hash: to32(hash, seq)?,
+            },
+            prune_id,
+        }))
+    }
+}
+
+/// The range that ends exactly at `seq`, for checking one row's link on its own.
+///
+/// # Errors
+/// Database errors.
+pub fn range_ending_at(conn: &Connection, seq: u64) -> Result<Option<Hash32>, StoreError> {
+    if !super::schema::table_exists(conn, "pruned_ranges")? {
+        return Ok(None);
+    }
+    let hash: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT last_hash FROM pruned_ranges WHERE last_seq = ?1")?
+        .query_row([seq as i64], |r| r.get(0))
+        .optional()?;
+    hash.map(|h| to32(h, seq)).transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_longest_applicable_period_wins() {
+        let p = RetentionPolicy::default();
+        assert_eq!(p.days_for("info", "api"), 365);
+        assert_eq!(p.days_for("critical", "api"), SEVEN_YEARS);
+        assert_eq!(p.days_for("info", "security"), SEVEN_YEARS);
+        let short = RetentionPolicy {
+            days: 30,
+            levels: BTreeMap::from([("debug".into(), 7)]),
+            ..RetentionPolicy::default()
+        };
+        // A level rule shorter than the default does not shorten it.
+        assert_eq!(short.days_for("debug", "api"), 30);
+    }
+
+    #[test]
+    fn unknown_names_and_zero_periods_are_named() {
+        let mut p = RetentionPolicy::default();
+        p.levels.insert("loud".into(), 3);
+        assert_eq!(
+            p.validate().unwrap_err(),
+            "retention.levels.loud: unknown level"
+        );
+        let mut p = RetentionPolicy::default();
+        p.categories.insert("security".into(), 0);
+        assert!(p.validate().unwrap_err().contains("categories.security"));
+        let p = RetentionPolicy {
+            days: 0,
+            ..RetentionPolicy::default()
+        };
+        assert!(p.validate().unwrap_err().contains("retention.days"));
+    }
+
+    #[test]
+    fn the_digest_covers_every_field_of_every_range() {
+        let r = PrunedRange {
+            first_seq: 1,
+            last_seq: 5,
+            prev_hash: [0; 32],
+            last_hash: [9; 32],
+        };
+        let base = digest(std::slice::from_ref(&r));
+        for changed in [
+            PrunedRange {
+                first_seq: 2,
+                ..r.clone()
+            },
+            PrunedRange {
+                last_seq: 6,
+                ..r.clone()
+            },
+            PrunedRange {
+                prev_hash: [1; 32],
+                ..r.clone()
+            },
+            PrunedRange {
+                last_hash: [8; 32],
+                ..r.clone()
+            },
+        ] {
+            assert_ne!(digest(&[changed]), base);
+        }
+        assert_ne!(digest(&[r.clone(), r]), base, "a repeated range is seen");
+    }
+}
