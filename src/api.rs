@@ -100,16 +100,7 @@ pub async fn acknowledge_alert(id: u64) -> Result<Option<crate::model::Alert>, A
         })?;
     if alert.is_some() {
         let acting = crate::selfaudit::acting_in_server_fn().await;
-        crate::selfaudit::note(
-            &state.store,
-            &acting,
-            "alert.acknowledge",
-            crate::model::Category::Security,
-            crate::model::Outcome::Success,
-            crate::model::Level::Info,
-            format!("acknowledged alert {id}"),
-        )
-        .await;
+        crate::selfaudit::acknowledged(&state.store, &acting, id).await;
     }
     Ok(alert)
 }

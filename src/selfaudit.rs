@@ -138,6 +138,20 @@ pub async fn note(
     .await;
 }
 
+/// Records that `acting` acknowledged alert `id` (from the REST route or the dashboard).
+pub async fn acknowledged(store: &Store, acting: &Acting, id: u64) {
+    note(
+        store,
+        acting,
+        "alert.acknowledge",
+        Category::Security,
+        Outcome::Success,
+        Level::Info,
+        format!("acknowledged alert {id}"),
+    )
+    .await;
+}
+
 /// The actor of a server function's request.
 pub async fn acting_in_server_fn() -> Acting {
     match leptos_axum::extract::<ActingFrom>().await {

@@ -6,7 +6,7 @@
 mod common;
 
 use chrono::{DateTime, Duration, Utc};
-use common::rollups::{recount, stored, Fields};
+use common::rollups::{recount_stored, stored};
 use common::{TestServer, TOKEN};
 use rusqlite::Connection;
 use serde_json::{json, Value};
@@ -56,36 +56,6 @@ fn seqs(dir: &Path) -> Vec<u64> {
         .unwrap()
         .map(Result::unwrap)
         .collect()
-}
-
-/// The rollups a recount of the stored events gives.
-fn recounted(dir: &Path) -> common::rollups::Rollups {
-    let conn = Connection::open(dir.join(DB_FILE)).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT ts, level, category, action, outcome, user_id FROM events")
-        .unwrap();
-    let rows: Vec<(i64, String, String, String, String, String)> = stmt
-        .query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ))
-        })
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    recount(rows.iter().map(|(ts, l, c, a, o, u)| Fields {
-        ts: *ts,
-        level: l,
-        category: c,
-        action: a,
-        outcome: o,
-        user: u,
-    }))
 }
 
 /// 40 events, interleaved: old routine ones (expired), old critical and old security ones
@@ -144,7 +114,10 @@ async fn retention_removes_what_expired_and_the_chain_still_verifies() {
         store.counters().await.unwrap().total,
         before - expired.len() as u64
     );
-    assert_eq!(stored(&dir.path().join(DB_FILE)), recounted(dir.path()));
+    assert_eq!(
+        stored(&dir.path().join(DB_FILE)),
+        recount_stored(&dir.path().join(DB_FILE))
+    );
 
     let report = verify(dir.path());
     assert!(report.ok, "{report:?}");

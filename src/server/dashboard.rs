@@ -204,16 +204,7 @@ pub(super) async fn acknowledge_alert(
         .await?
     {
         Some(alert) => {
-            crate::selfaudit::note(
-                &state.store,
-                &acting,
-                "alert.acknowledge",
-                crate::model::Category::Security,
-                crate::model::Outcome::Success,
-                crate::model::Level::Info,
-                format!("acknowledged alert {id}"),
-            )
-            .await;
+            crate::selfaudit::acknowledged(&state.store, &acting, id).await;
             Ok(Json(alert).into_response())
         }
         None => Err(ApiError::NotFound(format!("no alert {id}"))),

@@ -123,6 +123,23 @@ const INSERT_FTS: &str = "INSERT INTO events_fts
     (rowid, t_description, t_action, t_user, t_entity, t_metadata)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
+/// Adds one event's text to the index through a prepared [`INSERT_FTS`].
+fn insert_text(
+    insert: &mut rusqlite::CachedStatement<'_>,
+    stored: &StoredEvent,
+) -> rusqlite::Result<()> {
+    let [description, action, user, entity, metadata] = crate::search::text_columns(&stored.event);
+    insert.execute(params![
+        stored.seq.0,
+        description,
+        action,
+        user,
+        entity,
+        metadata
+    ])?;
+    Ok(())
+}
+
 /// Opens (creating if needed) the index file for writing. It is derived data, so commits are
 /// not fsynced (`synchronous=NORMAL` in WAL mode still never corrupts it); a crash may lose
 /// the last chunks, which are indexed again from the events.
@@ -238,16 +255,7 @@ fn index_chunk(
     {
         let mut insert = tx.prepare_cached(INSERT_FTS)?;
         for stored in &chunk {
-            let [description, action, user, entity, metadata] =
-                crate::search::text_columns(&stored.event);
-            insert.execute(params![
-                stored.seq.0,
-                description,
-                action,
-                user,
-                entity,
-                metadata
-            ])?;
+            insert_text(&mut insert, stored)?;
         }
         let mut set = tx.prepare_cached(
             "INSERT INTO meta (key, value) VALUES (?1, ?2)
@@ -363,16 +371,7 @@ pub fn rewrite(search: &Path, remove: &[u64], put_back: &[StoredEvent]) -> Resul
         {
             let mut insert = tx.prepare_cached(INSERT_FTS)?;
             for stored in chunk {
-                let [description, action, user, entity, metadata] =
-                    crate::search::text_columns(&stored.event);
-                insert.execute(params![
-                    stored.seq.0,
-                    description,
-                    action,
-                    user,
-                    entity,
-                    metadata
-                ])?;
+                insert_text(&mut insert, stored)?;
             }
         }
         tx.commit()?;
