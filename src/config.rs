@@ -38,6 +38,30 @@ pub enum Command {
     Emit(EmitArgs),
     /// Check the whole hash chain of a data directory, offline; exits 1 if it is broken.
     Verify(VerifyArgs),
+    /// Load JSONL or text log files into a running server, with a progress bar.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The files, loaded in the order given.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// jsonl or text [default: jsonl for .jsonl/.ndjson/.json files, text otherwise].
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Events per request [default: 5000].
+    #[arg(long, default_value_t = 5000)]
+    pub batch: usize,
+    /// Server URL [default: http://127.0.0.1:3000].
+    #[arg(long, env = "TRAILWATCH_URL")]
+    pub url: Option<String>,
+    /// API token [default: the admin token in the data directory].
+    #[arg(long, env = "TRAILWATCH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Data directory to read the admin token from when no token is given.
+    #[arg(long, env = "TRAILWATCH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -62,6 +86,13 @@ pub struct ServeArgs {
     /// [default: UTC].
     #[arg(long, env = "TRAILWATCH_TIME_ZONE")]
     pub time_zone: Option<String>,
+    /// Follow a log file: PATH, PATH:jsonl or PATH:text (without a suffix, .jsonl/.ndjson/
+    /// .json files are JSONL and others text). Repeatable; replaces the file's `tail` list.
+    #[arg(long = "tail", value_name = "PATH[:jsonl|text]")]
+    pub tail: Vec<String>,
+    /// Also write every stored event to a JSONL file per day in this directory.
+    #[arg(long, env = "TRAILWATCH_MIRROR_DIR", value_name = "DIR")]
+    pub mirror_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -146,6 +177,10 @@ pub struct FileConfig {
     /// How long events are kept (`[retention]`, `[retention.levels]`,
     /// `[retention.categories]`).
     pub retention: Option<RetentionPolicy>,
+    /// Log files to follow, as `--tail` takes them.
+    pub tail: Option<Vec<String>>,
+    /// The JSONL mirror's directory.
+    pub mirror_dir: Option<PathBuf>,
 }
 
 /// Why settings could not be loaded.
@@ -203,6 +238,9 @@ pub struct ServeConfig {
     pub alerts: AlertConfig,
     pub risk: RiskConfig,
     pub retention: RetentionPolicy,
+    /// Log files to follow (`PATH[:jsonl|text]`), checked when the server starts.
+    pub tails: Vec<String>,
+    pub mirror_dir: Option<PathBuf>,
 }
 
 impl ServeConfig {
@@ -237,6 +275,12 @@ impl ServeConfig {
             alerts: file.alerts.unwrap_or_default(),
             risk: file.risk.unwrap_or_default(),
             retention: file.retention.unwrap_or_default(),
+            tails: if args.tail.is_empty() {
+                file.tail.unwrap_or_default()
+            } else {
+                args.tail
+            },
+            mirror_dir: args.mirror_dir.or(file.mirror_dir),
         }
     }
 }
@@ -272,6 +316,36 @@ mod tests {
         // Tables given replace the defaults': security is no longer special.
         assert_eq!(r.days_for("info", "security"), 90);
         assert!(toml::from_str::<FileConfig>("[retention]\nday = 3").is_err());
+    }
+
+    #[test]
+    fn tails_come_from_flags_over_the_file() {
+        let file = || -> FileConfig {
+            toml::from_str("tail = [\"/var/log/a.log\", \"/var/log/b:jsonl\"]\nmirror_dir = \"/m\"")
+                .unwrap()
+        };
+        let cli = Cli::parse_from(["trailwatch", "serve"]);
+        let Command::Serve(args) = cli.command else {
+            panic!("expected serve")
+        };
+        let c = ServeConfig::resolve(args, file());
+        assert_eq!(c.tails, ["/var/log/a.log", "/var/log/b:jsonl"]);
+        assert_eq!(c.mirror_dir, Some(PathBuf::from("/m")));
+        let cli = Cli::parse_from([
+            "trailwatch",
+            "serve",
+            "--tail",
+            "x.jsonl",
+            "--tail",
+            "y:text",
+        ]);
+        let Command::Serve(args) = cli.command else {
+            panic!("expected serve")
+        };
+        assert_eq!(
+            ServeConfig::resolve(args, file()).tails,
+            ["x.jsonl", "y:text"]
+        );
     }
 
     #[test]

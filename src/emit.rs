@@ -20,6 +20,36 @@ pub enum EmitError {
     Refused { status: u16, body: String },
 }
 
+/// The server URL and token a client command uses: the flags (or their environment
+/// variables), then the settings file, then the local server and the admin token in the data
+/// directory.
+///
+/// # Errors
+/// No token was given and the data directory holds none.
+pub fn target(
+    url: Option<String>,
+    token: Option<String>,
+    data_dir: Option<PathBuf>,
+    file: FileConfig,
+) -> Result<(String, String), EmitError> {
+    let url = url
+        .or(file.url)
+        .unwrap_or_else(|| "http://127.0.0.1:3000".to_string());
+    let token = match token {
+        Some(t) => t,
+        None => {
+            let dir = data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+            let path = dir.join(ADMIN_TOKEN_FILE);
+            std::fs::read_to_string(&path)
+                .map(|t| t.trim().to_string())
+                .map_err(|_| EmitError::NoToken(path))?
+        }
+    };
+    Ok((url, token))
+}
+
 /// The JSON body `emit` sends for these arguments.
 pub fn event_body(args: &EmitArgs) -> Result<Value, EmitError> {
     let mut event = Map::new();
@@ -59,31 +89,40 @@ pub fn event_body(args: &EmitArgs) -> Result<Value, EmitError> {
 /// includes the server's explanation).
 pub async fn emit(args: EmitArgs, file: FileConfig) -> Result<IngestReceipt, EmitError> {
     let body = event_body(&args)?;
-    let url = args
-        .url
-        .clone()
-        .or(file.url.clone())
-        .unwrap_or_else(|| "http://127.0.0.1:3000".to_string());
-    let token = match args.token.clone() {
-        Some(t) => t,
-        None => {
-            let dir = args
-                .data_dir
-                .clone()
-                .or(file.data_dir)
-                .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
-            let path = dir.join(ADMIN_TOKEN_FILE);
-            std::fs::read_to_string(&path)
-                .map(|t| t.trim().to_string())
-                .map_err(|_| EmitError::NoToken(path))?
-        }
-    };
+    let (url, token) = target(
+        args.url.clone(),
+        args.token.clone(),
+        args.data_dir.clone(),
+        file,
+    )?;
+    let body = serde_json::to_vec(&body).map_err(|e| EmitError::Refused {
+        status: 0,
+        body: e.to_string(),
+    })?;
+    let client = reqwest::Client::new();
+    send(&client, &url, &token, "cli", "application/json", body).await
+}
+
+/// POSTs `body` (of `content_type`) to the server's ingest endpoint as `source` and returns
+/// its receipt.
+///
+/// # Errors
+/// The server cannot be reached or refused the events (with its explanation).
+pub async fn send(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    source: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> Result<IngestReceipt, EmitError> {
     let endpoint = format!("{}/api/v1/events", url.trim_end_matches('/'));
-    let response = reqwest::Client::new()
+    let response = client
         .post(&endpoint)
         .bearer_auth(token)
-        .header("X-Trailwatch-Source", "cli")
-        .json(&body)
+        .header("X-Trailwatch-Source", source)
+        .header(reqwest::header::CONTENT_TYPE, content_type)
+        .body(body)
         .send()
         .await
         .map_err(|source| EmitError::Connect {

@@ -28,15 +28,21 @@ pub mod emit;
 #[cfg(feature = "ssr")]
 pub mod export;
 #[cfg(feature = "ssr")]
+pub mod import;
+#[cfg(feature = "ssr")]
 pub mod insights;
 #[cfg(feature = "ssr")]
 pub mod integrity;
 #[cfg(feature = "ssr")]
 pub mod live;
 #[cfg(feature = "ssr")]
+pub mod mirror;
+#[cfg(feature = "ssr")]
 pub mod selfaudit;
 #[cfg(feature = "ssr")]
 pub mod server;
+#[cfg(feature = "ssr")]
+pub mod tail;
 #[cfg(feature = "ssr")]
 pub mod views;
 

@@ -1,4 +1,5 @@
-//! The `trailwatch` binary: parses the command line and runs `serve`, `emit` or `verify`.
+//! The `trailwatch` binary: parses the command line and runs `serve`, `emit`, `import` or
+//! `verify`.
 
 /// See Cargo.toml: events are allocated by request handlers and freed by the writer and
 /// indexer threads, a pattern glibc's allocator handles slowly.
@@ -74,6 +75,36 @@ async fn main() -> std::process::ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Import(args) => {
+            // A progress line only where someone watches; in logs it would be noise.
+            let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let mut progress = |done: u64, total: u64| {
+                if tty {
+                    eprint!("\r{}", trailwatch::import::progress_line(done, total));
+                }
+            };
+            let result = trailwatch::import::import(args, file, &mut progress).await;
+            if tty {
+                eprintln!();
+            }
+            match result {
+                Ok(r) => {
+                    let seqs = match (r.first_seq, r.last_seq) {
+                        (Some(a), Some(b)) => format!(" as seqs {a} to {b}"),
+                        _ => String::new(),
+                    };
+                    println!(
+                        "imported {} events from {} files{seqs}; {} unreadable lines kept as warnings",
+                        r.events, r.files, r.unreadable
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Verify(args) => {
             let dir = args
                 .data_dir

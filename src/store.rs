@@ -6,6 +6,7 @@
 mod append;
 pub mod chain;
 pub mod checkpoint;
+pub mod cursor;
 mod index;
 mod query;
 pub mod retention;
@@ -141,6 +142,16 @@ impl Following {
                 self.last = e.seq;
                 return Ok(Some(Arc::new(e)));
             }
+            // Behind what is committed with nothing live to read (following from an old
+            // seq): catch up from the database now, not at the next commit, which may be
+            // long in coming.
+            if self.live.is_empty() && *self.store.shared.head.borrow() > self.last.0 {
+                let missed = self.store.read_from(self.last, Self::CATCH_UP).await?;
+                if !missed.is_empty() {
+                    self.backlog.extend(missed);
+                    continue;
+                }
+            }
             match self.live.recv().await {
                 Ok(e) if e.seq <= self.last => continue,
                 Ok(e) if e.seq == self.last.next() => {
@@ -242,7 +253,41 @@ impl Store {
     /// [`StoreError::Full`] when the disk or database is full, [`StoreError::Closed`] when the
     /// writer has stopped; nothing of the request is stored in either case.
     pub async fn append(&self, events: Vec<AuditEvent>) -> Result<IngestReceipt, StoreError> {
-        if events.is_empty() {
+        self.append_with(events, None).await
+    }
+
+    /// Like [`Store::append`], and stores where a tailed file was read up to in the same
+    /// transaction: the cursor is on disk exactly when the events read before it are.
+    ///
+    /// # Errors
+    /// As [`Store::append`]; the cursor is not stored either.
+    pub async fn append_tailed(
+        &self,
+        events: Vec<AuditEvent>,
+        cursor: cursor::TailCursor,
+    ) -> Result<IngestReceipt, StoreError> {
+        self.append_with(events, Some(cursor)).await
+    }
+
+    /// The stored cursor of the tail named `source`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn tail_cursor(
+        &self,
+        source: &str,
+    ) -> Result<Option<cursor::TailCursor>, StoreError> {
+        let source = source.to_string();
+        self.read(move |c| cursor::load(c, &source).map_err(StoreError::from))
+            .await
+    }
+
+    async fn append_with(
+        &self,
+        events: Vec<AuditEvent>,
+        cursor: Option<cursor::TailCursor>,
+    ) -> Result<IngestReceipt, StoreError> {
+        if events.is_empty() && cursor.is_none() {
             // Nothing to seal; the writer's receipts assume every job has an event.
             let head = self.head().await?;
             return Ok(IngestReceipt {
@@ -256,7 +301,11 @@ impl Store {
         let (reply, answer) = oneshot::channel();
         self.shared
             .writer
-            .send(append::Work::Append(append::Job { events, reply }))
+            .send(append::Work::Append(append::Job {
+                events,
+                cursor,
+                reply,
+            }))
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?

@@ -59,6 +59,8 @@ pub const ERASED_SUBJECT: &str = "[erased]";
 /// One append request: its events are committed together or not at all.
 pub struct Job {
     pub events: Vec<Prepared>,
+    /// For lines read from a tailed file: where the file was read up to, committed with them.
+    pub cursor: Option<super::cursor::TailCursor>,
     pub reply: oneshot::Sender<Result<IngestReceipt, StoreError>>,
 }
 
@@ -371,9 +373,15 @@ impl Writer {
 
     fn commit_batch(&mut self, batch: Vec<Job>) {
         let sizes: Vec<usize> = batch.iter().map(|j| j.events.len()).collect();
-        let (events, replies): (Vec<Vec<Prepared>>, Vec<_>) =
-            batch.into_iter().map(|j| (j.events, j.reply)).unzip();
-        match self.commit(events) {
+        let mut cursors = Vec::new();
+        let (events, replies): (Vec<Vec<Prepared>>, Vec<_>) = batch
+            .into_iter()
+            .map(|j| {
+                cursors.extend(j.cursor);
+                (j.events, j.reply)
+            })
+            .unzip();
+        match self.commit(events, &cursors) {
             Ok(sealed) => {
                 self.hooks.head.send_replace(self.head_seq);
                 self.hooks.indexer.committed(&sealed);
@@ -418,7 +426,11 @@ impl Writer {
 
     /// Seals and inserts every event of every job, in order, in one transaction. On error
     /// nothing is committed and the in-memory head and salt cache are left as they were.
-    fn commit(&mut self, jobs: Vec<Vec<Prepared>>) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+    fn commit(
+        &mut self,
+        jobs: Vec<Vec<Prepared>>,
+        cursors: &[super::cursor::TailCursor],
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
         let received_at = now_millis();
         let received_ms = received_at.timestamp_millis();
         let mut seq = self.head_seq;
@@ -510,6 +522,10 @@ impl Writer {
                 StoreError::Sqlite(e) => StoreError::from_sqlite(e),
                 other => other,
             })?;
+            // In seq order, so of two cursors of one file the later one wins.
+            for cursor in cursors {
+                super::cursor::save(&tx, cursor, received_ms).map_err(StoreError::from_sqlite)?;
+            }
         }
         tx.commit().map_err(StoreError::from_sqlite)?;
         self.head_seq = seq;

@@ -113,6 +113,7 @@ pub fn open_writer(path: &Path, durable: bool) -> Result<Connection, StoreError>
     conn.execute_batch(super::rollup::SCHEMA)?;
     conn.execute_batch(super::risk::SCHEMA)?;
     conn.execute_batch(super::retention::SCHEMA)?;
+    conn.execute_batch(super::cursor::SCHEMA)?;
     let version: Option<String> = conn
         .query_row(
             "SELECT value FROM meta WHERE key = 'schema_version'",

@@ -41,6 +41,8 @@ impl TestServer {
             alerts: Default::default(),
             risk: Default::default(),
             retention: Default::default(),
+            tails: Vec::new(),
+            mirror_dir: None,
         };
         tweak(&mut config);
         let server = Server::bind(&config).await.unwrap();
