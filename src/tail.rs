@@ -117,17 +117,16 @@ impl Tailers {
         let mut threads = Vec::new();
         for spec in specs {
             let (wake, woken) = mpsc::channel();
-            let tail = Tail::new(spec.clone(), store.clone(), runtime.clone());
+            let tail = Tail::new(spec.clone(), store.clone(), runtime.clone(), stop.clone());
             let watcher = options
                 .notify
                 .then(|| watch_directory(&spec.path, wake.clone()))
                 .flatten();
-            let stop = stop.clone();
             let poll = options.poll;
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("trailwatch-tail-{}", threads.len()))
-                    .spawn(move || tail.run(&woken, poll, &stop, watcher))?,
+                    .spawn(move || tail.run(&woken, poll, watcher))?,
             );
             wakers.push(wake);
         }
@@ -228,6 +227,14 @@ struct Ctx {
     source: Source,
     store: Store,
     runtime: tokio::runtime::Handle,
+    /// Set when the server stops: a long backlog is left between two chunks.
+    stop: Arc<AtomicBool>,
+}
+
+impl Ctx {
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
 }
 
 /// How long a file renamed away is still read after a new, empty one took its place: the
@@ -247,7 +254,12 @@ struct Tail {
 }
 
 impl Tail {
-    fn new(spec: TailSpec, store: Store, runtime: tokio::runtime::Handle) -> Tail {
+    fn new(
+        spec: TailSpec,
+        store: Store,
+        runtime: tokio::runtime::Handle,
+        stop: Arc<AtomicBool>,
+    ) -> Tail {
         Tail {
             ctx: Ctx {
                 key: spec.key(),
@@ -255,6 +267,7 @@ impl Tail {
                 spec,
                 store,
                 runtime,
+                stop,
             },
             cursor: None,
             loaded: false,
@@ -267,14 +280,13 @@ impl Tail {
         mut self,
         woken: &mpsc::Receiver<()>,
         poll: Duration,
-        stop: &AtomicBool,
         _watcher: Option<notify::RecommendedWatcher>,
     ) {
         let path = self.ctx.spec.path.clone();
         tracing::info!(path = %path.display(), format = self.ctx.spec.format.as_str(), "tailing");
         let mut failing = false;
-        while !stop.load(Ordering::SeqCst) {
-            match self.pass(stop) {
+        while !self.ctx.stopping() {
+            match self.pass() {
                 Ok(()) => failing = false,
                 Err(e) => {
                     // Logged once per failing spell, not at every poll.
@@ -291,7 +303,7 @@ impl Tail {
     }
 
     /// Reads everything there is to read now, following a rotation if there was one.
-    fn pass(&mut self, stop: &AtomicBool) -> Result<(), TailError> {
+    fn pass(&mut self) -> Result<(), TailError> {
         if !self.loaded {
             self.cursor = self
                 .ctx
@@ -299,7 +311,7 @@ impl Tail {
                 .block_on(self.ctx.store.tail_cursor(&self.ctx.key))?;
             self.loaded = true;
         }
-        while !stop.load(Ordering::SeqCst) {
+        while !self.ctx.stopping() {
             let Some(open) = self.open.as_mut() else {
                 match Open::at(&self.ctx.spec.path)? {
                     None => return Ok(()),
@@ -309,7 +321,9 @@ impl Tail {
                     }
                 }
             };
-            read_lines(&self.ctx, open, &mut self.cursor, false)?;
+            if !read_lines(&self.ctx, open, &mut self.cursor, false)? {
+                return Ok(());
+            }
             // Everything complete is read; was the file replaced at its path meanwhile?
             let (dev, ino) = (open.dev, open.ino);
             match Open::at(&self.ctx.spec.path)? {
@@ -325,7 +339,10 @@ impl Tail {
                     }
                     self.rotated_since = None;
                     if let Some(mut old) = self.open.take() {
-                        read_lines(&self.ctx, &mut old, &mut self.cursor, true)?;
+                        if !read_lines(&self.ctx, &mut old, &mut self.cursor, true)? {
+                            // Stopped part way: the next start finishes the old file.
+                            return Ok(());
+                        }
                     }
                     self.cursor = Some(start_of(&self.ctx, &now));
                     self.open = Some(now);
@@ -345,7 +362,9 @@ impl Tail {
             Some(c) => {
                 if let Some(mut old) = find_by_identity(path, c.dev, c.ino) {
                     tracing::info!(path = %path.display(), "the file was rotated; reading the rest of the old one first");
-                    read_lines(&self.ctx, &mut old, &mut self.cursor, true)?;
+                    if !read_lines(&self.ctx, &mut old, &mut self.cursor, true)? {
+                        return Ok(());
+                    }
                 } else {
                     tracing::warn!(
                         path = %path.display(),
@@ -413,12 +432,13 @@ fn fingerprint_holds(
 /// Appends every complete line of `open` after the cursor (with `to_end`, also a last line
 /// without newline), a chunk per transaction, each with the cursor after it. If the file no
 /// longer holds what the cursor says was read (copy-truncate), it is read from its start.
+/// Returns false if it stopped part way because the server is stopping.
 fn read_lines(
     ctx: &Ctx,
     open: &mut Open,
     cursor: &mut Option<TailCursor>,
     to_end: bool,
-) -> Result<(), TailError> {
+) -> Result<bool, TailError> {
     let here = match cursor.as_ref() {
         Some(c) if open.is(c) => c.clone(),
         _ => start_of(ctx, open),
@@ -435,6 +455,9 @@ fn read_lines(
     }
     let mut buf = vec![0u8; CHUNK];
     loop {
+        if ctx.stopping() {
+            return Ok(false);
+        }
         open.file.seek(SeekFrom::Start(offset))?;
         let mut filled = 0;
         while filled < buf.len() {
@@ -449,7 +472,7 @@ fn read_lines(
             Some(end) => (end + 1, false),
             None if filled == buf.len() => (filled, true),
             None if to_end && filled > 0 => (filled, false),
-            None => return Ok(()),
+            None => return Ok(true),
         };
         let now = Utc::now();
         let mut events = Vec::new();

@@ -269,3 +269,22 @@ async fn unreadable_lines_are_stored_as_warnings_with_the_raw_line() {
     assert_eq!(stored[1], "line 2");
     fx.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_in_the_middle_of_a_backlog_loses_and_repeats_nothing() {
+    let mut fx = Fixture::new();
+    // About 4 MiB: several chunks, so the stop most likely lands between two of them.
+    let n = 100_000;
+    let mut text = String::with_capacity(n * 40);
+    for i in 1..=n {
+        text.push_str(&line(i));
+    }
+    append(&fx.log(), &text);
+    fx.start();
+    let mut head = fx.store().head_watch();
+    head.wait_for(|h| *h >= 1).await.unwrap();
+    fx.stop().await;
+    fx.start();
+    assert_eq!(fx.lines(n as u64).await, expect(1..=n));
+    fx.stop().await;
+}

@@ -1,6 +1,7 @@
 //! `trailwatch-bench`: measures what the issues promise about speed and memory, on this
 //! machine, against a real store: the explorer's first page of filtered full-text queries, a
-//! streamed export, how the indexes grow, append throughput, and analytics over rollups. Results go to BENCHMARKS.md by hand.
+//! streamed export, how the indexes grow, append throughput, analytics over rollups, and file
+//! tailing. Results go to BENCHMARKS.md by hand.
 //!
 //! `cargo run --release --features ssr --bin trailwatch-bench -- explorer --events 1000000`
 
@@ -84,6 +85,19 @@ enum Command {
         /// Runs of each measurement.
         #[arg(long, default_value_t = 50)]
         runs: usize,
+    },
+    /// File tailing: how long a line written to a tailed file takes to be committed and
+    /// published (with inotify, and by polling alone), and how fast a backlog is read.
+    Tail {
+        /// Single lines written, one at a time, per mode.
+        #[arg(long, default_value_t = 200)]
+        lines: usize,
+        /// Lines of the backlog read at start.
+        #[arg(long, default_value_t = 1_000_000)]
+        backlog: usize,
+        /// Where the databases and files live; emptied first.
+        #[arg(long, default_value = "/tmp/trailwatch-bench-tail")]
+        dir: PathBuf,
     },
 }
 
@@ -676,5 +690,95 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             dir,
             runs,
         } => analytics(events, users, days, dir, runs).await,
+        Command::Tail {
+            lines,
+            backlog,
+            dir,
+        } => tail(lines, backlog, dir).await,
     }
+}
+
+/// See [`Command::Tail`].
+async fn tail(
+    lines: usize,
+    backlog: usize,
+    dir: PathBuf,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use std::io::Write as _;
+    use trailwatch::tail::{TailOptions, TailSpec, Tailers};
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let line = |i: usize| {
+        format!("{{\"userId\":\"u{}\",\"action\":\"file.read\",\"allowed\":true,\"description\":\"line {i}\"}}\n", i % 500)
+    };
+    let modes = [
+        ("inotify", TailOptions::default()),
+        (
+            "polling only (1 s)",
+            TailOptions {
+                notify: false,
+                ..TailOptions::default()
+            },
+        ),
+    ];
+    for (name, options) in modes {
+        let here = dir.join(name.split_whitespace().next().unwrap_or("mode"));
+        std::fs::create_dir_all(&here)?;
+        let store = Store::open(&here.join("data"), StoreOptions::default())?;
+        let path = here.join("audit.jsonl");
+        let mut file = std::fs::File::create(&path)?;
+        let spec: TailSpec = path.to_string_lossy().parse()?;
+        let tailers = Tailers::start(&store, &[spec], &options, tokio::runtime::Handle::current())?;
+        let mut commits = store.subscribe();
+        // Polling alone takes up to a second a line; fewer lines say as much.
+        let n = if options.notify { lines } else { lines.min(20) };
+        let mut waits = Vec::with_capacity(n);
+        for i in 0..n {
+            let start = Instant::now();
+            file.write_all(line(i).as_bytes())?;
+            commits.recv().await?;
+            waits.push(start.elapsed());
+        }
+        waits.sort();
+        println!(
+            "{name}: write to committed and published, {n} lines one at a time (fsync included): \
+             p50 {} ms, p99 {} ms, max {} ms",
+            ms(percentile(&waits, 0.50)),
+            ms(percentile(&waits, 0.99)),
+            ms(waits[waits.len() - 1])
+        );
+        tokio::task::spawn_blocking(move || tailers.stop()).await?;
+    }
+
+    let here = dir.join("backlog");
+    std::fs::create_dir_all(&here)?;
+    let path = here.join("audit.jsonl");
+    {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
+        for i in 0..backlog {
+            out.write_all(line(i).as_bytes())?;
+        }
+        out.flush()?;
+    }
+    let bytes = std::fs::metadata(&path)?.len();
+    let store = Store::open(&here.join("data"), StoreOptions::default())?;
+    let mut head = store.head_watch();
+    let spec: TailSpec = path.to_string_lossy().parse()?;
+    let start = Instant::now();
+    let tailers = Tailers::start(
+        &store,
+        &[spec],
+        &TailOptions::default(),
+        tokio::runtime::Handle::current(),
+    )?;
+    head.wait_for(|h| *h >= backlog as u64).await?;
+    let took = start.elapsed();
+    println!(
+        "backlog: {backlog} lines ({:.1} MiB) read, parsed and committed in {:.2} s: {:.0} lines/s",
+        bytes as f64 / 1048576.0,
+        took.as_secs_f64(),
+        backlog as f64 / took.as_secs_f64()
+    );
+    tokio::task::spawn_blocking(move || tailers.stop()).await?;
+    Ok(())
 }
