@@ -185,6 +185,26 @@ struct Shared {
     readers: Mutex<Vec<Connection>>,
     commits: broadcast::Sender<Arc<StoredEvent>>,
     stats: Arc<Mutex<CommitStats>>,
+    /// Declared last, so it is dropped after `writer` and `signer`: by then the threads have
+    /// been told to finish.
+    #[expect(dead_code, reason = "held only to be joined when dropped")]
+    threads: Threads,
+}
+
+/// The store's own threads, joined when the last handle goes: a dropped store has written,
+/// indexed and signed everything it acknowledged and closed its files, so the next open (or
+/// an operator moving the files) never races a thread still winding down.
+struct Threads(Vec<std::thread::JoinHandle<()>>);
+
+impl Drop for Threads {
+    fn drop(&mut self) {
+        for thread in self.0.drain(..) {
+            let name = thread.thread().name().unwrap_or("store").to_string();
+            if thread.join().is_err() {
+                tracing::error!(thread = %name, "a store thread panicked");
+            }
+        }
+    }
 }
 
 /// A handle to the store; cheap to clone.
@@ -215,7 +235,7 @@ impl Store {
         let (indexed_tx, indexed) = watch::channel(0);
         let indexer = index::Indexer::open(data_dir, &path, handed, indexed_tx)?;
         let index_wait = options.index_wait;
-        let (checkpoints, checkpointed) = checkpoint::spawn(data_dir)
+        let (checkpoints, checkpointed, signing) = checkpoint::spawn(data_dir)
             .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
         let signer = checkpoints.clone();
         let key = checkpoint::signing_key(data_dir)
@@ -226,8 +246,9 @@ impl Store {
             head: head_tx,
             key,
         };
-        append::spawn_writer(conn, jobs, commits.clone(), stats.clone(), hooks, options)?;
-        indexer.spawn()?;
+        let writing =
+            append::spawn_writer(conn, jobs, commits.clone(), stats.clone(), hooks, options)?;
+        let indexing = indexer.spawn()?;
         Ok(Store {
             shared: Arc::new(Shared {
                 path,
@@ -241,6 +262,7 @@ impl Store {
                 readers: Mutex::new(Vec::new()),
                 commits,
                 stats,
+                threads: Threads(vec![writing, indexing, signing]),
             }),
         })
     }

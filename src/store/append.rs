@@ -124,7 +124,7 @@ pub fn spawn_writer(
     stats: Arc<Mutex<CommitStats>>,
     hooks: Hooks,
     options: StoreOptions,
-) -> Result<(), StoreError> {
+) -> Result<std::thread::JoinHandle<()>, StoreError> {
     let head: Option<(u64, Vec<u8>)> = conn
         .query_row(
             "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1",
@@ -177,10 +177,9 @@ pub fn spawn_writer(
         // A full disk must not keep the store from opening: the first append retries.
         tracing::warn!(error = %e, "could not bring the risk profiles up to date");
     }
-    std::thread::Builder::new()
+    Ok(std::thread::Builder::new()
         .name("trailwatch-writer".into())
-        .spawn(move || writer.run())?;
-    Ok(())
+        .spawn(move || writer.run())?)
 }
 
 impl Writer {

@@ -268,24 +268,30 @@ pub struct Position {
     pub urgent: bool,
 }
 
+/// The signing thread's handles: where to send positions, the newest seq signed, and the
+/// thread itself (it signs what is pending and ends once every sender is gone).
+pub type Spawned = (
+    SyncSender<Position>,
+    tokio::sync::watch::Receiver<u64>,
+    std::thread::JoinHandle<()>,
+);
+
 /// Starts the signing thread; the writer sends it positions after each commit. The watch
 /// follows the newest seq signed.
 ///
 /// # Errors
 /// The key or log cannot be opened, or the thread cannot start.
-pub fn spawn(
-    data_dir: &Path,
-) -> Result<(SyncSender<Position>, tokio::sync::watch::Receiver<u64>), CheckpointError> {
+pub fn spawn(data_dir: &Path) -> Result<Spawned, CheckpointError> {
     let signer = Signer::open(data_dir)?;
     let (signed_tx, signed) = tokio::sync::watch::channel(signer.last_seq());
     // Positions are small and rare (a few per commit); a full queue means the thread is
     // stuck, and the next boundary or head will be signed once it moves.
     let (tx, rx) = std::sync::mpsc::sync_channel(4096);
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("trailwatch-checkpoint".into())
         .spawn(move || run(signer, rx, signed_tx))
         .map_err(io_error(data_dir))?;
-    Ok((tx, signed))
+    Ok((tx, signed, thread))
 }
 
 fn run(mut signer: Signer, rx: Receiver<Position>, signed: tokio::sync::watch::Sender<u64>) {
@@ -423,7 +429,7 @@ mod tests {
     #[tokio::test]
     async fn boundaries_are_signed_at_once_and_the_head_when_the_writer_stops() {
         let dir = tempfile::tempdir().unwrap();
-        let (tx, mut signed) = spawn(dir.path()).unwrap();
+        let (tx, mut signed, _thread) = spawn(dir.path()).unwrap();
         let at = |seq| Position {
             seq,
             hash: [seq as u8; 32],

@@ -300,11 +300,10 @@ impl Indexer {
 
     /// Runs the indexer on its own thread until the writer hangs up, then indexes what is
     /// left and stops.
-    pub fn spawn(self) -> Result<(), StoreError> {
-        std::thread::Builder::new()
+    pub fn spawn(self) -> Result<std::thread::JoinHandle<()>, StoreError> {
+        Ok(std::thread::Builder::new()
             .name("trailwatch-index".into())
-            .spawn(move || self.run())?;
-        Ok(())
+            .spawn(move || self.run())?)
     }
 
     fn run(self) {
