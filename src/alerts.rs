@@ -360,7 +360,8 @@ impl Alerts {
     }
 
     /// Removes an erased data subject from the alert log: alerts raised by its events keep
-    /// their rule and counts, but their event loses its personal fields and their message
+    /// their rule and counts, but their event loses its personal fields (see
+    /// [`crate::store::blank_personal`]) and their message
     /// names nobody (`names` are the subject's id and the usernames it went by). The WAL is
     /// emptied after, so no old copy stays in it. Returns how many alerts were rewritten.
     ///
@@ -370,6 +371,7 @@ impl Alerts {
         &self,
         subject: &str,
         names: Vec<String>,
+        personal_metadata: Vec<String>,
     ) -> Result<u64, AlertError> {
         let subject = subject.to_string();
         self.with_db(move |conn| {
@@ -396,13 +398,7 @@ impl Alerts {
                     text = text.replace(n.as_str(), crate::store::ERASED_SUBJECT);
                 }
                 if let Some(e) = stored.as_mut().filter(|_| about) {
-                    e.event.user.id = crate::store::ERASED_SUBJECT.into();
-                    e.event.user.username = None;
-                    if let Some(r) = e.event.request.as_mut() {
-                        r.ip = None;
-                        r.user_agent = None;
-                    }
-                    e.event.location = None;
+                    crate::store::blank_personal(&mut e.event, &personal_metadata);
                 }
                 let event = stored
                     .map(|e| serde_json::to_string(&e))

@@ -93,6 +93,16 @@ pub struct ServeArgs {
     /// Also write every stored event to a JSONL file per day in this directory.
     #[arg(long, env = "TRAILWATCH_MIRROR_DIR", value_name = "DIR")]
     pub mirror_dir: Option<PathBuf>,
+    /// Top-level metadata fields that are personal data (comma-separated or repeated): kept
+    /// apart and removed when their actor is erased. Replaces the file's
+    /// `[privacy] personal_metadata`.
+    #[arg(
+        long,
+        env = "TRAILWATCH_PERSONAL_METADATA",
+        value_name = "FIELD",
+        value_delimiter = ','
+    )]
+    pub personal_metadata: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -181,6 +191,17 @@ pub struct FileConfig {
     pub tail: Option<Vec<String>>,
     /// The JSONL mirror's directory.
     pub mirror_dir: Option<PathBuf>,
+    /// What counts as personal data beyond the fixed fields (`[privacy]`).
+    pub privacy: Option<PrivacyConfig>,
+}
+
+/// The `[privacy]` section.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct PrivacyConfig {
+    /// Top-level metadata fields that are personal data, such as `email` or `phone`.
+    #[serde(default)]
+    pub personal_metadata: Vec<String>,
 }
 
 /// Why settings could not be loaded.
@@ -241,6 +262,8 @@ pub struct ServeConfig {
     /// Log files to follow (`PATH[:jsonl|text]`), checked when the server starts.
     pub tails: Vec<String>,
     pub mirror_dir: Option<PathBuf>,
+    /// Metadata fields declared personal: trimmed, without blanks or repeats.
+    pub personal_metadata: Vec<String>,
 }
 
 impl ServeConfig {
@@ -281,6 +304,20 @@ impl ServeConfig {
                 args.tail
             },
             mirror_dir: args.mirror_dir.or(file.mirror_dir),
+            personal_metadata: {
+                let declared = if args.personal_metadata.is_empty() {
+                    file.privacy.unwrap_or_default().personal_metadata
+                } else {
+                    args.personal_metadata
+                };
+                let mut fields: Vec<String> = Vec::new();
+                for f in declared.iter().map(|f| f.trim()).filter(|f| !f.is_empty()) {
+                    if !fields.iter().any(|have| have == f) {
+                        fields.push(f.to_string());
+                    }
+                }
+                fields
+            },
         }
     }
 }
@@ -301,6 +338,28 @@ mod tests {
         assert_eq!(c.addr.port(), 9999);
         assert_eq!(c.data_dir, PathBuf::from("/var/tw"));
         assert_eq!(c.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+    }
+
+    #[test]
+    fn personal_metadata_comes_from_the_flag_over_the_file() {
+        let file = || -> FileConfig {
+            toml::from_str("[privacy]\npersonal_metadata = [\"email\", \" phone \", \"email\"]")
+                .unwrap()
+        };
+        let serve = |argv: &[&str]| {
+            let Command::Serve(args) = Cli::parse_from(argv).command else {
+                panic!("expected serve")
+            };
+            args
+        };
+        let c = ServeConfig::resolve(serve(&["trailwatch", "serve"]), file());
+        assert_eq!(c.personal_metadata, ["email", "phone"]);
+        let c = ServeConfig::resolve(
+            serve(&["trailwatch", "serve", "--personal-metadata", "ssn,dob"]),
+            file(),
+        );
+        assert_eq!(c.personal_metadata, ["ssn", "dob"]);
+        assert!(toml::from_str::<FileConfig>("[privacy]\npersonal = []").is_err());
     }
 
     #[test]

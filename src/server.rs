@@ -155,6 +155,7 @@ impl Server {
             StoreOptions {
                 live_capacity: config.live_queue,
                 risk: config.risk.clone(),
+                personal_metadata: config.personal_metadata.clone(),
                 ..StoreOptions::default()
             },
         )?;

@@ -27,6 +27,25 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 pub use append::ERASED_SUBJECT;
+
+/// Blanks the personal fields of a copy of an event kept outside the store (an alert's), as
+/// erasure blanks them inside: the actor, its address, agent and location, and the metadata
+/// fields declared personal.
+pub fn blank_personal(event: &mut AuditEvent, personal_metadata: &[String]) {
+    event.user.id = ERASED_SUBJECT.into();
+    event.user.username = None;
+    if let Some(r) = event.request.as_mut() {
+        r.ip = None;
+        r.user_agent = None;
+    }
+    event.location = None;
+    if let Some(m) = event.metadata.as_mut() {
+        m.retain(|k, _| !personal_metadata.contains(k));
+        if m.is_empty() {
+            event.metadata = None;
+        }
+    }
+}
 pub use index::SEARCH_FILE;
 pub use query::{DistinctField, PageRequest};
 pub use retention::RetentionPolicy;
@@ -86,6 +105,9 @@ pub struct StoreOptions {
     pub index_wait: Duration,
     /// How events without a sender's score are scored.
     pub risk: RiskConfig,
+    /// Top-level metadata fields that are personal data: stored apart from the rest, sealed
+    /// with the actor's salt, and removed when the actor is erased.
+    pub personal_metadata: Vec<String>,
 }
 
 impl Default for StoreOptions {
@@ -97,6 +119,7 @@ impl Default for StoreOptions {
             max_pages: None,
             index_wait: INDEX_WAIT,
             risk: RiskConfig::default(),
+            personal_metadata: Vec::new(),
         }
     }
 }
@@ -181,6 +204,8 @@ struct Shared {
     /// The checkpoint signer, for signing the head on request.
     signer: std::sync::mpsc::SyncSender<checkpoint::Position>,
     index_wait: Duration,
+    /// The metadata fields declared personal, split off on the caller's thread.
+    personal: Arc<[String]>,
     writer: mpsc::Sender<append::Work>,
     readers: Mutex<Vec<Connection>>,
     commits: broadcast::Sender<Arc<StoredEvent>>,
@@ -235,6 +260,7 @@ impl Store {
         let (indexed_tx, indexed) = watch::channel(0);
         let indexer = index::Indexer::open(data_dir, &path, handed, indexed_tx)?;
         let index_wait = options.index_wait;
+        let personal: Arc<[String]> = options.personal_metadata.clone().into();
         let (checkpoints, checkpointed, signing) = checkpoint::spawn(data_dir)
             .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
         let signer = checkpoints.clone();
@@ -258,6 +284,7 @@ impl Store {
                 checkpointed,
                 signer,
                 index_wait,
+                personal,
                 writer,
                 readers: Mutex::new(Vec::new()),
                 commits,
@@ -319,7 +346,11 @@ impl Store {
             });
         }
         // Serialised here, on the caller's thread, so the one writer thread does not.
-        let events = events.into_iter().map(append::Prepared::new).collect();
+        let personal = &self.shared.personal;
+        let events = events
+            .into_iter()
+            .map(|e| append::Prepared::new(e, personal))
+            .collect();
         let (reply, answer) = oneshot::channel();
         self.shared
             .writer
@@ -331,6 +362,11 @@ impl Store {
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// The metadata fields declared personal.
+    pub fn personal_metadata(&self) -> &[String] {
+        &self.shared.personal
     }
 
     /// Removes every event `policy` says has expired by `now`, keeping the chain verifiable

@@ -218,14 +218,17 @@ async fn gaps_not_covered_by_a_signed_run_are_deletions() {
     assert!(r.ok, "the key beside the database is used");
 }
 
-/// Values no byte of the data directory may hold after erasure.
-const SECRETS: [&str; 6] = [
+/// Values no byte of the data directory may hold after erasure: the fixed personal fields,
+/// then two metadata fields the server is told are personal.
+const SECRETS: [&str; 8] = [
     "subject-7f3a9c",
     "Alice Quartermaine",
     "203.0.113.77",
     "AliceBrowser/9.9",
     "Zembla",
     "Quxville",
+    "alice.q@zembla.test",
+    "+31-6-5550-1234",
 ];
 
 fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
@@ -250,6 +253,7 @@ fn alice(i: usize, outcome: &str) -> Value {
         "request": {"ip": SECRETS[2], "userAgent": SECRETS[3], "method": "GET", "path": "/docs"},
         "location": {"country": SECRETS[4], "city": SECRETS[5]},
         "description": format!("opened document {i}"),
+        "metadata": {"email": SECRETS[6], "contact": {"phone": SECRETS[7]}, "plan": "gold"},
     })
 }
 
@@ -264,7 +268,10 @@ async fn alerts_socket(server: &TestServer) -> common::Socket {
 
 #[tokio::test]
 async fn erasure_keeps_the_chain_and_leaves_no_byte_of_the_subject_on_disk() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(|c| {
+        c.personal_metadata = vec!["email".into(), "contact".into()];
+    })
+    .await;
     let mut batch: Vec<Value> = (0..30).map(|i| alice(i, "success")).collect();
     // A denial raises an alert whose message names the user.
     batch.push(alice(99, "denied"));
@@ -285,6 +292,11 @@ async fn erasure_keeps_the_chain_and_leaves_no_byte_of_the_subject_on_disk() {
     assert_eq!(status, 200);
     assert_eq!(export["count"], 31);
     assert_eq!(export["events"][0]["user"]["username"], SECRETS[1]);
+    // Declared personal metadata reads back as it was sent, beside the rest.
+    assert_eq!(
+        export["events"][0]["metadata"],
+        json!({"email": SECRETS[6], "contact": {"phone": SECRETS[7]}, "plan": "gold"})
+    );
 
     // Before: the values are on disk, so the search below can find them.
     for secret in SECRETS {
@@ -319,6 +331,11 @@ async fn erasure_keeps_the_chain_and_leaves_no_byte_of_the_subject_on_disk() {
     assert_eq!(e["description"], "opened document 7");
     assert_eq!(e["request"]["path"], "/docs");
     assert!(e["request"].get("ip").is_none(), "{e}");
+    assert_eq!(
+        e["metadata"],
+        json!({"plan": "gold"}),
+        "only the personal fields go"
+    );
     // Full-text search no longer finds the subject.
     let (_, found) = server.get("/api/v1/events?q=Quartermaine").await;
     assert_eq!(found["total"], 0, "{found}");

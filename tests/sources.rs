@@ -129,19 +129,9 @@ async fn a_bad_tail_is_refused_at_start_with_its_value() {
 
 fn config(dir: &Path) -> ServeConfig {
     ServeConfig {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.join("data"),
-        site_root: dir.join("site"),
         max_body_bytes: 1 << 20,
-        live_queue: 4096,
-        admin_token: Some(TOKEN.into()),
-        time_zone: "UTC".into(),
-        anomalies: Default::default(),
-        alerts: Default::default(),
-        risk: Default::default(),
-        retention: Default::default(),
-        tails: Vec::new(),
         mirror_dir: Some(dir.join("mirror")),
+        ..common::serve_config(dir)
     }
 }
 

@@ -198,6 +198,60 @@ async fn verify_finds_an_edited_personal_field() {
 }
 
 #[tokio::test]
+async fn declared_personal_metadata_is_kept_apart_sealed_and_read_back_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        personal_metadata: vec!["email".into()],
+        ..StoreOptions::default()
+    };
+    let store = Store::open(dir.path(), options).unwrap();
+    let events = (0..4)
+        .map(|i| {
+            let mut e = event(i, "alice");
+            e.metadata = serde_json::json!({"email": format!("a{i}@x.test"), "plan": "pro"})
+                .as_object()
+                .cloned();
+            e
+        })
+        .collect();
+    store.append(events).await.unwrap();
+    let page = store
+        .query(q(EventFilter::default()), req(1, 10))
+        .await
+        .unwrap();
+    assert_eq!(
+        page.items[0].event.metadata,
+        serde_json::json!({"email": "a3@x.test", "plan": "pro"})
+            .as_object()
+            .cloned()
+    );
+    drop(store);
+    let conn = raw(dir.path());
+    let (metadata, personal): (String, String) = conn
+        .query_row(
+            "SELECT metadata, personal FROM events WHERE seq = 2",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (metadata.as_str(), personal.as_str()),
+        (r#"{"plan":"pro"}"#, r#"{"email":"a1@x.test"}"#)
+    );
+    assert!(verify(dir.path()).ok);
+
+    // The personal part is sealed too: edited, or dropped, it no longer verifies.
+    for forge in [
+        r#"UPDATE events SET personal = '{"email":"b@x.test"}' WHERE seq = 2"#,
+        "UPDATE events SET personal = NULL WHERE seq = 2",
+    ] {
+        conn.execute(forge, []).unwrap();
+        let b = verify(dir.path()).first_break.unwrap();
+        assert_eq!((b.seq, b.fault), (Seq(2), Fault::Edited), "{forge}");
+    }
+}
+
+#[tokio::test]
 async fn verify_finds_a_deleted_row() {
     let (dir, _) = filled(10).await;
     raw(dir.path())

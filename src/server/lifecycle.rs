@@ -211,7 +211,7 @@ pub(super) async fn erase_subject(
     let alerts = match &erased {
         Ok(_) => state
             .alerts
-            .erase_subject(&subject, names)
+            .erase_subject(&subject, names, state.store.personal_metadata().to_vec())
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "could not erase the subject from the alert log");

@@ -72,9 +72,11 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    pub fn new(event: AuditEvent) -> Prepared {
+    /// `personal` names the metadata fields declared personal: they are stored apart and
+    /// sealed through the PII digest, so erasing the subject removes them.
+    pub fn new(event: AuditEvent, personal: &[String]) -> Prepared {
         // Risk reasons are the writer's to assign; senders cannot send them.
-        let json = chain::JsonFields::of(&event);
+        let json = chain::JsonFields::split(&event, personal);
         Prepared { event, json }
     }
 }
@@ -83,9 +85,9 @@ const INSERT: &str = "INSERT INTO events (
     seq, event_id, ts, received_at, level, category, action, outcome, source, user_id, username,
     description, entity_type, entity_id, entity_name, req_method, req_path, req_ip,
     req_user_agent, req_status, req_response_time, country, city, metadata, changes, system,
-    risk, correlation_id, session_id, pii_digest, prev_hash, hash, risk_reasons
+    risk, correlation_id, session_id, pii_digest, prev_hash, hash, risk_reasons, personal
 ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-          ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33)";
+          ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34)";
 
 struct Writer {
     conn: Connection,
@@ -279,7 +281,8 @@ impl Writer {
         Ok(out)
     }
 
-    /// Crypto-shreds `subject`: deletes its salt, blanks its personal fields in every event
+    /// Crypto-shreds `subject`: deletes its salt, blanks its personal fields (declared
+    /// personal metadata among them) in every event
     /// (which keep their digest, so the chain still verifies), and drops what was derived
     /// from them: its risk profile, its recent failures, its per-user rollups (merged into
     /// the erased user's). Then the WAL, which still holds the old pages, is emptied.
@@ -303,7 +306,7 @@ impl Writer {
         };
         tx.execute(
             "UPDATE events SET user_id = ?2, username = NULL, req_ip = NULL,
-                 req_user_agent = NULL, country = NULL, city = NULL, erased = 1
+                 req_user_agent = NULL, country = NULL, city = NULL, personal = NULL, erased = 1
              WHERE user_id = ?1 AND erased = 0",
             params![subject, ERASED_SUBJECT],
         )?;
@@ -457,7 +460,7 @@ impl Writer {
                     .observe(&tx, &mut event, received_ms)
                     .map_err(StoreError::from_sqlite)?;
                 let salt = salt_for(&tx, &self.salts, &mut new_salts, &event.user.id)?;
-                let pii = chain::pii_digest(&salt, &event);
+                let pii = chain::pii_digest(&salt, &event, json.personal.as_deref());
                 let event_id = event_id(received_ms, seq, &mut self.id_salt);
                 json.risk_reasons = chain::reasons_json(&event);
                 let canon = chain::canonical_with(&event, &json, &event_id, received_ms, &pii);
@@ -635,6 +638,7 @@ fn insert_row(
         prev.as_slice(),
         hash.as_slice(),
         json.risk_reasons,
+        json.personal,
     ])
 }
 

@@ -9,8 +9,11 @@
 //! the version byte is hashed, so removing or adding reasons breaks the hash. Personal data (user id and name, IP,
 //! user agent, location) never enters the encoding directly: it enters as
 //! `SHA-256("trailwatch-pii-v1" ‖ salt ‖ fields)` with a salt kept per data subject outside the
-//! events. Erasing a subject deletes the salt and blanks the fields; the stored digest keeps
-//! every hash valid, and without the salt nobody can test a guess against it.
+//! events. Metadata fields the operator declares personal are taken out of `metadata` at
+//! ingest and join them: `SHA-256("trailwatch-pii-v2" ‖ salt ‖ fields ‖ personal metadata)`,
+//! v2 exactly when an event has such fields. Erasing a subject deletes the salt and blanks the
+//! fields; the stored digest keeps every hash valid, and without the salt nobody can test a
+//! guess against it.
 
 use crate::model::{AuditEvent, Seq};
 use serde_json::Value;
@@ -56,10 +59,15 @@ impl Encoder {
     }
 }
 
-/// The digest that stands for an event's personal fields in the chain.
-pub fn pii_digest(salt: &[u8], event: &AuditEvent) -> Hash32 {
+/// The digest that stands for an event's personal fields in the chain: its actor, address,
+/// agent and location, and `personal`, the canonical JSON of its metadata fields declared
+/// personal ([`JsonFields::split`]).
+pub fn pii_digest(salt: &[u8], event: &AuditEvent, personal: Option<&str>) -> Hash32 {
     let mut enc = Encoder(Vec::with_capacity(128));
-    enc.bytes(b"trailwatch-pii-v1");
+    enc.bytes(match personal {
+        Some(_) => b"trailwatch-pii-v2",
+        None => b"trailwatch-pii-v1",
+    });
     enc.bytes(salt);
     enc.opt(Some(&event.user.id));
     enc.opt(event.user.username.as_deref());
@@ -69,6 +77,9 @@ pub fn pii_digest(salt: &[u8], event: &AuditEvent) -> Hash32 {
     let loc = event.location.as_ref();
     enc.opt(loc.and_then(|l| l.country.as_deref()));
     enc.opt(loc.and_then(|l| l.city.as_deref()));
+    if let Some(personal) = personal {
+        enc.bytes(personal.as_bytes());
+    }
     Sha256::digest(&enc.0).into()
 }
 
@@ -80,23 +91,48 @@ pub struct JsonFields {
     pub changes: Option<String>,
     pub system: Option<String>,
     pub risk_reasons: Option<String>,
+    /// The metadata fields declared personal, kept apart from `metadata` and hashed through
+    /// the PII digest; `None` when the event has none.
+    pub personal: Option<String>,
 }
 
 impl JsonFields {
     /// Serialises the event's `metadata`, `changes` and `system` canonically.
     pub fn of(event: &AuditEvent) -> JsonFields {
+        JsonFields::split(event, &[])
+    }
+
+    /// [`JsonFields::of`], with the top-level metadata fields named in `personal` moved out of
+    /// `metadata` into `personal`. A metadata object left empty is stored as none.
+    pub fn split(event: &AuditEvent, personal: &[String]) -> JsonFields {
         let value = |v: Option<Result<Value, serde_json::Error>>| {
             v.and_then(Result::ok).map(|v| canonical_json(&v))
         };
+        let object = |m: &serde_json::Map<String, Value>| {
+            let mut out = String::new();
+            write_object(m, &mut out);
+            out
+        };
+        let (metadata, personal) = match &event.metadata {
+            Some(m) if personal.iter().any(|k| m.contains_key(k)) => {
+                let (private, public): (serde_json::Map<_, _>, serde_json::Map<_, _>) = m
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .partition(|(k, _)| personal.contains(k));
+                (
+                    (!public.is_empty()).then(|| object(&public)),
+                    Some(object(&private)),
+                )
+            }
+            Some(m) => (Some(object(m)), None),
+            None => (None, None),
+        };
         JsonFields {
-            metadata: event.metadata.as_ref().map(|m| {
-                let mut out = String::new();
-                write_object(m, &mut out);
-                out
-            }),
+            metadata,
             changes: value(event.changes.as_ref().map(serde_json::to_value)),
             system: value(event.system.as_ref().map(serde_json::to_value)),
             risk_reasons: reasons_json(event),
+            personal,
         }
     }
 }
@@ -275,6 +311,8 @@ pub struct ChainRow<'a> {
     /// The subject's salt, or `None` once the subject has been erased.
     pub salt: Option<&'a [u8]>,
     pub erased: bool,
+    /// The metadata fields declared personal, as stored; `event.metadata` holds the rest.
+    pub personal: Option<&'a str>,
 }
 
 /// Walks rows in seq order, constant memory, and remembers the first break.
@@ -337,7 +375,7 @@ impl Verifier {
         }
         if !row.erased {
             match row.salt {
-                Some(salt) if pii_digest(salt, row.event) == row.pii_digest => {}
+                Some(salt) if pii_digest(salt, row.event, row.personal) == row.pii_digest => {}
                 Some(_) => {
                     return fail(
                         row.seq,
@@ -428,7 +466,7 @@ mod tests {
     }
 
     fn hash_of(e: &AuditEvent, salt: &[u8]) -> Hash32 {
-        let pii = pii_digest(salt, e);
+        let pii = pii_digest(salt, e, None);
         chain_hash(&GENESIS, &canonical(e, "id-1", 5, &pii))
     }
 
@@ -501,7 +539,7 @@ mod tests {
     fn assigned_risk_reasons_are_sealed_in_a_v2_encoding() {
         let salt = [7u8; 32];
         let plain = event();
-        let pii = pii_digest(&salt, &plain);
+        let pii = pii_digest(&salt, &plain, None);
         assert_eq!(canonical(&plain, "id-1", 5, &pii)[0], CANONICAL_VERSION);
         let mut scored = event();
         scored.risk_reasons = Some(vec![crate::model::RiskReason {
@@ -544,7 +582,7 @@ mod tests {
     fn erasing_personal_fields_keeps_the_hash_when_the_digest_is_kept() {
         let salt = [3u8; 32];
         let original = event();
-        let pii = pii_digest(&salt, &original);
+        let pii = pii_digest(&salt, &original, None);
         let hash = chain_hash(&GENESIS, &canonical(&original, "id-1", 5, &pii));
 
         let mut erased = original.clone();
@@ -571,6 +609,7 @@ mod tests {
             hash,
             salt: None,
             erased: true,
+            personal: None,
         };
         assert_eq!(v.check(&row), Ok(()));
         assert_eq!(v.checked(), 1);
@@ -580,7 +619,7 @@ mod tests {
     fn a_personal_field_edit_is_caught_through_the_salt() {
         let salt = [3u8; 32];
         let original = event();
-        let pii = pii_digest(&salt, &original);
+        let pii = pii_digest(&salt, &original, None);
         let hash = chain_hash(&GENESIS, &canonical(&original, "id-1", 5, &pii));
         let mut edited = original.clone();
         edited.user.id = "bob".into();
@@ -594,8 +633,50 @@ mod tests {
             hash,
             salt: Some(&salt),
             erased: false,
+            personal: None,
         };
         let err = Verifier::default().check(&row).unwrap_err();
         assert_eq!((err.seq, err.fault), (Seq(1), Fault::Edited));
+    }
+
+    #[test]
+    fn declared_personal_metadata_is_sealed_through_the_digest_not_the_content() {
+        let salt = [3u8; 32];
+        let mut original = event();
+        original.metadata = json!({"email": "a@x.test", "plan": "pro"})
+            .as_object()
+            .cloned();
+        let declared = ["email".to_string(), "phone".to_string()];
+        let json = JsonFields::split(&original, &declared);
+        assert_eq!(json.metadata.as_deref(), Some(r#"{"plan":"pro"}"#));
+        assert_eq!(json.personal.as_deref(), Some(r#"{"email":"a@x.test"}"#));
+        assert_eq!(JsonFields::split(&event(), &declared).personal, None);
+
+        let pii = pii_digest(&salt, &original, json.personal.as_deref());
+        assert_ne!(pii, pii_digest(&salt, &original, None), "v2 is told apart");
+        let hash = chain_hash(&GENESIS, &canonical_with(&original, &json, "id-1", 5, &pii));
+        // What verification reads back: the event with only the public metadata.
+        let mut public = original.clone();
+        public.metadata = json!({"plan": "pro"}).as_object().cloned();
+        let row = |personal| ChainRow {
+            seq: Seq(1),
+            event: &public,
+            event_id: "id-1",
+            received_at_ms: 5,
+            pii_digest: pii,
+            prev_hash: GENESIS,
+            hash,
+            salt: Some(&salt),
+            erased: false,
+            personal,
+        };
+        assert_eq!(
+            Verifier::default().check(&row(json.personal.as_deref())),
+            Ok(())
+        );
+        for forged in [Some(r#"{"email":"b@x.test"}"#), None] {
+            let err = Verifier::default().check(&row(forged)).unwrap_err();
+            assert_eq!(err.fault, Fault::Edited, "{forged:?}");
+        }
     }
 }

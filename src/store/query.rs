@@ -15,10 +15,10 @@ use rusqlite::{Connection, OptionalExtension, Row, ToSql};
 pub const EVENT_COLUMNS: &str = "seq, event_id, ts, received_at, level, category, action, \
     outcome, source, user_id, username, description, entity_type, entity_id, entity_name, \
     req_method, req_path, req_ip, req_user_agent, req_status, req_response_time, country, city, \
-    metadata, changes, system, risk, correlation_id, session_id, hash, risk_reasons";
+    metadata, changes, system, risk, correlation_id, session_id, hash, risk_reasons, personal";
 
 /// How many columns [`EVENT_COLUMNS`] names.
-pub const EVENT_COLUMN_COUNT: usize = 31;
+pub const EVENT_COLUMN_COUNT: usize = 32;
 
 fn conversion(idx: usize, msg: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, msg.into())
@@ -39,9 +39,29 @@ fn json<T: serde::de::DeserializeOwned>(row: &Row<'_>, idx: usize) -> rusqlite::
         .transpose()
 }
 
-/// Rebuilds the audit event and its seal from a row selected with [`EVENT_COLUMNS`].
-/// Sub-objects whose fields are all empty come back as `None`, as ingest stores them.
+/// Rebuilds the audit event and its seal from a row selected with [`EVENT_COLUMNS`], with its
+/// personal metadata back among its metadata, as it was sent. Sub-objects whose fields are all
+/// empty come back as `None`, as ingest stores them.
 pub fn event_from_row(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
+    let (mut stored, personal) = sealed_from_row(row)?;
+    if let Some(personal) = personal {
+        let personal: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&personal).map_err(|e| conversion(PERSONAL, e.to_string()))?;
+        stored
+            .event
+            .metadata
+            .get_or_insert_with(Default::default)
+            .extend(personal);
+    }
+    Ok(stored)
+}
+
+/// The index of the `personal` column in [`EVENT_COLUMNS`].
+const PERSONAL: usize = 31;
+
+/// The row as it is sealed: the event with only its public metadata, and the canonical JSON
+/// of its personal metadata apart (see `chain::JsonFields::split`).
+pub fn sealed_from_row(row: &Row<'_>) -> rusqlite::Result<(StoredEvent, Option<String>)> {
     let entity = Entity {
         kind: row.get(12)?,
         id: row.get(13)?,
@@ -60,7 +80,7 @@ pub fn event_from_row(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
         city: row.get(22)?,
     };
     let hash: Vec<u8> = row.get(29)?;
-    Ok(StoredEvent {
+    let stored = StoredEvent {
         seq: Seq(row.get(0)?),
         event_id: EventId(row.get(1)?),
         received_at: time(3, row.get(3)?)?,
@@ -88,7 +108,8 @@ pub fn event_from_row(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
             correlation_id: row.get(27)?,
             session_id: row.get(28)?,
         },
-    })
+    };
+    Ok((stored, row.get(PERSONAL)?))
 }
 
 /// The newest seq (0 when empty).

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 /// The schema version this build writes; a newer database is refused rather than misread.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -50,7 +50,10 @@ CREATE TABLE IF NOT EXISTS events (
     hash              BLOB    NOT NULL,
     erased            INTEGER NOT NULL DEFAULT 0,
     -- Canonical JSON of the reasons for a risk score assigned at ingest (schema 6).
-    risk_reasons      TEXT
+    risk_reasons      TEXT,
+    -- Canonical JSON of the metadata fields declared personal (schema 9): sealed through
+    -- pii_digest rather than the content hash, and blanked when the subject is erased.
+    personal          TEXT
 );
 -- Time is the one secondary b-tree: users and actions are found through the search index,
 -- whose upkeep is off the writer's path (a b-tree on users halved ingest speed).
@@ -154,6 +157,9 @@ pub fn open_writer(path: &Path, durable: bool) -> Result<Connection, StoreError>
             if v < 7 {
                 upgrade_to_7(&conn)?;
             }
+            if v < 9 {
+                upgrade_to_9(&conn)?;
+            }
             set_version(&conn)?;
             tracing::info!(from = v, to = SCHEMA_VERSION, "database schema upgraded");
         }
@@ -242,6 +248,20 @@ fn upgrade_to_7(conn: &Connection) -> Result<(), StoreError> {
         [],
     )?;
     tx.commit()?;
+    Ok(())
+}
+
+/// Schema 9 keeps declared personal metadata in a column of its own. Events stored before it
+/// have none: their metadata stays sealed as it was.
+fn upgrade_to_9(conn: &Connection) -> Result<(), StoreError> {
+    let has_column: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('events') WHERE name = 'personal')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_column {
+        conn.execute_batch("ALTER TABLE events ADD COLUMN personal TEXT")?;
+    }
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 
 use super::chain::{Break, ChainRow, Fault, Verifier, GENESIS};
 use super::checkpoint::Checkpoint;
-use super::query::{event_from_row, EVENT_COLUMNS, EVENT_COLUMN_COUNT};
+use super::query::{sealed_from_row, EVENT_COLUMNS, EVENT_COLUMN_COUNT};
 use super::retention::{Ledger, Ranges};
 use super::StoreError;
 use crate::model::{EventSeal, Seq, StoredEvent};
@@ -252,6 +252,8 @@ struct SealedRow {
     prev: [u8; 32],
     hash: [u8; 32],
     erased: bool,
+    /// The metadata fields declared personal; `stored` holds the rest.
+    personal: Option<String>,
 }
 
 /// The columns [`SealedRow::read`] reads.
@@ -262,7 +264,7 @@ fn sealed_columns() -> String {
 impl SealedRow {
     fn read(row: &rusqlite::Row<'_>) -> Result<SealedRow, StoreError> {
         let seq: u64 = row.get(0)?;
-        let stored = event_from_row(row).map_err(|e| StoreError::Corrupt {
+        let (stored, personal) = sealed_from_row(row).map_err(|e| StoreError::Corrupt {
             seq,
             detail: e.to_string(),
         })?;
@@ -277,6 +279,7 @@ impl SealedRow {
             erased: row.get(n + 2)?,
             hash: hash32(hash, seq, "hash")?,
             stored,
+            personal,
         })
     }
 
@@ -291,6 +294,7 @@ impl SealedRow {
             hash: self.hash,
             salt,
             erased: self.erased,
+            personal: self.personal.as_deref(),
         }
     }
 }

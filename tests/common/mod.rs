@@ -22,6 +22,26 @@ pub struct TestServer {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
+/// The settings of a test server on a free loopback port, keeping its data under `dir`.
+pub fn serve_config(dir: &std::path::Path) -> ServeConfig {
+    ServeConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.join("data"),
+        site_root: dir.join("site"),
+        max_body_bytes: 10 * 1024 * 1024,
+        live_queue: 4096,
+        admin_token: Some(TOKEN.to_string()),
+        time_zone: "UTC".into(),
+        anomalies: Default::default(),
+        alerts: Default::default(),
+        risk: Default::default(),
+        retention: Default::default(),
+        tails: Vec::new(),
+        mirror_dir: None,
+        personal_metadata: Vec::new(),
+    }
+}
+
 impl TestServer {
     pub async fn start() -> TestServer {
         Self::start_with(|_| {}).await
@@ -29,21 +49,7 @@ impl TestServer {
 
     pub async fn start_with(tweak: impl FnOnce(&mut ServeConfig)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = ServeConfig {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.path().join("data"),
-            site_root: dir.path().join("site"),
-            max_body_bytes: 10 * 1024 * 1024,
-            live_queue: 4096,
-            admin_token: Some(TOKEN.to_string()),
-            time_zone: "UTC".into(),
-            anomalies: Default::default(),
-            alerts: Default::default(),
-            risk: Default::default(),
-            retention: Default::default(),
-            tails: Vec::new(),
-            mirror_dir: None,
-        };
+        let mut config = serve_config(dir.path());
         tweak(&mut config);
         let server = Server::bind(&config).await.unwrap();
         let addr = server.local_addr().unwrap();
