@@ -242,6 +242,10 @@ fn view_error(e: crate::views::ViewError) -> AppError {
     }
 }
 
+/// The self-audit action of a dashboard sign-in, kept apart from the `auth.login` events
+/// that the audited applications send.
+pub const LOGIN_ACTION: &str = "dashboard.login";
+
 /// Exchanges the admin token for an HttpOnly, SameSite=Strict session cookie, then redirects
 /// to the dashboard.
 ///
@@ -250,10 +254,24 @@ fn view_error(e: crate::views::ViewError) -> AppError {
 #[server(prefix = "/api/fn", endpoint = "login")]
 pub async fn login(token: String) -> Result<(), AppError> {
     use crate::auth::session_cookie;
+    use crate::model::{Category, Level, Outcome};
     use crate::server::AppState;
     use axum::http::{header::SET_COOKIE, HeaderValue};
     let state = use_context::<AppState>().ok_or(AppError::Internal)?;
+    let acting = crate::selfaudit::acting_in_server_fn().await;
     if !state.auth.is_admin_token(&token) {
+        // Recorded before the pause, so a burst of guesses shows at once in the feed (and in
+        // the failed-login detector, which counts these like any application's).
+        crate::selfaudit::note(
+            &state.store,
+            &acting,
+            LOGIN_ACTION,
+            Category::Authentication,
+            Outcome::Failure,
+            Level::Warning,
+            "dashboard sign-in refused: wrong token".into(),
+        )
+        .await;
         // A pause makes guessing slow; per-IP lockout comes with access control.
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         return Err(AppError::BadCredentials);
@@ -262,6 +280,16 @@ pub async fn login(token: String) -> Result<(), AppError> {
         tracing::error!(error = %e, "cannot create session");
         AppError::Internal
     })?;
+    crate::selfaudit::note(
+        &state.store,
+        &acting,
+        LOGIN_ACTION,
+        Category::Authentication,
+        Outcome::Success,
+        Level::Info,
+        "signed in to the dashboard".into(),
+    )
+    .await;
     let cookie =
         HeaderValue::from_str(&session_cookie(&session, false)).map_err(|_| AppError::Internal)?;
     let response = use_context::<leptos_axum::ResponseOptions>().ok_or(AppError::Internal)?;
@@ -288,6 +316,17 @@ pub async fn logout() -> Result<(), AppError> {
             tracing::error!(error = %e, "cannot end session");
             AppError::Internal
         })?;
+        let acting = crate::selfaudit::acting_in_server_fn().await;
+        crate::selfaudit::note(
+            &state.store,
+            &acting,
+            "dashboard.logout",
+            crate::model::Category::Authentication,
+            crate::model::Outcome::Success,
+            crate::model::Level::Info,
+            "signed out of the dashboard".into(),
+        )
+        .await;
     }
     let response = use_context::<leptos_axum::ResponseOptions>().ok_or(AppError::Internal)?;
     let cookie = HeaderValue::from_str(&clear_session_cookie()).map_err(|_| AppError::Internal)?;

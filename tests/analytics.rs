@@ -458,3 +458,32 @@ async fn failed_login_bursts_survive_a_restart() {
     let found = analytics.anomalies(now).await.unwrap();
     assert_eq!(bursts(&found), want(6.0));
 }
+
+#[tokio::test]
+async fn guessing_the_dashboard_token_raises_a_failed_login_burst() {
+    let server = TestServer::start().await;
+    for _ in 0..5 {
+        let r = server
+            .http
+            .post(server.url("/api/fn/login"))
+            .form(&[("token", "guess")])
+            .send()
+            .await
+            .unwrap();
+        assert!(r.headers().get("set-cookie").is_none());
+    }
+    let insights = get_ok(&server, "/api/dashboard/insights").await;
+    let bursts: Vec<(&str, f64)> = insights["anomalyDetection"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["type"] == "failed_login_burst")
+        .map(|a| (a["subject"].as_str().unwrap(), a["value"].as_f64().unwrap()))
+        .collect();
+    // The refused sign-ins are Trailwatch's own events, counted like any application's.
+    assert_eq!(
+        bursts,
+        [("address 127.0.0.1", 5.0), ("user admin", 5.0)],
+        "{insights}"
+    );
+}

@@ -9,6 +9,7 @@ use common::{batch, TestServer, TOKEN};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
+use trailwatch::api::LOGIN_ACTION;
 use trailwatch::server::PROTECTED_ROUTES;
 
 #[tokio::test]
@@ -200,7 +201,26 @@ async fn login_sets_a_strict_http_only_cookie_that_opens_pages_and_server_functi
         .unwrap();
     assert_eq!(snapshot.status(), 200);
     let snap: Value = snapshot.json().await.unwrap();
-    assert_eq!(snap["counters"]["total"], 0);
+    assert_eq!(
+        snap["counters"]["total"], 2,
+        "both sign-ins are in the chain"
+    );
+    // Both attempts are recorded, with where they came from: the refused one as a failed
+    // authentication, which the failed-login detector counts.
+    let (_, page) = s
+        .get(&format!("/api/v1/events?action={LOGIN_ACTION}"))
+        .await;
+    let logins = page["items"].as_array().unwrap();
+    let outcomes: Vec<&str> = logins
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["success", "failure"], "newest first");
+    for e in logins {
+        assert_eq!(e["category"], "authentication");
+        assert_eq!(e["source"], "trailwatch");
+        assert_eq!(e["request"]["ip"], "127.0.0.1", "{e}");
+    }
 
     let page = s
         .http
@@ -219,11 +239,18 @@ async fn login_sets_a_strict_http_only_cookie_that_opens_pages_and_server_functi
     .unwrap();
     req.headers_mut().insert("Cookie", pair.parse().unwrap());
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    let first = ws.next().await.unwrap().unwrap();
-    assert_eq!(
-        serde_json::from_str::<Value>(first.to_text().unwrap()).unwrap()["type"],
-        "ready"
-    );
+    // The replay from seq 0 holds the two sign-ins, then the socket is live.
+    let mut replayed = Vec::new();
+    loop {
+        let m = ws.next().await.unwrap().unwrap();
+        let m: Value = serde_json::from_str(m.to_text().unwrap()).unwrap();
+        if m["type"] == "ready" {
+            break;
+        }
+        assert_eq!(m["type"], "event", "{m}");
+        replayed.push(m["event"]["action"].as_str().unwrap().to_string());
+    }
+    assert_eq!(replayed, [LOGIN_ACTION, LOGIN_ACTION]);
 }
 
 #[tokio::test]

@@ -19,13 +19,14 @@ test("after a server restart the page reconnects by itself and shows missed even
 
   await expect(page.getByRole("status", { name: "Connection: live" })).toBeVisible({ timeout: 15_000 });
   const items = feed(page).getByRole("listitem");
-  await expect(items).toHaveCount(4);
+  await expect(items).toHaveCount(5);
   await expect(items.nth(0)).toContainText("missed three");
   await expect(items.nth(1)).toContainText("missed two");
   await expect(items.nth(2)).toContainText("missed one");
-  await expect(items.nth(3)).toContainText("seen before the crash");
+  await expect(items.nth(3)).toContainText("signed in to the dashboard");
+  await expect(items.nth(4)).toContainText("seen before the crash");
   for (const d of missed) {
     await expect(feed(page).getByRole("listitem").filter({ hasText: d })).toHaveCount(1);
   }
-  await expect(page.getByLabel(/^Events: /)).toHaveAttribute("aria-label", "Events: 4");
+  await expect(page.getByLabel(/^Events: /)).toHaveAttribute("aria-label", "Events: 5");
 });
