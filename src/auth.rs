@@ -1,7 +1,11 @@
 //! Who may call: the admin token (from `TRAILWATCH_ADMIN_TOKEN` or generated once into
-//! `<data-dir>/admin.token`), dashboard login sessions kept in `<data-dir>/auth.db`, and the
-//! request check the router's middleware applies. Users, roles and scoped tokens extend this
-//! seam later. Server build only.
+//! `<data-dir>/admin.token`), dashboard login sessions and scoped API tokens kept in
+//! `<data-dir>/auth.db`, and the request check the router's middleware applies. Users and
+//! roles extend this seam later. Server build only.
+
+pub mod tokens;
+
+pub use tokens::Scope;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
@@ -118,7 +122,43 @@ pub struct Presented<'a> {
     pub query_token: Option<&'a str>,
 }
 
-/// The admin token and the session table. Cheap to clone.
+/// Who a request's credentials belong to, and what they may do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    /// `admin` for the admin token and dashboard sessions, else the token's name.
+    pub name: String,
+    pub scope: Scope,
+}
+
+impl Principal {
+    fn admin() -> Principal {
+        Principal {
+            name: "admin".into(),
+            scope: Scope::Admin,
+        }
+    }
+}
+
+/// Opens `<data_dir>/auth.db` with its tables, for the server or the CLI.
+///
+/// # Errors
+/// The database cannot be opened or created.
+pub fn open_db(data_dir: &Path) -> Result<Connection, AuthError> {
+    let conn = Connection::open(data_dir.join("auth.db"))?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL;
+         CREATE TABLE IF NOT EXISTS sessions (
+             token_hash BLOB PRIMARY KEY,
+             created_at INTEGER NOT NULL,
+             expires_at INTEGER NOT NULL
+         ) WITHOUT ROWID;",
+    )?;
+    conn.execute_batch(tokens::SCHEMA)?;
+    Ok(conn)
+}
+
+/// The admin token, the session table and the API tokens. Cheap to clone.
 #[derive(Clone)]
 pub struct Auth {
     admin_digest: [u8; 32],
@@ -131,17 +171,7 @@ impl Auth {
     /// # Errors
     /// The session database cannot be opened.
     pub fn open(data_dir: &Path, admin_token: &str) -> Result<Auth, AuthError> {
-        let path = data_dir.join("auth.db");
-        let conn = Connection::open(&path)?;
-        conn.busy_timeout(Duration::from_secs(5))?;
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL;
-             CREATE TABLE IF NOT EXISTS sessions (
-                 token_hash BLOB PRIMARY KEY,
-                 created_at INTEGER NOT NULL,
-                 expires_at INTEGER NOT NULL
-             ) WITHOUT ROWID;",
-        )?;
+        let conn = open_db(data_dir)?;
         Ok(Auth {
             admin_digest: sha256(admin_token),
             sessions: Arc::new(Mutex::new(conn)),
@@ -153,22 +183,46 @@ impl Auth {
         same_digest(&sha256(token.trim()), &self.admin_digest)
     }
 
-    /// Whether the request carries valid credentials.
+    /// Whose valid credentials the request carries, if any.
     ///
     /// # Errors
-    /// The session database failed.
-    pub async fn check(&self, presented: Presented<'_>) -> Result<bool, AuthError> {
-        if presented
-            .bearer
-            .or(presented.query_token)
-            .is_some_and(|t| self.is_admin_token(t))
-        {
-            return Ok(true);
+    /// The auth database failed.
+    pub async fn check(&self, presented: Presented<'_>) -> Result<Option<Principal>, AuthError> {
+        if let Some(token) = presented.bearer.or(presented.query_token) {
+            if self.is_admin_token(token) {
+                return Ok(Some(Principal::admin()));
+            }
+            let token = token.to_string();
+            let holder = self.with_db(move |c| tokens::holder(c, &token)).await?;
+            if let Some(h) = holder {
+                return Ok(Some(Principal {
+                    name: h.name,
+                    scope: h.scope,
+                }));
+            }
         }
         match presented.session {
-            Some(session) => self.session_valid(session).await,
-            None => Ok(false),
+            Some(session) if self.session_valid(session).await? => Ok(Some(Principal::admin())),
+            _ => Ok(None),
         }
+    }
+
+    /// Runs `f` on the auth database (token management from the API).
+    ///
+    /// # Errors
+    /// As `f`, or the database lock was poisoned.
+    pub async fn with_tokens<T, F>(&self, f: F) -> Result<T, tokens::TokenError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, tokens::TokenError> + Send + 'static,
+    {
+        let sessions = self.sessions.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = sessions.lock().map_err(|_| AuthError::Join)?;
+            f(&conn)
+        })
+        .await
+        .map_err(|_| AuthError::Join)?
     }
 
     /// Starts a session and returns the cookie value.
@@ -320,23 +374,30 @@ mod tests {
             session: Some(v),
             ..Default::default()
         };
-        assert!(reopened.check(with(&s)).await.unwrap());
-        assert!(!reopened.check(with("forged")).await.unwrap());
+        assert!(reopened.check(with(&s)).await.unwrap().is_some());
+        assert_eq!(reopened.check(with("forged")).await.unwrap(), None);
         reopened.end_session(&s).await.unwrap();
-        assert!(!auth.check(with(&s)).await.unwrap());
-        assert!(auth
-            .check(Presented {
-                bearer: Some("secret"),
-                ..Default::default()
+        assert_eq!(auth.check(with(&s)).await.unwrap(), None);
+        let bearer = |t| Presented {
+            bearer: Some(t),
+            ..Default::default()
+        };
+        assert_eq!(
+            auth.check(bearer("secret")).await.unwrap(),
+            Some(Principal::admin())
+        );
+        assert_eq!(auth.check(bearer("secreT")).await.unwrap(), None);
+        // A token made by another connection (the CLI) holds from the next request on.
+        let (_, token) =
+            tokens::create(&open_db(dir.path()).unwrap(), "reader", Scope::Read, false).unwrap();
+        assert_eq!(
+            auth.check(bearer(&token)).await.unwrap(),
+            Some(Principal {
+                name: "reader".into(),
+                scope: Scope::Read
             })
-            .await
-            .unwrap());
-        assert!(!auth
-            .check(Presented {
-                bearer: Some("secreT"),
-                ..Default::default()
-            })
-            .await
-            .unwrap());
+        );
+        tokens::revoke(&open_db(dir.path()).unwrap(), "reader", false).unwrap();
+        assert_eq!(auth.check(bearer(&token)).await.unwrap(), None);
     }
 }

@@ -40,6 +40,37 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Load JSONL or text log files into a running server, with a progress bar.
     Import(ImportArgs),
+    /// Create, list or revoke scoped API tokens; works while the server runs.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Data directory whose tokens to manage [default: ./data].
+    #[arg(long, env = "TRAILWATCH_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: TokenCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a token and print it (only it, on stdout); it is not shown again.
+    Create {
+        /// A name to know it by: letters, digits, '.', '_' and '-'.
+        #[arg(long)]
+        name: String,
+        /// ingest (send events), read (read and export) or admin (everything).
+        #[arg(long)]
+        scope: String,
+    },
+    /// List the tokens: name, scope, created, last used, revoked.
+    List,
+    /// Revoke a token: its next request is refused.
+    Revoke {
+        /// The token's name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]

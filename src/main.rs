@@ -105,6 +105,22 @@ async fn main() -> std::process::ExitCode {
                 }
             }
         }
+        Command::Token(args) => {
+            let dir = args
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+            match trailwatch::auth::tokens::cli(&dir, &args.command) {
+                Ok(out) => {
+                    print!("{out}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Verify(args) => {
             let dir = args
                 .data_dir

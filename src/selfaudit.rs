@@ -24,8 +24,8 @@ pub struct Acting {
 }
 
 impl Acting {
-    /// The administrator, as seen in a request. Trailwatch has one credential holder until
-    /// users and roles arrive, so the actor is `admin`.
+    /// The administrator, as seen in a request: the admin token and dashboard sessions act
+    /// as `admin` until users arrive ([`ActingFrom`] names a scoped token's holder instead).
     pub fn admin(headers: &HeaderMap, peer: Option<&ConnectInfo<SocketAddr>>) -> Acting {
         Acting {
             user: "admin".into(),
@@ -58,7 +58,12 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ActingFrom {
         _state: &S,
     ) -> Result<Self, Self::Rejection> {
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>();
-        Ok(ActingFrom(Acting::admin(&parts.headers, peer)))
+        let mut acting = Acting::admin(&parts.headers, peer);
+        // The credential's holder, as the auth middleware found it (a token's name).
+        if let Some(p) = parts.extensions.get::<crate::auth::Principal>() {
+            acting.user.clone_from(&p.name);
+        }
+        Ok(ActingFrom(acting))
     }
 }
 

@@ -6,6 +6,7 @@ mod dashboard;
 mod events;
 pub mod lifecycle;
 mod logs;
+mod tokens;
 
 use crate::alerts::Alerts;
 use crate::app::{shell, App};
@@ -119,6 +120,9 @@ pub const PROTECTED_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/fn/replay"),
     ("POST", "/api/fn/save_view"),
     ("POST", "/api/fn/delete_view"),
+    ("GET", "/api/v1/tokens"),
+    ("POST", "/api/v1/tokens"),
+    ("DELETE", "/api/v1/tokens/ci"),
 ];
 
 /// A bound, ready server: its address is known before it serves.
@@ -201,6 +205,7 @@ impl Server {
             mirror_dir: config.mirror_dir.clone(),
         };
         lifecycle::spawn_daily(state.clone());
+        tokens::watch_cli_changes(state.clone());
         let runtime = tokio::runtime::Handle::current();
         if let Some(dir) = &config.mirror_dir {
             crate::mirror::spawn(&state.store, dir, runtime.clone()).map_err(|e| {
@@ -338,6 +343,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/logs", get(logs::mirrored_logs))
         .route("/api/v1/verify", get(verify_chain))
         .route("/api/v1/chain", get(chain_status))
+        .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
+        .route(
+            "/api/v1/tokens/{name}",
+            axum::routing::delete(tokens::revoke),
+        )
         .route("/ws/audit", get(ws_audit));
     api.leptos_routes_with_context(&state, routes, || {}, {
         let options = state.leptos_options.clone();
@@ -377,7 +387,33 @@ fn classify(method: &Method, path: &str) -> Access {
     Access::Page
 }
 
-async fn require_auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// The scope a request needs: sending events needs `ingest`; changing what is stored or who
+/// may call needs `admin`; everything else reads.
+fn needed_scope(method: &Method, path: &str) -> auth::Scope {
+    use auth::Scope;
+    const ADMIN_FNS: [&str; 4] = [
+        "/api/fn/acknowledge",
+        "/api/fn/save_view",
+        "/api/fn/delete_view",
+        "/api/fn/logout",
+    ];
+    if path == "/api/v1/events" && method == Method::POST {
+        return Scope::Ingest;
+    }
+    let admin = path == "/api/v1/tokens"
+        || path.starts_with("/api/v1/tokens/")
+        || method == Method::DELETE
+        || (method == Method::POST
+            && path.starts_with("/api/v1/")
+            && (path.ends_with("/erase") || path.ends_with("/acknowledge")))
+        || ADMIN_FNS.contains(&path);
+    match admin {
+        true => Scope::Admin,
+        false => Scope::Read,
+    }
+}
+
+async fn require_auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let access = classify(req.method(), req.uri().path());
     if access == Access::Public {
         return next.run(req).await;
@@ -406,9 +442,21 @@ async fn require_auth(State(state): State<AppState>, req: Request, next: Next) -
         query_token: query_token.as_deref(),
     };
     match state.auth.check(presented).await {
-        Ok(true) => next.run(req).await,
-        Ok(false) if access == Access::Page => Redirect::to("/login").into_response(),
-        Ok(false) => ApiError::Unauthorized.into_response(),
+        Ok(Some(principal)) => {
+            let needed = needed_scope(req.method(), req.uri().path());
+            if !principal.scope.allows(needed) {
+                return ApiError::Forbidden {
+                    needed,
+                    have: principal.scope,
+                }
+                .into_response();
+            }
+            // Handlers that audit what they do name who did it.
+            req.extensions_mut().insert(principal);
+            next.run(req).await
+        }
+        Ok(None) if access == Access::Page => Redirect::to("/login").into_response(),
+        Ok(None) => ApiError::Unauthorized.into_response(),
         Err(e) => {
             tracing::error!(error = %e, "credential check failed");
             ApiError::Internal.into_response()
@@ -440,6 +488,11 @@ fn percent_decode(s: &str) -> String {
 #[derive(Debug)]
 pub enum ApiError {
     Unauthorized,
+    /// Valid credentials whose scope does not cover the request.
+    Forbidden {
+        needed: auth::Scope,
+        have: auth::Scope,
+    },
     Invalid(Vec<FieldError>),
     Param {
         field: String,
@@ -469,6 +522,12 @@ impl IntoResponse for ApiError {
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 return r;
             }
+            ApiError::Forbidden { needed, have } => (
+                StatusCode::FORBIDDEN,
+                json!({"error": "forbidden", "needed": needed, "scope": have,
+                       "message": format!("this needs a token with scope {} (or admin); the one sent has scope {}",
+                           needed.as_str(), have.as_str())}),
+            ),
             ApiError::Invalid(errors) => {
                 return (StatusCode::BAD_REQUEST, Json(IngestErrors { errors })).into_response();
             }

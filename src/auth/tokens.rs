@@ -1,0 +1,422 @@
+//! Scoped API tokens, kept in `auth.db` beside the sessions: each is shown once when it is
+//! made and stored only as its SHA-256, with a name, a scope, when it was last used and when
+//! it was revoked. The functions take a connection, so the CLI uses them on the data
+//! directory while the server runs (SQLite's WAL lets both in), and every request looks its
+//! token up afresh: a revocation holds from the next request on.
+
+use super::{random_token, sha256, AuthError};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+/// What a token may do. An `admin` token may do everything; `read` and `ingest` only what
+/// they name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Send events, nothing else.
+    Ingest,
+    /// Read events, analytics and exports; change nothing.
+    Read,
+    /// Everything, tokens and erasure included.
+    Admin,
+}
+
+impl Scope {
+    /// Every scope, in the order help texts list them.
+    pub const ALL: [Scope; 3] = [Scope::Ingest, Scope::Read, Scope::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Ingest => "ingest",
+            Scope::Read => "read",
+            Scope::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// Whether a holder of this scope may do what needs `needed`.
+    pub fn allows(self, needed: Scope) -> bool {
+        self == Scope::Admin || self == needed
+    }
+}
+
+/// A token as listed: never its secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenInfo {
+    pub name: String,
+    pub scope: Scope,
+    /// RFC 3339.
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+/// The holder of a token that checked out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenHolder {
+    pub name: String,
+    pub scope: Scope,
+}
+
+/// Why a token could not be made or revoked, in words for the caller.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("name: {0}")]
+    Name(String),
+    #[error("scope: {0:?} is not one of ingest, read, admin")]
+    Scope(String),
+    #[error("a token named {0:?} exists already (revoked tokens keep their name)")]
+    Exists(String),
+    #[error("no token is named {0:?}")]
+    Unknown(String),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}
+
+impl From<rusqlite::Error> for TokenError {
+    fn from(e: rusqlite::Error) -> Self {
+        TokenError::Auth(AuthError::Sqlite(e))
+    }
+}
+
+pub(super) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tokens (
+    id           INTEGER PRIMARY KEY,
+    name         TEXT    NOT NULL UNIQUE,
+    scope        TEXT    NOT NULL,
+    token_hash   BLOB    NOT NULL UNIQUE,
+    created_at   INTEGER NOT NULL,
+    last_used_at INTEGER,
+    revoked_at   INTEGER,
+    -- Whether the server has recorded the creation / the revocation in the chain: tokens
+    -- made by the CLI are recorded by the server once it sees them.
+    audited      INTEGER NOT NULL DEFAULT 0,
+    audited_revoke INTEGER NOT NULL DEFAULT 0
+);
+";
+
+/// How stale `last_used_at` may get before a use writes it again: a busy ingest token would
+/// otherwise write to `auth.db` on every request.
+const LAST_USED_GRANULARITY_SECS: i64 = 60;
+
+/// Checks a token name: 1 to 64 letters, digits, `.`, `_` or `-`.
+pub fn check_name(name: &str) -> Result<(), TokenError> {
+    if name.is_empty() || name.len() > 64 {
+        return Err(TokenError::Name("must be 1 to 64 characters".into()));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return Err(TokenError::Name(format!(
+            "{name:?} may hold only letters, digits, '.', '_' and '-'"
+        )));
+    }
+    Ok(())
+}
+
+/// Makes a token and returns it with its secret, which is not stored and cannot be shown
+/// again. `audited` says whether the caller records the creation itself.
+pub fn create(
+    conn: &Connection,
+    name: &str,
+    scope: Scope,
+    audited: bool,
+) -> Result<(TokenInfo, String), TokenError> {
+    check_name(name)?;
+    let secret = random_token("twt_")?;
+    let now = chrono::Utc::now().timestamp();
+    let inserted = conn.execute(
+        "INSERT INTO tokens (name, scope, token_hash, created_at, audited)
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO NOTHING",
+        params![
+            name,
+            scope.as_str(),
+            sha256(&secret).as_slice(),
+            now,
+            audited
+        ],
+    )?;
+    if inserted == 0 {
+        return Err(TokenError::Exists(name.into()));
+    }
+    let info = TokenInfo {
+        name: name.into(),
+        scope,
+        created_at: rfc3339(now),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    Ok((info, secret))
+}
+
+/// Every token, oldest first.
+pub fn list(conn: &Connection) -> Result<Vec<TokenInfo>, TokenError> {
+    let mut stmt = conn.prepare(
+        "SELECT name, scope, created_at, last_used_at, revoked_at FROM tokens ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, Option<i64>>(3)?,
+            r.get::<_, Option<i64>>(4)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (name, scope, created, used, revoked) = row?;
+        // A scope this build does not know (a newer build wrote it) grants nothing here.
+        let Some(scope) = Scope::parse(&scope) else {
+            continue;
+        };
+        out.push(TokenInfo {
+            name,
+            scope,
+            created_at: rfc3339(created),
+            last_used_at: used.map(rfc3339),
+            revoked_at: revoked.map(rfc3339),
+        });
+    }
+    Ok(out)
+}
+
+/// Revokes the token named `name`; `Ok(false)` when it was revoked already. `audited` as in
+/// [`create`].
+pub fn revoke(conn: &Connection, name: &str, audited: bool) -> Result<bool, TokenError> {
+    let now = chrono::Utc::now().timestamp();
+    let changed = conn.execute(
+        "UPDATE tokens SET revoked_at = ?2, audited_revoke = ?3
+         WHERE name = ?1 AND revoked_at IS NULL",
+        params![name, now, audited],
+    )?;
+    if changed == 1 {
+        return Ok(true);
+    }
+    let exists: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM tokens WHERE name = ?1)",
+        [name],
+        |r| r.get(0),
+    )?;
+    match exists {
+        true => Ok(false),
+        false => Err(TokenError::Unknown(name.into())),
+    }
+}
+
+/// The holder of `secret` if it is a live token, noting the use.
+pub fn holder(conn: &Connection, secret: &str) -> Result<Option<TokenHolder>, AuthError> {
+    let row: Option<(i64, String, String, Option<i64>)> = conn
+        .prepare_cached(
+            "SELECT id, name, scope, last_used_at FROM tokens
+             WHERE token_hash = ?1 AND revoked_at IS NULL",
+        )?
+        .query_row([sha256(secret.trim()).as_slice()], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()?;
+    let Some((id, name, scope, used)) = row else {
+        return Ok(None);
+    };
+    let Some(scope) = Scope::parse(&scope) else {
+        return Ok(None);
+    };
+    let now = chrono::Utc::now().timestamp();
+    if used.is_none_or(|u| now - u >= LAST_USED_GRANULARITY_SECS) {
+        conn.prepare_cached("UPDATE tokens SET last_used_at = ?2 WHERE id = ?1")?
+            .execute(params![id, now])?;
+    }
+    Ok(Some(TokenHolder { name, scope }))
+}
+
+/// A token change the chain has not recorded yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unaudited {
+    Created { name: String, scope: Scope },
+    Revoked { name: String, scope: Scope },
+}
+
+/// The changes made outside the server (by the CLI) that are not in the chain yet.
+pub fn unaudited(conn: &Connection) -> Result<Vec<Unaudited>, AuthError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT name, scope, audited, revoked_at IS NOT NULL AND audited_revoke = 0
+         FROM tokens WHERE audited = 0 OR (revoked_at IS NOT NULL AND audited_revoke = 0)
+         ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, bool>(2)?,
+            r.get::<_, bool>(3)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (name, scope, created_audited, revoke_pending) = row?;
+        let Some(scope) = Scope::parse(&scope) else {
+            continue;
+        };
+        if !created_audited {
+            out.push(Unaudited::Created {
+                name: name.clone(),
+                scope,
+            });
+        }
+        if revoke_pending {
+            out.push(Unaudited::Revoked { name, scope });
+        }
+    }
+    Ok(out)
+}
+
+/// Marks a change as recorded in the chain.
+pub fn mark_audited(conn: &Connection, change: &Unaudited) -> Result<(), AuthError> {
+    match change {
+        Unaudited::Created { name, .. } => {
+            conn.execute("UPDATE tokens SET audited = 1 WHERE name = ?1", [name])?
+        }
+        Unaudited::Revoked { name, .. } => conn.execute(
+            "UPDATE tokens SET audited_revoke = 1 WHERE name = ?1",
+            [name],
+        )?,
+    };
+    Ok(())
+}
+
+/// Runs `trailwatch token ...` on the data directory `dir` and returns what it prints on
+/// stdout: the bare token for `create` (so `$(trailwatch token create ...)` captures it), a
+/// table for `list`. The server records these changes in the chain within seconds.
+///
+/// # Errors
+/// A bad name or scope, an unknown token, or the database failed.
+pub fn cli(
+    dir: &std::path::Path,
+    command: &crate::config::TokenCommand,
+) -> Result<String, TokenError> {
+    use crate::config::TokenCommand;
+    std::fs::create_dir_all(dir).map_err(|source| AuthError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let conn = super::open_db(dir)?;
+    match command {
+        TokenCommand::Create { name, scope } => {
+            let scope = Scope::parse(scope).ok_or_else(|| TokenError::Scope(scope.clone()))?;
+            let (_, secret) = create(&conn, name, scope, false)?;
+            Ok(format!("{secret}\n"))
+        }
+        TokenCommand::List => {
+            let mut out = format!(
+                "{:<24} {:<7} {:<21} {:<21} {}\n",
+                "NAME", "SCOPE", "CREATED", "LAST USED", "REVOKED"
+            );
+            for t in list(&conn)? {
+                out.push_str(&format!(
+                    "{:<24} {:<7} {:<21} {:<21} {}\n",
+                    t.name,
+                    t.scope.as_str(),
+                    t.created_at,
+                    t.last_used_at.as_deref().unwrap_or("never"),
+                    t.revoked_at.as_deref().unwrap_or("-"),
+                ));
+            }
+            Ok(out)
+        }
+        TokenCommand::Revoke { name } => Ok(match revoke(&conn, name, false)? {
+            true => format!("revoked {name}\n"),
+            false => format!("{name} was revoked already\n"),
+        }),
+    }
+}
+
+fn rfc3339(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        conn
+    }
+
+    #[test]
+    fn a_token_is_stored_hashed_checks_out_until_revoked_and_keeps_its_name() {
+        let conn = db();
+        let (info, secret) = create(&conn, "ci-ingest", Scope::Ingest, false).unwrap();
+        assert_eq!(info.scope, Scope::Ingest);
+        assert!(secret.starts_with("twt_"));
+        let stored: Vec<u8> = conn
+            .query_row("SELECT token_hash FROM tokens", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(stored, sha256(&secret).to_vec(), "only the digest is kept");
+
+        let h = holder(&conn, &secret).unwrap().unwrap();
+        assert_eq!((h.name.as_str(), h.scope), ("ci-ingest", Scope::Ingest));
+        assert!(list(&conn).unwrap()[0].last_used_at.is_some());
+        assert_eq!(holder(&conn, "twt_nope").unwrap(), None);
+
+        assert!(matches!(
+            create(&conn, "ci-ingest", Scope::Read, false),
+            Err(TokenError::Exists(_))
+        ));
+        assert!(revoke(&conn, "ci-ingest", false).unwrap());
+        assert!(!revoke(&conn, "ci-ingest", false).unwrap(), "once");
+        assert!(matches!(
+            revoke(&conn, "other", false),
+            Err(TokenError::Unknown(_))
+        ));
+        assert_eq!(holder(&conn, &secret).unwrap(), None);
+        assert!(list(&conn).unwrap()[0].revoked_at.is_some());
+    }
+
+    #[test]
+    fn changes_made_without_the_server_wait_to_be_recorded() {
+        let conn = db();
+        create(&conn, "by-cli", Scope::Read, false).unwrap();
+        create(&conn, "by-api", Scope::Admin, true).unwrap();
+        revoke(&conn, "by-api", false).unwrap();
+        let pending = unaudited(&conn).unwrap();
+        assert_eq!(
+            pending,
+            [
+                Unaudited::Created {
+                    name: "by-cli".into(),
+                    scope: Scope::Read
+                },
+                Unaudited::Revoked {
+                    name: "by-api".into(),
+                    scope: Scope::Admin
+                },
+            ]
+        );
+        for p in &pending {
+            mark_audited(&conn, p).unwrap();
+        }
+        assert_eq!(unaudited(&conn).unwrap(), []);
+    }
+
+    #[test]
+    fn names_and_scopes_are_checked() {
+        assert!(check_name("deploy-bot.v2_x").is_ok());
+        for bad in ["", "has space", "ü", &"x".repeat(65)] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(Scope::parse("read"), Some(Scope::Read));
+        assert_eq!(Scope::parse("root"), None);
+        assert!(Scope::Admin.allows(Scope::Ingest));
+        assert!(!Scope::Read.allows(Scope::Ingest));
+        assert!(!Scope::Ingest.allows(Scope::Read));
+    }
+}

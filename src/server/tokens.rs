@@ -1,0 +1,183 @@
+//! `/api/v1/tokens`: list, create and revoke scoped API tokens (admin scope), each recorded
+//! in the chain; and the watch that records the tokens the CLI makes or revokes while the
+//! server runs (see [`crate::auth::tokens`]).
+
+use super::{ApiError, AppState};
+use crate::auth::tokens::{self, Scope, TokenError, TokenInfo, Unaudited};
+use crate::model::{Category, Level, Outcome};
+use crate::selfaudit::{Acting, ActingFrom};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// How often the server looks for token changes made by the CLI.
+const CLI_CHANGES_EVERY: Duration = Duration::from_secs(2);
+
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::Name(message) => ApiError::Param {
+                field: "name".into(),
+                message,
+            },
+            TokenError::Exists(name) => ApiError::Param {
+                field: "name".into(),
+                message: format!("a token named {name:?} exists already"),
+            },
+            TokenError::Scope(got) => ApiError::Param {
+                field: "scope".into(),
+                message: format!("{got:?} is not one of ingest, read, admin"),
+            },
+            TokenError::Unknown(name) => ApiError::NotFound(format!("no token is named {name:?}")),
+            TokenError::Auth(e) => {
+                tracing::error!(error = %e, "token database failed");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+/// `GET /api/v1/tokens`: `{"tokens": [...]}`, oldest first, without secrets.
+pub(super) async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let tokens: Vec<TokenInfo> = state.auth.with_tokens(tokens::list).await?;
+    Ok(Json(json!({ "tokens": tokens })))
+}
+
+/// `POST /api/v1/tokens` with `{"name": "...", "scope": "ingest|read|admin"}`: `201` with the
+/// token, shown this once.
+pub(super) async fn create(
+    State(state): State<AppState>,
+    ActingFrom(acting): ActingFrom,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let (name, scope) = parse_create(&body)?;
+    let (info, secret) = state
+        .auth
+        .with_tokens(move |c| tokens::create(c, &name, scope, true))
+        .await?;
+    record(
+        &state,
+        &acting,
+        &Unaudited::Created {
+            name: info.name.clone(),
+            scope,
+        },
+    )
+    .await;
+    let mut body = serde_json::to_value(&info).map_err(|_| ApiError::Internal)?;
+    if let Some(o) = body.as_object_mut() {
+        o.insert("token".into(), json!(secret));
+    }
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+fn parse_create(body: &[u8]) -> Result<(String, Scope), ApiError> {
+    let param = |field: &str, message: String| ApiError::Param {
+        field: field.into(),
+        message,
+    };
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| param("body", format!("is not JSON: {e}")))?;
+    let field = |name: &str| match value.get(name) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(_) => Err(param(name, "must be a string".into())),
+        None => Err(param(name, "is required".into())),
+    };
+    let name = field("name")?;
+    let scope = field("scope")?;
+    let scope = Scope::parse(&scope).ok_or_else(|| {
+        param(
+            "scope",
+            format!("{scope:?} is not one of ingest, read, admin"),
+        )
+    })?;
+    Ok((name, scope))
+}
+
+/// `DELETE /api/v1/tokens/{name}`: revokes it; its next request is refused.
+pub(super) async fn revoke(
+    State(state): State<AppState>,
+    ActingFrom(acting): ActingFrom,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let lookup = name.clone();
+    let (revoked, scope) = state
+        .auth
+        .with_tokens(move |c| {
+            let revoked = tokens::revoke(c, &lookup, true)?;
+            let scope = tokens::list(c)?
+                .into_iter()
+                .find(|t| t.name == lookup)
+                .map(|t| t.scope);
+            Ok((revoked, scope))
+        })
+        .await?;
+    if let (true, Some(scope)) = (revoked, scope) {
+        record(
+            &state,
+            &acting,
+            &Unaudited::Revoked {
+                name: name.clone(),
+                scope,
+            },
+        )
+        .await;
+    }
+    Ok(Json(json!({"name": name, "revoked": revoked})))
+}
+
+/// Records one token change in the chain.
+async fn record(state: &AppState, acting: &Acting, change: &Unaudited) {
+    let (action, verb, name, scope) = match change {
+        Unaudited::Created { name, scope } => ("token.create", "created", name, scope),
+        Unaudited::Revoked { name, scope } => ("token.revoke", "revoked", name, scope),
+    };
+    let mut metadata = serde_json::Map::new();
+    metadata.insert("token".into(), json!(name));
+    metadata.insert("scope".into(), json!(scope));
+    crate::selfaudit::record(
+        &state.store,
+        acting,
+        crate::selfaudit::Record {
+            action,
+            category: Category::Security,
+            outcome: Outcome::Success,
+            level: Level::Warning,
+            description: format!("{verb} the {} token {name:?}", scope.as_str()),
+            metadata,
+        },
+    )
+    .await;
+}
+
+/// Records, every few seconds, the token changes the CLI made: it cannot append to the chain
+/// while the server holds it, so it leaves them marked for the server.
+pub(super) fn watch_cli_changes(state: AppState) {
+    tokio::spawn(async move {
+        let cli = Acting {
+            user: "cli".into(),
+            ..Acting::default()
+        };
+        loop {
+            match state.auth.with_tokens(|c| Ok(tokens::unaudited(c)?)).await {
+                Ok(changes) => {
+                    for change in changes {
+                        record(&state, &cli, &change).await;
+                        let marked = state
+                            .auth
+                            .with_tokens(move |c| Ok(tokens::mark_audited(c, &change)?))
+                            .await;
+                        if let Err(e) = marked {
+                            tracing::warn!(error = %e, "could not mark a token change recorded");
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not read token changes"),
+            }
+            tokio::time::sleep(CLI_CHANGES_EVERY).await;
+        }
+    });
+}

@@ -1,0 +1,267 @@
+//! Scoped API tokens through a real server: every protected route against every scope, the
+//! token lifecycle with its self-audit, and tokens made by the CLI while the server runs.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+#![cfg(feature = "ssr")]
+
+mod common;
+
+use common::{TestServer, TOKEN};
+use serde_json::{json, Value};
+use trailwatch::config::TokenCommand;
+use trailwatch::server::PROTECTED_ROUTES;
+
+/// Sends `method path` with `token`; returns the status and JSON body (null if none).
+async fn call(
+    s: &TestServer,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = s
+        .http
+        .request(method.parse().unwrap(), s.url(path))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Creates a token through the API with the admin token; returns its secret.
+async fn make(s: &TestServer, name: &str, scope: &str) -> String {
+    let (status, body) = call(
+        s,
+        "POST",
+        "/api/v1/tokens",
+        TOKEN,
+        Some(json!({"name": name, "scope": scope})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    body["token"].as_str().unwrap().to_string()
+}
+
+/// What each protected route needs, spelled out here rather than taken from the server, so
+/// a route whose protection changes fails this test.
+fn needs(method: &str, path: &str) -> &'static str {
+    match (method, path) {
+        ("POST", "/api/v1/events") => "ingest",
+        ("DELETE", _) => "admin",
+        ("POST", "/api/v1/subjects/alice/erase") => "admin",
+        ("POST", "/api/v1/alerts/1/acknowledge") => "admin",
+        ("GET" | "POST", "/api/v1/tokens") => "admin",
+        ("POST", "/api/fn/acknowledge" | "/api/fn/save_view" | "/api/fn/delete_view")
+        | ("POST", "/api/fn/logout") => "admin",
+        _ => "read",
+    }
+}
+
+#[tokio::test]
+async fn every_protected_route_admits_exactly_the_scopes_it_needs() {
+    let s = TestServer::start().await;
+    let tokens = [
+        ("ingest", make(&s, "t-ingest", "ingest").await),
+        ("read", make(&s, "t-read", "read").await),
+    ];
+    for (method, path) in PROTECTED_ROUTES {
+        let need = needs(method, path);
+        for (scope, token) in &tokens {
+            let (status, body) = call(&s, method, path, token, None).await;
+            if *scope == need {
+                assert!(
+                    status != 401 && status != 403,
+                    "{method} {path} refused a {scope} token: {status} {body}"
+                );
+            } else {
+                assert_eq!(status, 403, "{method} {path} with a {scope} token: {body}");
+                assert_eq!(body["needed"], need, "{method} {path}");
+                assert!(body["message"].as_str().unwrap().contains(scope), "{body}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_token_works_within_its_scope_until_revoked_and_every_change_is_audited() {
+    let s = TestServer::start().await;
+    let reader = make(&s, "dash-reader", "read").await;
+    let sender = make(&s, "app-sender", "ingest").await;
+
+    let (status, body) = call(
+        &s,
+        "POST",
+        "/api/v1/events",
+        &sender,
+        Some(json!({"action": "a.b"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        call(&s, "GET", "/api/v1/events", &sender, None).await.0,
+        403
+    );
+    let (status, page) = call(&s, "GET", "/api/v1/events?action=a.b", &reader, None).await;
+    assert_eq!((status, page["total"].as_u64()), (200, Some(1)), "{page}");
+    let (status, _) = call(
+        &s,
+        "POST",
+        "/api/v1/events",
+        &reader,
+        Some(json!({"action": "x"})),
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // Listed without secrets, with when each was last used.
+    let (_, list) = call(&s, "GET", "/api/v1/tokens", TOKEN, None).await;
+    let listed = list["tokens"].as_array().unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(!list.to_string().contains(&reader), "no secret is listed");
+    assert_eq!(listed[0]["name"], "dash-reader");
+    assert!(listed[0]["lastUsedAt"].is_string(), "{list}");
+
+    // Bad requests name the field.
+    for (body, field) in [
+        (json!({"name": "dash-reader", "scope": "read"}), "name"),
+        (json!({"name": "x y", "scope": "read"}), "name"),
+        (json!({"name": "ok", "scope": "root"}), "scope"),
+        (json!({"scope": "read"}), "name"),
+    ] {
+        let (status, err) = call(&s, "POST", "/api/v1/tokens", TOKEN, Some(body.clone())).await;
+        assert_eq!(
+            (status, err["field"].as_str()),
+            (400, Some(field)),
+            "{body}: {err}"
+        );
+    }
+
+    let (status, body) = call(&s, "DELETE", "/api/v1/tokens/dash-reader", TOKEN, None).await;
+    assert_eq!(
+        (status, body["revoked"].as_bool()),
+        (200, Some(true)),
+        "{body}"
+    );
+    assert_eq!(
+        call(&s, "GET", "/api/v1/events", &reader, None).await.0,
+        401
+    );
+    let (status, _) = call(&s, "DELETE", "/api/v1/tokens/nobody", TOKEN, None).await;
+    assert_eq!(status, 404);
+
+    // The chain holds each change, by whoever made it, from where.
+    let (_, audit) = s.get("/api/v1/events?source=trailwatch").await;
+    let seen: Vec<(String, String, String)> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            assert_eq!(e["request"]["ip"], "127.0.0.1", "{e}");
+            (
+                e["action"].as_str().unwrap().into(),
+                e["user"]["id"].as_str().unwrap().into(),
+                e["metadata"]["token"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let t = |a: &str, token: &str| (a.to_string(), "admin".to_string(), token.to_string());
+    assert_eq!(
+        seen,
+        [
+            t("token.revoke", "dash-reader"),
+            t("token.create", "app-sender"),
+            t("token.create", "dash-reader"),
+        ],
+        "{audit}"
+    );
+
+    // An admin-scoped token acts under its own name in what it audits.
+    let ops = make(&s, "ops", "admin").await;
+    let (status, _) = call(&s, "GET", "/api/v1/subjects/alice/export", &ops, None).await;
+    assert_eq!(status, 200);
+    let (_, audit) = s.get("/api/v1/events?action=subject.export").await;
+    assert_eq!(audit["items"][0]["user"]["id"], "ops", "{audit}");
+}
+
+#[tokio::test]
+async fn a_token_made_by_the_cli_while_the_server_runs_works_at_once_and_is_audited() {
+    let s = TestServer::start().await;
+    let mut socket = s.socket("").await;
+    socket
+        .subscribe(json!({"type": "subscribe", "sinceSeq": 0}))
+        .await;
+    let data = s.dir.path().join("data");
+    let out = trailwatch::auth::tokens::cli(
+        &data,
+        &TokenCommand::Create {
+            name: "from-cli".into(),
+            scope: "ingest".into(),
+        },
+    )
+    .unwrap();
+    let token = out.trim();
+    assert!(
+        token.starts_with("twt_") && !token.contains(' '),
+        "only the token: {out:?}"
+    );
+    let (status, body) = call(
+        &s,
+        "POST",
+        "/api/v1/events",
+        token,
+        Some(json!({"action": "cli.sent"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    // The server records the CLI's change in the chain on its own.
+    let audited = loop {
+        let m = socket.next_json().await;
+        if m["type"] == "event" && m["event"]["action"] == "token.create" {
+            break m["event"].clone();
+        }
+    };
+    assert_eq!(audited["user"]["id"], "cli");
+    assert_eq!(
+        audited["metadata"],
+        json!({"token": "from-cli", "scope": "ingest"})
+    );
+
+    let list = trailwatch::auth::tokens::cli(&data, &TokenCommand::List).unwrap();
+    let row = list.lines().find(|l| l.starts_with("from-cli")).unwrap();
+    assert!(
+        row.contains("ingest") && !row.contains("never"),
+        "used: {list}"
+    );
+    let out = trailwatch::auth::tokens::cli(
+        &data,
+        &TokenCommand::Revoke {
+            name: "from-cli".into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(out, "revoked from-cli\n");
+    assert_eq!(
+        call(
+            &s,
+            "POST",
+            "/api/v1/events",
+            token,
+            Some(json!({"action": "x"}))
+        )
+        .await
+        .0,
+        401
+    );
+    let err = trailwatch::auth::tokens::cli(
+        &data,
+        &TokenCommand::Create {
+            name: "x".into(),
+            scope: "root".into(),
+        },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("scope"), "{err}");
+}
