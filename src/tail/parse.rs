@@ -155,52 +155,30 @@ fn unparsed_event(text: &str, error: &str, origin: &Origin<'_>, now: DateTime<Ut
     metadata.insert("file".into(), json!(origin.file));
     metadata.insert("line".into(), json!(origin.line));
     metadata.insert("error".into(), json!(error));
-    let record = json!({
-        "action": UNPARSED_ACTION,
-        "category": "system_management",
-        "level": "warning",
-        "description": format!("Unreadable line {} of {}: {quote}{ellipsis}", origin.line, origin.file),
-        "metadata": Value::Object(metadata.clone()),
-    });
-    match ingest::normalize(&record, origin.source, now) {
-        Ok(event) => event,
-        // Only reachable if the quote itself broke a limit; the raw line is still kept.
-        Err(_) => {
-            let mut event = ingest::normalize(
-                &json!({"action": UNPARSED_ACTION, "category": "system_management", "level": "warning"}),
-                origin.source,
-                now,
-            )
-            .unwrap_or_else(|_| fallback_event(origin.source, now));
-            event.metadata = Some(metadata);
-            event
-        }
-    }
-}
-
-/// The least event there is; normalising a fixed record cannot fail, but this keeps the
-/// function total without an unwrap.
-fn fallback_event(source: &Source, now: DateTime<Utc>) -> AuditEvent {
-    use crate::model::{Actor, Category, Level, Outcome};
+    // Built directly rather than through ingest: the raw line may exceed the metadata
+    // limits a sender is held to, and it must be kept whole all the same.
     AuditEvent {
         timestamp: now,
-        level: Level::Warning,
-        category: Category::SystemManagement,
+        level: crate::model::Level::Warning,
+        category: crate::model::Category::SystemManagement,
         action: UNPARSED_ACTION.into(),
-        outcome: Outcome::Success,
-        user: Actor::system(),
+        outcome: crate::model::Outcome::Success,
+        user: crate::model::Actor::system(),
         entity: None,
         request: None,
         location: None,
-        description: None,
-        metadata: None,
+        description: Some(format!(
+            "Unreadable line {} of {}: {quote}{ellipsis}",
+            origin.line, origin.file
+        )),
+        metadata: Some(metadata),
         changes: None,
         risk_score: None,
         risk_reasons: None,
         correlation_id: None,
         session_id: None,
         system: None,
-        source: source.clone(),
+        source: origin.source.clone(),
     }
 }
 
