@@ -734,6 +734,12 @@ async fn tail(
         let n = if options.notify { lines } else { lines.min(20) };
         let mut waits = Vec::with_capacity(n);
         for i in 0..n {
+            if !options.notify {
+                // Written at spread points of the poll's cycle: right after a commit the
+                // tailer is still awake and would catch every line at once.
+                let phase = options.poll.mul_f64(((i * 7) % n) as f64 / n as f64);
+                tokio::time::sleep(phase).await;
+            }
             let start = Instant::now();
             file.write_all(line(i).as_bytes())?;
             commits.recv().await?;
