@@ -105,6 +105,84 @@ pub async fn acknowledge_alert(id: u64) -> Result<Option<crate::model::Alert>, A
     Ok(alert)
 }
 
+/// The API tokens, oldest first, without secrets (admin page).
+///
+/// # Errors
+/// [`AppError::Internal`] when the token database fails.
+#[server(prefix = "/api/fn", endpoint = "tokens")]
+pub async fn list_tokens() -> Result<Vec<crate::model::TokenInfo>, AppError> {
+    use crate::server::AppState;
+    let state = use_context::<AppState>().ok_or(AppError::Internal)?;
+    state
+        .auth
+        .with_tokens(crate::auth::tokens::list)
+        .await
+        .map_err(token_error)
+}
+
+/// Makes an API token; its secret is in the answer and nowhere else.
+///
+/// # Errors
+/// [`AppError::BadRequest`] naming the field for a bad or taken name or an unknown scope.
+#[server(prefix = "/api/fn", endpoint = "create_token", input = Json)]
+pub async fn create_token(
+    name: String,
+    scope: String,
+) -> Result<crate::model::CreatedToken, AppError> {
+    use crate::auth::tokens::{self, Scope, TokenError, Unaudited};
+    use crate::server::AppState;
+    let state = use_context::<AppState>().ok_or(AppError::Internal)?;
+    let scope = Scope::parse(&scope).ok_or_else(|| token_error(TokenError::Scope(scope)))?;
+    let name = name.trim().to_string();
+    let (info, token) = state
+        .auth
+        .with_tokens(move |c| tokens::create(c, &name, scope, true))
+        .await
+        .map_err(token_error)?;
+    let acting = crate::selfaudit::acting_in_server_fn().await;
+    let change = Unaudited::Created {
+        name: info.name.clone(),
+        scope,
+    };
+    crate::server::tokens::record(&state, &acting, &change).await;
+    Ok(crate::model::CreatedToken { info, token })
+}
+
+/// Revokes the API token named `name`; `false` when it was revoked already.
+///
+/// # Errors
+/// [`AppError::BadRequest`] when no token has that name.
+#[server(prefix = "/api/fn", endpoint = "revoke_token", input = Json)]
+pub async fn revoke_token(name: String) -> Result<bool, AppError> {
+    use crate::auth::tokens::{self, Unaudited};
+    use crate::server::AppState;
+    let state = use_context::<AppState>().ok_or(AppError::Internal)?;
+    let lookup = name.clone();
+    let (revoked, scope) = state
+        .auth
+        .with_tokens(move |c| tokens::revoke_returning_scope(c, &lookup, true))
+        .await
+        .map_err(token_error)?;
+    if revoked {
+        let acting = crate::selfaudit::acting_in_server_fn().await;
+        crate::server::tokens::record(&state, &acting, &Unaudited::Revoked { name, scope }).await;
+    }
+    Ok(revoked)
+}
+
+/// A token change's failure in the dashboard's terms.
+#[cfg(feature = "ssr")]
+fn token_error(e: crate::auth::tokens::TokenError) -> AppError {
+    use crate::auth::tokens::TokenError;
+    match e {
+        TokenError::Auth(e) => {
+            tracing::error!(error = %e, "token database failed");
+            AppError::Internal
+        }
+        other => AppError::BadRequest(other.to_string()),
+    }
+}
+
 /// How many rows one explorer page holds.
 pub const EXPLORER_PAGE: u32 = 100;
 /// The explorer counts matches up to this many, so a broad query stays fast.

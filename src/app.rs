@@ -45,6 +45,7 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/login") view=pages::LoginPage />
                 <Route path=path!("/replay") view=pages::ReplayPage />
                 <Route path=path!("/alerts") view=pages::AlertsPage />
+                <Route path=path!("/tokens") view=pages::TokensPage />
                 <ParentRoute path=path!("/events") view=pages::ExplorerPage ssr=SsrMode::Async>
                     <Route path=path!("") view=|| () />
                     <Route path=path!(":id") view=components::EventDialog />

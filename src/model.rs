@@ -854,6 +854,69 @@ mod tests {
     }
 }
 
+/// What an API token may do. An `admin` token may do everything; `read` and `ingest` only
+/// what they name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenScope {
+    /// Send events, nothing else.
+    Ingest,
+    /// Read events, analytics and exports; change nothing.
+    Read,
+    /// Everything, tokens and erasure included.
+    Admin,
+}
+
+impl TokenScope {
+    /// Every scope, in the order forms and help texts list them.
+    pub const ALL: [TokenScope; 3] = [TokenScope::Ingest, TokenScope::Read, TokenScope::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenScope::Ingest => "ingest",
+            TokenScope::Read => "read",
+            TokenScope::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TokenScope> {
+        TokenScope::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// Whether a holder of this scope may do what needs `needed`.
+    pub fn allows(self, needed: TokenScope) -> bool {
+        self == TokenScope::Admin || self == needed
+    }
+
+    /// What the scope allows, in a few words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            TokenScope::Ingest => "send events only",
+            TokenScope::Read => "read and export, change nothing",
+            TokenScope::Admin => "everything, tokens and erasure included",
+        }
+    }
+}
+
+/// An API token as listed: never its secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenInfo {
+    pub name: String,
+    pub scope: TokenScope,
+    /// RFC 3339.
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+/// A token just made: its secret is shown this once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedToken {
+    pub info: TokenInfo,
+    pub token: String,
+}
+
 /// Where the background check of the hash chain stands, for the dashboard header and
 /// `GET /api/v1/chain`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,7 +6,7 @@ mod dashboard;
 mod events;
 pub mod lifecycle;
 mod logs;
-mod tokens;
+pub(crate) mod tokens;
 
 use crate::alerts::Alerts;
 use crate::app::{shell, App};
@@ -123,6 +123,9 @@ pub const PROTECTED_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/tokens"),
     ("POST", "/api/v1/tokens"),
     ("DELETE", "/api/v1/tokens/ci"),
+    ("POST", "/api/fn/tokens"),
+    ("POST", "/api/fn/create_token"),
+    ("POST", "/api/fn/revoke_token"),
 ];
 
 /// A bound, ready server: its address is known before it serves.
@@ -391,11 +394,14 @@ fn classify(method: &Method, path: &str) -> Access {
 /// may call needs `admin`; everything else reads.
 fn needed_scope(method: &Method, path: &str) -> auth::Scope {
     use auth::Scope;
-    const ADMIN_FNS: [&str; 4] = [
+    const ADMIN_FNS: [&str; 7] = [
         "/api/fn/acknowledge",
         "/api/fn/save_view",
         "/api/fn/delete_view",
         "/api/fn/logout",
+        "/api/fn/tokens",
+        "/api/fn/create_token",
+        "/api/fn/revoke_token",
     ];
     if path == "/api/v1/events" && method == Method::POST {
         return Scope::Ingest;

@@ -55,6 +55,7 @@ fn needs(method: &str, path: &str) -> &'static str {
         ("GET" | "POST", "/api/v1/tokens") => "admin",
         ("POST", "/api/fn/acknowledge" | "/api/fn/save_view" | "/api/fn/delete_view")
         | ("POST", "/api/fn/logout") => "admin",
+        ("POST", "/api/fn/tokens" | "/api/fn/create_token" | "/api/fn/revoke_token") => "admin",
         _ => "read",
     }
 }

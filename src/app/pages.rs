@@ -5,12 +5,14 @@ mod dashboard;
 mod explorer;
 mod login;
 mod replay;
+mod tokens;
 
 pub use alerts::AlertsPage;
 pub use dashboard::DashboardPage;
 pub use explorer::{encode, ExplorerPage};
 pub use login::LoginPage;
 pub use replay::ReplayPage;
+pub use tokens::TokensPage;
 
 use leptos::prelude::*;
 

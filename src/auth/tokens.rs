@@ -6,54 +6,8 @@
 
 use super::{random_token, sha256, AuthError};
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::Serialize;
 
-/// What a token may do. An `admin` token may do everything; `read` and `ingest` only what
-/// they name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Scope {
-    /// Send events, nothing else.
-    Ingest,
-    /// Read events, analytics and exports; change nothing.
-    Read,
-    /// Everything, tokens and erasure included.
-    Admin,
-}
-
-impl Scope {
-    /// Every scope, in the order help texts list them.
-    pub const ALL: [Scope; 3] = [Scope::Ingest, Scope::Read, Scope::Admin];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Ingest => "ingest",
-            Scope::Read => "read",
-            Scope::Admin => "admin",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Scope> {
-        Scope::ALL.into_iter().find(|v| v.as_str() == s)
-    }
-
-    /// Whether a holder of this scope may do what needs `needed`.
-    pub fn allows(self, needed: Scope) -> bool {
-        self == Scope::Admin || self == needed
-    }
-}
-
-/// A token as listed: never its secret.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TokenInfo {
-    pub name: String,
-    pub scope: Scope,
-    /// RFC 3339.
-    pub created_at: String,
-    pub last_used_at: Option<String>,
-    pub revoked_at: Option<String>,
-}
+pub use crate::model::{TokenInfo, TokenScope as Scope};
 
 /// The holder of a token that checked out.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -207,6 +161,21 @@ pub fn revoke(conn: &Connection, name: &str, audited: bool) -> Result<bool, Toke
         true => Ok(false),
         false => Err(TokenError::Unknown(name.into())),
     }
+}
+
+/// [`revoke`], with the token's scope, for recording the change.
+pub fn revoke_returning_scope(
+    conn: &Connection,
+    name: &str,
+    audited: bool,
+) -> Result<(bool, Scope), TokenError> {
+    let revoked = revoke(conn, name, audited)?;
+    let scope: String =
+        conn.query_row("SELECT scope FROM tokens WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })?;
+    let scope = Scope::parse(&scope).ok_or(TokenError::Scope(scope))?;
+    Ok((revoked, scope))
 }
 
 /// The holder of `secret` if it is a live token, noting the use.

@@ -106,16 +106,9 @@ pub(super) async fn revoke(
     let lookup = name.clone();
     let (revoked, scope) = state
         .auth
-        .with_tokens(move |c| {
-            let revoked = tokens::revoke(c, &lookup, true)?;
-            let scope = tokens::list(c)?
-                .into_iter()
-                .find(|t| t.name == lookup)
-                .map(|t| t.scope);
-            Ok((revoked, scope))
-        })
+        .with_tokens(move |c| tokens::revoke_returning_scope(c, &lookup, true))
         .await?;
-    if let (true, Some(scope)) = (revoked, scope) {
+    if revoked {
         record(
             &state,
             &acting,
@@ -129,8 +122,9 @@ pub(super) async fn revoke(
     Ok(Json(json!({"name": name, "revoked": revoked})))
 }
 
-/// Records one token change in the chain.
-async fn record(state: &AppState, acting: &Acting, change: &Unaudited) {
+/// Records one token change in the chain (from the REST routes, the dashboard and the CLI's
+/// watch alike).
+pub(crate) async fn record(state: &AppState, acting: &Acting, change: &Unaudited) {
     let (action, verb, name, scope) = match change {
         Unaudited::Created { name, scope } => ("token.create", "created", name, scope),
         Unaudited::Revoked { name, scope } => ("token.revoke", "revoked", name, scope),

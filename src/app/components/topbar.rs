@@ -8,11 +8,12 @@ use leptos::form::ActionForm;
 use leptos::prelude::*;
 
 /// The pages in the navigation: path, label, and the key pages pass as `current`.
-const NAV: [(&str, &str, &str); 4] = [
+const NAV: [(&str, &str, &str); 5] = [
     ("/", "Live", "live"),
     ("/events", "Explorer", "events"),
     ("/replay", "Replay", "replay"),
     ("/alerts", "Alerts", "alerts"),
+    ("/tokens", "Tokens", "tokens"),
 ];
 
 /// The header. `current` marks the page in the navigation; `class` lets a page flash it;
