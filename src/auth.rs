@@ -128,13 +128,27 @@ pub struct Principal {
     /// `admin` for the admin token and dashboard sessions, else the token's name.
     pub name: String,
     pub scope: Scope,
+    /// The credential itself, so what it opened (a socket) can end when it is revoked.
+    pub credential: Credential,
+}
+
+/// One credential, as revocations name it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Credential {
+    /// The admin token: it changes only with a restart.
+    AdminToken,
+    /// A dashboard session, by the SHA-256 of its cookie value.
+    Session([u8; 32]),
+    /// An API token, by name.
+    Token(String),
 }
 
 impl Principal {
-    fn admin() -> Principal {
+    fn admin(credential: Credential) -> Principal {
         Principal {
             name: "admin".into(),
             scope: Scope::Admin,
+            credential,
         }
     }
 }
@@ -163,6 +177,8 @@ pub fn open_db(data_dir: &Path) -> Result<Connection, AuthError> {
 pub struct Auth {
     admin_digest: [u8; 32],
     sessions: Arc<Mutex<Connection>>,
+    /// Credentials revoked while the server runs, for the sockets they opened.
+    revocations: tokio::sync::broadcast::Sender<Credential>,
 }
 
 impl Auth {
@@ -175,6 +191,7 @@ impl Auth {
         Ok(Auth {
             admin_digest: sha256(admin_token),
             sessions: Arc::new(Mutex::new(conn)),
+            revocations: tokio::sync::broadcast::channel(64).0,
         })
     }
 
@@ -190,19 +207,22 @@ impl Auth {
     pub async fn check(&self, presented: Presented<'_>) -> Result<Option<Principal>, AuthError> {
         if let Some(token) = presented.bearer.or(presented.query_token) {
             if self.is_admin_token(token) {
-                return Ok(Some(Principal::admin()));
+                return Ok(Some(Principal::admin(Credential::AdminToken)));
             }
             let token = token.to_string();
             let holder = self.with_db(move |c| tokens::holder(c, &token)).await?;
             if let Some(h) = holder {
                 return Ok(Some(Principal {
+                    credential: Credential::Token(h.name.clone()),
                     name: h.name,
                     scope: h.scope,
                 }));
             }
         }
         match presented.session {
-            Some(session) if self.session_valid(session).await? => Ok(Some(Principal::admin())),
+            Some(session) if self.session_valid(session).await? => {
+                Ok(Some(Principal::admin(Credential::Session(sha256(session)))))
+            }
             _ => Ok(None),
         }
     }
@@ -259,7 +279,67 @@ impl Auth {
             )?;
             Ok(())
         })
+        .await?;
+        self.announce_revoked(Credential::Session(digest));
+        Ok(())
+    }
+
+    /// Tells whatever `credential` opened that it no longer holds.
+    pub fn announce_revoked(&self, credential: Credential) {
+        // No receiver means no socket is open: nothing to close.
+        let _ = self.revocations.send(credential);
+    }
+
+    /// Completes when `credential` is revoked while the server runs (never for the admin
+    /// token). After missing announcements (a burst of revocations) it asks the database.
+    pub async fn revoked(&self, credential: Credential) {
+        use tokio::sync::broadcast::error::RecvError;
+        if credential == Credential::AdminToken {
+            return std::future::pending().await;
+        }
+        let mut rx = self.revocations.subscribe();
+        loop {
+            match rx.recv().await {
+                Ok(c) if c == credential => return,
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => {
+                    if !self.still_valid(&credential).await {
+                        return;
+                    }
+                }
+                Err(RecvError::Closed) => return std::future::pending().await,
+            }
+        }
+    }
+
+    /// Whether `credential` would still be accepted; a failing database counts as yes, so
+    /// an outage does not close every socket.
+    async fn still_valid(&self, credential: &Credential) -> bool {
+        let credential = credential.clone();
+        let now = chrono::Utc::now().timestamp();
+        self.with_db(move |c| {
+            Ok(match credential {
+                Credential::AdminToken => true,
+                Credential::Session(digest) => c
+                    .query_row(
+                        "SELECT expires_at > ?2 FROM sessions WHERE token_hash = ?1",
+                        params![digest.as_slice(), now],
+                        |r| r.get::<_, bool>(0),
+                    )
+                    .optional()?
+                    .unwrap_or(false),
+                Credential::Token(name) => c
+                    .query_row(
+                        "SELECT revoked_at IS NULL FROM tokens WHERE name = ?1",
+                        [name],
+                        |r| r.get::<_, bool>(0),
+                    )
+                    .optional()?
+                    .unwrap_or(false),
+            })
+        })
         .await
+        .unwrap_or(true)
     }
 
     async fn session_valid(&self, value: &str) -> Result<bool, AuthError> {
@@ -384,7 +464,7 @@ mod tests {
         };
         assert_eq!(
             auth.check(bearer("secret")).await.unwrap(),
-            Some(Principal::admin())
+            Some(Principal::admin(Credential::AdminToken))
         );
         assert_eq!(auth.check(bearer("secreT")).await.unwrap(), None);
         // A token made by another connection (the CLI) holds from the next request on.
@@ -394,7 +474,8 @@ mod tests {
             auth.check(bearer(&token)).await.unwrap(),
             Some(Principal {
                 name: "reader".into(),
-                scope: Scope::Read
+                scope: Scope::Read,
+                credential: Credential::Token("reader".into()),
             })
         );
         tokens::revoke(&open_db(dir.path()).unwrap(), "reader", false).unwrap();

@@ -126,7 +126,12 @@ impl Hub {
     /// Runs one upgraded socket to its end. `since` comes from the `sinceSeq` query parameter;
     /// without it the server waits briefly for a `subscribe` message, then sends the last
     /// [`LiveConfig::default_backlog`] events.
-    pub async fn serve(self, socket: WebSocket, since: Option<Seq>) {
+    pub async fn serve(
+        self,
+        socket: WebSocket,
+        since: Option<Seq>,
+        revoked: impl std::future::Future<Output = ()> + Send,
+    ) {
         let (sink, mut stream) = socket.split();
         let (client_tx, client_rx) = mpsc::channel::<Inbound>(16);
         let reader = tokio::spawn(async move {
@@ -156,7 +161,16 @@ impl Hub {
             alerts_only: false,
         };
         let alerts = self.alerts.subscribe();
-        match conn.run(&self.frames, alerts, client_rx, since).await {
+        match conn
+            .run(
+                &self.frames,
+                alerts,
+                client_rx,
+                since,
+                std::pin::pin!(revoked),
+            )
+            .await
+        {
             Ok(()) | Err(SocketError::Gone) => {}
             Err(e) => tracing::debug!(error = %e, "socket closed"),
         }
@@ -184,6 +198,8 @@ enum SocketError {
     Store(#[from] StoreError),
     #[error("client sent an invalid subscription")]
     Refused,
+    #[error("the credentials that opened the socket were revoked")]
+    Revoked,
 }
 
 struct Connection {
@@ -204,6 +220,7 @@ impl Connection {
         mut alerts: broadcast::Receiver<Utf8Bytes>,
         mut inbound: mpsc::Receiver<Inbound>,
         since: Option<Seq>,
+        mut revoked: std::pin::Pin<&mut (impl std::future::Future<Output = ()> + Send)>,
     ) -> Result<(), SocketError> {
         let mut start = since;
         if start.is_none() {
@@ -280,6 +297,18 @@ impl Connection {
                     Err(RecvError::Lagged(_)) => {}
                     Err(RecvError::Closed) => return Ok(()),
                 },
+                () = &mut revoked => {
+                    // The credential that opened the socket was revoked: nothing more of the
+                    // log is for this client.
+                    let _ = self
+                        .sink
+                        .send(Message::Close(Some(CloseFrame {
+                            code: 1008,
+                            reason: "credentials revoked".into(),
+                        })))
+                        .await;
+                    return Err(SocketError::Revoked);
+                }
                 _ = ping.tick() => {
                     if last_heard.elapsed() > self.config.ping_interval * 3 {
                         return Err(SocketError::Gone);

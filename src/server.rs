@@ -725,6 +725,7 @@ struct WsParams {
 /// `GET /ws/audit`: see [`crate::live`].
 async fn ws_audit(
     State(state): State<AppState>,
+    principal: Option<axum::Extension<auth::Principal>>,
     params: Result<Query<WsParams>, axum::extract::rejection::QueryRejection>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
@@ -732,11 +733,15 @@ async fn ws_audit(
         field: "sinceSeq".into(),
         message: e.body_text(),
     })?;
+    // The middleware put it there; without it the socket would outlive nothing.
+    let axum::Extension(principal) = principal.ok_or(ApiError::Unauthorized)?;
     let hub = state.hub.clone();
+    let auth = state.auth.clone();
+    let revoked = async move { auth.revoked(principal.credential).await };
     Ok(ws
         .read_buffer_size(8 * 1024)
         .write_buffer_size(8 * 1024)
-        .on_upgrade(move |socket| hub.serve(socket, params.since_seq.map(Seq)))
+        .on_upgrade(move |socket| hub.serve(socket, params.since_seq.map(Seq), revoked))
         .into_response())
 }
 

@@ -251,6 +251,23 @@ async fn login_sets_a_strict_http_only_cookie_that_opens_pages_and_server_functi
         replayed.push(m["event"]["action"].as_str().unwrap().to_string());
     }
     assert_eq!(replayed, [LOGIN_ACTION, LOGIN_ACTION]);
+
+    // Signing out ends the session and closes the socket it opened.
+    let out = s
+        .http
+        .post(s.url("/api/fn/logout"))
+        .header("Cookie", &pair)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        out.status().is_success() || out.status().is_redirection(),
+        "{}",
+        out.status()
+    );
+    assert!(common::Socket { ws }.closed_by_server().await);
 }
 
 #[tokio::test]

@@ -266,3 +266,48 @@ async fn a_token_made_by_the_cli_while_the_server_runs_works_at_once_and_is_audi
     .unwrap_err();
     assert!(err.to_string().contains("scope"), "{err}");
 }
+
+/// A socket opened with `token`, subscribed from the start.
+async fn socket_with(s: &TestServer, token: &str) -> common::Socket {
+    let url = format!("ws://{}/ws/audit?token={token}", s.addr);
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut socket = common::Socket { ws };
+    socket
+        .subscribe(json!({"type": "subscribe", "sinceSeq": 0}))
+        .await;
+    socket
+}
+
+#[tokio::test]
+async fn revoking_a_token_closes_the_sockets_it_opened_and_no_other() {
+    let s = TestServer::start().await;
+    let api = make(&s, "revoked-by-api", "read").await;
+    let cli = make(&s, "revoked-by-cli", "read").await;
+    let kept = make(&s, "kept", "read").await;
+    let mut by_api = socket_with(&s, &api).await;
+    let mut by_cli = socket_with(&s, &cli).await;
+    let mut other = socket_with(&s, &kept).await;
+
+    let (status, _) = call(&s, "DELETE", "/api/v1/tokens/revoked-by-api", TOKEN, None).await;
+    assert_eq!(status, 200);
+    assert!(by_api.closed_by_server().await, "closed on revocation");
+
+    // From the CLI, the server learns of it on its next look (every 2 s).
+    trailwatch::auth::tokens::cli(
+        &s.dir.path().join("data"),
+        &TokenCommand::Revoke {
+            name: "revoked-by-cli".into(),
+        },
+    )
+    .unwrap();
+    assert!(by_cli.closed_by_server().await, "closed within seconds");
+
+    // The other token's socket still streams.
+    s.post(&json!({"action": "still.here"})).await;
+    loop {
+        let m = other.next_json().await;
+        if m["type"] == "event" && m["event"]["action"] == "still.here" {
+            break;
+        }
+    }
+}

@@ -123,8 +123,13 @@ pub(super) async fn revoke(
 }
 
 /// Records one token change in the chain (from the REST routes, the dashboard and the CLI's
-/// watch alike).
+/// watch alike); a revocation also closes the sockets the token opened.
 pub(crate) async fn record(state: &AppState, acting: &Acting, change: &Unaudited) {
+    if let Unaudited::Revoked { name, .. } = change {
+        state
+            .auth
+            .announce_revoked(crate::auth::Credential::Token(name.clone()));
+    }
     let (action, verb, name, scope) = match change {
         Unaudited::Created { name, scope } => ("token.create", "created", name, scope),
         Unaudited::Revoked { name, scope } => ("token.revoke", "revoked", name, scope),
