@@ -224,6 +224,8 @@ pub struct FileConfig {
     pub mirror_dir: Option<PathBuf>,
     /// What counts as personal data beyond the fixed fields (`[privacy]`).
     pub privacy: Option<PrivacyConfig>,
+    /// Rate limits (`[limits]`).
+    pub limits: Option<crate::server::limits::LimitsConfig>,
 }
 
 /// The `[privacy]` section.
@@ -295,6 +297,7 @@ pub struct ServeConfig {
     pub mirror_dir: Option<PathBuf>,
     /// Metadata fields declared personal: trimmed, without blanks or repeats.
     pub personal_metadata: Vec<String>,
+    pub limits: crate::server::limits::LimitsConfig,
 }
 
 impl ServeConfig {
@@ -335,6 +338,7 @@ impl ServeConfig {
                 args.tail
             },
             mirror_dir: args.mirror_dir.or(file.mirror_dir),
+            limits: file.limits.unwrap_or_default(),
             personal_metadata: {
                 let declared = if args.personal_metadata.is_empty() {
                     file.privacy.unwrap_or_default().personal_metadata

@@ -5,6 +5,7 @@
 mod dashboard;
 mod events;
 pub mod lifecycle;
+pub mod limits;
 mod logs;
 pub(crate) mod tokens;
 
@@ -16,6 +17,7 @@ use crate::ingest::{self, BodyFormat, IngestError};
 use crate::insights::{parse_zone, Analytics};
 use crate::live::{Hub, LiveConfig};
 use crate::model::{FieldError, Health, IngestErrors, Seq, Source};
+use crate::selfaudit::ActingFrom;
 use crate::store::{Store, StoreError, StoreOptions};
 use crate::views::SavedViews;
 use axum::body::Bytes;
@@ -35,6 +37,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -55,6 +58,8 @@ pub struct AppState {
     pub retention: crate::store::RetentionPolicy,
     /// Where the JSONL mirror writes, if it is on.
     pub mirror_dir: Option<PathBuf>,
+    /// The ingest rate limit's buckets.
+    pub limiter: Arc<limits::RateLimiter>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -149,6 +154,7 @@ impl Server {
     pub async fn bind(config: &ServeConfig) -> Result<Server, ServeError> {
         let zone = parse_zone(&config.time_zone).map_err(ServeError::Config)?;
         config.retention.validate().map_err(ServeError::Config)?;
+        config.limits.validate().map_err(ServeError::Config)?;
         let tails = config
             .tails
             .iter()
@@ -206,6 +212,7 @@ impl Server {
             max_body_bytes: config.max_body_bytes,
             retention: config.retention.clone(),
             mirror_dir: config.mirror_dir.clone(),
+            limiter: Arc::new(limits::RateLimiter::new(config.limits.clone())),
         };
         lifecycle::spawn_daily(state.clone());
         tokens::watch_cli_changes(state.clone());
@@ -505,6 +512,8 @@ pub enum ApiError {
         message: String,
     },
     TooLarge(usize),
+    /// Over the ingest rate limit; retry after this long.
+    RateLimited(std::time::Duration),
     UnsupportedType(String),
     NotFound(String),
     Full,
@@ -546,6 +555,18 @@ impl IntoResponse for ApiError {
                 json!({"error": "payload_too_large",
                        "message": format!("the body is larger than the limit of {limit} bytes; split it into smaller requests")}),
             ),
+            ApiError::RateLimited(after) => {
+                // Whole seconds, rounded up, as the header requires.
+                let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+                let body = json!({"error": "rate_limited",
+                    "message": format!("too many ingest requests from this credential; retry in {secs} s (batch events into fewer requests)"),
+                    "retryAfterMs": after.as_millis() as u64});
+                let mut r = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+                if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+                    r.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                return r;
+            }
             ApiError::UnsupportedType(got) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 json!({"error": "unsupported_media_type",
@@ -663,9 +684,37 @@ fn source_of(headers: &HeaderMap) -> Result<Source, ApiError> {
 /// the commit is on disk.
 async fn ingest_events(
     State(state): State<AppState>,
+    ActingFrom(acting): ActingFrom,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    if let Err(refused) = state.limiter.take(&acting.user, std::time::Instant::now()) {
+        if refused.record {
+            let mut metadata = serde_json::Map::new();
+            metadata.insert("holder".into(), json!(acting.user));
+            metadata.insert(
+                "retryAfterMs".into(),
+                json!(refused.retry_after.as_millis() as u64),
+            );
+            crate::selfaudit::record(
+                &state.store,
+                &acting,
+                crate::selfaudit::Record {
+                    action: "ingest.rate_limited",
+                    category: crate::model::Category::Security,
+                    outcome: crate::model::Outcome::Denied,
+                    level: crate::model::Level::Warning,
+                    description: format!(
+                        "{} sent faster than the ingest limit; refused for now",
+                        acting.user
+                    ),
+                    metadata,
+                },
+            )
+            .await;
+        }
+        return Err(ApiError::RateLimited(refused.retry_after));
+    }
     let format = body_format(&headers)?;
     let source = source_of(&headers)?;
     let body = body.map_err(|rejection| {

@@ -311,3 +311,51 @@ async fn revoking_a_token_closes_the_sockets_it_opened_and_no_other() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_token_over_the_ingest_limit_gets_429_with_retry_after_and_it_is_recorded() {
+    let s = TestServer::start_with(|c| {
+        c.limits = trailwatch::server::limits::LimitsConfig {
+            ingest_per_second: 0.5,
+            ingest_burst: 2,
+        };
+    })
+    .await;
+    let sender = make(&s, "chatty", "ingest").await;
+    let send = || async {
+        s.http
+            .post(s.url("/api/v1/events"))
+            .bearer_auth(&sender)
+            .json(&json!({"action": "tick"}))
+            .send()
+            .await
+            .unwrap()
+    };
+    assert_eq!(send().await.status(), 201);
+    assert_eq!(send().await.status(), 201);
+    let refused = send().await;
+    assert_eq!(refused.status(), 429);
+    let retry: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry), "{retry}");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "rate_limited");
+    assert_eq!(send().await.status(), 429);
+    // Another holder has its own allowance.
+    assert_eq!(s.post(&json!({"action": "admin.tick"})).await.0, 201);
+
+    // Nothing refused was stored; the first refusal (only) is in the chain.
+    let (_, ticks) = s.get("/api/v1/events?action=tick").await;
+    assert_eq!(ticks["total"], 2);
+    let (_, limited) = s.get("/api/v1/events?action=ingest.rate_limited").await;
+    assert_eq!(limited["total"], 1, "{limited}");
+    let e = &limited["items"][0];
+    assert_eq!(
+        (e["user"]["id"].as_str(), e["outcome"].as_str()),
+        (Some("chatty"), Some("denied"))
+    );
+    assert_eq!(e["category"], "security");
+}

@@ -39,6 +39,7 @@ pub fn serve_config(dir: &std::path::Path) -> ServeConfig {
         tails: Vec::new(),
         mirror_dir: None,
         personal_metadata: Vec::new(),
+        limits: Default::default(),
     }
 }
 
