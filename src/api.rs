@@ -337,7 +337,15 @@ pub async fn login(token: String) -> Result<(), AppError> {
     use axum::http::{header::SET_COOKIE, HeaderValue};
     let state = use_context::<AppState>().ok_or(AppError::Internal)?;
     let acting = crate::selfaudit::acting_in_server_fn().await;
+    // Throttled by address (the one user is `admin`; per-user limits come with users).
+    let address = acting.ip.clone().unwrap_or_default();
+    let guard = &state.auth.guard;
+    if let Some(left) = guard.locked(&address, std::time::Instant::now()) {
+        // Refused without looking at the token: a locked-out guesser learns nothing.
+        return Err(AppError::LockedOut(left.as_secs().max(1)));
+    }
     if !state.auth.is_admin_token(&token) {
+        let failure = guard.failed(&address, std::time::Instant::now());
         // Recorded before the pause, so a burst of guesses shows at once in the feed (and in
         // the failed-login detector, which counts these like any application's).
         crate::selfaudit::note(
@@ -350,10 +358,26 @@ pub async fn login(token: String) -> Result<(), AppError> {
             "dashboard sign-in refused: wrong token".into(),
         )
         .await;
-        // A pause makes guessing slow; per-IP lockout comes with access control.
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        if let Some(locked) = failure.locked_for {
+            crate::selfaudit::note(
+                &state.store,
+                &acting,
+                "dashboard.lockout",
+                Category::Security,
+                Outcome::Denied,
+                Level::Critical,
+                format!(
+                    "sign-in locked for {} s after repeated wrong tokens from this address",
+                    locked.as_secs()
+                ),
+            )
+            .await;
+        }
+        // Each refusal answers more slowly than the last.
+        tokio::time::sleep(failure.delay).await;
         return Err(AppError::BadCredentials);
     }
+    guard.succeeded(&address);
     let session = state.auth.create_session().await.map_err(|e| {
         tracing::error!(error = %e, "cannot create session");
         AppError::Internal

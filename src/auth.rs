@@ -3,6 +3,7 @@
 //! `<data-dir>/auth.db`, and the request check the router's middleware applies. Users and
 //! roles extend this seam later. Server build only.
 
+pub mod guard;
 pub mod tokens;
 
 pub use tokens::Scope;
@@ -179,6 +180,8 @@ pub struct Auth {
     sessions: Arc<Mutex<Connection>>,
     /// Credentials revoked while the server runs, for the sockets they opened.
     revocations: tokio::sync::broadcast::Sender<Credential>,
+    /// Refused sign-ins by address.
+    pub guard: Arc<guard::LoginGuard>,
 }
 
 impl Auth {
@@ -192,6 +195,7 @@ impl Auth {
             admin_digest: sha256(admin_token),
             sessions: Arc::new(Mutex::new(conn)),
             revocations: tokio::sync::broadcast::channel(64).0,
+            guard: Arc::default(),
         })
     }
 

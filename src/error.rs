@@ -14,6 +14,9 @@ pub enum AppError {
     /// The credentials given at login were wrong.
     #[error("that token is not valid")]
     BadCredentials,
+    /// Too many refused sign-ins from this address; it may try again after this many seconds.
+    #[error("too many refused sign-ins from this address; try again in {0} s")]
+    LockedOut(u64),
     /// The input was unusable; the message names the field.
     #[error("{0}")]
     BadRequest(String),

@@ -460,7 +460,7 @@ async fn failed_login_bursts_survive_a_restart() {
 }
 
 #[tokio::test]
-async fn guessing_the_dashboard_token_raises_a_failed_login_burst() {
+async fn guessing_the_dashboard_token_raises_a_failed_login_burst_and_locks_the_address_out() {
     let server = TestServer::start().await;
     for _ in 0..5 {
         let r = server
@@ -486,4 +486,20 @@ async fn guessing_the_dashboard_token_raises_a_failed_login_burst() {
         [("address 127.0.0.1", 5.0), ("user admin", 5.0)],
         "{insights}"
     );
+
+    // The fifth refusal locked the address out: even the right token is refused now,
+    // without being looked at, and the lockout is in the chain once.
+    let r = server
+        .http
+        .post(server.url("/api/fn/login"))
+        .form(&[("token", common::TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("set-cookie").is_none());
+    let body = r.text().await.unwrap();
+    assert!(body.contains("LockedOut"), "{body}");
+    let (_, locks) = server.get("/api/v1/events?action=dashboard.lockout").await;
+    assert_eq!(locks["total"], 1, "{locks}");
+    assert_eq!(locks["items"][0]["level"], "critical");
 }
