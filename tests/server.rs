@@ -25,6 +25,26 @@ async fn health_is_public_and_in_the_predecessor_shape() {
 }
 
 #[tokio::test]
+async fn every_answer_carries_the_browser_hardening_headers() {
+    let s = TestServer::start().await;
+    for path in [
+        "/api/health",
+        "/login",
+        "/",
+        "/api/v1/events",
+        "/no/such/page",
+    ] {
+        let r = s.http.get(s.url(path)).send().await.unwrap();
+        let h = r.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+    }
+}
+
+#[tokio::test]
 async fn every_protected_route_refuses_missing_or_wrong_credentials() {
     let s = TestServer::start().await;
     for (method, path) in PROTECTED_ROUTES {
