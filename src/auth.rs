@@ -240,13 +240,7 @@ impl Auth {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, tokens::TokenError> + Send + 'static,
     {
-        let sessions = self.sessions.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = sessions.lock().map_err(|_| AuthError::Join)?;
-            f(&conn)
-        })
-        .await
-        .map_err(|_| AuthError::Join)?
+        self.with_db(move |c| Ok(f(c))).await?
     }
 
     /// Starts a session and returns the cookie value.
@@ -362,6 +356,7 @@ impl Auth {
         .await
     }
 
+    /// Runs `f` on the auth database on the blocking pool.
     async fn with_db<T, F>(&self, f: F) -> Result<T, AuthError>
     where
         T: Send + 'static,
