@@ -129,22 +129,15 @@ pub async fn create_token(
     name: String,
     scope: String,
 ) -> Result<crate::model::CreatedToken, AppError> {
-    use crate::auth::tokens::{self, Scope, TokenError, Unaudited};
+    use crate::auth::tokens::{Scope, TokenError};
     use crate::server::AppState;
     let state = use_context::<AppState>().ok_or(AppError::Internal)?;
     let scope = Scope::parse(&scope).ok_or_else(|| token_error(TokenError::Scope(scope)))?;
+    let acting = crate::selfaudit::acting_in_server_fn().await;
     let name = name.trim().to_string();
-    let (info, token) = state
-        .auth
-        .with_tokens(move |c| tokens::create(c, &name, scope, true))
+    let (info, token) = crate::server::tokens::create_recorded(&state, &acting, name, scope)
         .await
         .map_err(token_error)?;
-    let acting = crate::selfaudit::acting_in_server_fn().await;
-    let change = Unaudited::Created {
-        name: info.name.clone(),
-        scope,
-    };
-    crate::server::tokens::record(&state, &acting, &change).await;
     Ok(crate::model::CreatedToken { info, token })
 }
 
@@ -154,20 +147,12 @@ pub async fn create_token(
 /// [`AppError::BadRequest`] when no token has that name.
 #[server(prefix = "/api/fn", endpoint = "revoke_token", input = Json)]
 pub async fn revoke_token(name: String) -> Result<bool, AppError> {
-    use crate::auth::tokens::{self, Unaudited};
     use crate::server::AppState;
     let state = use_context::<AppState>().ok_or(AppError::Internal)?;
-    let lookup = name.clone();
-    let (revoked, scope) = state
-        .auth
-        .with_tokens(move |c| tokens::revoke_returning_scope(c, &lookup, true))
+    let acting = crate::selfaudit::acting_in_server_fn().await;
+    crate::server::tokens::revoke_recorded(&state, &acting, name)
         .await
-        .map_err(token_error)?;
-    if revoked {
-        let acting = crate::selfaudit::acting_in_server_fn().await;
-        crate::server::tokens::record(&state, &acting, &Unaudited::Revoked { name, scope }).await;
-    }
-    Ok(revoked)
+        .map_err(token_error)
 }
 
 /// A token change's failure in the dashboard's terms.

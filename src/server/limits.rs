@@ -94,11 +94,20 @@ impl RateLimiter {
             .buckets
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let bucket = buckets.entry(holder.to_string()).or_insert(Bucket {
-            tokens: burst,
-            at: now,
-            recorded: None,
-        });
+        // Looked up before inserting: the holder's name is copied only on its first request.
+        if !buckets.contains_key(holder) {
+            buckets.insert(
+                holder.to_string(),
+                Bucket {
+                    tokens: burst,
+                    at: now,
+                    recorded: None,
+                },
+            );
+        }
+        let Some(bucket) = buckets.get_mut(holder) else {
+            return Ok(());
+        };
         let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
         bucket.at = now;

@@ -54,19 +54,7 @@ pub(super) async fn create(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let (name, scope) = parse_create(&body)?;
-    let (info, secret) = state
-        .auth
-        .with_tokens(move |c| tokens::create(c, &name, scope, true))
-        .await?;
-    record(
-        &state,
-        &acting,
-        &Unaudited::Created {
-            name: info.name.clone(),
-            scope,
-        },
-    )
-    .await;
+    let (info, secret) = create_recorded(&state, &acting, name, scope).await?;
     let mut body = serde_json::to_value(&info).map_err(|_| ApiError::Internal)?;
     if let Some(o) = body.as_object_mut() {
         o.insert("token".into(), json!(secret));
@@ -103,28 +91,50 @@ pub(super) async fn revoke(
     ActingFrom(acting): ActingFrom,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    let revoked = revoke_recorded(&state, &acting, name.clone()).await?;
+    Ok(Json(json!({"name": name, "revoked": revoked})))
+}
+
+/// Makes a token and records it in the chain as done by `acting` (REST route and dashboard).
+pub(crate) async fn create_recorded(
+    state: &AppState,
+    acting: &Acting,
+    name: String,
+    scope: Scope,
+) -> Result<(TokenInfo, String), TokenError> {
+    let (info, secret) = state
+        .auth
+        .with_tokens(move |c| tokens::create(c, &name, scope, true))
+        .await?;
+    let change = Unaudited::Created {
+        name: info.name.clone(),
+        scope,
+    };
+    record(state, acting, &change).await;
+    Ok((info, secret))
+}
+
+/// Revokes a token, recording it and closing its sockets unless it was revoked already
+/// (REST route and dashboard).
+pub(crate) async fn revoke_recorded(
+    state: &AppState,
+    acting: &Acting,
+    name: String,
+) -> Result<bool, TokenError> {
     let lookup = name.clone();
     let (revoked, scope) = state
         .auth
         .with_tokens(move |c| tokens::revoke_returning_scope(c, &lookup, true))
         .await?;
     if revoked {
-        record(
-            &state,
-            &acting,
-            &Unaudited::Revoked {
-                name: name.clone(),
-                scope,
-            },
-        )
-        .await;
+        record(state, acting, &Unaudited::Revoked { name, scope }).await;
     }
-    Ok(Json(json!({"name": name, "revoked": revoked})))
+    Ok(revoked)
 }
 
 /// Records one token change in the chain (from the REST routes, the dashboard and the CLI's
 /// watch alike); a revocation also closes the sockets the token opened.
-pub(crate) async fn record(state: &AppState, acting: &Acting, change: &Unaudited) {
+async fn record(state: &AppState, acting: &Acting, change: &Unaudited) {
     if let Unaudited::Revoked { name, .. } = change {
         state
             .auth
