@@ -11,12 +11,71 @@ use leptos::server_fn::codec::Json;
 /// How many events the dashboard's feed shows.
 pub const FEED_SIZE: usize = 50;
 
+/// Who is calling, if they may do what needs `needed`. The router checks routes already;
+/// this check is for server functions that run inside a page's server-side render, where no
+/// route of their own was matched, and it hands over the principal for row scoping.
+///
+/// # Errors
+/// [`AppError::Unauthorized`] without credentials, [`AppError::Forbidden`] when the role or
+/// scope does not cover `needed`.
+#[cfg(feature = "ssr")]
+pub(crate) fn authorize(
+    needed: crate::model::Permission,
+) -> Result<crate::auth::Principal, AppError> {
+    let parts = use_context::<axum::http::request::Parts>().ok_or(AppError::Internal)?;
+    let principal = parts
+        .extensions
+        .get::<crate::auth::Principal>()
+        .cloned()
+        .ok_or_else(|| with_status(AppError::Unauthorized))?;
+    match principal.allows(needed) {
+        true => Ok(principal),
+        false => Err(with_status(AppError::Forbidden(format!(
+            "this needs the {} permission, which {} does not grant",
+            needed.as_str(),
+            principal.grant.describe()
+        )))),
+    }
+}
+
+/// `e`, with the answer's HTTP status set to match it (server functions otherwise answer
+/// every error with 500).
+#[cfg(feature = "ssr")]
+pub(crate) fn with_status(e: AppError) -> AppError {
+    use axum::http::StatusCode;
+    let status = match &e {
+        AppError::Unauthorized | AppError::BadCredentials => StatusCode::UNAUTHORIZED,
+        AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+        AppError::LockedOut(_) => StatusCode::TOO_MANY_REQUESTS,
+        AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        AppError::Internal | AppError::Transport(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    // Only for a call of the function itself: inside a page's render, a panel that may not
+    // load must not turn the whole page into an error.
+    let called = use_context::<axum::http::request::Parts>()
+        .is_some_and(|p| p.uri.path().starts_with("/api/fn/"));
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>().filter(|_| called) {
+        response.set_status(status);
+    }
+    e
+}
+
+/// Who is signed in, for the navigation to offer only what they may use.
+///
+/// # Errors
+/// [`AppError::Unauthorized`] without credentials.
+#[server(prefix = "/api/fn", endpoint = "whoami")]
+pub async fn whoami() -> Result<crate::model::Whoami, AppError> {
+    authorize(crate::model::Permission::Session).map(|p| p.whoami())
+}
+
 /// The newest events and the running totals, for the dashboard's first render.
 ///
 /// # Errors
 /// [`AppError::Internal`] when the store fails.
 #[server(prefix = "/api/fn", endpoint = "snapshot")]
 pub async fn load_dashboard() -> Result<DashboardSnapshot, AppError> {
+    let _ = authorize(crate::model::Permission::ReadAll)?;
     use crate::server::AppState;
     let state = use_context::<AppState>().ok_or(AppError::Internal)?;
     state.store.snapshot(FEED_SIZE).await.map_err(|e| {
@@ -36,6 +95,7 @@ pub async fn load_overview(
     range: String,
     tz: Option<String>,
 ) -> Result<crate::analytics::Overview, AppError> {
+    let _ = authorize(crate::model::Permission::ReadAll)?;
     use crate::insights::{last_hours, parse_zone, range_hours};
     use crate::server::AppState;
     let state = use_context::<AppState>().ok_or(AppError::Internal)?;
@@ -66,6 +126,7 @@ pub async fn load_overview(
 /// Only when the server state is missing.
 #[server(prefix = "/api/fn", endpoint = "chain")]
 pub async fn chain_status() -> Result<crate::model::ChainStatus, AppError> {
+    let _ = authorize(crate::model::Permission::ReadAll)?;
     use crate::server::AppState;
     let state = use_context::<AppState>().ok_or(AppError::Internal)?;
     let status = state.chain.borrow().clone();
@@ -74,6 +135,7 @@ pub async fn chain_status() -> Result<crate::model::ChainStatus, AppError> {
 
 #[server(prefix = "/api/fn", endpoint = "alerts", input = Json)]
 pub async fn list_alerts(unacknowledged: bool) -> Result<Vec<crate::model::Alert>, AppError> {
+    let _ = authorize(crate::model::Permission::ReadAll)?;
     use crate::server::AppState;
     let state = use_context::<AppState>().ok_or(AppError::Internal)?;
     state.alerts.list(200, unacknowledged).await.map_err(|e| {
@@ -88,6 +150,7 @@ pub async fn list_alerts(unacknowledged: bool) -> Result<Vec<crate::model::Alert
 /// [`AppError::Internal`] when the alert log fails.
 #[server(prefix = "/api/fn", endpoint = "acknowledge", input = Json)]
 pub async fn acknowledge_alert(id: u64) -> Result<Option<crate::model::Alert>, AppError> {
+    let _ = authorize(crate::model::Permission::Admin)?;
     use crate::server::AppState;
     let state = use_context::<AppState>().ok_or(AppError::Internal)?;
     let alert = state
@@ -111,6 +174,7 @@ pub async fn acknowledge_alert(id: u64) -> Result<Option<crate::model::Alert>, A
 /// [`AppError::Internal`] when the token database fails.
 #[server(prefix = "/api/fn", endpoint = "tokens")]
 pub async fn list_tokens() -> Result<Vec<crate::model::TokenInfo>, AppError> {
+    let _ = authorize(crate::model::Permission::Admin)?;
     use crate::server::AppState;
     let state = use_context::<AppState>().ok_or(AppError::Internal)?;
     state
@@ -129,6 +193,7 @@ pub async fn create_token(
     name: String,
     scope: String,
 ) -> Result<crate::model::CreatedToken, AppError> {
+    let _ = authorize(crate::model::Permission::Admin)?;
     use crate::auth::tokens::{Scope, TokenError};
     use crate::server::AppState;
     let state = use_context::<AppState>().ok_or(AppError::Internal)?;
@@ -147,6 +212,7 @@ pub async fn create_token(
 /// [`AppError::BadRequest`] when no token has that name.
 #[server(prefix = "/api/fn", endpoint = "revoke_token", input = Json)]
 pub async fn revoke_token(name: String) -> Result<bool, AppError> {
+    let _ = authorize(crate::model::Permission::Admin)?;
     use crate::server::AppState;
     let state = use_context::<AppState>().ok_or(AppError::Internal)?;
     let acting = crate::selfaudit::acting_in_server_fn().await;
@@ -183,13 +249,15 @@ pub async fn list_events(
     filter: EventFilter,
     cursor: Option<String>,
 ) -> Result<EventPage, AppError> {
+    let principal = authorize(crate::model::Permission::ReadOwn)?;
     use crate::model::Seq;
     use crate::server::AppState;
     use crate::store::PageRequest;
     let state = use_context::<AppState>().ok_or(AppError::Internal)?;
     let query = filter
         .compile()
-        .map_err(|e| AppError::BadRequest(e.to_string()))?;
+        .map_err(|e| AppError::BadRequest(e.to_string()))?
+        .owned_by(principal.owner.as_deref());
     let cursor = cursor
         .map(|c| c.parse::<u64>().map(Seq))
         .transpose()
@@ -213,6 +281,7 @@ pub async fn list_events(
 /// [`AppError::Internal`] when the store fails.
 #[server(prefix = "/api/fn", endpoint = "event", input = Json)]
 pub async fn load_event(event_id: String) -> Result<Option<EventDetail>, AppError> {
+    let principal = authorize(crate::model::Permission::ReadOwn)?;
     use crate::model::EventId;
     use crate::server::AppState;
     let state = use_context::<AppState>().ok_or(AppError::Internal)?;
@@ -220,6 +289,7 @@ pub async fn load_event(event_id: String) -> Result<Option<EventDetail>, AppErro
         .store
         .detail(EventId(event_id), 10)
         .await
+        .map(|d| d.and_then(|d| d.owned_by(principal.owner.as_deref())))
         .map_err(|e| {
             tracing::error!(error = %e, "event detail failed");
             AppError::Internal
@@ -236,6 +306,7 @@ pub const REPLAY_CAP: usize = 10_000;
 /// [`AppError::BadRequest`] for a filter without both bounds or one that does not compile.
 #[server(prefix = "/api/fn", endpoint = "replay", input = Json)]
 pub async fn replay_events(filter: EventFilter) -> Result<ReplayBatch, AppError> {
+    let principal = authorize(crate::model::Permission::ReadOwn)?;
     use crate::model::Seq;
     use crate::server::AppState;
     use std::sync::Arc;
@@ -247,7 +318,8 @@ pub async fn replay_events(filter: EventFilter) -> Result<ReplayBatch, AppError>
     }
     let query = filter
         .compile()
-        .map_err(|e| AppError::BadRequest(e.to_string()))?;
+        .map_err(|e| AppError::BadRequest(e.to_string()))?
+        .owned_by(principal.owner.as_deref());
     let (mut events, _) = state
         .store
         .matching_from(Arc::new(query), Seq(0), REPLAY_CAP + 1)
@@ -267,6 +339,7 @@ pub async fn replay_events(filter: EventFilter) -> Result<ReplayBatch, AppError>
 /// [`AppError::Internal`] when the view store fails.
 #[server(prefix = "/api/fn", endpoint = "views", input = Json)]
 pub async fn list_views() -> Result<Vec<SavedView>, AppError> {
+    let _ = authorize(crate::model::Permission::ReadOwn)?;
     use crate::server::AppState;
     let state = use_context::<AppState>().ok_or(AppError::Internal)?;
     state.views.list().await.map_err(view_error)
@@ -278,6 +351,7 @@ pub async fn list_views() -> Result<Vec<SavedView>, AppError> {
 /// [`AppError::BadRequest`] naming the field for an empty name or a malformed query.
 #[server(prefix = "/api/fn", endpoint = "save_view", input = Json)]
 pub async fn save_view(name: String, query: String) -> Result<SavedView, AppError> {
+    let _ = authorize(crate::model::Permission::Admin)?;
     use crate::server::AppState;
     let state = use_context::<AppState>().ok_or(AppError::Internal)?;
     state.views.save(name, query).await.map_err(view_error)
@@ -289,6 +363,7 @@ pub async fn save_view(name: String, query: String) -> Result<SavedView, AppErro
 /// [`AppError::Internal`] when the view store fails.
 #[server(prefix = "/api/fn", endpoint = "delete_view", input = Json)]
 pub async fn delete_view(id: i64) -> Result<(), AppError> {
+    let _ = authorize(crate::model::Permission::Admin)?;
     use crate::server::AppState;
     let state = use_context::<AppState>().ok_or(AppError::Internal)?;
     state.views.delete(id).await.map(|_| ()).map_err(view_error)
@@ -309,28 +384,59 @@ fn view_error(e: crate::views::ViewError) -> AppError {
 /// that the audited applications send.
 pub const LOGIN_ACTION: &str = "dashboard.login";
 
-/// Exchanges the admin token for an HttpOnly, SameSite=Strict session cookie, then redirects
-/// to the dashboard.
+/// Signs in with a user's name and password, or with the admin token (the break-glass way
+/// in, and the only one before the first user exists), sets an HttpOnly, SameSite=Strict
+/// session cookie, then redirects to the dashboard. Refusals are throttled per address and
+/// per name, and recorded.
 ///
 /// # Errors
-/// [`AppError::BadCredentials`] for a wrong token.
+/// [`AppError::BadCredentials`] for a wrong name, password or token;
+/// [`AppError::LockedOut`] after repeated refusals.
 #[server(prefix = "/api/fn", endpoint = "login")]
-pub async fn login(token: String) -> Result<(), AppError> {
-    use crate::auth::session_cookie;
+pub async fn login(
+    #[server(default)] name: String,
+    #[server(default)] password: String,
+    #[server(default)] token: String,
+) -> Result<(), AppError> {
     use crate::model::{Category, Level, Outcome};
     use crate::server::AppState;
-    use axum::http::{header::SET_COOKIE, HeaderValue};
     let state = use_context::<AppState>().ok_or(AppError::Internal)?;
-    let acting = crate::selfaudit::acting_in_server_fn().await;
-    // Throttled by address (the one user is `admin`; per-user limits come with users).
-    let address = acting.ip.clone().unwrap_or_default();
+    let mut acting = crate::selfaudit::acting_in_server_fn().await;
+    let name = name.trim().to_string();
+    let by_token = !token.trim().is_empty();
+    acting.user = match by_token {
+        true => "admin".into(),
+        false => name.clone(),
+    };
+    let address = format!("ip:{}", acting.ip.clone().unwrap_or_default());
+    let account = format!("user:{}", acting.user);
     let guard = &state.auth.guard;
-    if let Some(left) = guard.locked(&address, std::time::Instant::now()) {
-        // Refused without looking at the token: a locked-out guesser learns nothing.
-        return Err(AppError::LockedOut(left.as_secs().max(1)));
+    let now = std::time::Instant::now();
+    if let Some(left) = guard.locked(&address, now).or(guard.locked(&account, now)) {
+        // Refused without looking at the secret: a locked-out guesser learns nothing.
+        return Err(with_status(AppError::LockedOut(left.as_secs().max(1))));
     }
-    if !state.auth.is_admin_token(&token) {
-        let failure = guard.failed(&address, std::time::Instant::now());
+    let member = match by_token {
+        true => state.auth.is_admin_token(&token).then_some(None),
+        false if name.is_empty() || password.is_empty() => {
+            return Err(with_status(AppError::BadRequest(
+                "name, password: both are needed (or an admin token)".into(),
+            )))
+        }
+        false => state
+            .auth
+            .authenticate(&name, password)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot check credentials");
+                AppError::Internal
+            })?
+            .map(Some),
+    };
+    let Some(member) = member else {
+        let now = std::time::Instant::now();
+        let by_address = guard.failed(&address, now);
+        let by_account = guard.failed(&account, now);
         // Recorded before the pause, so a burst of guesses shows at once in the feed (and in
         // the failed-login detector, which counts these like any application's).
         crate::selfaudit::note(
@@ -340,33 +446,39 @@ pub async fn login(token: String) -> Result<(), AppError> {
             Category::Authentication,
             Outcome::Failure,
             Level::Warning,
-            "dashboard sign-in refused: wrong token".into(),
+            match by_token {
+                true => "dashboard sign-in refused: wrong token".into(),
+                false => "dashboard sign-in refused: wrong name or password".into(),
+            },
         )
         .await;
-        if let Some(locked) = failure.locked_for {
-            crate::selfaudit::note(
-                &state.store,
-                &acting,
-                "dashboard.lockout",
-                Category::Security,
-                Outcome::Denied,
-                Level::Critical,
-                format!(
-                    "sign-in locked for {} s after repeated wrong tokens from this address",
-                    locked.as_secs()
-                ),
-            )
-            .await;
+        for (locked, whom) in [
+            (by_address.locked_for, "this address"),
+            (by_account.locked_for, "this account"),
+        ] {
+            if let Some(locked) = locked {
+                crate::selfaudit::note(
+                    &state.store,
+                    &acting,
+                    "dashboard.lockout",
+                    Category::Security,
+                    Outcome::Denied,
+                    Level::Critical,
+                    format!(
+                        "sign-in locked for {} s after repeated refusals for {whom}",
+                        locked.as_secs()
+                    ),
+                )
+                .await;
+            }
         }
         // Each refusal answers more slowly than the last.
-        tokio::time::sleep(failure.delay).await;
-        return Err(AppError::BadCredentials);
-    }
+        tokio::time::sleep(by_address.delay.max(by_account.delay)).await;
+        return Err(with_status(AppError::BadCredentials));
+    };
     guard.succeeded(&address);
-    let session = state.auth.create_session().await.map_err(|e| {
-        tracing::error!(error = %e, "cannot create session");
-        AppError::Internal
-    })?;
+    guard.succeeded(&account);
+    start_session(&state, member.as_ref()).await?;
     crate::selfaudit::note(
         &state.store,
         &acting,
@@ -374,15 +486,201 @@ pub async fn login(token: String) -> Result<(), AppError> {
         Category::Authentication,
         Outcome::Success,
         Level::Info,
-        "signed in to the dashboard".into(),
+        match &member {
+            Some(m) => format!(
+                "signed in to the dashboard as {} ({})",
+                m.name,
+                m.role.as_str()
+            ),
+            None => "signed in to the dashboard with the admin token".into(),
+        },
     )
     .await;
-    let cookie =
-        HeaderValue::from_str(&session_cookie(&session, false)).map_err(|_| AppError::Internal)?;
+    // Roles that may not see everyone's activity start on their own.
+    let home = match member.as_ref().map(|m| crate::model::Grant::Role(m.role)) {
+        Some(grant) if !grant.allows(crate::model::Permission::ReadAll) => "/events",
+        _ => "/",
+    };
+    leptos_axum::redirect(home);
+    Ok(())
+}
+
+/// Starts a session for `member` (the admin token's when `None`) and sets its cookie on the
+/// answer.
+#[cfg(feature = "ssr")]
+async fn start_session(
+    state: &crate::server::AppState,
+    member: Option<&crate::auth::users::Member>,
+) -> Result<(), AppError> {
+    use axum::http::{header::SET_COOKIE, HeaderValue};
+    let session = state.auth.create_session(member).await.map_err(|e| {
+        tracing::error!(error = %e, "cannot create session");
+        AppError::Internal
+    })?;
+    let cookie = crate::auth::session_cookie(
+        &session,
+        state.auth.policy().max_secs(),
+        state.secure_cookies,
+    );
+    let cookie = HeaderValue::from_str(&cookie).map_err(|_| AppError::Internal)?;
     let response = use_context::<leptos_axum::ResponseOptions>().ok_or(AppError::Internal)?;
     response.append_header(SET_COOKIE, cookie);
+    Ok(())
+}
+
+/// Whether `code` is a live one-time setup code (the setup page asks before showing its
+/// form).
+///
+/// # Errors
+/// [`AppError::Internal`] when the user database fails.
+#[server(prefix = "/api/fn", endpoint = "setup_status", input = Json)]
+pub async fn setup_status(code: String) -> Result<bool, AppError> {
+    use crate::server::AppState;
+    let state = use_context::<AppState>().ok_or(AppError::Internal)?;
+    state
+        .auth
+        .with_users(move |c| Ok(crate::auth::users::setup_code_valid(c, &code)?))
+        .await
+        .map_err(user_error)
+}
+
+/// Spends the one-time setup code on the first admin, signs them in and opens the
+/// dashboard.
+///
+/// # Errors
+/// [`AppError::BadRequest`] naming the field for a bad name or password, a mismatch, or a
+/// used or expired code.
+#[server(prefix = "/api/fn", endpoint = "setup")]
+pub async fn complete_setup(
+    code: String,
+    name: String,
+    password: String,
+    confirm: String,
+) -> Result<(), AppError> {
+    use crate::auth::users::{self, NewUser, Role};
+    use crate::server::AppState;
+    let state = use_context::<AppState>().ok_or(AppError::Internal)?;
+    if password != confirm {
+        return Err(with_status(AppError::BadRequest(
+            "confirm: the two passwords differ".into(),
+        )));
+    }
+    users::check_password(&password).map_err(user_error)?;
+    let user = NewUser {
+        name: name.trim().to_string(),
+        role: Role::Admin,
+        subject: None,
+        password,
+    };
+    let secret = user.password.clone();
+    let hash = tokio::task::spawn_blocking(move || users::hash_password(&secret))
+        .await
+        .map_err(|_| AppError::Internal)?
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot hash a password");
+            AppError::Internal
+        })?;
+    let made = user.clone();
+    let info = state
+        .auth
+        .with_users(move |c| users::complete_setup(c, &code, &made, &hash))
+        .await
+        .map_err(user_error)?;
+    let mut acting = crate::selfaudit::acting_in_server_fn().await;
+    acting.user.clone_from(&info.name);
+    crate::server::users::record(
+        &state,
+        &acting,
+        &users::Unaudited::Created {
+            name: info.name.clone(),
+            role: info.role,
+        },
+    )
+    .await;
+    let member = users::Member {
+        name: info.name,
+        role: info.role,
+        subject: info.subject,
+    };
+    start_session(&state, Some(&member)).await?;
     leptos_axum::redirect("/");
     Ok(())
+}
+
+/// The dashboard users, oldest first, without password hashes (admin page).
+///
+/// # Errors
+/// [`AppError::Internal`] when the user database fails.
+#[server(prefix = "/api/fn", endpoint = "users")]
+pub async fn list_users() -> Result<Vec<crate::model::UserInfo>, AppError> {
+    use crate::server::AppState;
+    authorize(crate::model::Permission::Admin)?;
+    let state = use_context::<AppState>().ok_or(AppError::Internal)?;
+    state
+        .auth
+        .with_users(crate::auth::users::list)
+        .await
+        .map_err(user_error)
+}
+
+/// Adds a dashboard user.
+///
+/// # Errors
+/// [`AppError::BadRequest`] naming the field for a bad or taken name, an unknown role or a
+/// short password.
+#[server(prefix = "/api/fn", endpoint = "create_user", input = Json)]
+pub async fn create_user(
+    name: String,
+    role: String,
+    subject: Option<String>,
+    password: String,
+) -> Result<crate::model::UserInfo, AppError> {
+    use crate::auth::users::{NewUser, Role, UserError};
+    use crate::server::AppState;
+    authorize(crate::model::Permission::Admin)?;
+    let state = use_context::<AppState>().ok_or(AppError::Internal)?;
+    let role = Role::parse(&role).ok_or_else(|| user_error(UserError::Role(role)))?;
+    let acting = crate::selfaudit::acting_in_server_fn().await;
+    let user = NewUser {
+        name: name.trim().to_string(),
+        role,
+        subject: subject
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty()),
+        password,
+    };
+    crate::server::users::create_recorded(&state, &acting, user)
+        .await
+        .map_err(user_error)
+}
+
+/// Disables the user `name` and closes their sessions; `false` when they were disabled
+/// already.
+///
+/// # Errors
+/// [`AppError::BadRequest`] when no user has that name.
+#[server(prefix = "/api/fn", endpoint = "disable_user", input = Json)]
+pub async fn disable_user(name: String) -> Result<bool, AppError> {
+    use crate::server::AppState;
+    authorize(crate::model::Permission::Admin)?;
+    let state = use_context::<AppState>().ok_or(AppError::Internal)?;
+    let acting = crate::selfaudit::acting_in_server_fn().await;
+    crate::server::users::disable_recorded(&state, &acting, name)
+        .await
+        .map_err(user_error)
+}
+
+/// A user change's failure in the dashboard's terms.
+#[cfg(feature = "ssr")]
+fn user_error(e: crate::auth::users::UserError) -> AppError {
+    use crate::auth::users::UserError;
+    with_status(match e {
+        UserError::Auth(e) => {
+            tracing::error!(error = %e, "user database failed");
+            AppError::Internal
+        }
+        other => AppError::BadRequest(other.to_string()),
+    })
 }
 
 /// Ends the session and clears its cookie, then redirects to the login page.
@@ -391,6 +689,7 @@ pub async fn login(token: String) -> Result<(), AppError> {
 /// [`AppError::Internal`] when the session store fails.
 #[server(prefix = "/api/fn", endpoint = "logout")]
 pub async fn logout() -> Result<(), AppError> {
+    let _ = authorize(crate::model::Permission::Session)?;
     use crate::auth::{clear_session_cookie, session_from};
     use crate::server::AppState;
     use axum::http::{header::SET_COOKIE, HeaderMap, HeaderValue};

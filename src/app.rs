@@ -46,6 +46,8 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/replay") view=pages::ReplayPage />
                 <Route path=path!("/alerts") view=pages::AlertsPage />
                 <Route path=path!("/tokens") view=pages::TokensPage />
+                <Route path=path!("/users") view=pages::UsersPage />
+                <Route path=path!("/setup") view=pages::SetupPage />
                 <ParentRoute path=path!("/events") view=pages::ExplorerPage ssr=SsrMode::Async>
                     <Route path=path!("") view=|| () />
                     <Route path=path!(":id") view=components::EventDialog />

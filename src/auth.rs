@@ -1,11 +1,13 @@
 //! Who may call: the admin token (from `TRAILWATCH_ADMIN_TOKEN` or generated once into
-//! `<data-dir>/admin.token`), dashboard login sessions and scoped API tokens kept in
-//! `<data-dir>/auth.db`, and the request check the router's middleware applies. Users and
-//! roles extend this seam later. Server build only.
+//! `<data-dir>/admin.token`), users with roles, dashboard sessions and scoped API tokens
+//! kept in `<data-dir>/auth.db`, and the request check the router's middleware applies.
+//! Server build only.
 
 pub mod guard;
 pub mod tokens;
+pub mod users;
 
+pub use crate::model::{Grant, Permission, Role};
 pub use tokens::Scope;
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -16,8 +18,53 @@ use std::time::Duration;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "tw_session";
-/// How long a dashboard session lasts.
-pub const SESSION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How often a session's last use is written: often enough for the idle limit, rarely enough
+/// that a busy dashboard does not write on every request.
+const SEEN_GRANULARITY_SECS: i64 = 60;
+
+/// How long dashboard sessions last: `[sessions]` in the settings file.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionPolicy {
+    /// A session unused for this long ends (an open dashboard keeps it alive).
+    pub idle_minutes: u64,
+    /// A session ends this long after sign-in, however busy.
+    pub max_hours: u64,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        SessionPolicy {
+            idle_minutes: 60,
+            max_hours: 12,
+        }
+    }
+}
+
+impl SessionPolicy {
+    /// Refuses limits of zero, which would end every session at once.
+    ///
+    /// # Errors
+    /// Names the setting at fault.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.idle_minutes == 0 {
+            return Err("sessions.idle_minutes must be at least 1".into());
+        }
+        if self.max_hours == 0 {
+            return Err("sessions.max_hours must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    fn idle_secs(&self) -> i64 {
+        i64::try_from(self.idle_minutes.saturating_mul(60)).unwrap_or(i64::MAX)
+    }
+
+    /// The absolute lifetime, also the cookie's `Max-Age`.
+    pub fn max_secs(&self) -> i64 {
+        i64::try_from(self.max_hours.saturating_mul(3600)).unwrap_or(i64::MAX)
+    }
+}
 /// The admin token file inside the data directory.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 
@@ -53,6 +100,29 @@ fn sha256(s: &str) -> [u8; 32] {
 /// Compares two digests without an early exit, so timing tells nothing about a guess.
 fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Checks a user or token name: 1 to 64 letters, digits, `.`, `_` or `-`.
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 64 {
+        return Err("must be 1 to 64 characters".into());
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return Err(format!(
+            "{name:?} may hold only letters, digits, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// Seconds since the epoch as RFC 3339, for listings.
+pub(crate) fn rfc3339(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// 32 random bytes as hex, with a prefix that makes a leaked token easy to recognise.
@@ -126,11 +196,15 @@ pub struct Presented<'a> {
 /// Who a request's credentials belong to, and what they may do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal {
-    /// `admin` for the admin token and dashboard sessions, else the token's name.
+    /// `admin` for the admin token, the user's name, or the token's name.
     pub name: String,
-    pub scope: Scope,
+    pub grant: Grant,
+    /// The actor id whose events alone this principal sees (the `self` role).
+    pub owner: Option<String>,
     /// The credential itself, so what it opened (a socket) can end when it is revoked.
     pub credential: Credential,
+    /// When the credential ends by itself (a session's absolute limit), epoch seconds.
+    pub expires_at: Option<i64>,
 }
 
 /// One credential, as revocations name it.
@@ -142,14 +216,42 @@ pub enum Credential {
     Session([u8; 32]),
     /// An API token, by name.
     Token(String),
+    /// Every session of a user, by name (disabled).
+    User(String),
 }
 
 impl Principal {
-    fn admin(credential: Credential) -> Principal {
+    fn admin(credential: Credential, expires_at: Option<i64>) -> Principal {
         Principal {
             name: "admin".into(),
-            scope: Scope::Admin,
+            grant: Grant::Role(Role::Admin),
+            owner: None,
             credential,
+            expires_at,
+        }
+    }
+
+    fn member(member: users::Member, credential: Credential, expires_at: i64) -> Principal {
+        Principal {
+            owner: (member.role == Role::Own).then_some(member.subject),
+            name: member.name,
+            grant: Grant::Role(member.role),
+            credential,
+            expires_at: Some(expires_at),
+        }
+    }
+
+    /// Whether this principal may do what needs `needed`.
+    pub fn allows(&self, needed: Permission) -> bool {
+        self.grant.allows(needed)
+    }
+
+    /// What the dashboard is told about who is signed in.
+    pub fn whoami(&self) -> crate::model::Whoami {
+        crate::model::Whoami {
+            name: self.name.clone(),
+            grant: self.grant,
+            owner: self.owner.clone(),
         }
     }
 }
@@ -170,22 +272,36 @@ pub fn open_db(data_dir: &Path) -> Result<Connection, AuthError> {
          ) WITHOUT ROWID;",
     )?;
     conn.execute_batch(tokens::SCHEMA)?;
+    conn.execute_batch(users::SCHEMA)?;
+    // Sessions made before users existed belong to the admin token (`user_name` NULL).
+    let has_user: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('sessions') WHERE name = 'user_name')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_user {
+        conn.execute_batch(
+            "ALTER TABLE sessions ADD COLUMN user_name TEXT;
+             ALTER TABLE sessions ADD COLUMN last_seen_at INTEGER;",
+        )?;
+    }
     Ok(conn)
 }
 
-/// The admin token, the session table and the API tokens. Cheap to clone.
+/// The admin token, the session table, the users and the API tokens. Cheap to clone.
 #[derive(Clone)]
 pub struct Auth {
     admin_digest: [u8; 32],
     sessions: Arc<Mutex<Connection>>,
+    policy: SessionPolicy,
     /// Credentials revoked while the server runs, for the sockets they opened.
     revocations: tokio::sync::broadcast::Sender<Credential>,
-    /// Refused sign-ins by address.
+    /// Refused sign-ins by address and by user name.
     pub guard: Arc<guard::LoginGuard>,
 }
 
 impl Auth {
-    /// Opens (creating) `<data_dir>/auth.db`.
+    /// Opens (creating) `<data_dir>/auth.db`, with the default session limits.
     ///
     /// # Errors
     /// The session database cannot be opened.
@@ -194,9 +310,21 @@ impl Auth {
         Ok(Auth {
             admin_digest: sha256(admin_token),
             sessions: Arc::new(Mutex::new(conn)),
+            policy: SessionPolicy::default(),
             revocations: tokio::sync::broadcast::channel(64).0,
             guard: Arc::default(),
         })
+    }
+
+    /// The same, with these session limits.
+    pub fn with_policy(mut self, policy: SessionPolicy) -> Auth {
+        self.policy = policy;
+        self
+    }
+
+    /// The session limits.
+    pub fn policy(&self) -> &SessionPolicy {
+        &self.policy
     }
 
     /// Whether `token` is the admin token.
@@ -211,7 +339,7 @@ impl Auth {
     pub async fn check(&self, presented: Presented<'_>) -> Result<Option<Principal>, AuthError> {
         if let Some(token) = presented.bearer.or(presented.query_token) {
             if self.is_admin_token(token) {
-                return Ok(Some(Principal::admin(Credential::AdminToken)));
+                return Ok(Some(Principal::admin(Credential::AdminToken, None)));
             }
             let token = token.to_string();
             let holder = self.with_db(move |c| tokens::holder(c, &token)).await?;
@@ -219,15 +347,15 @@ impl Auth {
                 return Ok(Some(Principal {
                     credential: Credential::Token(h.name.clone()),
                     name: h.name,
-                    scope: h.scope,
+                    grant: Grant::Token(h.scope),
+                    owner: None,
+                    expires_at: None,
                 }));
             }
         }
         match presented.session {
-            Some(session) if self.session_valid(session).await? => {
-                Ok(Some(Principal::admin(Credential::Session(sha256(session)))))
-            }
-            _ => Ok(None),
+            Some(session) => self.session_principal(session).await,
+            None => Ok(None),
         }
     }
 
@@ -243,20 +371,78 @@ impl Auth {
         self.with_db(move |c| Ok(f(c))).await?
     }
 
-    /// Starts a session and returns the cookie value.
+    /// Runs `f` on the auth database (user management from the API).
+    ///
+    /// # Errors
+    /// As `f`, or the database lock was poisoned.
+    pub async fn with_users<T, F>(&self, f: F) -> Result<T, users::UserError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, users::UserError> + Send + 'static,
+    {
+        self.with_db(move |c| Ok(f(c))).await?
+    }
+
+    /// The user `name` if `password` is theirs and they may sign in. The hash is checked off
+    /// the database lock; an unknown name is checked against a decoy, so the answer takes
+    /// as long either way.
+    ///
+    /// # Errors
+    /// The auth database failed.
+    pub async fn authenticate(
+        &self,
+        name: &str,
+        password: String,
+    ) -> Result<Option<users::Member>, AuthError> {
+        let lookup = name.to_string();
+        let found = self
+            .with_db(move |c| users::credentials(c, &lookup))
+            .await?;
+        let (member, hash) = match found {
+            Some((m, h)) => (Some(m), Some(h)),
+            None => (None, None),
+        };
+        let matches = tokio::task::spawn_blocking(move || {
+            let hash = hash.as_deref().unwrap_or_else(|| users::decoy_hash());
+            users::password_matches(hash, &password)
+        })
+        .await
+        .map_err(|_| AuthError::Join)?;
+        match (matches, member) {
+            (true, Some(member)) => {
+                let who = member.name.clone();
+                self.with_db(move |c| users::note_login(c, &who)).await?;
+                Ok(Some(member))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Starts a session for `member` (the admin token's when `None`) and returns the cookie
+    /// value.
     ///
     /// # Errors
     /// No randomness, or the session database failed.
-    pub async fn create_session(&self) -> Result<String, AuthError> {
+    pub async fn create_session(
+        &self,
+        member: Option<&users::Member>,
+    ) -> Result<String, AuthError> {
         let value = random_token("")?;
         let digest = sha256(&value);
         let now = chrono::Utc::now().timestamp();
-        let expires = now + SESSION_TTL.as_secs() as i64;
+        let expires = now.saturating_add(self.policy.max_secs());
+        let idle_since = now.saturating_sub(self.policy.idle_secs());
+        let user = member.map(|m| m.name.clone());
         self.with_db(move |c| {
-            c.execute("DELETE FROM sessions WHERE expires_at < ?1", [now])?;
             c.execute(
-                "INSERT INTO sessions (token_hash, created_at, expires_at) VALUES (?1, ?2, ?3)",
-                params![digest.as_slice(), now, expires],
+                "DELETE FROM sessions
+                 WHERE expires_at < ?1 OR COALESCE(last_seen_at, created_at) < ?2",
+                params![now, idle_since],
+            )?;
+            c.execute(
+                "INSERT INTO sessions (token_hash, created_at, expires_at, user_name, last_seen_at)
+                 VALUES (?1, ?2, ?3, ?4, ?2)",
+                params![digest.as_slice(), now, expires, user],
             )?;
             Ok(())
         })
@@ -288,24 +474,37 @@ impl Auth {
         let _ = self.revocations.send(credential);
     }
 
-    /// Completes when `credential` is revoked while the server runs (never for the admin
-    /// token). After missing announcements (a burst of revocations) it asks the database.
-    pub async fn revoked(&self, credential: Credential) {
+    /// Completes when `principal`'s credential is revoked while the server runs (never for
+    /// the admin token), or, for a user's session, when the user is disabled. It listens
+    /// from the moment it is called, not from its first poll, so a revocation announced
+    /// while the socket is still being set up is not missed. After missing announcements (a
+    /// burst of revocations) it asks the database.
+    pub fn revoked(&self, principal: &Principal) -> impl std::future::Future<Output = ()> + Send {
         use tokio::sync::broadcast::error::RecvError;
-        if credential == Credential::AdminToken {
-            return std::future::pending().await;
-        }
         let mut rx = self.revocations.subscribe();
-        loop {
-            match rx.recv().await {
-                Ok(c) if c == credential => return,
-                Ok(_) => {}
-                Err(RecvError::Lagged(_)) => {
-                    if !self.still_valid(&credential).await {
-                        return;
+        let auth = self.clone();
+        let principal = principal.clone();
+        async move {
+            if principal.credential == Credential::AdminToken {
+                return std::future::pending().await;
+            }
+            let mut watched = vec![principal.credential.clone()];
+            if matches!(principal.grant, Grant::Role(_))
+                && matches!(principal.credential, Credential::Session(_))
+            {
+                watched.push(Credential::User(principal.name.clone()));
+            }
+            loop {
+                match rx.recv().await {
+                    Ok(c) if watched.contains(&c) => return,
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(_)) => {
+                        if !auth.still_valid(&principal.credential).await {
+                            return;
+                        }
                     }
+                    Err(RecvError::Closed) => return std::future::pending().await,
                 }
-                Err(RecvError::Closed) => return std::future::pending().await,
             }
         }
     }
@@ -315,13 +514,16 @@ impl Auth {
     async fn still_valid(&self, credential: &Credential) -> bool {
         let credential = credential.clone();
         let now = chrono::Utc::now().timestamp();
+        let idle = self.policy.idle_secs();
         self.with_db(move |c| {
             Ok(match credential {
                 Credential::AdminToken => true,
+                Credential::User(name) => users::credentials(c, &name)?.is_some(),
                 Credential::Session(digest) => c
                     .query_row(
-                        "SELECT expires_at > ?2 FROM sessions WHERE token_hash = ?1",
-                        params![digest.as_slice(), now],
+                        "SELECT expires_at > ?2 AND COALESCE(last_seen_at, created_at) >= ?3
+                         FROM sessions WHERE token_hash = ?1",
+                        params![digest.as_slice(), now, now.saturating_sub(idle)],
                         |r| r.get::<_, bool>(0),
                     )
                     .optional()?
@@ -340,18 +542,79 @@ impl Auth {
         .unwrap_or(true)
     }
 
-    async fn session_valid(&self, value: &str) -> Result<bool, AuthError> {
+    /// Whose session `value` is, if it has neither ended, idled out nor outlived its
+    /// absolute limit, and its user may still sign in. A dead session is removed.
+    async fn session_principal(&self, value: &str) -> Result<Option<Principal>, AuthError> {
+        type Row = (
+            i64,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+        );
         let digest = sha256(value);
         let now = chrono::Utc::now().timestamp();
+        let idle = self.policy.idle_secs();
         self.with_db(move |c| {
-            let expires: Option<i64> = c
-                .query_row(
-                    "SELECT expires_at FROM sessions WHERE token_hash = ?1",
-                    [digest.as_slice()],
-                    |r| r.get(0),
-                )
+            let row: Option<(i64, Row)> = c
+                .prepare_cached(
+                    "SELECT s.expires_at, s.created_at, s.last_seen_at, s.user_name,
+                            u.role, u.subject, u.disabled_at
+                     FROM sessions s LEFT JOIN users u ON u.name = s.user_name
+                     WHERE s.token_hash = ?1",
+                )?
+                .query_row([digest.as_slice()], |r| {
+                    Ok((
+                        r.get(0)?,
+                        (
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                            r.get(6)?,
+                        ),
+                    ))
+                })
                 .optional()?;
-            Ok(expires.is_some_and(|e| e > now))
+            let Some((expires, (created, seen, user, role, subject, disabled))) = row else {
+                return Ok(None);
+            };
+            let seen = seen.unwrap_or(created);
+            let principal = match user {
+                _ if expires <= now || now - seen > idle => None,
+                None => Some(Principal::admin(Credential::Session(digest), Some(expires))),
+                Some(name) => match (role.as_deref().and_then(Role::parse), subject, disabled) {
+                    (Some(role), Some(subject), None) => Some(Principal::member(
+                        users::Member {
+                            name,
+                            role,
+                            subject,
+                        },
+                        Credential::Session(digest),
+                        expires,
+                    )),
+                    // Disabled, removed, or a role this build does not know.
+                    _ => None,
+                },
+            };
+            match &principal {
+                None => {
+                    c.execute(
+                        "DELETE FROM sessions WHERE token_hash = ?1",
+                        [digest.as_slice()],
+                    )?;
+                }
+                Some(_) if now - seen >= SEEN_GRANULARITY_SECS => {
+                    c.prepare_cached(
+                        "UPDATE sessions SET last_seen_at = ?2 WHERE token_hash = ?1",
+                    )?
+                    .execute(params![digest.as_slice(), now])?;
+                }
+                Some(_) => {}
+            }
+            Ok(principal)
         })
         .await
     }
@@ -389,11 +652,11 @@ pub fn session_from(headers: &axum::http::HeaderMap) -> Option<&str> {
         .find_map(|c| cookie_value(c, SESSION_COOKIE))
 }
 
-/// The `Set-Cookie` value that starts a session.
-pub fn session_cookie(value: &str, secure: bool) -> String {
+/// The `Set-Cookie` value that starts a session lasting at most `max_secs`; `Secure` when
+/// the server speaks TLS.
+pub fn session_cookie(value: &str, max_secs: i64, secure: bool) -> String {
     format!(
-        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
-        SESSION_TTL.as_secs(),
+        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_secs}{}",
         if secure { "; Secure" } else { "" }
     )
 }
@@ -447,7 +710,7 @@ mod tests {
     async fn sessions_survive_reopen_and_end_on_logout() {
         let dir = tempfile::tempdir().unwrap();
         let auth = Auth::open(dir.path(), "secret").unwrap();
-        let s = auth.create_session().await.unwrap();
+        let s = auth.create_session(None).await.unwrap();
         let reopened = Auth::open(dir.path(), "secret").unwrap();
         let with = |v| Presented {
             session: Some(v),
@@ -463,7 +726,7 @@ mod tests {
         };
         assert_eq!(
             auth.check(bearer("secret")).await.unwrap(),
-            Some(Principal::admin(Credential::AdminToken))
+            Some(Principal::admin(Credential::AdminToken, None))
         );
         assert_eq!(auth.check(bearer("secreT")).await.unwrap(), None);
         // A token made by another connection (the CLI) holds from the next request on.
@@ -473,11 +736,124 @@ mod tests {
             auth.check(bearer(&token)).await.unwrap(),
             Some(Principal {
                 name: "reader".into(),
-                scope: Scope::Read,
+                grant: Grant::Token(Scope::Read),
+                owner: None,
                 credential: Credential::Token("reader".into()),
+                expires_at: None,
             })
         );
         tokens::revoke(&open_db(dir.path()).unwrap(), "reader", false).unwrap();
         assert_eq!(auth.check(bearer(&token)).await.unwrap(), None);
+    }
+
+    fn session(v: &str) -> Presented<'_> {
+        Presented {
+            session: Some(v),
+            ..Default::default()
+        }
+    }
+
+    /// Moves a session's clock back by `secs`, as if it were made and last used that long ago.
+    fn age_session(dir: &Path, value: &str, secs: i64) {
+        open_db(dir)
+            .unwrap()
+            .execute(
+                "UPDATE sessions SET created_at = created_at - ?2,
+                     last_seen_at = last_seen_at - ?2, expires_at = expires_at - ?2
+                 WHERE token_hash = ?1",
+                params![sha256(value).as_slice(), secs],
+            )
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_user_session_carries_the_role_and_ends_when_idle_or_too_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = Auth::open(dir.path(), "secret")
+            .unwrap()
+            .with_policy(SessionPolicy {
+                idle_minutes: 30,
+                max_hours: 2,
+            });
+        let new = users::NewUser {
+            name: "alice".into(),
+            role: Role::Own,
+            subject: Some("u-17".into()),
+            password: "correct horse battery".into(),
+        };
+        users::create(&open_db(dir.path()).unwrap(), &new, true).unwrap();
+        assert_eq!(
+            auth.authenticate("alice", "wrong password!".into())
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            auth.authenticate("nobody", "correct horse battery".into())
+                .await
+                .unwrap(),
+            None
+        );
+        let member = auth
+            .authenticate("alice", "correct horse battery".into())
+            .await
+            .unwrap()
+            .expect("right password");
+        let s = auth.create_session(Some(&member)).await.unwrap();
+        let p = auth.check(session(&s)).await.unwrap().unwrap();
+        assert_eq!(p.grant, Grant::Role(Role::Own));
+        assert_eq!(
+            p.owner.as_deref(),
+            Some("u-17"),
+            "rows scoped to the actor id"
+        );
+        assert!(!p.allows(Permission::ReadAll) && p.allows(Permission::ReadOwn));
+
+        // 29 minutes idle: still good, and the use moves the idle clock.
+        age_session(dir.path(), &s, 29 * 60);
+        assert!(auth.check(session(&s)).await.unwrap().is_some());
+        age_session(dir.path(), &s, 29 * 60);
+        assert!(
+            auth.check(session(&s)).await.unwrap().is_some(),
+            "used a moment ago, so not idle, though 58 minutes old"
+        );
+        // Idle past 30 minutes: refused, and gone for good.
+        age_session(dir.path(), &s, 31 * 60);
+        assert_eq!(auth.check(session(&s)).await.unwrap(), None);
+        let left: i64 = open_db(dir.path())
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM sessions", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0);
+
+        // Busy but past the absolute limit: refused.
+        let s = auth.create_session(Some(&member)).await.unwrap();
+        for _ in 0..4 {
+            age_session(dir.path(), &s, 25 * 60);
+            assert!(auth.check(session(&s)).await.unwrap().is_some());
+        }
+        age_session(dir.path(), &s, 25 * 60);
+        assert_eq!(
+            auth.check(session(&s)).await.unwrap(),
+            None,
+            "125 minutes after sign-in, over the 2 h limit"
+        );
+
+        // Disabling the user ends a live session at once.
+        let s = auth.create_session(Some(&member)).await.unwrap();
+        users::disable(&open_db(dir.path()).unwrap(), "alice", true).unwrap();
+        assert_eq!(auth.check(session(&s)).await.unwrap(), None);
+    }
+
+    #[test]
+    fn session_limits_of_zero_are_refused() {
+        assert!(SessionPolicy::default().validate().is_ok());
+        let e = SessionPolicy {
+            idle_minutes: 0,
+            max_hours: 1,
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.contains("idle_minutes"), "{e}");
     }
 }

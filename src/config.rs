@@ -42,6 +42,48 @@ pub enum Command {
     Import(ImportArgs),
     /// Create, list or revoke scoped API tokens; works while the server runs.
     Token(TokenArgs),
+    /// Add, list or disable dashboard users, or set a password; works while the server runs.
+    User(UserArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UserArgs {
+    /// Data directory whose users to manage [default: ./data].
+    #[arg(long, env = "TRAILWATCH_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: UserCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user. Without --password-stdin a password is generated and printed once.
+    Add {
+        /// The sign-in name: letters, digits, '.', '_' and '-'.
+        name: String,
+        /// admin (everything), auditor (read, export, verify), viewer (read) or self (only
+        /// the events where they are the actor).
+        #[arg(long)]
+        role: String,
+        /// The user's actor id in events, which the self role is limited to [default: NAME].
+        #[arg(long)]
+        subject: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List the users: name, role, actor id, created, last sign-in, disabled.
+    List,
+    /// Disable a user and end their sessions; the name stays taken.
+    Disable {
+        /// The user's name.
+        name: String,
+    },
+    /// Set a user's password from the first line of standard input; ends their sessions.
+    Passwd {
+        /// The user's name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -226,6 +268,8 @@ pub struct FileConfig {
     pub privacy: Option<PrivacyConfig>,
     /// Rate limits (`[limits]`).
     pub limits: Option<crate::server::limits::LimitsConfig>,
+    /// Dashboard session lifetimes (`[sessions]`).
+    pub sessions: Option<crate::auth::SessionPolicy>,
 }
 
 /// The `[privacy]` section.
@@ -298,6 +342,7 @@ pub struct ServeConfig {
     /// Metadata fields declared personal: trimmed, without blanks or repeats.
     pub personal_metadata: Vec<String>,
     pub limits: crate::server::limits::LimitsConfig,
+    pub sessions: crate::auth::SessionPolicy,
 }
 
 impl ServeConfig {
@@ -339,6 +384,7 @@ impl ServeConfig {
             },
             mirror_dir: args.mirror_dir.or(file.mirror_dir),
             limits: file.limits.unwrap_or_default(),
+            sessions: file.sessions.unwrap_or_default(),
             personal_metadata: {
                 let declared = if args.personal_metadata.is_empty() {
                     file.privacy.unwrap_or_default().personal_metadata

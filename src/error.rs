@@ -12,8 +12,11 @@ pub enum AppError {
     #[error("you are not signed in")]
     Unauthorized,
     /// The credentials given at login were wrong.
-    #[error("that token is not valid")]
+    #[error("those credentials are not valid")]
     BadCredentials,
+    /// Signed in, but the role or scope does not allow this; the message says what it needs.
+    #[error("{0}")]
+    Forbidden(String),
     /// Too many refused sign-ins from this address; it may try again after this many seconds.
     #[error("too many refused sign-ins from this address; try again in {0} s")]
     LockedOut(u64),

@@ -16,6 +16,9 @@ pub const MAX_ACTION_LEN: usize = 256;
 pub const MAX_SHORT_LEN: usize = 2_048;
 /// Longest accepted `description`, in bytes.
 pub const MAX_DESCRIPTION_LEN: usize = 65_536;
+/// The longest NDJSON line (one event) read; a longer one is refused unparsed, so one
+/// runaway line cannot make the parser build a huge value.
+pub const MAX_LINE_BYTES: usize = 1024 * 1024;
 
 /// How a request body is framed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +60,14 @@ pub fn parse_body(
             for (i, line) in body.split(|b| *b == b'\n').enumerate() {
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
                 if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                if line.len() > MAX_LINE_BYTES {
+                    let message = format!(
+                        "line is {} bytes; one event may take at most {MAX_LINE_BYTES} bytes",
+                        line.len()
+                    );
+                    records.push((i, Err(message)));
                     continue;
                 }
                 let parsed = serde_json::from_slice::<Value>(line)

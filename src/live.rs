@@ -32,6 +32,10 @@ pub struct LiveConfig {
     pub default_backlog: u64,
     /// How many events one catch-up read takes from the store.
     pub page_size: usize,
+    /// Client messages (text or binary) a socket may send per second on average, and in a
+    /// burst; a client over it is disconnected. A dashboard sends one per filter change.
+    pub messages_per_second: u32,
+    pub message_burst: u32,
 }
 
 impl Default for LiveConfig {
@@ -43,6 +47,8 @@ impl Default for LiveConfig {
             subscribe_wait: Duration::from_millis(300),
             default_backlog: 100,
             page_size: 500,
+            messages_per_second: 10,
+            message_burst: 30,
         }
     }
 }
@@ -125,17 +131,29 @@ impl Hub {
 
     /// Runs one upgraded socket to its end. `since` comes from the `sinceSeq` query parameter;
     /// without it the server waits briefly for a `subscribe` message, then sends the last
-    /// [`LiveConfig::default_backlog`] events.
+    /// [`LiveConfig::default_backlog`] events. With an `owner` (the `self` role) the socket
+    /// carries only that actor's events, whatever the client's filter, and no alerts.
+    /// Ends when the client leaves, breaks the protocol or the message rate, or `revoked`
+    /// completes; says which.
     pub async fn serve(
         self,
         socket: WebSocket,
         since: Option<Seq>,
+        owner: Option<String>,
         revoked: impl std::future::Future<Output = ()> + Send,
-    ) {
+    ) -> Ended {
         let (sink, mut stream) = socket.split();
         let (client_tx, client_rx) = mpsc::channel::<Inbound>(16);
+        let (rate, burst) = (self.config.messages_per_second, self.config.message_burst);
         let reader = tokio::spawn(async move {
+            let mut bucket = MessageBucket::new(rate, burst);
             while let Some(Ok(msg)) = stream.next().await {
+                if matches!(msg, Message::Text(_) | Message::Binary(_))
+                    && !bucket.take(Instant::now())
+                {
+                    let _ = client_tx.send(Inbound::Flood).await;
+                    break;
+                }
                 let inbound = match msg {
                     Message::Text(text) => match serde_json::from_str::<ClientMessage>(&text) {
                         Ok(m) => Inbound::Message(Box::new(m)),
@@ -152,16 +170,18 @@ impl Hub {
                 }
             }
         });
+        let owned = Query::default().owned_by(owner.as_deref());
         let mut conn = Connection {
             sink,
             store: self.store.clone(),
             config: self.config.clone(),
             last_sent: Seq(0),
-            filter: None,
+            filter: owner.is_some().then(|| Arc::new(owned)),
+            owner,
             alerts_only: false,
         };
         let alerts = self.alerts.subscribe();
-        match conn
+        let ended = match conn
             .run(
                 &self.frames,
                 alerts,
@@ -171,10 +191,61 @@ impl Hub {
             )
             .await
         {
-            Ok(()) | Err(SocketError::Gone) => {}
-            Err(e) => tracing::debug!(error = %e, "socket closed"),
-        }
+            Ok(()) | Err(SocketError::Gone) => Ended::Normally,
+            Err(SocketError::Flooded) => Ended::Flooded,
+            Err(e) => {
+                tracing::debug!(error = %e, "socket closed");
+                Ended::Normally
+            }
+        };
         reader.abort();
+        ended
+    }
+}
+
+/// How a socket ended, for the caller to record what needs recording.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The client left, the server stopped, or the socket was closed for a reason that is
+    /// not a security event.
+    Normally,
+    /// The client sent messages faster than [`LiveConfig::messages_per_second`].
+    Flooded,
+}
+
+/// A token bucket over one socket's client messages.
+struct MessageBucket {
+    per_second: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl MessageBucket {
+    fn new(per_second: u32, burst: u32) -> MessageBucket {
+        let burst = f64::from(burst.max(1));
+        MessageBucket {
+            per_second: f64::from(per_second),
+            burst,
+            tokens: burst,
+            at: Instant::now(),
+        }
+    }
+
+    /// Whether one more message fits; a rate of 0 means no limit.
+    fn take(&mut self, now: Instant) -> bool {
+        if self.per_second == 0.0 {
+            return true;
+        }
+        let refill = now.saturating_duration_since(self.at).as_secs_f64() * self.per_second;
+        self.tokens = (self.tokens + refill).min(self.burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
     }
 }
 
@@ -186,6 +257,8 @@ enum Inbound {
         subscribe: bool,
     },
     Alive,
+    /// Over the message rate: the reader stopped.
+    Flood,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -200,6 +273,8 @@ enum SocketError {
     Refused,
     #[error("the credentials that opened the socket were revoked")]
     Revoked,
+    #[error("the client sent messages faster than allowed")]
+    Flooded,
 }
 
 struct Connection {
@@ -209,6 +284,8 @@ struct Connection {
     /// Every event up to here has been sent or, when filtered, found not to match.
     last_sent: Seq,
     filter: Option<Arc<Query>>,
+    /// The only actor whose events this socket may carry (the `self` role).
+    owner: Option<String>,
     /// Sends alerts and no events.
     alerts_only: bool,
 }
@@ -239,6 +316,7 @@ impl Connection {
                 Ok(Some(Inbound::Invalid { message, subscribe })) => {
                     self.reject(message, subscribe).await?
                 }
+                Ok(Some(Inbound::Flood)) => return self.flooded().await,
                 Ok(Some(Inbound::Alive)) | Err(_) => {}
             }
         }
@@ -253,6 +331,7 @@ impl Connection {
                     match msg {
                         None => return Err(SocketError::Gone),
                         Some(Inbound::Alive) => {}
+                        Some(Inbound::Flood) => return self.flooded().await,
                         Some(Inbound::Invalid { message, subscribe }) => {
                             self.reject(message, subscribe).await?
                         }
@@ -292,6 +371,8 @@ impl Connection {
                     Err(RecvError::Closed) => return Ok(()),
                 },
                 alert = alerts.recv() => match alert {
+                    // Alerts speak of everyone's events; the `self` role sees only its own.
+                    Ok(_) if self.owner.is_some() => {}
                     Ok(text) => self.send(Message::Text(text)).await?,
                     // Missed alerts stay in the alert log; the socket goes on.
                     Err(RecvError::Lagged(_)) => {}
@@ -328,9 +409,11 @@ impl Connection {
         filter: Option<&EventFilter>,
         since: Option<Seq>,
     ) -> Result<(), SocketError> {
+        let owner = self.owner.as_deref();
         self.filter = match filter.filter(|f| !f.is_empty()).map(EventFilter::compile) {
-            None => None,
-            Some(Ok(query)) => Some(Arc::new(query)),
+            None if owner.is_none() => None,
+            None => Some(Arc::new(Query::default().owned_by(owner))),
+            Some(Ok(query)) => Some(Arc::new(query.owned_by(owner))),
             Some(Err(e)) => {
                 return self
                     .refuse(&ServerMessage::Error {
@@ -352,6 +435,25 @@ impl Connection {
         } else {
             self.send_message(&msg).await
         }
+    }
+
+    /// Tells a client over the message rate why, and closes its socket.
+    async fn flooded(&mut self) -> Result<(), SocketError> {
+        self.send_message(&ServerMessage::Error {
+            message: format!(
+                "more than {} messages per second; reconnect and send fewer",
+                self.config.messages_per_second
+            ),
+        })
+        .await?;
+        let _ = self
+            .sink
+            .send(Message::Close(Some(CloseFrame {
+                code: 1008,
+                reason: "message rate exceeded".into(),
+            })))
+            .await;
+        Err(SocketError::Flooded)
     }
 
     /// Sends `msg`, closes the socket as a policy violation, and ends it.

@@ -54,7 +54,15 @@ async fn main() -> std::process::ExitCode {
                 );
             }
             match server.local_addr() {
-                Ok(addr) => tracing::info!("listening on http://{addr}"),
+                Ok(addr) => {
+                    tracing::info!("listening on http://{addr}");
+                    if let Some(code) = &server.setup_code {
+                        println!(
+                            "No users yet. Create the first admin within 24 hours at \
+                             (one use only): http://{addr}/setup?code={code}"
+                        );
+                    }
+                }
                 Err(e) => tracing::warn!(error = %e, "no local address"),
             }
             match server.serve(shutdown_signal()).await {
@@ -111,6 +119,23 @@ async fn main() -> std::process::ExitCode {
                 .or(file.data_dir)
                 .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
             match trailwatch::auth::tokens::cli(&dir, &args.command) {
+                Ok(out) => {
+                    print!("{out}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::User(args) => {
+            let dir = args
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+            let mut stdin = std::io::stdin().lock();
+            match trailwatch::auth::users::cli(&dir, &args.command, &mut stdin) {
                 Ok(out) => {
                     print!("{out}");
                     ExitCode::SUCCESS

@@ -525,6 +525,22 @@ pub struct EventDetail {
     pub same_session: Vec<StoredEvent>,
 }
 
+impl EventDetail {
+    /// This detail as `owner` may see it: `None` when the event is not theirs, and only
+    /// their own among the related events. Without an owner, all of it.
+    pub fn owned_by(mut self, owner: Option<&str>) -> Option<EventDetail> {
+        let Some(owner) = owner else {
+            return Some(self);
+        };
+        if self.event.event.user.id != owner {
+            return None;
+        }
+        self.same_correlation.retain(|e| e.event.user.id == owner);
+        self.same_session.retain(|e| e.event.user.id == owner);
+        Some(self)
+    }
+}
+
 /// The events of a past range for replay, in seq order; `truncated` when the range holds
 /// more than were sent.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -896,6 +912,139 @@ impl TokenScope {
             TokenScope::Admin => "everything, tokens and erasure included",
         }
     }
+}
+
+/// A dashboard user's role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything: users, tokens, settings, erasure.
+    Admin,
+    /// Reads everything, exports and verifies; changes nothing.
+    Auditor,
+    /// Reads everything; no exports.
+    Viewer,
+    /// Sees only the events where they are the actor ("my activity").
+    #[serde(rename = "self")]
+    Own,
+}
+
+impl Role {
+    /// Every role, in the order forms and help texts list them.
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Auditor, Role::Viewer, Role::Own];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Auditor => "auditor",
+            Role::Viewer => "viewer",
+            Role::Own => "self",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// What the role allows, in a few words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Role::Admin => "everything: users, tokens, settings, erasure",
+            Role::Auditor => "read everything, export, verify",
+            Role::Viewer => "read everything, no exports",
+            Role::Own => "only the events where they are the actor",
+        }
+    }
+}
+
+/// What a request needs, as the router and the server functions check it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Permission {
+    /// Anything a signed-in holder does to their own session (sign out, who am I).
+    Session,
+    /// Send events.
+    Ingest,
+    /// Read events, limited to the holder's own for the `self` role.
+    ReadOwn,
+    /// Read everything: analytics, alerts, the chain, the mirror.
+    ReadAll,
+    /// Export events (the `self` role exports only its own).
+    Export,
+    /// Walk the whole chain.
+    Verify,
+    /// Change what is stored or who may call.
+    Admin,
+}
+
+impl Permission {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::Session => "session",
+            Permission::Ingest => "ingest",
+            Permission::ReadOwn => "read_own",
+            Permission::ReadAll => "read_all",
+            Permission::Export => "export",
+            Permission::Verify => "verify",
+            Permission::Admin => "admin",
+        }
+    }
+}
+
+/// Where a principal's rights come from: an API token's scope or a user's role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind", content = "value")]
+pub enum Grant {
+    Token(TokenScope),
+    Role(Role),
+}
+
+impl Grant {
+    /// Whether this grant covers `needed`.
+    pub fn allows(self, needed: Permission) -> bool {
+        use Permission as P;
+        match self {
+            Grant::Token(TokenScope::Admin) | Grant::Role(Role::Admin) => true,
+            Grant::Token(TokenScope::Ingest) => matches!(needed, P::Session | P::Ingest),
+            Grant::Token(TokenScope::Read) | Grant::Role(Role::Auditor) => matches!(
+                needed,
+                P::Session | P::ReadOwn | P::ReadAll | P::Export | P::Verify
+            ),
+            Grant::Role(Role::Viewer) => matches!(needed, P::Session | P::ReadOwn | P::ReadAll),
+            Grant::Role(Role::Own) => matches!(needed, P::Session | P::ReadOwn | P::Export),
+        }
+    }
+
+    /// `role viewer`, `scope read`: how refusals name what the caller has.
+    pub fn describe(self) -> String {
+        match self {
+            Grant::Token(s) => format!("scope {}", s.as_str()),
+            Grant::Role(r) => format!("role {}", r.as_str()),
+        }
+    }
+}
+
+/// Who is signed in, for the dashboard to show and to hide what they may not use.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Whoami {
+    pub name: String,
+    pub grant: Grant,
+    /// The actor id whose events alone they see (the `self` role).
+    pub owner: Option<String>,
+}
+
+/// A dashboard user as listed: never the password hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserInfo {
+    pub name: String,
+    pub role: Role,
+    /// The actor id in events that is this user (what the `self` role is limited to).
+    pub subject: String,
+    /// RFC 3339.
+    pub created_at: String,
+    pub last_login_at: Option<String>,
+    pub disabled_at: Option<String>,
 }
 
 /// An API token as listed: never its secret.

@@ -242,6 +242,19 @@ impl Query {
         Ok(Query { clauses })
     }
 
+    /// This query limited to the events whose actor is `owner`, when there is one (the
+    /// `self` role's row scoping).
+    #[must_use]
+    pub fn owned_by(mut self, owner: Option<&str>) -> Query {
+        if let Some(owner) = owner {
+            self.clauses.push(Clause {
+                term: Term::User(Pattern::Exact(owner.to_string())),
+                negated: false,
+            });
+        }
+        self
+    }
+
     /// Whether `event` satisfies every clause.
     pub fn matches(&self, event: &StoredEvent) -> bool {
         let e = &event.event;

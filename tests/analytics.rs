@@ -513,6 +513,12 @@ async fn guessing_the_dashboard_token_raises_a_failed_login_burst_and_locks_the_
     let body = r.text().await.unwrap();
     assert!(body.contains("LockedOut"), "{body}");
     let (_, locks) = server.get("/api/v1/events?action=dashboard.lockout").await;
-    assert_eq!(locks["total"], 1, "{locks}");
+    // The address and the account (`admin`, for the token) are both locked.
+    assert_eq!(locks["total"], 2, "{locks}");
     assert_eq!(locks["items"][0]["level"], "critical");
+    let text = locks.to_string();
+    assert!(
+        text.contains("for this address") && text.contains("for this account"),
+        "{locks}"
+    );
 }

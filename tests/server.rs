@@ -459,3 +459,47 @@ async fn the_socket_answers_pings_and_survives_binary_noise() {
     s.post(&batch("after-noise", 1)).await;
     assert_eq!(ws.events(1).await, vec![1]);
 }
+
+#[tokio::test]
+async fn oversized_queries_headers_and_ndjson_lines_get_errors_naming_the_limit() {
+    let s = TestServer::start().await;
+    let long = "x".repeat(trailwatch::server::MAX_QUERY_BYTES + 1);
+    let (status, body) = s.get(&format!("/api/v1/events?search_query={long}")).await;
+    assert_eq!((status, body["field"].as_str()), (414, Some("query")), "{body}");
+
+    let r = s
+        .http
+        .get(s.url("/api/v1/events"))
+        .bearer_auth(TOKEN)
+        .header("X-Padding", "p".repeat(trailwatch::server::MAX_HEADER_BYTES))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 431);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["field"], "headers", "{body}");
+
+    // One runaway NDJSON line is refused by index; the request stores nothing.
+    let huge = format!(
+        "{{\"action\":\"ok\"}}\n{{\"action\":\"big\",\"metadata\":{{\"blob\":\"{}\"}}}}\n",
+        "b".repeat(trailwatch::ingest::MAX_LINE_BYTES)
+    );
+    let r = s
+        .http
+        .post(s.url("/api/v1/events"))
+        .bearer_auth(TOKEN)
+        .header("Content-Type", "application/x-ndjson")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["errors"][0]["index"], 1, "{body}");
+    assert!(
+        body["errors"][0]["message"].as_str().unwrap().contains("at most"),
+        "{body}"
+    );
+    let (_, page) = s.get("/api/v1/events?action=ok").await;
+    assert_eq!(page["total"], 0, "all or nothing");
+}

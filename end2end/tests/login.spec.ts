@@ -3,7 +3,7 @@ import { expect, signIn, test, TOKEN } from "./server";
 test("a wrong token is refused with a message", async ({ page }) => {
   await page.goto("/login");
   await page.getByLabel("Admin token").fill("not-the-token");
-  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("button", { name: "Use the admin token" }).click();
   await expect(page.getByRole("alert")).toContainText("not valid");
   await expect(page).toHaveURL(/\/login$/);
 });
@@ -28,7 +28,7 @@ test("the server renders the feed, so the page is useful before any script runs"
   const page = await context.newPage();
   await page.goto("/login");
   await page.getByLabel("Admin token").fill(TOKEN);
-  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("button", { name: "Use the admin token" }).click();
   await expect(page).toHaveURL(/\/$/);
   await expect(page.getByRole("list", { name: "Live activity" })).toContainText("rendered on the server");
   await context.close();

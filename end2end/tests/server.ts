@@ -99,7 +99,7 @@ export async function signIn(page: Page): Promise<void> {
   await page.goto("/");
   await expect(page).toHaveURL(/\/login$/);
   await page.getByLabel("Admin token").fill(TOKEN);
-  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("button", { name: "Use the admin token" }).click();
   await expect(page).toHaveURL(/\/$/);
   await expect(page.getByRole("status", { name: "Connection: live" })).toBeVisible();
 }

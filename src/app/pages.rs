@@ -5,14 +5,18 @@ mod dashboard;
 mod explorer;
 mod login;
 mod replay;
+mod setup;
 mod tokens;
+mod users;
 
 pub use alerts::AlertsPage;
 pub use dashboard::DashboardPage;
 pub use explorer::{encode, ExplorerPage};
 pub use login::LoginPage;
 pub use replay::ReplayPage;
+pub use setup::SetupPage;
 pub use tokens::TokensPage;
+pub use users::UsersPage;
 
 use leptos::prelude::*;
 

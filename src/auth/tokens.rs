@@ -4,7 +4,7 @@
 //! directory while the server runs (SQLite's WAL lets both in), and every request looks its
 //! token up afresh: a revocation holds from the next request on.
 
-use super::{random_token, sha256, AuthError};
+use super::{random_token, rfc3339, sha256, AuthError};
 use rusqlite::{params, Connection, OptionalExtension};
 
 pub use crate::model::{TokenInfo, TokenScope as Scope};
@@ -59,18 +59,7 @@ const LAST_USED_GRANULARITY_SECS: i64 = 60;
 
 /// Checks a token name: 1 to 64 letters, digits, `.`, `_` or `-`.
 pub fn check_name(name: &str) -> Result<(), TokenError> {
-    if name.is_empty() || name.len() > 64 {
-        return Err(TokenError::Name("must be 1 to 64 characters".into()));
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-    {
-        return Err(TokenError::Name(format!(
-            "{name:?} may hold only letters, digits, '.', '_' and '-'"
-        )));
-    }
-    Ok(())
+    super::check_name(name).map_err(TokenError::Name)
 }
 
 /// Makes a token and returns it with its secret, which is not stored and cannot be shown
@@ -302,12 +291,6 @@ pub fn cli(
             false => format!("{name} was revoked already\n"),
         }),
     }
-}
-
-fn rfc3339(secs: i64) -> String {
-    chrono::DateTime::from_timestamp(secs, 0)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! streamed export, and the distinct levels, categories and actions. Their query parameters
 //! are parsed strictly: an unknown parameter or a bad value is a `400` naming it.
 
-use super::{percent_decode, ApiError, AppState};
+use super::{percent_decode, ApiError, AppState, Owner};
 use crate::export::{ExportFormat, ExportWriter};
 use crate::model::{Category, EventFilter, EventId, Level, Outcome, Seq};
 use crate::search::Query;
@@ -224,10 +224,12 @@ fn cursor(raw: Option<&str>) -> Result<Option<Seq>, ApiError> {
 /// `GET /api/v1/events`: newest first, filtered, by keyset `cursor` or by `page`.
 pub(super) async fn list_events(
     State(state): State<AppState>,
+    Owner(owner): Owner,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(raw.as_deref(), &["page", "limit", "cursor"])?;
     let (_, query) = params.filter()?;
+    let query = query.owned_by(owner.as_deref());
     let req = PageRequest {
         cursor: cursor(params.one("cursor"))?,
         page: number("page", params.one("page"), 1, u32::MAX)?,
@@ -246,11 +248,15 @@ pub(super) async fn list_events(
 /// `GET /api/v1/events/{eventId}`.
 pub(super) async fn get_event(
     State(state): State<AppState>,
+    Owner(owner): Owner,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     match state.store.get(EventId(id.clone())).await? {
-        Some(event) => Ok(Json(event).into_response()),
-        None => Err(ApiError::NotFound(format!("no event with id {id}"))),
+        // Another actor's event does not exist for the `self` role.
+        Some(event) if owner.as_ref().is_none_or(|o| *o == event.event.user.id) => {
+            Ok(Json(event).into_response())
+        }
+        _ => Err(ApiError::NotFound(format!("no event with id {id}"))),
     }
 }
 
@@ -279,6 +285,7 @@ const EXPORT_CHUNKS_IN_FLIGHT: usize = 4;
 pub(super) async fn export_events(
     State(state): State<AppState>,
     crate::selfaudit::ActingFrom(acting): crate::selfaudit::ActingFrom,
+    Owner(owner): Owner,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(raw.as_deref(), &["format"])?;
@@ -294,6 +301,7 @@ pub(super) async fn export_events(
         }
     };
     let (_, query) = params.filter()?;
+    let query = query.owned_by(owner.as_deref());
     let (tx, rx) =
         tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(EXPORT_CHUNKS_IN_FLIGHT);
     let store = state.store.clone();

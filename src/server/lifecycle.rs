@@ -148,9 +148,14 @@ fn subject_of(id: &str) -> Result<&str, ApiError> {
 pub(super) async fn export_subject(
     State(state): State<AppState>,
     ActingFrom(acting): ActingFrom,
+    super::Owner(owner): super::Owner,
     Path(user_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let subject = subject_of(&user_id)?;
+    if owner.as_ref().is_some_and(|o| o != subject) {
+        // The `self` role may take out its own data, and no one else's.
+        return Err(ApiError::OwnOnly);
+    }
     let events: Vec<StoredEvent> = state.store.subject_events(subject).await?;
     let exported_at = Utc::now();
     let body = json!({

@@ -162,8 +162,8 @@ async fn record(state: &AppState, acting: &Acting, change: &Unaudited) {
     .await;
 }
 
-/// Records, every few seconds, the token changes the CLI made: it cannot append to the chain
-/// while the server holds it, so it leaves them marked for the server.
+/// Records, every few seconds, the token and user changes the CLI made: it cannot append to
+/// the chain while the server holds it, so it leaves them marked for the server.
 pub(super) fn watch_cli_changes(state: AppState) {
     tokio::spawn(async move {
         let cli = Acting {
@@ -186,6 +186,7 @@ pub(super) fn watch_cli_changes(state: AppState) {
                 }
                 Err(e) => tracing::warn!(error = %e, "could not read token changes"),
             }
+            super::users::record_cli_changes(&state, &cli).await;
             tokio::time::sleep(CLI_CHANGES_EVERY).await;
         }
     });

@@ -40,6 +40,7 @@ pub fn serve_config(dir: &std::path::Path) -> ServeConfig {
         mirror_dir: None,
         personal_metadata: Vec::new(),
         limits: Default::default(),
+        sessions: Default::default(),
     }
 }
 

@@ -1,19 +1,21 @@
 //! The sticky header every signed-in page shares: brand, navigation, a status area the page
 //! fills, and sign-out.
 
-use crate::api::{chain_status, Logout};
+use crate::api::{chain_status, whoami, Logout};
 use crate::app::components::Logo;
-use crate::model::ChainStatus;
+use crate::model::{ChainStatus, Permission, Whoami};
 use leptos::form::ActionForm;
 use leptos::prelude::*;
 
-/// The pages in the navigation: path, label, and the key pages pass as `current`.
-const NAV: [(&str, &str, &str); 5] = [
-    ("/", "Live", "live"),
-    ("/events", "Explorer", "events"),
-    ("/replay", "Replay", "replay"),
-    ("/alerts", "Alerts", "alerts"),
-    ("/tokens", "Tokens", "tokens"),
+/// The pages in the navigation: path, label, the key pages pass as `current`, and what the
+/// page needs (the server redirects from a page a role may not use; the link is not shown).
+const NAV: [(&str, &str, &str, Permission); 6] = [
+    ("/", "Live", "live", Permission::ReadAll),
+    ("/events", "Explorer", "events", Permission::ReadOwn),
+    ("/replay", "Replay", "replay", Permission::ReadOwn),
+    ("/alerts", "Alerts", "alerts", Permission::ReadAll),
+    ("/tokens", "Tokens", "tokens", Permission::Admin),
+    ("/users", "Users", "users", Permission::Admin),
 ];
 
 /// The header. `current` marks the page in the navigation; `class` lets a page flash it;
@@ -25,28 +27,51 @@ pub fn TopBar(
     #[prop(optional)] children: Option<Children>,
 ) -> impl IntoView {
     let logout = ServerAction::<Logout>::new();
+    let me = Resource::new(|| (), |_| whoami());
     let class = move || class.map_or("topbar", |c| c.get());
+    let nav = move |me: Option<Whoami>| {
+        NAV.iter()
+            .filter(|(.., needed)| me.as_ref().is_some_and(|m| m.grant.allows(*needed)))
+            .map(|(href, label, key, _)| {
+                let here = *key == current;
+                view! { <a href=*href aria-current=here.then_some("page")>{*label}</a> }
+            })
+            .collect_view()
+    };
+    let who = move |me: Option<Whoami>| {
+        me.map(|m| {
+            let role = match m.grant {
+                crate::model::Grant::Role(r) => r.as_str(),
+                crate::model::Grant::Token(s) => s.as_str(),
+            };
+            view! {
+                <span class="whoami" title=format!("Signed in as {} ({role})", m.name)>
+                    <span class="whoami-name">{m.name.clone()}</span>
+                    <span class="whoami-role">{role}</span>
+                </span>
+            }
+        })
+    };
     view! {
         <header class=class>
             <div class="topbar-inner">
-                <a class="brand" href="/">
+                // A full load, not a client-side route: the server sends a role that may not
+                // see the overview to its own activity instead.
+                <a class="brand" href="/" rel="external">
                     <Logo />
                     <span class="brand-name">"Trailwatch"</span>
                 </a>
                 <nav class="nav" aria-label="Main">
-                    {NAV
-                        .iter()
-                        .map(|(href, label, key)| {
-                            let here = *key == current;
-                            view! {
-                                <a href=*href aria-current=here.then_some("page")>{*label}</a>
-                            }
-                        })
-                        .collect_view()}
+                    <Transition fallback=|| ()>
+                        {move || me.get().map(|r| nav(r.ok()))}
+                    </Transition>
                 </nav>
                 <div class="topbar-status">
                     <ChainBadge />
                     {children.map(|c| c())}
+                    <Transition fallback=|| ()>
+                        {move || me.get().map(|r| who(r.ok()))}
+                    </Transition>
                     <ActionForm action=logout attr:class="inline">
                         <button type="submit" class="button ghost small">"Sign out"</button>
                     </ActionForm>

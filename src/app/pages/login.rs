@@ -1,5 +1,6 @@
-//! The login page: exchanges the admin token for a session cookie. Works before the WASM has
-//! loaded, as a plain form post.
+//! The login page: a user's name and password, or the admin token (the way in before the
+//! first user exists, and when every admin is locked out). Both work before the WASM has
+//! loaded, as plain form posts.
 
 use crate::api::Login;
 use crate::app::components::Logo;
@@ -9,11 +10,14 @@ use leptos::prelude::*;
 /// `/login`.
 #[component]
 pub fn LoginPage() -> impl IntoView {
-    let login = ServerAction::<Login>::new();
-    let error = move || {
-        login.value().get().and_then(|r| r.err()).map(|e| {
-            view! { <p class="form-error" role="alert">{e.to_string()}</p> }
-        })
+    let by_password = ServerAction::<Login>::new();
+    let by_token = ServerAction::<Login>::new();
+    let error = move |action: ServerAction<Login>| {
+        move || {
+            action.value().get().and_then(|r| r.err()).map(|e| {
+                view! { <p class="form-error" role="alert">{e.to_string()}</p> }
+            })
+        }
     };
     view! {
         <main class="centered login">
@@ -23,25 +27,31 @@ pub fn LoginPage() -> impl IntoView {
                     <span class="brand-name">"Trailwatch"</span>
                 </div>
                 <h1>"Sign in"</h1>
-                <p class="muted">
-                    "Paste the admin token. The server prints it on first start and keeps it in "
-                    <code>"data/admin.token"</code> "."
-                </p>
-                <ActionForm action=login attr:class="stack">
-                    <label for="token">"Admin token"</label>
-                    <input
-                        id="token"
-                        name="token"
-                        type="password"
-                        autocomplete="current-password"
-                        spellcheck="false"
-                        required
-                        autofocus
-                    />
-                    {error}
-                    <button type="submit" class="button primary" disabled=move || login.pending().get()>
-                        {move || if login.pending().get() { "Signing in…" } else { "Sign in" }}
+                <ActionForm action=by_password attr:class="stack">
+                    <label for="name">"Name"</label>
+                    <input id="name" name="name" type="text" autocomplete="username"
+                        spellcheck="false" required autofocus />
+                    <label for="password">"Password"</label>
+                    <input id="password" name="password" type="password"
+                        autocomplete="current-password" required />
+                    {error(by_password)}
+                    <button type="submit" class="button primary"
+                        disabled=move || by_password.pending().get()>
+                        {move || if by_password.pending().get() { "Signing in…" } else { "Sign in" }}
                     </button>
+                </ActionForm>
+                <div class="login-divider" role="separator"><span>"or"</span></div>
+                <ActionForm action=by_token attr:class="stack">
+                    <label for="token">"Admin token"</label>
+                    <p class="muted small">
+                        "The server prints it on first start and keeps it in "
+                        <code>"data/admin.token"</code> "."
+                    </p>
+                    <input id="token" name="token" type="password" autocomplete="off"
+                        spellcheck="false" required />
+                    {error(by_token)}
+                    <button type="submit" class="button ghost"
+                        disabled=move || by_token.pending().get()>"Use the admin token"</button>
                 </ActionForm>
             </div>
         </main>

@@ -189,7 +189,7 @@ fn TokenTable(
 }
 
 /// `2026-11-23T21:14:26Z` as `2026-11-23 21:14 UTC`.
-fn short_time(rfc3339: &str) -> String {
+pub(super) fn short_time(rfc3339: &str) -> String {
     chrono::DateTime::parse_from_rfc3339(rfc3339)
         .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
         .unwrap_or_else(|_| rfc3339.to_string())

@@ -1,0 +1,104 @@
+import { expect, signIn, test, TOKEN } from "./server";
+import http from "node:http";
+import { once } from "node:events";
+import type { Page } from "@playwright/test";
+
+// Payloads that would run if any of them reached the page as HTML or a link.
+const IMG = `<img src=x onerror="window.__xss='img'">`;
+const SCRIPT = `<script>window.__xss='script'</script>`;
+const SVG = `<svg onload="window.__xss='svg'"></svg>`;
+const LINK = `javascript:window.__xss='link'`;
+
+/** Fails if anything ran (the marker is set) or an element was made from a payload. */
+async function expectInert(page: Page): Promise<void> {
+  const found = await page.evaluate(() => ({
+    marker: (window as unknown as { __xss?: string }).__xss ?? null,
+    images: document.querySelectorAll('img[src="x"]').length,
+    svgs: document.querySelectorAll("svg[onload]").length,
+    links: document.querySelectorAll('a[href^="javascript:"]').length,
+  }));
+  expect(found).toEqual({ marker: null, images: 0, svgs: 0, links: 0 });
+}
+
+test("events whose every field holds script payloads render as inert text everywhere", async ({ page, server }) => {
+  page.on("dialog", (d) => {
+    throw new Error(`a dialog opened: ${d.message()}`);
+  });
+  await server.post({
+    action: `xss.${SCRIPT}`,
+    level: "critical",
+    outcome: "denied",
+    user: { id: `u${IMG}`, username: SVG },
+    entity: { type: SCRIPT, id: LINK, name: IMG },
+    request: { method: "GET", path: LINK, ip: "10.0.0.1", userAgent: SCRIPT },
+    location: { country: IMG, city: SVG },
+    description: `payload ${IMG} ${SCRIPT} ${LINK}`,
+    metadata: { note: IMG, url: LINK, nested: { html: SCRIPT } },
+    correlationId: IMG,
+    sessionId: SVG,
+    changes: { role: { before: IMG, after: SCRIPT } },
+  });
+  await signIn(page);
+  // The live feed, rendered on the server and hydrated.
+  await expect(page.getByRole("list", { name: "Live activity" })).toContainText(`payload ${IMG}`);
+  await expectInert(page);
+
+  // The explorer's table, with the payload searched and highlighted.
+  await page.goto("/events?q=payload");
+  const rows = page.getByRole("table").locator("tbody tr");
+  await expect(rows).toHaveCount(1);
+  await expect(rows.first()).toContainText(SCRIPT);
+  await expectInert(page);
+
+  // The detail dialog shows every field.
+  await rows.first().click();
+  const dialog = page.getByRole("dialog");
+  await expect(dialog).toBeVisible();
+  await expect(dialog).toContainText(LINK);
+  await expect(dialog).toContainText(SVG);
+  await expectInert(page);
+
+  // Exports carry the text as data: CSV cells and JSON strings, never markup for a browser.
+  const csv = await fetch(`${server.url}/api/v1/events/export?format=csv&q=payload`, {
+    headers: { Authorization: `Bearer ${TOKEN}` },
+  });
+  expect(csv.headers.get("content-type")).toContain("text/csv");
+  expect(csv.headers.get("x-content-type-options")).toBe("nosniff");
+  expect(await csv.text()).toContain("payload");
+});
+
+test("a page on another origin cannot act with the dashboard's session", async ({ page, server }) => {
+  await signIn(page);
+  // Another port on the same host: the same site, so SameSite=Strict still sends the cookie.
+  const evil = http.createServer((_, res) => {
+    res.setHeader("Content-Type", "text/html");
+    res.end(`<!doctype html><body>
+      <form id="f" method="post" action="${server.url}/api/fn/logout"></form>
+      <script>
+        fetch("${server.url}/api/fn/create_token", {
+          method: "POST", mode: "no-cors", credentials: "include",
+          headers: { "Content-Type": "text/plain" },
+          body: JSON.stringify({ name: "stolen", scope: "admin" }),
+        }).finally(() => document.getElementById("f").submit());
+      </script></body>`);
+  });
+  evil.listen(0, "127.0.0.1");
+  await once(evil, "listening");
+  const port = (evil.address() as import("node:net").AddressInfo).port;
+  try {
+    const logout = page.waitForResponse((r) => r.url().endsWith("/api/fn/logout"));
+    await page.goto(`http://127.0.0.1:${port}/`);
+    expect((await logout).status()).toBe(403);
+    // The refused form post is now the page: let it finish loading before leaving it.
+    await page.waitForURL(/\/api\/fn\/logout$/);
+    await expect(page.locator("body")).toContainText("cross_origin");
+  } finally {
+    evil.close();
+  }
+  // Nothing was made, and the session still works.
+  const tokens = await fetch(`${server.url}/api/v1/tokens`, { headers: { Authorization: `Bearer ${TOKEN}` } });
+  expect((await tokens.json()).tokens).toEqual([]);
+  await page.goto("/");
+  await expect(page).toHaveURL(/\/$/);
+  await expect(page.getByRole("heading", { name: "Live activity" })).toBeVisible();
+});
