@@ -176,6 +176,23 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub personal_metadata: Vec<String>,
+    /// Serve HTTPS and WSS with this PEM certificate chain (needs --tls-key); turns on HSTS
+    /// and Secure cookies.
+    #[arg(
+        long,
+        env = "TRAILWATCH_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(
+        long,
+        env = "TRAILWATCH_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -270,6 +287,11 @@ pub struct FileConfig {
     pub limits: Option<crate::server::limits::LimitsConfig>,
     /// Dashboard session lifetimes (`[sessions]`).
     pub sessions: Option<crate::auth::SessionPolicy>,
+    /// PEM certificate chain and key for HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Origins allowed to frame the dashboard (CSP `frame-ancestors`); none by default.
+    pub frame_ancestors: Option<Vec<String>>,
 }
 
 /// The `[privacy]` section.
@@ -343,6 +365,11 @@ pub struct ServeConfig {
     pub personal_metadata: Vec<String>,
     pub limits: crate::server::limits::LimitsConfig,
     pub sessions: crate::auth::SessionPolicy,
+    /// Certificate chain and key files: both or neither, checked when the server starts.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Origins allowed to frame the dashboard; empty means none.
+    pub frame_ancestors: Vec<String>,
 }
 
 impl ServeConfig {
@@ -385,6 +412,9 @@ impl ServeConfig {
             mirror_dir: args.mirror_dir.or(file.mirror_dir),
             limits: file.limits.unwrap_or_default(),
             sessions: file.sessions.unwrap_or_default(),
+            tls_cert: args.tls_cert.or(file.tls_cert),
+            tls_key: args.tls_key.or(file.tls_key),
+            frame_ancestors: file.frame_ancestors.unwrap_or_default(),
             personal_metadata: {
                 let declared = if args.personal_metadata.is_empty() {
                     file.privacy.unwrap_or_default().personal_metadata

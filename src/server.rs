@@ -7,6 +7,7 @@ mod events;
 pub mod lifecycle;
 pub mod limits;
 mod logs;
+pub mod tls;
 pub(crate) mod tokens;
 pub(crate) mod users;
 
@@ -36,6 +37,7 @@ use leptos_axum::{generate_route_list, LeptosRoutes};
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -63,6 +65,8 @@ pub struct AppState {
     pub limiter: Arc<limits::RateLimiter>,
     /// Whether session cookies carry `Secure` (the server speaks TLS).
     pub secure_cookies: bool,
+    /// The browser hardening headers every answer carries.
+    pub headers: Arc<SecurityHeaders>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -143,9 +147,15 @@ pub const PROTECTED_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/fn/whoami"),
 ];
 
+/// The socket the server accepts on.
+enum Bound {
+    Plain(TcpListener),
+    Tls(tls::TlsListener),
+}
+
 /// A bound, ready server: its address is known before it serves.
 pub struct Server {
-    listener: TcpListener,
+    listener: Bound,
     app: Router,
     /// The admin token, for tests and for printing on first start.
     pub admin_token: String,
@@ -168,6 +178,15 @@ impl Server {
         config.retention.validate().map_err(ServeError::Config)?;
         config.limits.validate().map_err(ServeError::Config)?;
         config.sessions.validate().map_err(ServeError::Config)?;
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(tls::load(cert, key).map_err(ServeError::Config)?),
+            (None, None) => None,
+            _ => {
+                return Err(ServeError::Config(
+                    "TLS needs both a certificate (--tls-cert) and a key (--tls-key)".into(),
+                ))
+            }
+        };
         let tails = config
             .tails
             .iter()
@@ -226,7 +245,11 @@ impl Server {
             retention: config.retention.clone(),
             mirror_dir: config.mirror_dir.clone(),
             limiter: Arc::new(limits::RateLimiter::new(config.limits.clone())),
-            secure_cookies: false,
+            secure_cookies: tls.is_some(),
+            headers: Arc::new(SecurityHeaders::new(
+                tls.is_some(),
+                &config.frame_ancestors,
+            )?),
         };
         let setup_code = state
             .auth
@@ -250,12 +273,16 @@ impl Server {
                 runtime,
             )?),
         };
-        let listener = TcpListener::bind(config.addr)
+        let tcp = TcpListener::bind(config.addr)
             .await
             .map_err(|source| ServeError::Bind {
                 addr: config.addr,
                 source,
             })?;
+        let listener = match tls {
+            Some(tls) => Bound::Tls(tls::TlsListener::new(tcp, tls)?),
+            None => Bound::Plain(tcp),
+        };
         Ok(Server {
             listener,
             app: router(state.clone()),
@@ -272,7 +299,15 @@ impl Server {
     /// # Errors
     /// The socket has no local address.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        match &self.listener {
+            Bound::Plain(l) => l.local_addr(),
+            Bound::Tls(l) => axum::serve::Listener::local_addr(l),
+        }
+    }
+
+    /// Whether the server speaks TLS (`https://`, `wss://`).
+    pub fn is_tls(&self) -> bool {
+        matches!(self.listener, Bound::Tls(_))
     }
 
     /// Serves until `shutdown` completes, then gives open connections (sockets stay open
@@ -295,7 +330,21 @@ impl Server {
         };
         // Connect info gives self-audit events the peer's address.
         let app = self.app.into_make_service_with_connect_info::<SocketAddr>();
-        let serve = axum::serve(self.listener, app).with_graceful_shutdown(graceful);
+        type Serving =
+            std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>>;
+        let serve: Serving = match self.listener {
+            Bound::Plain(l) => Box::pin(
+                axum::serve(l, app)
+                    .with_graceful_shutdown(graceful)
+                    .into_future(),
+            ),
+            // `tap_io` gives the TLS listener axum's connect info (the peer address).
+            Bound::Tls(l) => Box::pin(
+                axum::serve(axum::serve::ListenerExt::tap_io(l, |_| {}), app)
+                    .with_graceful_shutdown(graceful)
+                    .into_future(),
+            ),
+        };
         tokio::select! {
             result = serve => result?,
             _ = async {
@@ -391,37 +440,88 @@ pub fn router(state: AppState) -> Router {
     .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
     .layer(middleware::from_fn_with_state(state.clone(), require_auth))
     .layer(middleware::from_fn(request_limits))
-    .layer(middleware::from_fn(security_headers))
+    .layer(middleware::from_fn_with_state(
+        state.headers.clone(),
+        security_headers,
+    ))
     .layer(DefaultBodyLimit::max(state.max_body_bytes))
     .with_state(state)
 }
 
-/// The policy sent with every answer. It keeps the dashboard out of other sites' frames and
-/// forms, plugins off, and `<base>` fixed; which scripts and styles may run is left to a
-/// nonce-based policy that is not written yet (the hydration script is inline).
-const CONTENT_SECURITY_POLICY: &str =
-    "frame-ancestors 'none'; base-uri 'self'; form-action 'self'; object-src 'none'";
+/// The hardening headers sent with every answer: a policy that keeps the dashboard out of
+/// other sites' frames (unless origins are allowed to embed it) and forms, plugins off and
+/// `<base>` fixed; which scripts and styles may run is left to a nonce-based policy that is
+/// not written yet (the hydration script is inline). HSTS when the server speaks TLS.
+pub struct SecurityHeaders {
+    csp: HeaderValue,
+    hsts: bool,
+    /// `X-Frame-Options: DENY`, for browsers without `frame-ancestors`; only when no origin
+    /// may embed the dashboard.
+    deny_frames: bool,
+}
+
+impl SecurityHeaders {
+    /// The headers for a server with or without TLS, which `frame_ancestors` may embed.
+    ///
+    /// # Errors
+    /// An origin that is not `https://host[:port]` or `http://host[:port]`.
+    pub fn new(tls: bool, frame_ancestors: &[String]) -> Result<SecurityHeaders, ServeError> {
+        for origin in frame_ancestors {
+            let ok = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"))
+                .is_some_and(|host| {
+                    !host.is_empty()
+                        && host.chars().all(|c| {
+                            c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '*')
+                        })
+                });
+            if !ok {
+                return Err(ServeError::Config(format!(
+                    "frame_ancestors: {origin:?} is not an origin like https://intranet.example.com"
+                )));
+            }
+        }
+        let ancestors = match frame_ancestors.is_empty() {
+            true => "'none'".to_string(),
+            false => frame_ancestors.join(" "),
+        };
+        let csp = format!(
+            "frame-ancestors {ancestors}; base-uri 'self'; form-action 'self'; object-src 'none'"
+        );
+        Ok(SecurityHeaders {
+            csp: HeaderValue::from_str(&csp).map_err(|e| ServeError::Config(e.to_string()))?,
+            hsts: tls,
+            deny_frames: frame_ancestors.is_empty(),
+        })
+    }
+}
 
 /// Adds the browser hardening headers to every answer, refusals and static files included.
-async fn security_headers(req: Request, next: Next) -> Response {
+async fn security_headers(
+    State(policy): State<Arc<SecurityHeaders>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let mut response = next.run(req).await;
     let headers = response.headers_mut();
-    for (name, value) in [
-        (
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-        ),
-        (
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ),
-        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
-        (
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ),
-    ] {
-        headers.insert(name, value);
+    headers.insert(header::CONTENT_SECURITY_POLICY, policy.csp.clone());
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if policy.deny_frames {
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
+    if policy.hsts {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
     }
     response
 }
@@ -1123,6 +1223,85 @@ mod tests {
         assert_eq!(classify(&Method::POST, "/api/fn/snapshot"), Access::Api);
         assert_eq!(classify(&Method::GET, "/api/v1/events"), Access::Api);
         assert_eq!(classify(&Method::GET, "/ws/audit"), Access::Api);
+    }
+
+    #[test]
+    fn embedding_origins_are_checked_and_replace_the_frame_ban() {
+        let none = SecurityHeaders::new(false, &[]).unwrap();
+        assert!(none
+            .csp
+            .to_str()
+            .unwrap()
+            .starts_with("frame-ancestors 'none';"));
+        assert!(none.deny_frames && !none.hsts);
+        let some =
+            SecurityHeaders::new(true, &["https://intranet.example.com:8443".into()]).unwrap();
+        assert!(some
+            .csp
+            .to_str()
+            .unwrap()
+            .starts_with("frame-ancestors https://intranet.example.com:8443;"));
+        assert!(!some.deny_frames && some.hsts);
+        for bad in [
+            "intranet.example.com",
+            "https://",
+            "https://a; script-src *",
+        ] {
+            let err = SecurityHeaders::new(false, &[bad.to_string()])
+                .err()
+                .unwrap();
+            assert!(err.to_string().contains("frame_ancestors"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn permissions_of_routes_and_pages() {
+        let m = |method: Method, path| needed_permission(&method, path);
+        assert_eq!(m(Method::POST, "/api/v1/events"), Permission::Ingest);
+        assert_eq!(m(Method::GET, "/api/v1/events"), Permission::ReadOwn);
+        assert_eq!(m(Method::GET, "/api/v1/events/abc"), Permission::ReadOwn);
+        assert_eq!(
+            m(Method::GET, "/api/v1/events/statistics"),
+            Permission::ReadAll
+        );
+        assert_eq!(m(Method::GET, "/api/v1/eventsabc"), Permission::ReadAll);
+        assert_eq!(m(Method::GET, "/api/v1/events/export"), Permission::Export);
+        assert_eq!(m(Method::DELETE, "/api/v1/users/x"), Permission::Admin);
+        assert_eq!(m(Method::POST, "/api/fn/whoami"), Permission::Session);
+        assert_eq!(page_permission("/"), Permission::ReadAll);
+        assert_eq!(page_permission("/users/"), Permission::Admin);
+        assert_eq!(page_permission("/events/abc"), Permission::ReadOwn);
+    }
+
+    #[test]
+    fn the_origin_check_accepts_only_this_host() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, HeaderValue::from_static(v));
+            }
+            h
+        };
+        let host = ("host", "127.0.0.1:3000");
+        assert!(same_origin(&headers(&[
+            host,
+            ("origin", "http://127.0.0.1:3000")
+        ])));
+        assert!(same_origin(&headers(&[host])), "old browsers send neither");
+        assert!(!same_origin(&headers(&[
+            host,
+            ("origin", "http://127.0.0.1:3001")
+        ])));
+        assert!(!same_origin(&headers(&[host, ("origin", "null")])));
+        assert!(!same_origin(&headers(&[
+            host,
+            ("sec-fetch-site", "same-site")
+        ])));
+        assert!(same_origin(&headers(&[
+            host,
+            ("sec-fetch-site", "same-origin"),
+            ("origin", "https://127.0.0.1:3000")
+        ])));
     }
 
     #[test]

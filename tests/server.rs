@@ -465,13 +465,20 @@ async fn oversized_queries_headers_and_ndjson_lines_get_errors_naming_the_limit(
     let s = TestServer::start().await;
     let long = "x".repeat(trailwatch::server::MAX_QUERY_BYTES + 1);
     let (status, body) = s.get(&format!("/api/v1/events?search_query={long}")).await;
-    assert_eq!((status, body["field"].as_str()), (414, Some("query")), "{body}");
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (414, Some("query")),
+        "{body}"
+    );
 
     let r = s
         .http
         .get(s.url("/api/v1/events"))
         .bearer_auth(TOKEN)
-        .header("X-Padding", "p".repeat(trailwatch::server::MAX_HEADER_BYTES))
+        .header(
+            "X-Padding",
+            "p".repeat(trailwatch::server::MAX_HEADER_BYTES),
+        )
         .send()
         .await
         .unwrap();
@@ -497,7 +504,10 @@ async fn oversized_queries_headers_and_ndjson_lines_get_errors_naming_the_limit(
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["errors"][0]["index"], 1, "{body}");
     assert!(
-        body["errors"][0]["message"].as_str().unwrap().contains("at most"),
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most"),
         "{body}"
     );
     let (_, page) = s.get("/api/v1/events?action=ok").await;

@@ -41,6 +41,9 @@ pub fn serve_config(dir: &std::path::Path) -> ServeConfig {
         personal_metadata: Vec::new(),
         limits: Default::default(),
         sessions: Default::default(),
+        tls_cert: None,
+        tls_key: None,
+        frame_ancestors: Vec::new(),
     }
 }
 

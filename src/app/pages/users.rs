@@ -72,7 +72,7 @@ pub fn UsersPage() -> impl IntoView {
                     <h2>"New user"</h2>
                     <span class="muted small">"Passwords are stored as argon2id hashes"</span>
                 </div>
-                <form class="token-form" on:submit=submit>
+                <form class="token-form user-form" on:submit=submit>
                     <label class="field grow">
                         "Name"
                         <input type="text" name="name" required maxlength="64"
@@ -117,11 +117,11 @@ pub fn UsersPage() -> impl IntoView {
                 </form>
                 {move || create.value().get().map(|made| match made {
                     Ok(u) => view! {
-                        <p class="form-ok" role="status">
+                        <p class="form-ok panel-note" role="status">
                             {format!("Added {} ({}).", u.name, u.role.as_str())}
                         </p>
                     }.into_any(),
-                    Err(e) => view! { <p class="form-error" role="alert">{e.to_string()}</p> }.into_any(),
+                    Err(e) => view! { <p class="form-error panel-note" role="alert">{e.to_string()}</p> }.into_any(),
                 })}
             </section>
             {move || disable.value().get().and_then(Result::err).map(|e| view! {
