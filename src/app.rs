@@ -11,8 +11,11 @@ use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{ParentRoute, Route, Router, Routes};
 use leptos_router::{path, SsrMode};
 
-/// The document around the app: head, hydration scripts, body.
+/// The document around the app: head, hydration scripts, body. On the server it also sets
+/// the page's script and style policy around the nonce Leptos made for this response.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    page_policy(&options);
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -29,6 +32,34 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <App />
             </body>
         </html>
+    }
+}
+
+/// Names this page's nonce as the only way for an inline script or `<style>` to run, and
+/// `'self'` for the module and stylesheet under `/pkg`. `'wasm-unsafe-eval'` lets the page
+/// compile its WebAssembly (it allows nothing else); inline `style` attributes, which cannot
+/// run code, draw the charts' bars. The router's middleware adds the framing rules.
+#[cfg(feature = "ssr")]
+fn page_policy(options: &LeptosOptions) {
+    use axum::http::{header, HeaderValue};
+    let (Some(nonce), Some(response)) = (
+        leptos::nonce::use_nonce(),
+        use_context::<leptos_axum::ResponseOptions>(),
+    ) else {
+        return;
+    };
+    // `cargo leptos watch` reloads the page over a socket of its own.
+    let reload = match std::env::var_os("LEPTOS_WATCH") {
+        Some(_) => format!(" ws://{}:{}", options.site_addr.ip(), options.reload_port),
+        None => String::new(),
+    };
+    let policy = format!(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
+         style-src 'self' 'nonce-{nonce}'; style-src-attr 'unsafe-inline'; \
+         img-src 'self' data:; connect-src 'self'{reload}"
+    );
+    if let Ok(value) = HeaderValue::from_str(&policy) {
+        response.insert_header(header::CONTENT_SECURITY_POLICY, value);
     }
 }
 

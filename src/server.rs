@@ -450,8 +450,8 @@ pub fn router(state: AppState) -> Router {
 
 /// The hardening headers sent with every answer: a policy that keeps the dashboard out of
 /// other sites' frames (unless origins are allowed to embed it) and forms, plugins off and
-/// `<base>` fixed; which scripts and styles may run is left to a nonce-based policy that is
-/// not written yet (the hydration script is inline). HSTS when the server speaks TLS.
+/// `<base>` fixed. A page adds which scripts and styles may run, around its own nonce (see
+/// `app::shell`); any other answer may load nothing at all. HSTS when the server speaks TLS.
 pub struct SecurityHeaders {
     csp: HeaderValue,
     hsts: bool,
@@ -505,7 +505,14 @@ async fn security_headers(
 ) -> Response {
     let mut response = next.run(req).await;
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_SECURITY_POLICY, policy.csp.clone());
+    let page = headers
+        .get(header::CONTENT_SECURITY_POLICY)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("default-src 'none'");
+    let csp = format!("{page}; {}", policy.csp.to_str().unwrap_or_default());
+    if let Ok(csp) = HeaderValue::from_str(&csp) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

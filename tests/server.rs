@@ -513,3 +513,62 @@ async fn oversized_queries_headers_and_ndjson_lines_get_errors_naming_the_limit(
     let (_, page) = s.get("/api/v1/events?action=ok").await;
     assert_eq!(page["total"], 0, "all or nothing");
 }
+
+#[tokio::test]
+async fn a_page_lets_only_its_own_nonce_run_inline_scripts_and_other_answers_load_nothing() {
+    let s = TestServer::start().await;
+    let page = |path: &'static str| s.http.get(s.url(path)).send();
+    s.post(&json!({"action": "seen.in.the.feed"})).await;
+    let login = s
+        .http
+        .post(s.url("/api/fn/login"))
+        .header("Accept", "application/json")
+        .form(&[("token", TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = login.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let mut nonces = Vec::new();
+    // The login page, and the dashboard with its resources serialised into the page.
+    for r in [
+        page("/login").await.unwrap(),
+        s.http
+            .get(s.url("/"))
+            .header("Cookie", &cookie)
+            .send()
+            .await
+            .unwrap(),
+    ] {
+        let csp = r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let html = r.text().await.unwrap();
+        let nonce = csp
+            .split("'nonce-")
+            .nth(1)
+            .and_then(|rest| rest.split('\'').next())
+            .unwrap_or_else(|| panic!("no nonce in {csp}"))
+            .to_string();
+        assert!(nonce.len() >= 16, "{nonce}");
+        assert!(csp.contains("script-src 'self' 'nonce-"), "{csp}");
+        assert!(!csp.contains("'unsafe-inline' 'self'") && !csp.contains("'unsafe-eval'"));
+        // Every inline script the page carries is one the policy names.
+        let scripts: Vec<&str> = html.split("<script").skip(1).collect();
+        assert!(!scripts.is_empty());
+        for tag in scripts {
+            let open = tag.split('>').next().unwrap();
+            assert!(
+                open.contains(&format!("nonce=\"{nonce}\"")),
+                "a script without the nonce: <script{open}>"
+            );
+        }
+        nonces.push(nonce);
+    }
+    assert_ne!(nonces[0], nonces[1], "a new page, a new nonce");
+
+    let api = page("/api/health").await.unwrap();
+    let csp = api.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.starts_with("default-src 'none';"), "{csp}");
+}

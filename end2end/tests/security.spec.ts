@@ -102,3 +102,28 @@ test("a page on another origin cannot act with the dashboard's session", async (
   await expect(page).toHaveURL(/\/$/);
   await expect(page.getByRole("heading", { name: "Live activity" })).toBeVisible();
 });
+
+test("every page runs under its nonce policy without a single violation", async ({ page, server }) => {
+  const violations: string[] = [];
+  page.on("console", (m) => {
+    if (m.text().includes("Content Security Policy")) violations.push(`${page.url()}: ${m.text()}`);
+  });
+  await server.post({ action: "report.export", user: { id: "dana" }, description: "something to chart" });
+  await signIn(page);
+  // Pages with a live socket show it is up once the module, the WASM and the socket ran.
+  for (const [path, heading, live] of [
+    ["/", "Overview", true],
+    ["/events", null, true],
+    ["/replay", null, false],
+    ["/alerts", "Alerts", true],
+    ["/tokens", "API tokens", false],
+    ["/users", "Users", false],
+  ] as const) {
+    const response = await page.goto(path);
+    expect(response?.headers()["content-security-policy"]).toMatch(/script-src 'self' 'nonce-[\w-]+' 'wasm-unsafe-eval'/);
+    if (heading) await expect(page.getByRole("heading", { name: heading, exact: true })).toBeVisible();
+    if (live) await expect(page.getByRole("status", { name: /Connection: live/ })).toBeVisible();
+    await page.waitForLoadState("networkidle");
+  }
+  expect(violations).toEqual([]);
+});
