@@ -670,6 +670,49 @@ pub async fn disable_user(name: String) -> Result<bool, AppError> {
         .map_err(user_error)
 }
 
+/// The settings an admin may change while the server runs, and who saved them last.
+///
+/// # Errors
+/// [`AppError::Internal`] when the settings cannot be read.
+#[server(prefix = "/api/fn", endpoint = "settings")]
+pub async fn load_settings() -> Result<crate::model::SettingsPage, AppError> {
+    use crate::server::AppState;
+    authorize(crate::model::Permission::Admin)?;
+    let state = use_context::<AppState>().ok_or(AppError::Internal)?;
+    crate::server::settings::page(&state)
+        .await
+        .map_err(settings_error)
+}
+
+/// Puts `settings` into effect, saves them over the file's and records the change.
+///
+/// # Errors
+/// [`AppError::BadRequest`] naming the setting out of range; nothing changes then.
+#[server(prefix = "/api/fn", endpoint = "save_settings", input = Json)]
+pub async fn save_settings(
+    settings: crate::model::RuntimeSettings,
+) -> Result<crate::model::SettingsPage, AppError> {
+    use crate::server::AppState;
+    authorize(crate::model::Permission::Admin)?;
+    let state = use_context::<AppState>().ok_or(AppError::Internal)?;
+    let acting = crate::selfaudit::acting_in_server_fn().await;
+    crate::server::settings::change(&state, &acting, settings)
+        .await
+        .map_err(settings_error)
+}
+
+#[cfg(feature = "ssr")]
+fn settings_error(e: crate::server::settings::SettingsError) -> AppError {
+    use crate::server::settings::SettingsError;
+    with_status(match e {
+        SettingsError::Invalid(message) => AppError::BadRequest(message),
+        SettingsError::Auth(e) => {
+            tracing::error!(error = %e, "settings failed");
+            AppError::Internal
+        }
+    })
+}
+
 /// A user change's failure in the dashboard's terms.
 #[cfg(feature = "ssr")]
 fn user_error(e: crate::auth::users::UserError) -> AppError {

@@ -78,6 +78,7 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/alerts") view=pages::AlertsPage />
                 <Route path=path!("/tokens") view=pages::TokensPage />
                 <Route path=path!("/users") view=pages::UsersPage />
+                <Route path=path!("/settings") view=pages::SettingsPage />
                 <Route path=path!("/setup") view=pages::SetupPage />
                 <ParentRoute path=path!("/events") view=pages::ExplorerPage ssr=SsrMode::Async>
                     <Route path=path!("") view=|| () />

@@ -273,6 +273,7 @@ pub fn open_db(data_dir: &Path) -> Result<Connection, AuthError> {
     )?;
     conn.execute_batch(tokens::SCHEMA)?;
     conn.execute_batch(users::SCHEMA)?;
+    conn.execute_batch(crate::server::settings::SCHEMA)?;
     // Sessions made before users existed belong to the admin token (`user_name` NULL).
     let has_user: bool = conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM pragma_table_info('sessions') WHERE name = 'user_name')",
@@ -293,7 +294,8 @@ pub fn open_db(data_dir: &Path) -> Result<Connection, AuthError> {
 pub struct Auth {
     admin_digest: [u8; 32],
     sessions: Arc<Mutex<Connection>>,
-    policy: SessionPolicy,
+    /// Replaced whole by the Settings page.
+    policy: Arc<std::sync::RwLock<SessionPolicy>>,
     /// Credentials revoked while the server runs, for the sockets they opened.
     revocations: tokio::sync::broadcast::Sender<Credential>,
     /// Refused sign-ins by address and by user name.
@@ -310,21 +312,33 @@ impl Auth {
         Ok(Auth {
             admin_digest: sha256(admin_token),
             sessions: Arc::new(Mutex::new(conn)),
-            policy: SessionPolicy::default(),
+            policy: Arc::default(),
             revocations: tokio::sync::broadcast::channel(64).0,
             guard: Arc::default(),
         })
     }
 
     /// The same, with these session limits.
-    pub fn with_policy(mut self, policy: SessionPolicy) -> Auth {
-        self.policy = policy;
+    pub fn with_policy(self, policy: SessionPolicy) -> Auth {
+        self.set_policy(policy);
         self
     }
 
-    /// The session limits.
-    pub fn policy(&self) -> &SessionPolicy {
-        &self.policy
+    /// The session limits in effect.
+    pub fn policy(&self) -> SessionPolicy {
+        self.policy
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts new session limits into effect (checked by the caller); they hold for every
+    /// session from its next request on.
+    pub fn set_policy(&self, policy: SessionPolicy) {
+        *self
+            .policy
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = policy;
     }
 
     /// Whether `token` is the admin token.
@@ -430,8 +444,8 @@ impl Auth {
         let value = random_token("")?;
         let digest = sha256(&value);
         let now = chrono::Utc::now().timestamp();
-        let expires = now.saturating_add(self.policy.max_secs());
-        let idle_since = now.saturating_sub(self.policy.idle_secs());
+        let expires = now.saturating_add(self.policy().max_secs());
+        let idle_since = now.saturating_sub(self.policy().idle_secs());
         let user = member.map(|m| m.name.clone());
         self.with_db(move |c| {
             c.execute(
@@ -514,7 +528,7 @@ impl Auth {
     async fn still_valid(&self, credential: &Credential) -> bool {
         let credential = credential.clone();
         let now = chrono::Utc::now().timestamp();
-        let idle = self.policy.idle_secs();
+        let idle = self.policy().idle_secs();
         self.with_db(move |c| {
             Ok(match credential {
                 Credential::AdminToken => true,
@@ -555,7 +569,7 @@ impl Auth {
         );
         let digest = sha256(value);
         let now = chrono::Utc::now().timestamp();
-        let idle = self.policy.idle_secs();
+        let idle = self.policy().idle_secs();
         self.with_db(move |c| {
             let row: Option<(i64, Row)> = c
                 .prepare_cached(
@@ -620,7 +634,7 @@ impl Auth {
     }
 
     /// Runs `f` on the auth database on the blocking pool.
-    async fn with_db<T, F>(&self, f: F) -> Result<T, AuthError>
+    pub(crate) async fn with_db<T, F>(&self, f: F) -> Result<T, AuthError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, AuthError> + Send + 'static,

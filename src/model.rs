@@ -1033,6 +1033,31 @@ pub struct Whoami {
     pub owner: Option<String>,
 }
 
+/// The settings an admin may change while the server runs (the Settings page); the rest
+/// come from the settings file and flags.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeSettings {
+    /// Whether the daily retention run deletes expired events.
+    pub retention_enabled: bool,
+    /// Days an event is kept when no level or category rule applies.
+    pub retention_days: u32,
+    /// Ingest requests per second per credential; 0 turns the limit off.
+    pub ingest_per_second: f64,
+    pub ingest_burst: u32,
+    pub session_idle_minutes: u64,
+    pub session_max_hours: u64,
+}
+
+/// The Settings page: what runs now, and who last saved it from the dashboard, when.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SettingsPage {
+    pub current: RuntimeSettings,
+    pub saved_at: Option<String>,
+    pub saved_by: Option<String>,
+}
+
 /// A dashboard user as listed: never the password hash.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

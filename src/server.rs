@@ -7,6 +7,7 @@ mod events;
 pub mod lifecycle;
 pub mod limits;
 mod logs;
+pub(crate) mod settings;
 pub mod tls;
 pub(crate) mod tokens;
 pub(crate) mod users;
@@ -57,8 +58,9 @@ pub struct AppState {
     pub chain: tokio::sync::watch::Receiver<crate::model::ChainStatus>,
     pub leptos_options: LeptosOptions,
     pub max_body_bytes: usize,
-    /// What retention keeps, for the daily run and the cleanup endpoint.
-    pub retention: crate::store::RetentionPolicy,
+    /// What retention keeps, for the daily run and the cleanup endpoint; the Settings page
+    /// changes it while the server runs.
+    retention: Arc<std::sync::RwLock<crate::store::RetentionPolicy>>,
     /// Where the JSONL mirror writes, if it is on.
     pub mirror_dir: Option<PathBuf>,
     /// The ingest rate limit's buckets.
@@ -67,6 +69,25 @@ pub struct AppState {
     pub secure_cookies: bool,
     /// The browser hardening headers every answer carries.
     pub headers: Arc<SecurityHeaders>,
+}
+
+impl AppState {
+    /// The retention policy in effect.
+    pub fn retention(&self) -> crate::store::RetentionPolicy {
+        // A poisoned lock still holds a whole policy: it is replaced, never edited in place.
+        self.retention
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts `policy` into effect (checked by the caller).
+    pub fn set_retention(&self, policy: crate::store::RetentionPolicy) {
+        *self
+            .retention
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = policy;
+    }
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -145,6 +166,8 @@ pub const PROTECTED_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/fn/create_user"),
     ("POST", "/api/fn/disable_user"),
     ("POST", "/api/fn/whoami"),
+    ("POST", "/api/fn/settings"),
+    ("POST", "/api/fn/save_settings"),
 ];
 
 /// The socket the server accepts on.
@@ -242,7 +265,7 @@ impl Server {
             chain,
             leptos_options,
             max_body_bytes: config.max_body_bytes,
-            retention: config.retention.clone(),
+            retention: Arc::new(std::sync::RwLock::new(config.retention.clone())),
             mirror_dir: config.mirror_dir.clone(),
             limiter: Arc::new(limits::RateLimiter::new(config.limits.clone())),
             secure_cookies: tls.is_some(),
@@ -256,6 +279,9 @@ impl Server {
             .with_users(|c| Ok(auth::users::new_setup_code(c)?))
             .await
             .map_err(|e| ServeError::Config(format!("user database: {e}")))?;
+        settings::restore(&state)
+            .await
+            .map_err(|e| ServeError::Config(format!("saved settings: {e}")))?;
         lifecycle::spawn_daily(state.clone());
         tokens::watch_cli_changes(state.clone());
         let runtime = tokio::runtime::Handle::current();
@@ -519,7 +545,7 @@ async fn security_headers(
     );
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     if policy.deny_frames {
         headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
@@ -602,7 +628,9 @@ fn classify(method: &Method, path: &str) -> Access {
 }
 
 /// Server functions that change what is stored or who may call.
-const ADMIN_FNS: [&str; 9] = [
+const ADMIN_FNS: [&str; 11] = [
+    "/api/fn/settings",
+    "/api/fn/save_settings",
     "/api/fn/acknowledge",
     "/api/fn/save_view",
     "/api/fn/delete_view",
@@ -675,7 +703,7 @@ pub(crate) fn needed_permission(method: &Method, path: &str) -> Permission {
 fn page_permission(path: &str) -> Permission {
     match path.trim_end_matches('/') {
         "" | "/alerts" => Permission::ReadAll,
-        "/tokens" | "/users" => Permission::Admin,
+        "/tokens" | "/users" | "/settings" => Permission::Admin,
         _ => Permission::ReadOwn,
     }
 }
@@ -686,10 +714,11 @@ fn page_permission(path: &str) -> Permission {
 /// Requests without a cookie (API tokens) need no check: a browser cannot attach a bearer
 /// token for another site.
 fn same_origin(headers: &HeaderMap) -> bool {
+    // The browser's own statement, when it makes one, is the most reliable (`Origin` may be
+    // `null` on a form post, depending on the referrer policy); `none` is the user typing
+    // the address or using a bookmark.
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        if site != "same-origin" && site != "none" {
-            return false;
-        }
+        return site == "same-origin" || site == "none";
     }
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         // Old browsers omit both headers on same-origin form posts; a cross-site one from
@@ -706,7 +735,13 @@ fn same_origin(headers: &HeaderMap) -> bool {
 
 async fn require_auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let access = classify(req.method(), req.uri().path());
+    let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if access == Access::Public {
+        // Signing in or setting up from another site's form would sign the victim in as
+        // the attacker: the public forms want our own origin too.
+        if unsafe_method && !same_origin(req.headers()) {
+            return ApiError::CrossOrigin.into_response();
+        }
         return next.run(req).await;
     }
     let headers = req.headers();
@@ -732,7 +767,6 @@ async fn require_auth(State(state): State<AppState>, mut req: Request, next: Nex
         session: session.as_deref(),
         query_token: query_token.as_deref(),
     };
-    let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if unsafe_method && session.is_some() && bearer.is_none() && !same_origin(req.headers()) {
         return ApiError::CrossOrigin.into_response();
     }
@@ -1307,7 +1341,7 @@ mod tests {
         assert!(same_origin(&headers(&[
             host,
             ("sec-fetch-site", "same-origin"),
-            ("origin", "https://127.0.0.1:3000")
+            ("origin", "null")
         ])));
     }
 

@@ -90,7 +90,9 @@ fn needs(method: &str, path: &str) -> &'static str {
             | "/api/fn/revoke_token"
             | "/api/fn/users"
             | "/api/fn/create_user"
-            | "/api/fn/disable_user",
+            | "/api/fn/disable_user"
+            | "/api/fn/settings"
+            | "/api/fn/save_settings",
         ) => "admin",
         ("POST", "/api/fn/logout" | "/api/fn/whoami") => "session",
         ("GET", "/api/v1/events/export" | "/api/v1/subjects/alice/export") => "export",
@@ -509,4 +511,73 @@ async fn a_socket_flooding_messages_is_closed_and_recorded() {
             break;
         }
     }
+}
+
+/// What anyone may call, by design: the health check, signing in and the first-admin setup.
+const PUBLIC: &[(&str, &str)] = &[
+    ("GET", "/api/health"),
+    ("POST", "/api/fn/login"),
+    ("POST", "/api/fn/setup"),
+    ("POST", "/api/fn/setup_status"),
+];
+
+/// Whether the concrete `path` fits the router's `pattern` (`{name}` takes one segment).
+fn fits(pattern: &str, path: &str) -> bool {
+    let (p, c): (Vec<&str>, Vec<&str>) = (pattern.split('/').collect(), path.split('/').collect());
+    p.len() == c.len()
+        && p.iter()
+            .zip(&c)
+            .all(|(p, c)| p == c || (p.starts_with('{') && p.ends_with('}')))
+}
+
+/// The table the tests above walk must hold every route the router has, so a route added
+/// without a line there (and so without a decision about who may call it) fails here.
+#[test]
+fn the_route_tables_cover_every_route_and_server_function_the_router_has() {
+    let listed = |method: &str, pattern: &str| {
+        PROTECTED_ROUTES
+            .iter()
+            .chain(PUBLIC)
+            .any(|(m, p)| *m == method && fits(pattern, p))
+    };
+    let functions: Vec<_> = leptos::server_fn::axum::server_fn_paths().collect();
+    assert!(
+        functions.len() > 20,
+        "server functions are registered: {functions:?}"
+    );
+    for (path, method) in functions {
+        assert!(
+            listed(method.as_str(), path),
+            "server function {method} {path} is in neither PROTECTED_ROUTES nor PUBLIC"
+        );
+    }
+    // The REST routes, as the router's source declares them.
+    let source = include_str!("../src/server.rs");
+    let mut seen = 0;
+    for call in source.split(".route(").skip(1) {
+        let call = call.split(".route(").next().unwrap();
+        let Some(pattern) = call
+            .trim_start()
+            .strip_prefix('"')
+            .and_then(|r| r.split('"').next())
+        else {
+            continue;
+        };
+        let end = [call.find("\n        ."), call.find(';')]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(call.len());
+        let handlers = &call[..end];
+        for (name, method) in [("get(", "GET"), ("post(", "POST"), ("delete(", "DELETE")] {
+            if handlers.contains(name) {
+                seen += 1;
+                assert!(
+                    listed(method, pattern),
+                    "route {method} {pattern} is in neither PROTECTED_ROUTES nor PUBLIC"
+                );
+            }
+        }
+    }
+    assert!(seen > 20, "the router's routes were found: {seen}");
 }

@@ -118,6 +118,7 @@ test("every page runs under its nonce policy without a single violation", async 
     ["/alerts", "Alerts", true],
     ["/tokens", "API tokens", false],
     ["/users", "Users", false],
+    ["/settings", "Settings", false],
   ] as const) {
     const response = await page.goto(path);
     expect(response?.headers()["content-security-policy"]).toMatch(/script-src 'self' 'nonce-[\w-]+' 'wasm-unsafe-eval'/);

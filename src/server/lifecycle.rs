@@ -101,7 +101,7 @@ pub(super) async fn cleanup(
     ActingFrom(acting): ActingFrom,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<CleanupReport>, ApiError> {
-    let mut policy = state.retention.clone();
+    let mut policy = state.retention();
     for pair in raw
         .as_deref()
         .unwrap_or("")
@@ -269,15 +269,16 @@ pub(super) async fn erase_subject(
 /// Runs the retention policy once a day (first ten minutes after the start, when the start
 /// is over), as the system.
 pub fn spawn_daily(state: AppState) {
-    if !state.retention.enabled {
-        return;
-    }
     tokio::spawn(async move {
         let mut next = tokio::time::Instant::now() + Duration::from_secs(600);
         loop {
             tokio::time::sleep_until(next).await;
             next += Duration::from_secs(24 * 3600);
-            let policy = state.retention.clone();
+            // Read each day: the Settings page may turn it on or off while the server runs.
+            let policy = state.retention();
+            if !policy.enabled {
+                continue;
+            }
             if let Err(e) = run_retention(&state, policy, &Acting::system()).await {
                 tracing::error!(error = ?e, "the daily retention run failed");
             }

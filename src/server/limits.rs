@@ -66,16 +66,34 @@ pub struct Refused {
 /// Token buckets by holder.
 #[derive(Debug)]
 pub struct RateLimiter {
-    config: LimitsConfig,
+    /// Replaced whole by the Settings page; read once per request.
+    config: std::sync::RwLock<LimitsConfig>,
     buckets: Mutex<HashMap<String, Bucket>>,
 }
 
 impl RateLimiter {
     pub fn new(config: LimitsConfig) -> RateLimiter {
         RateLimiter {
-            config,
+            config: std::sync::RwLock::new(config),
             buckets: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The limit in effect.
+    pub fn config(&self) -> LimitsConfig {
+        self.config
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts a new limit into effect (checked by the caller); buckets refill at the new rate
+    /// and cap at the new burst from the next request on.
+    pub fn reconfigure(&self, config: LimitsConfig) {
+        *self
+            .config
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = config;
     }
 
     /// Takes one request of `holder` at `now`.
@@ -83,11 +101,17 @@ impl RateLimiter {
     /// # Errors
     /// [`Refused`] when the holder's bucket is empty.
     pub fn take(&self, holder: &str, now: Instant) -> Result<(), Refused> {
-        let rate = self.config.ingest_per_second;
+        let (rate, burst) = {
+            let config = self
+                .config
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            (config.ingest_per_second, config.ingest_burst)
+        };
         if rate <= 0.0 {
             return Ok(());
         }
-        let burst = f64::from(self.config.ingest_burst.max(1));
+        let burst = f64::from(burst.max(1));
         // A poisoned lock only means another request panicked mid-update; the buckets are
         // still numbers, so carry on with them.
         let mut buckets = self

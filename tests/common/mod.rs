@@ -20,6 +20,7 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     pub http: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    serving: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// The settings of a test server on a free loopback port, keeping its data under `dir`.
@@ -59,9 +60,13 @@ impl TestServer {
         let server = Server::bind(&config).await.unwrap();
         let addr = server.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(server.serve(async move {
-            let _ = stopped.await;
-        }));
+        let serving = tokio::spawn(async move {
+            let _ = server
+                .serve(async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -71,6 +76,17 @@ impl TestServer {
             dir,
             http,
             stop: Some(stop),
+            serving: Some(serving),
+        }
+    }
+
+    /// Stops the server and waits until it has let go of its data directory, which stays.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(serving) = self.serving.take() {
+            serving.await.unwrap();
         }
     }
 
