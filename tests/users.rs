@@ -206,6 +206,16 @@ async fn every_protected_route_answers_401_403_or_allowed_per_role_and_scope() {
     assert_eq!(r.status().as_u16(), 200);
 }
 
+/// A live socket opened with the session cookie, as the dashboard opens it.
+async fn cookie_socket(s: &TestServer, cookie: &str) -> common::Socket {
+    let mut req = format!("ws://{}/ws/audit", s.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert("Cookie", cookie.parse().unwrap());
+    let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    common::Socket { ws }
+}
+
 /// Calls a server function with a JSON body and the cookie, as the dashboard does.
 async fn server_fn(s: &TestServer, path: &str, cookie: &str, args: Value) -> (u16, Value) {
     let r = s
@@ -306,12 +316,7 @@ async fn a_self_user_sees_only_their_own_events_through_every_door() {
     assert_eq!(users_of(&replay["events"]), ["u-17", "u-17"], "{replay}");
 
     // The socket: the backlog and live events are alice's only, whatever the filter asks.
-    let mut req = format!("ws://{}/ws/audit", s.addr)
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert("Cookie", cookie.parse().unwrap());
-    let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    let mut socket = common::Socket { ws };
+    let mut socket = cookie_socket(&s, &cookie).await;
     socket
         .subscribe(json!({"type": "subscribe", "sinceSeq": 0, "filter": {"user_id": "bob"}}))
         .await;
@@ -402,12 +407,7 @@ async fn disabling_a_user_ends_their_session_and_closes_their_socket() {
     let s = TestServer::start().await;
     add_user(&s, "dana", "viewer", None).await;
     let cookie = login(&s, "dana", PASSWORD).await.unwrap();
-    let mut req = format!("ws://{}/ws/audit", s.addr)
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert("Cookie", cookie.parse().unwrap());
-    let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    let mut socket = common::Socket { ws };
+    let mut socket = cookie_socket(&s, &cookie).await;
     socket
         .subscribe(json!({"type": "subscribe", "sinceSeq": 0}))
         .await;
@@ -580,4 +580,31 @@ fn the_route_tables_cover_every_route_and_server_function_the_router_has() {
         }
     }
     assert!(seen > 20, "the router's routes were found: {seen}");
+}
+
+#[tokio::test]
+async fn a_password_set_by_the_cli_ends_sessions_closes_sockets_and_is_recorded() {
+    let s = TestServer::start().await;
+    add_user(&s, "gus", "viewer", None).await;
+    let cookie = login(&s, "gus", PASSWORD).await.unwrap();
+    let mut socket = cookie_socket(&s, &cookie).await;
+    socket
+        .subscribe(json!({"type": "subscribe", "sinceSeq": 0}))
+        .await;
+
+    let out = trailwatch::auth::users::cli(
+        &s.dir.path().join("data"),
+        &trailwatch::config::UserCommand::Passwd { name: "gus".into() },
+        &mut std::io::Cursor::new("another long password\n"),
+    )
+    .unwrap();
+    assert!(out.contains("sessions have ended"), "{out}");
+    // The server sees it on its next look (every 2 s), records it and closes the socket.
+    assert!(socket.closed_by_server().await);
+    let (status, _) = call(&s, "GET", "/api/v1/events", &Cred::Cookie(cookie), None).await;
+    assert_eq!(status, 401, "the old session ended");
+    assert!(login(&s, "gus", PASSWORD).await.is_err());
+    assert!(login(&s, "gus", "another long password").await.is_ok());
+    let (_, events) = s.get("/api/v1/events?action=user.password").await;
+    assert_eq!(events["items"][0]["user"]["id"], "cli", "{events}");
 }

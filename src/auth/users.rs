@@ -21,9 +21,11 @@ CREATE TABLE IF NOT EXISTS users (
     created_at    INTEGER NOT NULL,
     last_login_at INTEGER,
     disabled_at   INTEGER,
-    -- Whether the chain records the creation / the disabling (see tokens).
+    -- Whether the chain records the creation / the disabling / the last new password
+    -- (see tokens).
     audited          INTEGER NOT NULL DEFAULT 0,
-    audited_disable  INTEGER NOT NULL DEFAULT 0
+    audited_disable  INTEGER NOT NULL DEFAULT 0,
+    audited_password INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS setup_codes (
     code_hash  BLOB    PRIMARY KEY,
@@ -264,8 +266,9 @@ pub fn set_password(
     check_password(password)?;
     let hash = hash_password(password)?;
     let tx = conn.unchecked_transaction()?;
+    // Recorded (and the user's sockets closed) by the server once it sees the change.
     if tx.execute(
-        "UPDATE users SET password_hash = ?2 WHERE name = ?1",
+        "UPDATE users SET password_hash = ?2, audited_password = 0 WHERE name = ?1",
         params![name, hash],
     )? == 0
     {
@@ -382,15 +385,29 @@ pub fn complete_setup(
 /// A user change the chain has not recorded yet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Unaudited {
-    Created { name: String, role: Role },
-    Disabled { name: String, role: Role },
+    Created {
+        name: String,
+        role: Role,
+    },
+    Disabled {
+        name: String,
+        role: Role,
+    },
+    /// A new password was set, which ended the user's sessions.
+    PasswordSet {
+        name: String,
+        role: Role,
+    },
 }
 
 /// The changes made outside the server (by the CLI) that are not in the chain yet.
 pub fn unaudited(conn: &Connection) -> Result<Vec<Unaudited>, AuthError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT name, role, audited, disabled_at IS NOT NULL AND audited_disable = 0
-         FROM users WHERE audited = 0 OR (disabled_at IS NOT NULL AND audited_disable = 0)
+        "SELECT name, role, audited, disabled_at IS NOT NULL AND audited_disable = 0,
+                audited_password = 0
+         FROM users
+         WHERE audited = 0 OR (disabled_at IS NOT NULL AND audited_disable = 0)
+            OR audited_password = 0
          ORDER BY id",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -399,16 +416,23 @@ pub fn unaudited(conn: &Connection) -> Result<Vec<Unaudited>, AuthError> {
             r.get::<_, String>(1)?,
             r.get::<_, bool>(2)?,
             r.get::<_, bool>(3)?,
+            r.get::<_, bool>(4)?,
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (name, role, created_audited, disable_pending) = row?;
+        let (name, role, created_audited, disable_pending, password_pending) = row?;
         let Some(role) = Role::parse(&role) else {
             continue;
         };
         if !created_audited {
             out.push(Unaudited::Created {
+                name: name.clone(),
+                role,
+            });
+        }
+        if password_pending {
+            out.push(Unaudited::PasswordSet {
                 name: name.clone(),
                 role,
             });
@@ -428,6 +452,10 @@ pub fn mark_audited(conn: &Connection, change: &Unaudited) -> Result<(), AuthErr
         }
         Unaudited::Disabled { name, .. } => conn.execute(
             "UPDATE users SET audited_disable = 1 WHERE name = ?1",
+            [name],
+        )?,
+        Unaudited::PasswordSet { name, .. } => conn.execute(
+            "UPDATE users SET audited_password = 1 WHERE name = ?1",
             [name],
         )?,
     };

@@ -130,12 +130,15 @@ pub(crate) async fn disable_recorded(
 /// Records one user change in the chain (REST, dashboard, setup and the CLI's watch alike);
 /// disabling also closes the sockets the user's sessions opened.
 pub(crate) async fn record(state: &AppState, acting: &Acting, change: &Unaudited) {
-    if let Unaudited::Disabled { name, .. } = change {
+    if let Unaudited::Disabled { name, .. } | Unaudited::PasswordSet { name, .. } = change {
         state.auth.announce_revoked(Credential::User(name.clone()));
     }
     let (action, verb, name, role) = match change {
         Unaudited::Created { name, role } => ("user.create", "added", name, role),
         Unaudited::Disabled { name, role } => ("user.disable", "disabled", name, role),
+        Unaudited::PasswordSet { name, role } => {
+            ("user.password", "set a new password for", name, role)
+        }
     };
     let mut metadata = serde_json::Map::new();
     metadata.insert("account".into(), json!(name));
