@@ -1,5 +1,5 @@
-//! The `trailwatch` binary: parses the command line and runs `serve`, `emit`, `import` or
-//! `verify`.
+//! The `trailwatch` binary: parses the command line and runs `serve`, `emit`, `import`,
+//! `verify`, or manages tokens and users.
 
 /// See Cargo.toml: events are allocated by request handlers and freed by the writer and
 /// indexer threads, a pattern glibc's allocator handles slowly.
@@ -118,16 +118,7 @@ async fn main() -> std::process::ExitCode {
                 .data_dir
                 .or(file.data_dir)
                 .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
-            match trailwatch::auth::tokens::cli(&dir, &args.command) {
-                Ok(out) => {
-                    print!("{out}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            finish(trailwatch::auth::tokens::cli(&dir, &args.command))
         }
         Command::User(args) => {
             let dir = args
@@ -135,16 +126,11 @@ async fn main() -> std::process::ExitCode {
                 .or(file.data_dir)
                 .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
             let mut stdin = std::io::stdin().lock();
-            match trailwatch::auth::users::cli(&dir, &args.command, &mut stdin) {
-                Ok(out) => {
-                    print!("{out}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            finish(trailwatch::auth::users::cli(
+                &dir,
+                &args.command,
+                &mut stdin,
+            ))
         }
         Command::Verify(args) => {
             let dir = args
@@ -221,4 +207,19 @@ async fn main() -> std::process::ExitCode {
 #[cfg(not(feature = "ssr"))]
 fn main() {
     // The binary is built with the `ssr` feature; the library alone is the WASM client.
+}
+
+/// Prints what a management command produced, or its error; the exit code says which.
+#[cfg(feature = "ssr")]
+fn finish(result: Result<String, impl std::fmt::Display>) -> std::process::ExitCode {
+    match result {
+        Ok(out) => {
+            print!("{out}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

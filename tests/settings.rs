@@ -6,40 +6,18 @@
 
 mod common;
 
-use common::{TestServer, TOKEN};
+use common::TestServer;
 use serde_json::{json, Value};
 use trailwatch::server::Server;
 
-/// Signs in with the admin token; returns the cookie pair.
-async fn sign_in(s: &TestServer) -> String {
-    let r = s
-        .http
-        .post(s.url("/api/fn/login"))
-        .form(&[("token", TOKEN)])
-        .send()
-        .await
-        .unwrap();
-    let cookie = r.headers()["set-cookie"].to_str().unwrap();
-    cookie.split(';').next().unwrap().to_string()
-}
-
 async fn call(s: &TestServer, cookie: &str, path: &str, args: Value) -> (u16, Value) {
-    let r = s
-        .http
-        .post(s.url(path))
-        .header("Cookie", cookie)
-        .json(&args)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    s.call_fn(path, cookie, &args).await
 }
 
 #[tokio::test]
 async fn a_change_takes_effect_at_once_is_recorded_and_outlives_a_restart() {
     let s = TestServer::start().await;
-    let cookie = sign_in(&s).await;
+    let cookie = s.admin_session().await;
     let (status, page) = call(&s, &cookie, "/api/fn/settings", json!({})).await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(
@@ -103,7 +81,7 @@ async fn a_change_takes_effect_at_once_is_recorded_and_outlives_a_restart() {
 #[tokio::test]
 async fn an_out_of_range_value_is_refused_by_name_and_nothing_changes() {
     let s = TestServer::start().await;
-    let cookie = sign_in(&s).await;
+    let cookie = s.admin_session().await;
     let (_, page) = call(&s, &cookie, "/api/fn/settings", json!({})).await;
     for (field, value, named) in [
         ("retentionDays", json!(0), "retention.days"),

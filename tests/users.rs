@@ -216,19 +216,8 @@ async fn cookie_socket(s: &TestServer, cookie: &str) -> common::Socket {
     common::Socket { ws }
 }
 
-/// Calls a server function with a JSON body and the cookie, as the dashboard does.
 async fn server_fn(s: &TestServer, path: &str, cookie: &str, args: Value) -> (u16, Value) {
-    let r = s
-        .http
-        .post(s.url(path))
-        .header("Cookie", cookie)
-        .header("Accept", "application/json")
-        .json(&args)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    s.call_fn(path, cookie, &args).await
 }
 
 fn users_of(events: &Value) -> Vec<String> {

@@ -41,6 +41,12 @@ test("events whose every field holds script payloads render as inert text everyw
   await signIn(page);
   // The live feed, rendered on the server and hydrated.
   await expect(page.getByRole("list", { name: "Live activity" })).toContainText(`payload ${IMG}`);
+  // The overview's charts: the actor's name is text, its link a query with the id encoded.
+  const topUsers = page.getByRole("list", { name: "Top users" });
+  await expect(topUsers.getByRole("link", { name: `u${IMG}` })).toHaveAttribute(
+    "href",
+    /^\/events\?user_id=u%3Cimg%20src%3Dx%20onerror%3D/,
+  );
   await expectInert(page);
 
   // The explorer's table, with the payload searched and highlighted.

@@ -104,6 +104,35 @@ impl TestServer {
         send(self.http.get(self.url(path))).await
     }
 
+    /// Signs in with the admin token, as the login form does; returns the cookie pair.
+    pub async fn admin_session(&self) -> String {
+        let r = self
+            .http
+            .post(self.url("/api/fn/login"))
+            .form(&[("token", TOKEN)])
+            .send()
+            .await
+            .unwrap();
+        let cookie = r.headers()["set-cookie"].to_str().unwrap();
+        cookie.split(';').next().unwrap().to_string()
+    }
+
+    /// Calls the server function at `path` with JSON `args` and the session `cookie`, as the
+    /// dashboard does; returns the status and the JSON body (null if none).
+    pub async fn call_fn(&self, path: &str, cookie: &str, args: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url(path))
+            .header("Cookie", cookie)
+            .header("Accept", "application/json")
+            .json(args)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
     /// Opens `/ws/audit` with the token in the query.
     pub async fn socket(&self, query: &str) -> Socket {
         let url = format!("ws://{}/ws/audit?token={TOKEN}{query}", self.addr);

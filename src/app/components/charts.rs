@@ -396,7 +396,8 @@ pub fn TopUsers(#[prop(into)] users: Signal<Vec<UserCount>>) -> impl IntoView {
                                 let detail = format!("{} denied, {} failed", u.denied, u.failed);
                                 let aria = format!("{}: {} ({detail})", u.user, u.count);
                                 let tip = detail.clone();
-                                let href = format!("/events?user_id={}", u.user);
+                                // Encoded: an actor id may hold `&`, `#` or anything else a query would misread.
+                                let href = format!("/events?user_id={}", crate::app::pages::encode(&u.user));
                                 view! {
                                     <li aria-label=aria>
                                         <a class="bar-name" href=href title=tip>{u.user}</a>
