@@ -227,27 +227,20 @@ mod tests {
             received_at: DateTime::UNIX_EPOCH,
             hash: "ab".into(),
             event: AuditEvent {
-                timestamp: DateTime::UNIX_EPOCH,
-                level: Level::Info,
-                category: Category::Api,
-                action: "api.call".into(),
-                outcome: Outcome::Success,
-                source: Source::http(),
-                user: Actor {
-                    id: "u".into(),
-                    username: None,
-                },
                 description: Some(description.into()),
-                entity: None,
-                request: None,
-                location: None,
-                metadata: None,
-                changes: None,
-                system: None,
                 risk_score: Some(5),
-                risk_reasons: None,
-                correlation_id: None,
-                session_id: None,
+                ..AuditEvent::new(
+                    DateTime::UNIX_EPOCH,
+                    Level::Info,
+                    Category::Api,
+                    "api.call",
+                    Outcome::Success,
+                    Actor {
+                        id: "u".into(),
+                        username: None,
+                    },
+                    Source::http(),
+                )
             },
         }
     }

@@ -330,6 +330,41 @@ pub struct AuditEvent {
     pub source: Source,
 }
 
+impl AuditEvent {
+    /// An event with its required fields and every optional one empty; callers fill in what
+    /// they know with struct update syntax.
+    pub fn new(
+        timestamp: DateTime<Utc>,
+        level: Level,
+        category: Category,
+        action: impl Into<String>,
+        outcome: Outcome,
+        user: Actor,
+        source: Source,
+    ) -> AuditEvent {
+        AuditEvent {
+            timestamp,
+            level,
+            category,
+            action: action.into(),
+            outcome,
+            user,
+            entity: None,
+            request: None,
+            location: None,
+            description: None,
+            metadata: None,
+            changes: None,
+            risk_score: None,
+            risk_reasons: None,
+            correlation_id: None,
+            session_id: None,
+            system: None,
+            source,
+        }
+    }
+}
+
 /// One rule's share of a risk score assigned at ingest. `detail` names no person, address or
 /// place: it is sealed in the chain, which erasure of a data subject must leave intact.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -733,26 +768,15 @@ mod tests {
             event_id: EventId(format!("id-{seq}")),
             received_at: DateTime::from_timestamp_millis(1_000).unwrap(),
             hash: "00".repeat(32),
-            event: AuditEvent {
-                timestamp: DateTime::from_timestamp_millis(1_000).unwrap(),
+            event: AuditEvent::new(
+                DateTime::from_timestamp_millis(1_000).unwrap(),
                 level,
-                category: Category::Security,
-                action: "file.read".into(),
+                Category::Security,
+                "file.read",
                 outcome,
-                user: Actor::system(),
-                entity: None,
-                request: None,
-                location: None,
-                description: None,
-                metadata: None,
-                changes: None,
-                risk_score: None,
-                risk_reasons: None,
-                correlation_id: None,
-                session_id: None,
-                system: None,
-                source: Source::http(),
-            },
+                Actor::system(),
+                Source::http(),
+            ),
         }
     }
 

@@ -85,27 +85,21 @@ pub fn event(acting: &Acting, record: Record<'_>) -> AuditEvent {
         ..RequestInfo::default()
     });
     AuditEvent {
-        timestamp: chrono::Utc::now(),
-        level: record.level,
-        category: record.category,
-        action: record.action.to_string(),
-        outcome: record.outcome,
-        user: Actor {
-            id: acting.user.clone(),
-            username: None,
-        },
-        entity: None,
         request,
-        location: None,
         description: Some(record.description),
         metadata: (!record.metadata.is_empty()).then_some(record.metadata),
-        changes: None,
-        risk_score: None,
-        risk_reasons: None,
-        correlation_id: None,
-        session_id: None,
-        system: None,
-        source: Source(SOURCE.into()),
+        ..AuditEvent::new(
+            chrono::Utc::now(),
+            record.level,
+            record.category,
+            record.action,
+            record.outcome,
+            Actor {
+                id: acting.user.clone(),
+                username: None,
+            },
+            Source(SOURCE.into()),
+        )
     }
 }
 

@@ -803,27 +803,18 @@ mod tests {
 
     fn event(level: Level, outcome: Outcome, category: Category) -> AuditEvent {
         AuditEvent {
-            timestamp: Utc.with_ymd_and_hms(2026, 11, 23, 14, 30, 0).unwrap(),
-            level,
-            category,
-            action: "x.y".into(),
-            outcome,
-            user: Actor {
-                id: "alice".into(),
-                username: None,
-            },
-            entity: None,
-            request: None,
-            location: None,
-            description: None,
-            metadata: None,
-            changes: None,
-            risk_score: None,
-            risk_reasons: None,
-            correlation_id: None,
-            session_id: None,
-            system: None,
-            source: Source::http(),
+            ..AuditEvent::new(
+                Utc.with_ymd_and_hms(2026, 11, 23, 14, 30, 0).unwrap(),
+                level,
+                category,
+                "x.y",
+                outcome,
+                Actor {
+                    id: "alice".into(),
+                    username: None,
+                },
+                Source::http(),
+            )
         }
     }
 

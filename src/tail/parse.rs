@@ -158,27 +158,20 @@ fn unparsed_event(text: &str, error: &str, origin: &Origin<'_>, now: DateTime<Ut
     // Built directly rather than through ingest: the raw line may exceed the metadata
     // limits a sender is held to, and it must be kept whole all the same.
     AuditEvent {
-        timestamp: now,
-        level: crate::model::Level::Warning,
-        category: crate::model::Category::SystemManagement,
-        action: UNPARSED_ACTION.into(),
-        outcome: crate::model::Outcome::Success,
-        user: crate::model::Actor::system(),
-        entity: None,
-        request: None,
-        location: None,
         description: Some(format!(
             "Unreadable line {} of {}: {quote}{ellipsis}",
             origin.line, origin.file
         )),
         metadata: Some(metadata),
-        changes: None,
-        risk_score: None,
-        risk_reasons: None,
-        correlation_id: None,
-        session_id: None,
-        system: None,
-        source: origin.source.clone(),
+        ..AuditEvent::new(
+            now,
+            crate::model::Level::Warning,
+            crate::model::Category::SystemManagement,
+            UNPARSED_ACTION,
+            crate::model::Outcome::Success,
+            crate::model::Actor::system(),
+            origin.source.clone(),
+        )
     }
 }
 

@@ -287,33 +287,22 @@ mod tests {
             event_id: EventId(seq.to_string()),
             received_at: DateTime::UNIX_EPOCH,
             hash: String::new(),
-            event: AuditEvent {
-                timestamp: DateTime::from_timestamp_millis(ts).unwrap(),
-                level: if seq == 3 {
+            event: AuditEvent::new(
+                DateTime::from_timestamp_millis(ts).unwrap(),
+                if seq == 3 {
                     Level::Critical
                 } else {
                     Level::Info
                 },
-                category: Category::Api,
-                action: "x".into(),
+                Category::Api,
+                "x",
                 outcome,
-                source: Source::http(),
-                user: Actor {
+                Actor {
                     id: "u".into(),
                     username: None,
                 },
-                description: None,
-                entity: None,
-                request: None,
-                location: None,
-                metadata: None,
-                changes: None,
-                system: None,
-                risk_score: None,
-                risk_reasons: None,
-                correlation_id: None,
-                session_id: None,
-            },
+                Source::http(),
+            ),
         }
     }
 
