@@ -479,7 +479,11 @@ pub fn router(state: AppState) -> Router {
 /// `<base>` fixed. A page adds which scripts and styles may run, around its own nonce (see
 /// `app::shell`); any other answer may load nothing at all. HSTS when the server speaks TLS.
 pub struct SecurityHeaders {
+    /// The framing, `<base>`, form and plugin rules every answer carries.
     csp: HeaderValue,
+    /// The whole policy of an answer that is not a page: it may load nothing. Made once,
+    /// since most answers (ingest, the API) are of this kind.
+    closed: HeaderValue,
     hsts: bool,
     /// `X-Frame-Options: DENY`, for browsers without `frame-ancestors`; only when no origin
     /// may embed the dashboard.
@@ -515,8 +519,11 @@ impl SecurityHeaders {
         let csp = format!(
             "frame-ancestors {ancestors}; base-uri 'self'; form-action 'self'; object-src 'none'"
         );
+        let header =
+            |v: &str| HeaderValue::from_str(v).map_err(|e| ServeError::Config(e.to_string()));
         Ok(SecurityHeaders {
-            csp: HeaderValue::from_str(&csp).map_err(|e| ServeError::Config(e.to_string()))?,
+            closed: header(&format!("default-src 'none'; {csp}"))?,
+            csp: header(&csp)?,
             hsts: tls,
             deny_frames: frame_ancestors.is_empty(),
         })
@@ -531,14 +538,19 @@ async fn security_headers(
 ) -> Response {
     let mut response = next.run(req).await;
     let headers = response.headers_mut();
-    let page = headers
+    // A page set its script and style rules around its nonce; the framing rules join them.
+    let csp = match headers
         .get(header::CONTENT_SECURITY_POLICY)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("default-src 'none'");
-    let csp = format!("{page}; {}", policy.csp.to_str().unwrap_or_default());
-    if let Ok(csp) = HeaderValue::from_str(&csp) {
-        headers.insert(header::CONTENT_SECURITY_POLICY, csp);
-    }
+    {
+        Some(page) => HeaderValue::from_str(&format!(
+            "{page}; {}",
+            policy.csp.to_str().unwrap_or_default()
+        ))
+        .unwrap_or_else(|_| policy.closed.clone()),
+        None => policy.closed.clone(),
+    };
+    headers.insert(header::CONTENT_SECURITY_POLICY, csp);
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

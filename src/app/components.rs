@@ -32,3 +32,21 @@ pub fn Logo() -> impl IntoView {
         </svg>
     }
 }
+
+/// The centred card the pages before sign-in share: the mark, the name and a heading over
+/// the page's form.
+#[component]
+pub fn AuthCard(title: &'static str, children: Children) -> impl IntoView {
+    view! {
+        <main class="centered login">
+            <div class="card narrow">
+                <div class="login-brand">
+                    <Logo />
+                    <span class="brand-name">"Trailwatch"</span>
+                </div>
+                <h1>{title}</h1>
+                {children()}
+            </div>
+        </main>
+    }
+}

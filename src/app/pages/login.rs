@@ -3,7 +3,7 @@
 //! loaded, as plain form posts.
 
 use crate::api::Login;
-use crate::app::components::Logo;
+use crate::app::components::AuthCard;
 use leptos::form::ActionForm;
 use leptos::prelude::*;
 
@@ -20,40 +20,33 @@ pub fn LoginPage() -> impl IntoView {
         }
     };
     view! {
-        <main class="centered login">
-            <div class="card narrow">
-                <div class="login-brand">
-                    <Logo />
-                    <span class="brand-name">"Trailwatch"</span>
-                </div>
-                <h1>"Sign in"</h1>
-                <ActionForm action=by_password attr:class="stack">
-                    <label for="name">"Name"</label>
-                    <input id="name" name="name" type="text" autocomplete="username"
-                        spellcheck="false" required autofocus />
-                    <label for="password">"Password"</label>
-                    <input id="password" name="password" type="password"
-                        autocomplete="current-password" required />
-                    {error(by_password)}
-                    <button type="submit" class="button primary"
-                        disabled=move || by_password.pending().get()>
-                        {move || if by_password.pending().get() { "Signing in…" } else { "Sign in" }}
-                    </button>
-                </ActionForm>
-                <div class="login-divider" role="separator"><span>"or"</span></div>
-                <ActionForm action=by_token attr:class="stack">
-                    <label for="token">"Admin token"</label>
-                    <p class="muted small">
-                        "The server prints it on first start and keeps it in "
-                        <code>"data/admin.token"</code> "."
-                    </p>
-                    <input id="token" name="token" type="password" autocomplete="off"
-                        spellcheck="false" required />
-                    {error(by_token)}
-                    <button type="submit" class="button ghost"
-                        disabled=move || by_token.pending().get()>"Use the admin token"</button>
-                </ActionForm>
-            </div>
-        </main>
+        <AuthCard title="Sign in">
+            <ActionForm action=by_password attr:class="stack">
+                <label for="name">"Name"</label>
+                <input id="name" name="name" type="text" autocomplete="username"
+                    spellcheck="false" required autofocus />
+                <label for="password">"Password"</label>
+                <input id="password" name="password" type="password"
+                    autocomplete="current-password" required />
+                {error(by_password)}
+                <button type="submit" class="button primary"
+                    disabled=move || by_password.pending().get()>
+                    {move || if by_password.pending().get() { "Signing in…" } else { "Sign in" }}
+                </button>
+            </ActionForm>
+            <div class="login-divider" role="separator"><span>"or"</span></div>
+            <ActionForm action=by_token attr:class="stack">
+                <label for="token">"Admin token"</label>
+                <p class="muted small">
+                    "The server prints it on first start and keeps it in "
+                    <code>"data/admin.token"</code> "."
+                </p>
+                <input id="token" name="token" type="password" autocomplete="off"
+                    spellcheck="false" required />
+                {error(by_token)}
+                <button type="submit" class="button ghost"
+                    disabled=move || by_token.pending().get()>"Use the admin token"</button>
+            </ActionForm>
+        </AuthCard>
     }
 }

@@ -3,7 +3,7 @@
 //! has loaded, as a plain form post.
 
 use crate::api::{setup_status, CompleteSetup};
-use crate::app::components::Logo;
+use crate::app::components::AuthCard;
 use leptos::form::ActionForm;
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
@@ -26,45 +26,38 @@ pub fn SetupPage() -> impl IntoView {
         })
     };
     view! {
-        <main class="centered login">
-            <div class="card narrow">
-                <div class="login-brand">
-                    <Logo />
-                    <span class="brand-name">"Trailwatch"</span>
-                </div>
-                <h1>"Create the first admin"</h1>
-                <Suspense fallback=|| view! { <p class="loading">"Checking the link…"</p> }>
-                    {move || Suspend::new(async move {
-                        match valid.await {
-                            Ok(true) => view! {
-                                <p class="muted">"This link works once. The admin you create here manages every other user."</p>
-                                <ActionForm action=setup attr:class="stack">
-                                    <input type="hidden" name="code" value=code() />
-                                    <label for="setup-name">"Name"</label>
-                                    <input id="setup-name" name="name" type="text" required
-                                        maxlength="64" autocomplete="username" autofocus />
-                                    <label for="setup-password">"Password"</label>
-                                    <input id="setup-password" name="password" type="password"
-                                        required minlength="10" autocomplete="new-password" />
-                                    <label for="setup-confirm">"Repeat the password"</label>
-                                    <input id="setup-confirm" name="confirm" type="password"
-                                        required minlength="10" autocomplete="new-password" />
-                                    {error}
-                                    <button type="submit" class="button primary"
-                                        disabled=move || setup.pending().get()>"Create admin"</button>
-                                </ActionForm>
-                            }.into_any(),
-                            Ok(false) => view! {
-                                <p role="alert" class="form-error">
-                                    "This setup link was used, has expired, or users exist already."
-                                </p>
-                                <a class="button" href="/login">"Go to sign-in"</a>
-                            }.into_any(),
-                            Err(e) => view! { <p role="alert">{e.to_string()}</p> }.into_any(),
-                        }
-                    })}
-                </Suspense>
-            </div>
-        </main>
+        <AuthCard title="Create the first admin">
+            <Suspense fallback=|| view! { <p class="loading">"Checking the link…"</p> }>
+                {move || Suspend::new(async move {
+                    match valid.await {
+                        Ok(true) => view! {
+                            <p class="muted">"This link works once. The admin you create here manages every other user."</p>
+                            <ActionForm action=setup attr:class="stack">
+                                <input type="hidden" name="code" value=code() />
+                                <label for="setup-name">"Name"</label>
+                                <input id="setup-name" name="name" type="text" required
+                                    maxlength="64" autocomplete="username" autofocus />
+                                <label for="setup-password">"Password"</label>
+                                <input id="setup-password" name="password" type="password"
+                                    required minlength="10" autocomplete="new-password" />
+                                <label for="setup-confirm">"Repeat the password"</label>
+                                <input id="setup-confirm" name="confirm" type="password"
+                                    required minlength="10" autocomplete="new-password" />
+                                {error}
+                                <button type="submit" class="button primary"
+                                    disabled=move || setup.pending().get()>"Create admin"</button>
+                            </ActionForm>
+                        }.into_any(),
+                        Ok(false) => view! {
+                            <p role="alert" class="form-error">
+                                "This setup link was used, has expired, or users exist already."
+                            </p>
+                            <a class="button" href="/login">"Go to sign-in"</a>
+                        }.into_any(),
+                        Err(e) => view! { <p role="alert">{e.to_string()}</p> }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </AuthCard>
     }
 }
