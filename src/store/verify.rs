@@ -90,10 +90,37 @@ pub fn verify_from(
     key: Option<&VerifyingKey>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<VerifyReport, StoreError> {
-    let mut pending: Vec<&Checkpoint> = checkpoints.iter().collect();
+    // Checkpoints at or before `after` were matched by the walk that verified through it;
+    // left pending, they would read as a chain cut short whenever no row followed `after`
+    // (a pass started just after the previous one reached the head). One exactly at `after`
+    // still pins `prev`.
+    let mut matched = 0;
+    if let Some(c) = checkpoints
+        .iter()
+        .find(|c| after.0 > 0 && c.seq == after.0 && c.hash != hex::encode(prev))
+    {
+        return Ok(VerifyReport {
+            ok: false,
+            checked: 0,
+            head_seq: after,
+            head_hash: hex::encode(prev),
+            first_break: Some(Break {
+                seq: after,
+                fault: Fault::Edited,
+                detail: format!(
+                    "its hash differs from the checkpoint signed at {}: the chain was \
+                     rewritten from here or before",
+                    c.signed_at
+                ),
+            }),
+            checkpoints: 0,
+            pruned: 0,
+            checkpoint_error: None,
+        });
+    }
+    let mut pending: Vec<&Checkpoint> = checkpoints.iter().filter(|c| c.seq > after.0).collect();
     // Newest last, so the next one due is popped from the end.
     pending.sort_by_key(|c| std::cmp::Reverse(c.seq));
-    let mut matched = 0;
     let tx = conn.unchecked_transaction()?;
     let ledger = Ledger::load(&tx, key)?;
     let mut ranges = Ranges::new(&tx)?;
