@@ -155,6 +155,10 @@ pub struct ServeArgs {
     /// [default: 4096].
     #[arg(long, env = "TRAILWATCH_LIVE_QUEUE")]
     pub live_queue: Option<usize>,
+    /// A cap on the database file, in MiB: past it ingest answers 507, as on a full disk,
+    /// until retention or erasure frees space [default: none, the disk is the limit].
+    #[arg(long, env = "TRAILWATCH_MAX_DB_MB")]
+    pub max_db_mb: Option<u64>,
     /// The IANA time zone whose night (22:00 to 06:00) the time anomaly watches
     /// [default: UTC].
     #[arg(long, env = "TRAILWATCH_TIME_ZONE")]
@@ -265,6 +269,7 @@ pub struct FileConfig {
     pub site_root: Option<PathBuf>,
     pub max_body_bytes: Option<usize>,
     pub live_queue: Option<usize>,
+    pub max_db_mb: Option<u64>,
     /// The server `trailwatch emit` talks to.
     pub url: Option<String>,
     pub time_zone: Option<String>,
@@ -350,6 +355,8 @@ pub struct ServeConfig {
     pub site_root: PathBuf,
     pub max_body_bytes: usize,
     pub live_queue: usize,
+    /// The database's size cap in MiB, if any.
+    pub max_db_mb: Option<u64>,
     /// From `TRAILWATCH_ADMIN_TOKEN` only: flags would show it in `ps`.
     pub admin_token: Option<String>,
     /// An IANA zone name, checked when the server starts.
@@ -393,6 +400,7 @@ impl ServeConfig {
                 .or(file.max_body_bytes)
                 .unwrap_or(DEFAULT_MAX_BODY_BYTES),
             live_queue: args.live_queue.or(file.live_queue).unwrap_or(4096),
+            max_db_mb: args.max_db_mb.or(file.max_db_mb),
             admin_token: std::env::var("TRAILWATCH_ADMIN_TOKEN")
                 .ok()
                 .filter(|t| !t.is_empty()),

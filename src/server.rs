@@ -222,6 +222,7 @@ impl Server {
             &config.data_dir,
             StoreOptions {
                 live_capacity: config.live_queue,
+                max_pages: config.max_db_mb.map(|mb| mb * (1024 * 1024 / 4096)),
                 risk: config.risk.clone(),
                 personal_metadata: config.personal_metadata.clone(),
                 ..StoreOptions::default()
@@ -1015,18 +1016,27 @@ impl From<StoreError> for ApiError {
 
 async fn health(State(state): State<AppState>) -> Json<Health> {
     let writable = state.store.is_writable();
+    // A full disk is reported until a commit fits again; ingest retries by itself.
+    let full = state.store.stats().full;
+    let store = match (writable, full) {
+        (false, _) => "unavailable",
+        (true, true) => "full",
+        (true, false) => "ready",
+    };
     let mut components = BTreeMap::new();
-    components.insert(
-        "store".to_string(),
-        if writable { "ready" } else { "unavailable" }.to_string(),
-    );
+    components.insert("store".to_string(), store.to_string());
     components.insert(
         "ingest".to_string(),
-        if writable { "ready" } else { "unavailable" }.to_string(),
+        if store == "ready" { "ready" } else { store }.to_string(),
     );
     components.insert("live".to_string(), "active".to_string());
     Json(Health {
-        status: if writable { "healthy" } else { "degraded" }.to_string(),
+        status: if store == "ready" {
+            "healthy"
+        } else {
+            "degraded"
+        }
+        .to_string(),
         timestamp: Utc::now().timestamp_millis(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         components,

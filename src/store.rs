@@ -133,6 +133,9 @@ pub struct CommitStats {
     pub appends: u64,
     /// Events committed.
     pub events: u64,
+    /// Whether the last group commit failed for want of space (the disk, or the database's
+    /// `max_pages` cap). The next commit that fits clears it: nothing needs restarting.
+    pub full: bool,
 }
 
 /// A gap-free follower of the commits; see [`Store::follow`].

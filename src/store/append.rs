@@ -407,6 +407,7 @@ impl Writer {
                     stats.commits += 1;
                     stats.appends += sizes.len() as u64;
                     stats.events += sizes.iter().sum::<usize>() as u64;
+                    stats.full = false;
                 }
                 for (reply, receipt) in replies.into_iter().zip(receipts) {
                     let _ = reply.send(Ok(receipt));
@@ -415,6 +416,9 @@ impl Writer {
             Err(e) => {
                 self.risk.abort();
                 tracing::error!(error = %e, jobs = sizes.len(), "group commit failed; nothing stored");
+                if let Ok(mut stats) = self.stats.lock() {
+                    stats.full = matches!(e, StoreError::Full);
+                }
                 for reply in replies {
                     let err = match &e {
                         StoreError::Full => StoreError::Full,

@@ -31,6 +31,7 @@ pub fn serve_config(dir: &std::path::Path) -> ServeConfig {
         site_root: dir.join("site"),
         max_body_bytes: 10 * 1024 * 1024,
         live_queue: 4096,
+        max_db_mb: None,
         admin_token: Some(TOKEN.to_string()),
         time_zone: "UTC".into(),
         anomalies: Default::default(),
