@@ -88,6 +88,12 @@ impl StoreError {
     }
 }
 
+/// Reads running at once; more wait their turn. Long ones (an export, a full verify) hold a
+/// slot throughout, so there are more slots than pooled connections.
+const MAX_READERS: usize = 16;
+/// Read connections kept open between reads, each with its page cache.
+const POOLED_READERS: usize = 8;
+
 /// Tuning knobs of the store.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
@@ -211,6 +217,11 @@ struct Shared {
     personal: Arc<[String]>,
     writer: mpsc::Sender<append::Work>,
     readers: Mutex<Vec<Connection>>,
+    /// At most [`MAX_READERS`] reads at once. Without it a burst (a thousand dashboards
+    /// subscribing at once, each reading its backlog) opened a connection and a blocking
+    /// thread per read: the server held 1.35 GiB for a thousand idle sockets, 258 MiB with
+    /// the bound (BENCHMARKS.md, "Memory per idle client").
+    read_slots: tokio::sync::Semaphore,
     commits: broadcast::Sender<Arc<StoredEvent>>,
     stats: Arc<Mutex<CommitStats>>,
     /// Declared last, so it is dropped after `writer` and `signer`: by then the threads have
@@ -290,6 +301,7 @@ impl Store {
                 personal,
                 writer,
                 readers: Mutex::new(Vec::new()),
+                read_slots: tokio::sync::Semaphore::new(MAX_READERS),
                 commits,
                 stats,
                 threads: Threads(vec![writing, indexing, signing]),
@@ -813,7 +825,13 @@ impl Store {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || {
+        let slot = self
+            .shared
+            .read_slots
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let read = tokio::task::spawn_blocking(move || {
             let pooled = shared.readers.lock().ok().and_then(|mut p| p.pop());
             let conn = match pooled {
                 Some(c) => c,
@@ -821,14 +839,15 @@ impl Store {
             };
             let result = f(&conn);
             if let Ok(mut pool) = shared.readers.lock() {
-                if pool.len() < 8 {
+                if pool.len() < POOLED_READERS {
                     pool.push(conn);
                 }
             }
             result
         })
-        .await
-        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
+        .await;
+        drop(slot);
+        read.map_err(|e| StoreError::Io(std::io::Error::other(e)))?
     }
 }
 

@@ -1,9 +1,14 @@
-//! `trailwatch-bench`: measures what the issues promise about speed and memory, on this
-//! machine, against a real store: the explorer's first page of filtered full-text queries, a
-//! streamed export, how the indexes grow, append throughput, analytics over rollups, and file
-//! tailing. Results go to BENCHMARKS.md by hand.
+//! `trailbench`: measures what the issues promise about speed and memory, on this machine.
+//! Against a real server in its own process ([`server`]): durable ingest over HTTP, ingest to
+//! WebSocket latency with 1 to 1,000 clients (and with stalled ones), memory per idle client,
+//! the database's bytes per event and the bundle's size. Against a real store in this process:
+//! the explorer's first page of filtered full-text queries, a streamed export, how the indexes
+//! grow, append throughput, analytics over rollups, and file tailing. Results go to
+//! BENCHMARKS.md by hand.
 //!
-//! `cargo run --release --features ssr --bin trailwatch-bench -- explorer --events 1000000`
+//! `cargo run --release --features ssr --bin trailbench -- http --events 200000`
+
+mod server;
 
 /// See Cargo.toml: events are allocated by request handlers and freed by the writer and
 /// indexer threads, a pattern glibc's allocator handles slowly.
@@ -36,7 +41,7 @@ enum Command {
         #[arg(long, default_value_t = 1_000_000)]
         events: u64,
         /// Where the database lives; reused when it already holds enough events.
-        #[arg(long, default_value = "/tmp/trailwatch-bench")]
+        #[arg(long, default_value = "/tmp/trailbench")]
         dir: PathBuf,
         /// Runs of each query.
         #[arg(long, default_value_t = 40)]
@@ -64,7 +69,7 @@ enum Command {
         #[arg(long)]
         sender_scores: bool,
         /// Where the database lives; emptied first.
-        #[arg(long, default_value = "/tmp/trailwatch-bench-ingest")]
+        #[arg(long, default_value = "/tmp/trailbench-ingest")]
         dir: PathBuf,
     },
     /// Summary and insights (trends, anomalies, heatmap) over a store of events spread over
@@ -80,11 +85,88 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         days: u64,
         /// Where the database lives; reused when it already holds enough events.
-        #[arg(long, default_value = "/tmp/trailwatch-bench-analytics")]
+        #[arg(long, default_value = "/tmp/trailbench-analytics")]
         dir: PathBuf,
         /// Runs of each measurement.
         #[arg(long, default_value_t = 50)]
         runs: usize,
+    },
+    /// Durable ingest over HTTP into a real server: NDJSON batches over a few connections,
+    /// then single-event POSTs over many; and the database's size per event.
+    Http {
+        /// Events sent as NDJSON batches.
+        #[arg(long, default_value_t = 200_000)]
+        events: u64,
+        /// Events per NDJSON request.
+        #[arg(long, default_value_t = 1_000)]
+        batch: usize,
+        /// Concurrent connections sending batches.
+        #[arg(long, default_value_t = 4)]
+        batch_connections: usize,
+        /// Events sent one per POST.
+        #[arg(long, default_value_t = 50_000)]
+        singles: u64,
+        /// Concurrent connections sending single events.
+        #[arg(long, default_value_t = 64)]
+        single_connections: usize,
+        /// The server's data directory; emptied first.
+        #[arg(long, default_value = "/tmp/trailbench-http")]
+        dir: PathBuf,
+    },
+    /// Latency from just before a POST to the event's arrival on each subscribed WebSocket
+    /// client, at a steady rate of single-event POSTs.
+    Live {
+        /// Client counts to measure, each against a fresh server.
+        #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
+        clients: Vec<usize>,
+        /// Single-event POSTs a second.
+        #[arg(long, default_value_t = 1_000)]
+        rate: u64,
+        /// How long each count is measured.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Clients that subscribe and then never read (with a 4 KiB receive buffer).
+        #[arg(long, default_value_t = 0)]
+        stalled: usize,
+        /// The server's data directory; emptied first.
+        #[arg(long, default_value = "/tmp/trailbench-live")]
+        dir: PathBuf,
+    },
+    /// The server's resident memory with idle subscribed clients (raise `ulimit -n` for
+    /// 10,000: each client is a descriptor in both processes).
+    Memory {
+        /// Client counts, cumulative.
+        #[arg(long, value_delimiter = ',', default_value = "0,1000,10000")]
+        clients: Vec<usize>,
+        /// The server's data directory; emptied first.
+        #[arg(long, default_value = "/tmp/trailbench-memory")]
+        dir: PathBuf,
+    },
+    /// The built dashboard's WASM, JS and CSS, raw and gzipped.
+    Size {
+        /// The built site (after `cargo leptos build --release`).
+        #[arg(long, default_value = "target/site")]
+        site_root: PathBuf,
+    },
+    /// A line appended to a file the server tails, to its arrival on a WebSocket client.
+    TailLive {
+        /// Lines written, one at a time.
+        #[arg(long, default_value_t = 500)]
+        lines: usize,
+        /// The server's data directory (emptied first); the file is beside it.
+        #[arg(long, default_value = "/tmp/trailbench-tail-live")]
+        dir: PathBuf,
+    },
+    /// The server the scenarios above start (this binary in a child process).
+    #[command(hide = true)]
+    ServeChild {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, default_value_t = 4096)]
+        live_queue: usize,
+        /// Files to follow, as `trailwatch serve --tail`.
+        #[arg(long = "tail")]
+        tails: Vec<String>,
     },
     /// File tailing: how long a line written to a tailed file takes to be committed and
     /// published (with inotify, and by polling alone), and how fast a backlog is read.
@@ -96,7 +178,7 @@ enum Command {
         #[arg(long, default_value_t = 1_000_000)]
         backlog: usize,
         /// Where the databases and files live; emptied first.
-        #[arg(long, default_value = "/tmp/trailwatch-bench-tail")]
+        #[arg(long, default_value = "/tmp/trailbench-tail")]
         dir: PathBuf,
     },
 }
@@ -695,7 +777,48 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             backlog,
             dir,
         } => tail(lines, backlog, dir).await,
+        Command::Http {
+            events,
+            batch,
+            batch_connections,
+            singles,
+            single_connections,
+            dir,
+        } => server::http_ingest(
+            dir,
+            events,
+            batch,
+            batch_connections,
+            singles,
+            single_connections,
+        )
+        .await
+        .map_err(unsend),
+        Command::Live {
+            clients,
+            rate,
+            seconds,
+            stalled,
+            dir,
+        } => server::live(dir, clients, rate, seconds, stalled)
+            .await
+            .map_err(unsend),
+        Command::Memory { clients, dir } => server::memory(dir, clients).await.map_err(unsend),
+        Command::Size { site_root } => server::size(site_root).map_err(unsend),
+        Command::TailLive { lines, dir } => server::tail_live(dir, lines).await.map_err(unsend),
+        Command::ServeChild {
+            data_dir,
+            live_queue,
+            tails,
+        } => server::serve_child(data_dir, live_queue, tails)
+            .await
+            .map_err(unsend),
     }
+}
+
+/// The server scenarios' errors cross tasks, so they are `Send + Sync`; `main` takes any.
+fn unsend(e: Box<dyn std::error::Error + Send + Sync>) -> Box<dyn std::error::Error> {
+    e
 }
 
 /// See [`Command::Tail`].

@@ -1,0 +1,601 @@
+//! The scenarios that drive a real server: this binary started again as `trailbench
+//! serve-child` (the same `Server` as `trailwatch serve`, with its allocator), in its own
+//! process with a fresh data directory, so its memory is measured alone; the bench process
+//! holds only the clients. Real HTTP (reqwest) and real WebSockets (tokio-tungstenite) over
+//! 127.0.0.1.
+
+use super::{event, ms, percentile, vocabulary, Rng};
+use futures::{SinkExt, StreamExt};
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+use trailwatch::config::ServeConfig;
+use trailwatch::model::AuditEvent;
+use trailwatch::server::Server;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+const TOKEN: &str = "trailbench-admin-token";
+
+/// The child's side: serve until the parent closes our stdin (or dies), then stop cleanly.
+pub async fn serve_child(
+    data_dir: PathBuf,
+    live_queue: usize,
+    tails: Vec<String>,
+) -> Result<(), BoxError> {
+    let config = ServeConfig {
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        data_dir: data_dir.clone(),
+        site_root: PathBuf::from(trailwatch::config::DEFAULT_SITE_ROOT),
+        max_body_bytes: 64 * 1024 * 1024,
+        live_queue,
+        max_db_mb: None,
+        admin_token: Some(TOKEN.to_string()),
+        time_zone: "UTC".into(),
+        anomalies: Default::default(),
+        alerts: Default::default(),
+        risk: Default::default(),
+        retention: Default::default(),
+        tails,
+        mirror_dir: None,
+        personal_metadata: Vec::new(),
+        // One token sends everything here; the per-credential request limit (1,000/s by
+        // default) would measure the limiter, not the server.
+        limits: trailwatch::server::limits::LimitsConfig {
+            ingest_per_second: 0.0,
+            ingest_burst: 0,
+        },
+        sessions: Default::default(),
+        tls_cert: None,
+        tls_key: None,
+        frame_ancestors: Vec::new(),
+    };
+    let server = Server::bind(&config).await?;
+    println!("listening {}", server.local_addr()?);
+    let stdin_closed = async {
+        let _ = tokio::task::spawn_blocking(|| {
+            let mut sink = String::new();
+            while std::io::stdin()
+                .lock()
+                .read_line(&mut sink)
+                .is_ok_and(|n| n > 0)
+            {
+                sink.clear();
+            }
+        })
+        .await;
+    };
+    server.serve(stdin_closed).await?;
+    Ok(())
+}
+
+/// A server in a child process, stopped (cleanly) when dropped.
+pub struct Served {
+    child: Child,
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+}
+
+impl Served {
+    pub fn start(dir: &Path, live_queue: usize) -> Result<Served, BoxError> {
+        Self::start_tailing(dir, live_queue, None)
+    }
+
+    /// [`Served::start`], following the JSONL file `tail` as `--tail` does.
+    pub fn start_tailing(
+        dir: &Path,
+        live_queue: usize,
+        tail: Option<&Path>,
+    ) -> Result<Served, BoxError> {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir)?;
+        let mut command = Command::new(std::env::current_exe()?);
+        command
+            .args(["serve-child", "--data-dir"])
+            .arg(dir)
+            .args(["--live-queue", &live_queue.to_string()]);
+        if let Some(tail) = tail {
+            command.arg("--tail").arg(tail);
+        }
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .env("TRAILWATCH_LOG", "warn")
+            .env("LEPTOS_OUTPUT_NAME", "trailwatch")
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        let addr = line
+            .trim()
+            .strip_prefix("listening ")
+            .ok_or_else(|| format!("the server said {line:?}"))?
+            .parse()?;
+        Ok(Served {
+            child,
+            addr,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The server process's resident memory in KiB: all of it (`VmRSS`, what the machine
+    /// must have) and the anonymous part (`RssAnon`: heap and stacks, without the pages of
+    /// the memory-mapped database, which are cache the kernel may drop).
+    pub fn rss_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("RssAnon:"))
+    }
+
+    /// Bytes of the data directory's database files (events, search index, write-ahead logs).
+    pub fn database_bytes(&self) -> u64 {
+        std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().contains(".db"))
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn ws_url(&self) -> String {
+        format!("ws://{}/ws/audit?token={TOKEN}", self.addr)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        // Closing stdin asks for a clean stop; the wait keeps the next run's port and files
+        // from racing this one's.
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// Realistic events: the synthetic ones of the store benches, dated over the last 30 days
+/// with most of them in office hours on weekdays, with metadata of 0 to 12 keys.
+fn realistic(rng: &mut Rng, words: &[String], i: u64, now_ms: i64) -> AuditEvent {
+    let mut e = event(rng, words, i);
+    let day = rng.below(30) as i64;
+    let hour = if rng.below(10) < 8 {
+        8 + rng.below(10) as i64
+    } else {
+        rng.below(24) as i64
+    };
+    let mut at = now_ms - (day + 1) * 86_400_000;
+    at = at - at.rem_euclid(86_400_000) + hour * 3_600_000 + rng.below(3_600_000) as i64;
+    // Weekends (1970-01-01 was a Thursday) keep a tenth of their events.
+    let weekday = (at.div_euclid(86_400_000) + 4).rem_euclid(7);
+    if (weekday == 0 || weekday == 6) && rng.below(10) != 0 {
+        at -= 2 * 86_400_000;
+    }
+    e.timestamp = chrono::DateTime::from_timestamp_millis(at).unwrap_or_default();
+    let mut metadata = serde_json::Map::new();
+    for k in 0..rng.below(13) {
+        let len = 1 + rng.skewed(200) as usize;
+        metadata.insert(format!("k{k}"), "v".repeat(len).into());
+    }
+    e.metadata = Some(metadata);
+    e
+}
+
+/// What ingest takes: the event's JSON without the fields the server assigns.
+fn ingest_json(e: &AuditEvent) -> Result<String, BoxError> {
+    let mut v = serde_json::to_value(e)?;
+    if let Some(o) = v.as_object_mut() {
+        o.remove("source");
+    }
+    Ok(v.to_string())
+}
+
+fn http_client(connections: usize) -> Result<reqwest::Client, BoxError> {
+    Ok(reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .build()?)
+}
+
+/// Posts `bodies` over `connections` concurrent connections as fast as they are acknowledged;
+/// returns the events acknowledged and the wall-clock time.
+async fn post_all(
+    served: &Served,
+    bodies: Vec<(Vec<u8>, usize)>,
+    content_type: &'static str,
+    connections: usize,
+) -> Result<(u64, Duration), BoxError> {
+    let client = http_client(connections)?;
+    let queue = Arc::new(std::sync::Mutex::new(bodies));
+    let url = served.url("/api/v1/events");
+    let started = Instant::now();
+    let workers: Vec<_> = (0..connections)
+        .map(|_| {
+            let (client, queue, url) = (client.clone(), queue.clone(), url.clone());
+            tokio::spawn(async move {
+                let mut acknowledged = 0u64;
+                loop {
+                    let next = queue.lock().ok().and_then(|mut q| q.pop());
+                    let Some((body, n)) = next else {
+                        return Ok::<u64, BoxError>(acknowledged);
+                    };
+                    let r = client
+                        .post(&url)
+                        .bearer_auth(TOKEN)
+                        .header("Content-Type", content_type)
+                        .body(body)
+                        .send()
+                        .await?;
+                    if r.status() != reqwest::StatusCode::CREATED {
+                        return Err(format!("{}: {}", r.status(), r.text().await?).into());
+                    }
+                    acknowledged += n as u64;
+                }
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for w in workers {
+        total += w.await??;
+    }
+    Ok((total, started.elapsed()))
+}
+
+/// Scenario 1 (and the database's bytes per event): NDJSON batches, then single-event POSTs.
+pub async fn http_ingest(
+    dir: PathBuf,
+    events: u64,
+    batch: usize,
+    batch_connections: usize,
+    singles: u64,
+    single_connections: usize,
+) -> Result<(), BoxError> {
+    let words = vocabulary(3_000);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let now = chrono::Utc::now().timestamp_millis();
+    let lines: Vec<String> = (0..events)
+        .map(|i| ingest_json(&realistic(&mut rng, &words, i, now)))
+        .collect::<Result<_, _>>()?;
+    let bodies: Vec<(Vec<u8>, usize)> = lines
+        .chunks(batch)
+        .map(|c| (c.join("\n").into_bytes(), c.len()))
+        .collect();
+    let bytes: usize = bodies.iter().map(|(b, _)| b.len()).sum();
+
+    let served = Served::start(&dir, 4096)?;
+    let (acknowledged, took) =
+        post_all(&served, bodies, "application/x-ndjson", batch_connections).await?;
+    let rate = acknowledged as f64 / took.as_secs_f64();
+    println!(
+        "NDJSON, {batch}-event batches over {batch_connections} connections: {acknowledged} events \
+         ({:.0} MiB) acknowledged in {:.2} s: {rate:.0} events/s",
+        bytes as f64 / 1048576.0,
+        took.as_secs_f64()
+    );
+    // Let the indexer finish before sizing the files.
+    let client = http_client(1)?;
+    let _ = client
+        .get(served.url("/api/v1/events?search_query=zzzz&limit=1"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await?;
+    let db = served.database_bytes();
+    println!(
+        "database files after {acknowledged} events: {:.1} MiB, {} bytes per event",
+        db as f64 / 1048576.0,
+        db / acknowledged.max(1)
+    );
+    drop(served);
+
+    let singles_bodies: Vec<(Vec<u8>, usize)> = (0..singles)
+        .map(|i| {
+            Ok((
+                ingest_json(&realistic(&mut rng, &words, i, now))?.into_bytes(),
+                1,
+            ))
+        })
+        .collect::<Result<_, BoxError>>()?;
+    let served = Served::start(&dir, 4096)?;
+    let (acknowledged, took) = post_all(
+        &served,
+        singles_bodies,
+        "application/json",
+        single_connections,
+    )
+    .await?;
+    println!(
+        "single-event POSTs over {single_connections} connections: {acknowledged} acknowledged in \
+         {:.2} s: {:.0} events/s",
+        took.as_secs_f64(),
+        acknowledged as f64 / took.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Opens a socket and reads through `ready`. A `stalled` one gets a 4 KiB receive buffer and
+/// is never read again by its caller.
+async fn subscribe(
+    served: &Served,
+    stalled: bool,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    BoxError,
+> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    if stalled {
+        socket.set_recv_buffer_size(4096)?;
+    }
+    let stream = socket.connect(served.addr).await?;
+    let (mut ws, _) = tokio_tungstenite::client_async(
+        served.ws_url(),
+        tokio_tungstenite::MaybeTlsStream::Plain(stream),
+    )
+    .await?;
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) if t.contains("\"type\":\"ready\"") => return Ok(ws),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err("closed before ready".into()),
+        }
+    }
+}
+
+/// The number after `"description":"lat-` in an event frame: which post it was.
+fn marker(text: &str) -> Option<usize> {
+    let at = text.find("\"description\":\"lat-")? + "\"description\":\"lat-".len();
+    let digits = text[at..].bytes().take_while(u8::is_ascii_digit).count();
+    text[at..at + digits].parse().ok()
+}
+
+/// Scenario 2: latency from just before each POST to its arrival on every client, at `rate`
+/// single-event POSTs a second for `seconds`, with `stalled` clients that never read.
+pub async fn live(
+    dir: PathBuf,
+    clients: Vec<usize>,
+    rate: u64,
+    seconds: u64,
+    stalled: usize,
+) -> Result<(), BoxError> {
+    println!("| clients | stalled | events | delivered | p50 ms | p99 ms | max ms |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for &n in &clients {
+        let served = Served::start(&dir, 4096)?;
+        let total = (rate * seconds) as usize;
+        let sent: Arc<Vec<AtomicU64>> = Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
+        let t0 = Instant::now();
+        let mut stalled_sockets = Vec::new();
+        for _ in 0..stalled {
+            stalled_sockets.push(subscribe(&served, true).await?);
+        }
+        let mut readers = Vec::new();
+        for _ in 0..n {
+            let mut ws = subscribe(&served, false).await?;
+            let sent = sent.clone();
+            readers.push(tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(total);
+                while latencies.len() < total {
+                    let next = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
+                    let Ok(Some(Ok(msg))) = next else { break };
+                    if let Message::Text(t) = msg {
+                        if let Some(i) = marker(&t) {
+                            let now = t0.elapsed().as_nanos() as u64;
+                            let at = sent.get(i).map_or(0, |s| s.load(Ordering::Acquire));
+                            latencies.push(Duration::from_nanos(now.saturating_sub(at)));
+                        }
+                    }
+                }
+                let _ = ws.close(None).await;
+                latencies
+            }));
+        }
+        let client = http_client(64)?;
+        let url = served.url("/api/v1/events");
+        let mut posts = Vec::with_capacity(total);
+        let interval = Duration::from_nanos(1_000_000_000 / rate.max(1));
+        for i in 0..total {
+            tokio::time::sleep_until((t0 + interval * (i as u32 + 1)).into()).await;
+            let (client, url, sent) = (client.clone(), url.clone(), sent.clone());
+            posts.push(tokio::spawn(async move {
+                let body = format!(r#"{{"action":"bench.latency","description":"lat-{i}"}}"#);
+                sent[i].store(t0.elapsed().as_nanos() as u64, Ordering::Release);
+                client
+                    .post(url)
+                    .bearer_auth(TOKEN)
+                    .header("Content-Type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .map(|r| r.status() == reqwest::StatusCode::CREATED)
+            }));
+        }
+        let mut created = 0;
+        for p in posts {
+            if matches!(p.await, Ok(Ok(true))) {
+                created += 1;
+            }
+        }
+        let mut all = Vec::new();
+        for r in readers {
+            all.extend(r.await?);
+        }
+        drop(stalled_sockets);
+        all.sort();
+        let (p50, p99, max) = if all.is_empty() {
+            (Duration::ZERO, Duration::ZERO, Duration::ZERO)
+        } else {
+            (
+                percentile(&all, 0.5),
+                percentile(&all, 0.99),
+                all[all.len() - 1],
+            )
+        };
+        println!(
+            "| {n} | {stalled} | {created} | {:.1}% | {} | {} | {} |",
+            100.0 * all.len() as f64 / (created.max(1) * n.max(1)) as f64,
+            ms(p50),
+            ms(p99),
+            ms(max)
+        );
+    }
+    Ok(())
+}
+
+/// Scenario 3: a line appended to a tailed JSONL file, to its arrival on a subscribed socket.
+/// Lines are written one at a time, each after the previous one arrived.
+pub async fn tail_live(dir: PathBuf, lines: usize) -> Result<(), BoxError> {
+    use std::io::Write;
+    let file = dir.with_extension("jsonl");
+    std::fs::write(&file, "")?;
+    let served = Served::start_tailing(&dir, 4096, Some(&file))?;
+    let mut ws = subscribe(&served, false).await?;
+    let mut out = std::fs::OpenOptions::new().append(true).open(&file)?;
+    let mut latencies = Vec::with_capacity(lines);
+    for i in 0..lines {
+        let line = format!("{{\"action\":\"bench.tail\",\"description\":\"lat-{i}\"}}\n");
+        let started = Instant::now();
+        out.write_all(line.as_bytes())?;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) if marker(&t) == Some(i) => break,
+                Ok(Some(Ok(_))) => {}
+                other => return Err(format!("line {i} never arrived: {other:?}").into()),
+            }
+        }
+        latencies.push(started.elapsed());
+    }
+    latencies.sort();
+    println!(
+        "tailed file to socket, {lines} lines: p50 {} ms, p99 {} ms, max {} ms",
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.99)),
+        ms(latencies[latencies.len() - 1])
+    );
+    Ok(())
+}
+
+/// Scenario 6: the server's resident memory with `counts` idle subscribed clients.
+pub async fn memory(dir: PathBuf, counts: Vec<usize>) -> Result<(), BoxError> {
+    println!("| idle clients | server RSS MiB | anonymous MiB | per client KiB (RSS) | per client KiB (anonymous) |");
+    println!("|---:|---:|---:|---:|---:|");
+    let served = Served::start(&dir, 4096)?;
+    // A backlog, so each socket's subscription reads and sends something, as a dashboard's does.
+    let client = http_client(1)?;
+    let batch: Vec<String> = (0..100)
+        .map(|i| format!(r#"{{"action":"bench.memory","description":"backlog {i}"}}"#))
+        .collect();
+    client
+        .post(served.url("/api/v1/events"))
+        .bearer_auth(TOKEN)
+        .header("Content-Type", "application/x-ndjson")
+        .body(batch.join("\n"))
+        .send()
+        .await?
+        .error_for_status()?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let base = served.rss_kib();
+    let mut sockets = Vec::new();
+    for &n in &counts {
+        while sockets.len() < n {
+            let want = (n - sockets.len()).min(200);
+            let opened = futures::future::join_all((0..want).map(|_| subscribe(&served, false)));
+            for ws in opened.await {
+                sockets.push(ws?);
+            }
+        }
+        // Let the server settle (tasks parked, buffers returned) before reading its memory.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let (rss, anon) = served.rss_kib();
+        let per = |now: u64, base: u64| {
+            if n == 0 {
+                String::new()
+            } else {
+                format!("{:.1}", now.saturating_sub(base) as f64 / n as f64)
+            }
+        };
+        println!(
+            "| {n} | {:.1} | {:.1} | {} | {} |",
+            rss as f64 / 1024.0,
+            anon as f64 / 1024.0,
+            per(rss, base.0),
+            per(anon, base.1)
+        );
+    }
+    // Every socket is still served: one event reaches all of them.
+    client
+        .post(served.url("/api/v1/events"))
+        .bearer_auth(TOKEN)
+        .header("Content-Type", "application/json")
+        .body(r#"{"action":"bench.memory","description":"lat-0"}"#)
+        .send()
+        .await?
+        .error_for_status()?;
+    let mut reached = 0;
+    for ws in &mut sockets {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) if marker(&t).is_some() => {
+                    reached += 1;
+                    break;
+                }
+                Ok(Some(Ok(_))) => {}
+                _ => break,
+            }
+        }
+    }
+    println!(
+        "the event posted last reached {reached} of {} sockets",
+        sockets.len()
+    );
+    for ws in &mut sockets {
+        let _ = ws.send(Message::Close(None)).await;
+    }
+    Ok(())
+}
+
+/// Scenario 7 (the bundle): each WASM file of the built site, raw and gzipped (`gzip -9`).
+pub fn size(site_root: PathBuf) -> Result<(), BoxError> {
+    let pkg = site_root.join("pkg");
+    let mut found = false;
+    for entry in std::fs::read_dir(&pkg)? {
+        let path = entry?.path();
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if ext != "wasm" && ext != "js" && ext != "css" {
+            continue;
+        }
+        found = true;
+        let raw = std::fs::metadata(&path)?.len();
+        let gz = Command::new("gzip")
+            .args(["-9", "-c"])
+            .arg(&path)
+            .output()?;
+        println!(
+            "{}: {:.1} KiB, gzipped {:.1} KiB",
+            path.display(),
+            raw as f64 / 1024.0,
+            gz.stdout.len() as f64 / 1024.0
+        );
+    }
+    if !found {
+        return Err(format!(
+            "no built site in {}: run cargo leptos build --release",
+            pkg.display()
+        )
+        .into());
+    }
+    Ok(())
+}
