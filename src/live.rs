@@ -13,7 +13,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::{timeout, Instant};
 
@@ -61,6 +61,9 @@ pub struct Frame {
     /// The event itself, for filtered sockets to match without parsing the text.
     pub event: Arc<StoredEvent>,
 }
+
+/// The most live frames one socket queues before writing them out.
+const MAX_FRAMES_PER_WRITE: usize = 64;
 
 /// The fan-out point between the store's commits and the sockets. Cheap to clone.
 #[derive(Clone)]
@@ -343,33 +346,38 @@ impl Connection {
                         }
                     }
                 }
-                frame = live.recv() => match frame {
-                    Ok(frame) => {
-                        if frame.seq <= self.last_sent {
-                            continue;
-                        }
-                        if self.alerts_only {
-                            self.last_sent = frame.seq;
-                            continue;
-                        }
-                        if frame.seq > self.last_sent.next() {
-                            // The hub skipped something; the store has it.
-                            self.catch_up().await?;
-                            if frame.seq <= self.last_sent {
-                                continue;
+                frame = live.recv() => {
+                    // Whatever else is already queued goes out in the same write: under load a
+                    // socket's task wakes to several frames, and one system call per frame
+                    // was most of the cost of fan-out to many clients.
+                    let mut next = frame;
+                    let mut queued = 0;
+                    loop {
+                        match next {
+                            Ok(frame) => self.forward(&frame).await?,
+                            Err(RecvError::Lagged(_)) => {
+                                self.send_message(&ServerMessage::Lagged { last_seq: self.last_sent }).await?;
+                                live = self.restart(frames, Some(self.last_sent)).await?;
+                                break;
+                            }
+                            Err(RecvError::Closed) => {
+                                self.flush().await?;
+                                return Ok(());
                             }
                         }
-                        if self.filter.as_ref().is_none_or(|f| f.matches(&frame.event)) {
-                            self.send(Message::Text(frame.text.clone())).await?;
+                        queued += 1;
+                        if queued == MAX_FRAMES_PER_WRITE {
+                            break;
                         }
-                        self.last_sent = frame.seq;
+                        next = match live.try_recv() {
+                            Ok(frame) => Ok(frame),
+                            Err(TryRecvError::Empty) => break,
+                            Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+                            Err(TryRecvError::Closed) => Err(RecvError::Closed),
+                        };
                     }
-                    Err(RecvError::Lagged(_)) => {
-                        self.send_message(&ServerMessage::Lagged { last_seq: self.last_sent }).await?;
-                        live = self.restart(frames, Some(self.last_sent)).await?;
-                    }
-                    Err(RecvError::Closed) => return Ok(()),
-                },
+                    self.flush().await?;
+                }
                 alert = alerts.recv() => match alert {
                     // Alerts speak of everyone's events; the `self` role sees only its own.
                     Ok(_) if self.owner.is_some() => {}
@@ -497,6 +505,47 @@ impl Connection {
 
     /// Sends every stored event after `last_sent` (every matching one, when filtered), page by
     /// page.
+    /// Queues `frame` for this socket unless it was sent already or its filter passes it
+    /// over, first filling any gap from the store; [`Connection::flush`] sends what is queued.
+    async fn forward(&mut self, frame: &Frame) -> Result<(), SocketError> {
+        if frame.seq <= self.last_sent {
+            return Ok(());
+        }
+        if self.alerts_only {
+            self.last_sent = frame.seq;
+            return Ok(());
+        }
+        if frame.seq > self.last_sent.next() {
+            // The hub skipped something; the store has it.
+            self.catch_up().await?;
+            if frame.seq <= self.last_sent {
+                return Ok(());
+            }
+        }
+        if self.filter.as_ref().is_none_or(|f| f.matches(&frame.event)) {
+            match timeout(
+                self.config.send_timeout,
+                self.sink.feed(Message::Text(frame.text.clone())),
+            )
+            .await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(SocketError::Gone),
+                Err(_) => return Err(SocketError::Stalled),
+            }
+        }
+        self.last_sent = frame.seq;
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), SocketError> {
+        match timeout(self.config.send_timeout, self.sink.flush()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(SocketError::Gone),
+            Err(_) => Err(SocketError::Stalled),
+        }
+    }
+
     async fn catch_up(&mut self) -> Result<(), SocketError> {
         if let Some(filter) = self.filter.clone() {
             loop {

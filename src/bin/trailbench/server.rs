@@ -345,6 +345,10 @@ async fn subscribe(
         tokio_tungstenite::MaybeTlsStream::Plain(stream),
     )
     .await?;
+    // As the dashboard does; without it the server waits 300 ms for one before sending the
+    // default backlog.
+    ws.send(Message::Text(r#"{"type":"subscribe","sinceSeq":0}"#.into()))
+        .await?;
     loop {
         match ws.next().await {
             Some(Ok(Message::Text(t))) if t.contains("\"type\":\"ready\"") => return Ok(ws),
@@ -377,14 +381,22 @@ pub async fn live(
         let served = Served::start(&dir, 4096)?;
         let total = (rate * seconds) as usize;
         let sent: Arc<Vec<AtomicU64>> = Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
-        let t0 = Instant::now();
         let mut stalled_sockets = Vec::new();
         for _ in 0..stalled {
             stalled_sockets.push(subscribe(&served, true).await?);
         }
+        let mut sockets = Vec::with_capacity(n);
+        while sockets.len() < n {
+            let want = (n - sockets.len()).min(200);
+            for ws in futures::future::join_all((0..want).map(|_| subscribe(&served, false))).await
+            {
+                sockets.push(ws?);
+            }
+        }
+        // The clock starts once every client is subscribed.
+        let t0 = Instant::now();
         let mut readers = Vec::new();
-        for _ in 0..n {
-            let mut ws = subscribe(&served, false).await?;
+        for mut ws in sockets {
             let sent = sent.clone();
             readers.push(tokio::spawn(async move {
                 let mut latencies = Vec::with_capacity(total);
