@@ -380,34 +380,51 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
+    /// Every default, with the data in `data_dir` and no admin token (the environment is not
+    /// read): what [`ServeConfig::resolve`] falls back to, and a base for embedding a server
+    /// (tests, the benchmark).
+    pub fn defaults(data_dir: PathBuf) -> ServeConfig {
+        ServeConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            data_dir,
+            site_root: DEFAULT_SITE_ROOT.into(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            live_queue: 4096,
+            max_db_mb: None,
+            admin_token: None,
+            time_zone: "UTC".into(),
+            anomalies: AnomalyConfig::default(),
+            alerts: AlertConfig::default(),
+            risk: RiskConfig::default(),
+            retention: RetentionPolicy::default(),
+            tails: Vec::new(),
+            mirror_dir: None,
+            personal_metadata: Vec::new(),
+            limits: crate::server::limits::LimitsConfig::default(),
+            sessions: crate::auth::SessionPolicy::default(),
+            tls_cert: None,
+            tls_key: None,
+            frame_ancestors: Vec::new(),
+        }
+    }
+
     /// Merges flags and environment (already in `args`) over the file over the defaults.
     pub fn resolve(args: ServeArgs, file: FileConfig) -> ServeConfig {
+        let d = ServeConfig::defaults(DEFAULT_DATA_DIR.into());
         ServeConfig {
-            addr: args
-                .addr
-                .or(file.addr)
-                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000))),
-            data_dir: args
-                .data_dir
-                .or(file.data_dir)
-                .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
-            site_root: args
-                .site_root
-                .or(file.site_root)
-                .unwrap_or_else(|| DEFAULT_SITE_ROOT.into()),
+            addr: args.addr.or(file.addr).unwrap_or(d.addr),
+            data_dir: args.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
+            site_root: args.site_root.or(file.site_root).unwrap_or(d.site_root),
             max_body_bytes: args
                 .max_body_bytes
                 .or(file.max_body_bytes)
-                .unwrap_or(DEFAULT_MAX_BODY_BYTES),
-            live_queue: args.live_queue.or(file.live_queue).unwrap_or(4096),
+                .unwrap_or(d.max_body_bytes),
+            live_queue: args.live_queue.or(file.live_queue).unwrap_or(d.live_queue),
             max_db_mb: args.max_db_mb.or(file.max_db_mb),
             admin_token: std::env::var("TRAILWATCH_ADMIN_TOKEN")
                 .ok()
                 .filter(|t| !t.is_empty()),
-            time_zone: args
-                .time_zone
-                .or(file.time_zone)
-                .unwrap_or_else(|| "UTC".into()),
+            time_zone: args.time_zone.or(file.time_zone).unwrap_or(d.time_zone),
             anomalies: file.anomalies.unwrap_or_default(),
             alerts: file.alerts.unwrap_or_default(),
             risk: file.risk.unwrap_or_default(),

@@ -346,13 +346,7 @@ async fn a_stalled_client_does_not_slow_fifty_others_or_grow_the_servers_memory(
     let mut head = PACED as u64 + 1500;
 
     // A client that stops reading after `ready`, with a tiny receive buffer.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(s.addr).await.unwrap();
-    let url = format!("ws://{}/ws/audit?token={TOKEN}", s.addr);
-    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
-    let (ws, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
-    let mut stalled = common::Socket { ws };
+    let mut stalled = common::stalled_socket(s.addr, "").await;
     assert_eq!(stalled.events_until_ready().await.len(), 100);
 
     // Bulk traffic the stalled client cannot take, twice 5 MB, while five others read it all

@@ -407,13 +407,7 @@ async fn a_stalled_client_is_told_it_lagged_while_others_keep_receiving() {
     let s = TestServer::start_with(|c| c.live_queue = 1024).await;
 
     // The stalled client: a tiny receive buffer, and it stops reading after `ready`.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(s.addr).await.unwrap();
-    let url = format!("ws://{}/ws/audit?token={TOKEN}&sinceSeq=0", s.addr);
-    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
-    let (ws, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
-    let mut stalled = common::Socket { ws };
+    let mut stalled = common::stalled_socket(s.addr, "&sinceSeq=0").await;
     assert!(stalled.events_until_ready().await.is_empty());
 
     let mut healthy = s.socket("&sinceSeq=0").await;

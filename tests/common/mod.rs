@@ -27,25 +27,9 @@ pub struct TestServer {
 pub fn serve_config(dir: &std::path::Path) -> ServeConfig {
     ServeConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.join("data"),
         site_root: dir.join("site"),
-        max_body_bytes: 10 * 1024 * 1024,
-        live_queue: 4096,
-        max_db_mb: None,
         admin_token: Some(TOKEN.to_string()),
-        time_zone: "UTC".into(),
-        anomalies: Default::default(),
-        alerts: Default::default(),
-        risk: Default::default(),
-        retention: Default::default(),
-        tails: Vec::new(),
-        mirror_dir: None,
-        personal_metadata: Vec::new(),
-        limits: Default::default(),
-        sessions: Default::default(),
-        tls_cert: None,
-        tls_key: None,
-        frame_ancestors: Vec::new(),
+        ..ServeConfig::defaults(dir.join("data"))
     }
 }
 
@@ -147,6 +131,18 @@ async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
     let r = request.bearer_auth(TOKEN).send().await.unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// A socket to `addr` that subscribes with `query` and is then never read by the test: its
+/// receive buffer is 4 KiB, so the server's writes to it soon block.
+pub async fn stalled_socket(addr: SocketAddr, query: &str) -> Socket {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let url = format!("ws://{addr}/ws/audit?token={TOKEN}{query}");
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+    let (ws, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
+    Socket { ws }
 }
 
 impl Drop for TestServer {

@@ -30,30 +30,17 @@ pub async fn serve_child(
 ) -> Result<(), BoxError> {
     let config = ServeConfig {
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        data_dir: data_dir.clone(),
-        site_root: PathBuf::from(trailwatch::config::DEFAULT_SITE_ROOT),
         max_body_bytes: 64 * 1024 * 1024,
         live_queue,
-        max_db_mb: None,
         admin_token: Some(TOKEN.to_string()),
-        time_zone: "UTC".into(),
-        anomalies: Default::default(),
-        alerts: Default::default(),
-        risk: Default::default(),
-        retention: Default::default(),
         tails,
-        mirror_dir: None,
-        personal_metadata: Vec::new(),
         // One token sends everything here; the per-credential request limit (1,000/s by
         // default) would measure the limiter, not the server.
         limits: trailwatch::server::limits::LimitsConfig {
             ingest_per_second: 0.0,
             ingest_burst: 0,
         },
-        sessions: Default::default(),
-        tls_cert: None,
-        tls_key: None,
-        frame_ancestors: Vec::new(),
+        ..ServeConfig::defaults(data_dir)
     };
     let server = Server::bind(&config).await?;
     println!("listening {}", server.local_addr()?);
