@@ -503,8 +503,6 @@ impl Connection {
         Ok(live)
     }
 
-    /// Sends every stored event after `last_sent` (every matching one, when filtered), page by
-    /// page.
     /// Queues `frame` for this socket unless it was sent already or its filter passes it
     /// over, first filling any gap from the store; [`Connection::flush`] sends what is queued.
     async fn forward(&mut self, frame: &Frame) -> Result<(), SocketError> {
@@ -523,29 +521,19 @@ impl Connection {
             }
         }
         if self.filter.as_ref().is_none_or(|f| f.matches(&frame.event)) {
-            match timeout(
-                self.config.send_timeout,
-                self.sink.feed(Message::Text(frame.text.clone())),
-            )
-            .await
-            {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return Err(SocketError::Gone),
-                Err(_) => return Err(SocketError::Stalled),
-            }
+            let limit = self.config.send_timeout;
+            within(limit, self.sink.feed(Message::Text(frame.text.clone()))).await?;
         }
         self.last_sent = frame.seq;
         Ok(())
     }
 
     async fn flush(&mut self) -> Result<(), SocketError> {
-        match timeout(self.config.send_timeout, self.sink.flush()).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(SocketError::Gone),
-            Err(_) => Err(SocketError::Stalled),
-        }
+        within(self.config.send_timeout, self.sink.flush()).await
     }
 
+    /// Sends every stored event after `last_sent` (every matching one, when filtered), page by
+    /// page.
     async fn catch_up(&mut self) -> Result<(), SocketError> {
         if let Some(filter) = self.filter.clone() {
             loop {
@@ -594,11 +582,20 @@ impl Connection {
     }
 
     async fn send(&mut self, msg: Message) -> Result<(), SocketError> {
-        match timeout(self.config.send_timeout, self.sink.send(msg)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(SocketError::Gone),
-            Err(_) => Err(SocketError::Stalled),
-        }
+        within(self.config.send_timeout, self.sink.send(msg)).await
+    }
+}
+
+/// A write to the socket that must finish within `limit`: a failed one means the client is
+/// gone, a late one that it stalled.
+async fn within(
+    limit: Duration,
+    write: impl std::future::Future<Output = Result<(), axum::Error>>,
+) -> Result<(), SocketError> {
+    match timeout(limit, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(SocketError::Gone),
+        Err(_) => Err(SocketError::Stalled),
     }
 }
 

@@ -26,30 +26,22 @@ fn options() -> StoreOptions {
 
 fn event(ms: i64, user: &str, ip: &str, outcome: Outcome) -> AuditEvent {
     AuditEvent {
-        timestamp: DateTime::from_timestamp_millis(ms).unwrap(),
-        level: Level::Info,
-        category: Category::Authentication,
-        action: "login".into(),
-        outcome,
-        user: Actor {
-            id: user.into(),
-            username: None,
-        },
-        entity: None,
         request: Some(RequestInfo {
             ip: Some(ip.into()),
             ..RequestInfo::default()
         }),
-        location: None,
-        description: None,
-        metadata: None,
-        changes: None,
-        risk_score: None,
-        risk_reasons: None,
-        correlation_id: None,
-        session_id: None,
-        system: None,
-        source: Source::http(),
+        ..AuditEvent::new(
+            DateTime::from_timestamp_millis(ms).unwrap(),
+            Level::Info,
+            Category::Authentication,
+            "login",
+            outcome,
+            Actor {
+                id: user.into(),
+                username: None,
+            },
+            Source::http(),
+        )
     }
 }
 

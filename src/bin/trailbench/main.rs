@@ -287,11 +287,16 @@ fn event(rng: &mut Rng, words: &[String], i: u64) -> AuditEvent {
 /// buffered. File-backed pages of the memory-mapped database are left out: they are cache
 /// the kernel reclaims, and they grow with any read.
 fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    status_kib("self", "RssAnon:")
+}
+
+/// A `/proc/<pid>/status` field in KiB (`VmRSS:`, `RssAnon:`), 0 when unreadable.
+fn status_kib(pid: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("RssAnon:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         })
         .unwrap_or(0)

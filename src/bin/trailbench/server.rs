@@ -4,7 +4,7 @@
 //! holds only the clients. Real HTTP (reqwest) and real WebSockets (tokio-tungstenite) over
 //! 127.0.0.1.
 
-use super::{event, ms, percentile, vocabulary, Rng};
+use super::{event, ms, percentile, status_kib, vocabulary, Rng};
 use futures::{SinkExt, StreamExt};
 use std::io::BufRead;
 use std::net::SocketAddr;
@@ -114,16 +114,8 @@ impl Served {
     /// must have) and the anonymous part (`RssAnon`: heap and stacks, without the pages of
     /// the memory-mapped database, which are cache the kernel may drop).
     pub fn rss_kib(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        let field = |name: &str| -> u64 {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-                .unwrap_or(0)
-        };
-        (field("VmRSS:"), field("RssAnon:"))
+        let pid = self.child.id().to_string();
+        (status_kib(&pid, "VmRSS:"), status_kib(&pid, "RssAnon:"))
     }
 
     /// Bytes of the data directory's database files (events, search index, write-ahead logs).
@@ -140,6 +132,20 @@ impl Served {
 
     fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// A POST of `body` to ingest with the admin token.
+    fn ingest(
+        &self,
+        client: &reqwest::Client,
+        content_type: &'static str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::RequestBuilder {
+        client
+            .post(self.url("/api/v1/events"))
+            .bearer_auth(TOKEN)
+            .header("Content-Type", content_type)
+            .body(body)
     }
 
     fn ws_url(&self) -> String {
@@ -497,11 +503,8 @@ pub async fn memory(dir: PathBuf, counts: Vec<usize>) -> Result<(), BoxError> {
     let batch: Vec<String> = (0..100)
         .map(|i| format!(r#"{{"action":"bench.memory","description":"backlog {i}"}}"#))
         .collect();
-    client
-        .post(served.url("/api/v1/events"))
-        .bearer_auth(TOKEN)
-        .header("Content-Type", "application/x-ndjson")
-        .body(batch.join("\n"))
+    served
+        .ingest(&client, "application/x-ndjson", batch.join("\n"))
         .send()
         .await?
         .error_for_status()?;
@@ -535,11 +538,12 @@ pub async fn memory(dir: PathBuf, counts: Vec<usize>) -> Result<(), BoxError> {
         );
     }
     // Every socket is still served: one event reaches all of them.
-    client
-        .post(served.url("/api/v1/events"))
-        .bearer_auth(TOKEN)
-        .header("Content-Type", "application/json")
-        .body(r#"{"action":"bench.memory","description":"lat-0"}"#)
+    served
+        .ingest(
+            &client,
+            "application/json",
+            r#"{"action":"bench.memory","description":"lat-0"}"#,
+        )
         .send()
         .await?
         .error_for_status()?;
