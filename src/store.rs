@@ -7,6 +7,7 @@ mod append;
 pub mod chain;
 pub mod checkpoint;
 pub mod cursor;
+mod flush;
 mod index;
 mod query;
 pub mod retention;
@@ -101,7 +102,7 @@ pub struct StoreOptions {
     pub live_capacity: usize,
     /// The most events one group commit takes.
     pub max_batch_events: usize,
-    /// Whether each commit is fsynced (`synchronous=FULL`). Only tests of other layers turn
+    /// Whether each commit is fsynced before it is acknowledged. Only tests of other layers turn
     /// this off.
     pub durable: bool,
     /// A hard cap on the database size, in SQLite pages (4 KiB each); appends beyond it fail
@@ -204,7 +205,7 @@ impl Following {
 struct Shared {
     path: PathBuf,
     search_path: PathBuf,
-    /// The newest committed seq, as the writer publishes it.
+    /// The newest durable seq, as the flusher publishes it once the commit is synced.
     head: watch::Receiver<u64>,
     /// The seq the search index covers through, as the indexer publishes it.
     indexed: watch::Receiver<u64>,
@@ -262,7 +263,7 @@ impl Store {
     pub fn open(data_dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
         std::fs::create_dir_all(data_dir)?;
         let path = data_dir.join(DB_FILE);
-        let conn = schema::open_writer(&path, options.durable)?;
+        let (conn, sync) = schema::open_writer(&path, options.durable)?;
         if let Some(pages) = options.max_pages {
             conn.pragma_update(None, "max_page_count", pages)?;
         }
@@ -280,14 +281,14 @@ impl Store {
         let signer = checkpoints.clone();
         let key = checkpoint::signing_key(data_dir)
             .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
-        let hooks = append::Hooks {
+        let hooks = flush::Hooks {
             indexer: handoff,
             checkpoints,
             head: head_tx,
-            key,
+            commits: commits.clone(),
         };
-        let writing =
-            append::spawn_writer(conn, jobs, commits.clone(), stats.clone(), hooks, options)?;
+        let [writing, flushing] =
+            append::spawn_writer(conn, jobs, stats.clone(), (sync, hooks), key, options)?;
         let indexing = indexer.spawn()?;
         Ok(Store {
             shared: Arc::new(Shared {
@@ -304,7 +305,7 @@ impl Store {
                 read_slots: tokio::sync::Semaphore::new(MAX_READERS),
                 commits,
                 stats,
-                threads: Threads(vec![writing, indexing, signing]),
+                threads: Threads(vec![writing, flushing, indexing, signing]),
             }),
         })
     }
@@ -518,7 +519,9 @@ impl Store {
         }
     }
 
-    /// Up to `limit` events with seq greater than `after`, in seq order.
+    /// Up to `limit` events with seq greater than `after`, in seq order, through the durable
+    /// head: a commit still waiting for its sync is not read back, so nothing that a power loss
+    /// could still take away reaches a live follower (which would then skip the seq reused).
     ///
     /// # Errors
     /// Database errors.
@@ -527,15 +530,18 @@ impl Store {
         after: Seq,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.read(move |c| query::read_from(c, after, limit)).await
+        let through = self.committed_head();
+        self.read(move |c| query::read_from(c, after, through, limit))
+            .await
     }
 
-    /// The seq of the newest committed event (0 when empty).
+    /// The seq of the newest durable event (0 when empty).
     ///
     /// # Errors
     /// Database errors.
     pub async fn head(&self) -> Result<Seq, StoreError> {
-        self.read(query::head).await
+        let durable = self.committed_head();
+        Ok(self.read(query::head).await?.min(durable))
     }
 
     /// One page of events matching `query`, newest first, with the count of matches.

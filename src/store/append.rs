@@ -1,9 +1,11 @@
 //! The single writer: a thread that drains every waiting append into one transaction (group
-//! commit), seals each event into the chain, fsyncs once, then acknowledges and publishes.
+//! commit), seals each event into the chain and commits, then hands the commit to the
+//! flusher (see `flush`), which syncs it, publishes it and acknowledges it.
 //! Rollups are updated in the same transaction; indexing for search happens after, on the
 //! indexer's thread (see `index`).
 
 use super::chain::{self, Hash32, GENESIS};
+use super::flush::{self, Committed};
 use super::risk::Scorer;
 use super::rollup;
 use super::{CommitStats, StoreError, StoreOptions};
@@ -13,7 +15,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 // Seeded per process, so keys chosen by senders cannot be made to collide.
 use foldhash::HashMap;
 use std::sync::{Arc, Mutex};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 /// What the writer thread is asked to do, in arrival order.
 pub enum Work {
@@ -94,9 +96,13 @@ struct Writer {
     jobs: mpsc::Receiver<Work>,
     /// Work taken while gathering a batch that must wait for the batch's commit.
     deferred: std::collections::VecDeque<Work>,
-    commits: broadcast::Sender<Arc<StoredEvent>>,
     stats: Arc<Mutex<CommitStats>>,
-    hooks: Hooks,
+    /// Makes each commit durable, then publishes and acknowledges it.
+    flush: flush::Handle,
+    /// How a maintenance run makes its own commits durable before it answers.
+    sync: flush::Sync,
+    /// Signs retention records.
+    key: ed25519_dalek::SigningKey,
     max_batch_events: usize,
     head_seq: u64,
     head_hash: Hash32,
@@ -107,26 +113,17 @@ struct Writer {
     id_salt: u64,
 }
 
-/// Who hears of each commit besides the subscribers: the indexer (handed the events, never
-/// waited on) and the published head seq.
-pub struct Hooks {
-    pub indexer: super::index::Handoff,
-    /// The checkpoint signer, told of each commit's head and of every seq on a boundary.
-    pub checkpoints: std::sync::mpsc::SyncSender<super::checkpoint::Position>,
-    pub head: tokio::sync::watch::Sender<u64>,
-    /// Signs retention records.
-    pub key: ed25519_dalek::SigningKey,
-}
-
-/// Recovers the chain head from `conn` and starts the writer thread.
+/// Recovers the chain head from `conn` and starts the writer thread and, behind it, the
+/// flusher (see `flush`), which makes commits durable as `sync` says and tells `hooks` of them.
+/// Returns both threads, the writer first.
 pub fn spawn_writer(
     conn: Connection,
     jobs: mpsc::Receiver<Work>,
-    commits: broadcast::Sender<Arc<StoredEvent>>,
     stats: Arc<Mutex<CommitStats>>,
-    hooks: Hooks,
+    (sync, hooks): (flush::Sync, flush::Hooks),
+    key: ed25519_dalek::SigningKey,
     options: StoreOptions,
-) -> Result<std::thread::JoinHandle<()>, StoreError> {
+) -> Result<[std::thread::JoinHandle<()>; 2], StoreError> {
     let head: Option<(u64, Vec<u8>)> = conn
         .query_row(
             "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1",
@@ -154,13 +151,15 @@ pub fn spawn_writer(
             urgent: false,
         });
     }
+    let (flush, flushing) = flush::spawn(sync.clone(), hooks)?;
     let mut writer = Writer {
         conn,
         jobs,
         deferred: std::collections::VecDeque::new(),
-        commits,
         stats,
-        hooks,
+        flush,
+        sync,
+        key,
         max_batch_events: options.max_batch_events.max(1),
         head_seq,
         head_hash,
@@ -179,9 +178,10 @@ pub fn spawn_writer(
         // A full disk must not keep the store from opening: the first append retries.
         tracing::warn!(error = %e, "could not bring the risk profiles up to date");
     }
-    Ok(std::thread::Builder::new()
+    let writing = std::thread::Builder::new()
         .name("trailwatch-writer".into())
-        .spawn(move || writer.run())?)
+        .spawn(move || writer.run())?;
+    Ok([writing, flushing])
 }
 
 impl Writer {
@@ -201,7 +201,11 @@ impl Writer {
                     now_ms,
                     reply,
                 } => {
-                    let _ = reply.send(self.prune(&policy, now_ms));
+                    // Answered once durable, as appends are: its records are signed.
+                    let pruned = self
+                        .prune(&policy, now_ms)
+                        .and_then(|p| self.sync.sync().map(|()| p).map_err(StoreError::Io));
+                    let _ = reply.send(pruned);
                 }
                 Work::Erase { subject, reply } => {
                     let _ = reply.send(self.erase(&subject));
@@ -255,7 +259,7 @@ impl Writer {
         loop {
             let tx = self.conn.transaction().map_err(StoreError::from_sqlite)?;
             let chunk =
-                super::retention::prune_chunk(&tx, &self.hooks.key, policy, now_ms, self.head_seq)?;
+                super::retention::prune_chunk(&tx, &self.key, policy, now_ms, self.head_seq)?;
             tx.commit().map_err(StoreError::from_sqlite)?;
             if chunk.events == 0 {
                 break;
@@ -331,28 +335,6 @@ impl Writer {
         })
     }
 
-    /// Tells the checkpoint signer of the seqs on a boundary in `sealed` and of the new head.
-    /// A full queue drops a position: the signer is stuck, and the next one supersedes it.
-    fn report_checkpoints(&self, sealed: &[Arc<StoredEvent>]) {
-        use super::checkpoint::{Position, EVERY_EVENTS};
-        for e in sealed.iter().filter(|e| e.seq.0 % EVERY_EVENTS == 0) {
-            if let Ok(Ok(hash)) = hex::decode(&e.hash).map(<[u8; 32]>::try_from) {
-                let _ = self.hooks.checkpoints.try_send(Position {
-                    seq: e.seq.0,
-                    hash,
-                    urgent: false,
-                });
-            }
-        }
-        if self.head_seq % EVERY_EVENTS != 0 {
-            let _ = self.hooks.checkpoints.try_send(Position {
-                seq: self.head_seq,
-                hash: self.head_hash,
-                urgent: false,
-            });
-        }
-    }
-
     /// Warms the risk scorer from what is stored and writes every profile it holds changed,
     /// in a transaction of its own.
     fn settle(&mut self) -> Result<(), StoreError> {
@@ -383,11 +365,17 @@ impl Writer {
                 (j.events, j.reply)
             })
             .unzip();
+        if self.flush.failed() {
+            for reply in replies {
+                let _ = reply.send(Err(StoreError::Io(std::io::Error::other(
+                    "an earlier sync to disk failed; nothing is accepted until the server \
+                     restarts, and nothing of this request was stored",
+                ))));
+            }
+            return;
+        }
         match self.commit(events, &cursors) {
             Ok(sealed) => {
-                self.hooks.head.send_replace(self.head_seq);
-                self.hooks.indexer.committed(&sealed);
-                self.report_checkpoints(&sealed);
                 let mut receipts = Vec::with_capacity(sizes.len());
                 let mut at = 0;
                 for &n in &sizes {
@@ -399,18 +387,23 @@ impl Writer {
                         last_seq: Seq(first.0 + (n as u64).saturating_sub(1)),
                     });
                 }
-                for event in sealed {
-                    // No subscriber is not an error: the events are stored.
-                    let _ = self.commits.send(event);
-                }
                 if let Ok(mut stats) = self.stats.lock() {
                     stats.commits += 1;
                     stats.appends += sizes.len() as u64;
                     stats.events += sizes.iter().sum::<usize>() as u64;
                     stats.full = false;
                 }
-                for (reply, receipt) in replies.into_iter().zip(receipts) {
-                    let _ = reply.send(Ok(receipt));
+                let committed = Committed {
+                    sealed,
+                    head: (self.head_seq, self.head_hash),
+                    replies: replies.into_iter().zip(receipts).collect(),
+                };
+                if let Err(lost) = self.flush.send(committed) {
+                    // Only when the store is being torn down mid-commit.
+                    tracing::error!("the flusher has stopped; a commit is unacknowledged");
+                    for (reply, _) in lost.replies {
+                        let _ = reply.send(Err(StoreError::Closed));
+                    }
                 }
             }
             Err(e) => {

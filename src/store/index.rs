@@ -242,7 +242,9 @@ fn index_chunk(
         // A gap before the handed events (or none handed): read it back.
         next => {
             let limit = next.map_or(CHUNK, |e| ((e.seq.0 - from - 1) as usize).min(CHUNK));
-            query::read_from(events, Seq(from), limit)?
+            // Unbounded above: an index past the head after a power loss is found and rebuilt
+            // by `reconcile`.
+            query::read_from(events, Seq(from), Seq(i64::MAX as u64), limit)?
                 .into_iter()
                 .map(Arc::new)
                 .collect()

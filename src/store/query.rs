@@ -118,15 +118,21 @@ pub fn head(conn: &Connection) -> Result<Seq, StoreError> {
     Ok(Seq(seq.unwrap_or(0)))
 }
 
-/// Up to `limit` events after `after`, oldest first.
+/// Up to `limit` events after `after` and through `through`, oldest first.
 pub fn read_from(
     conn: &Connection,
     after: Seq,
+    through: Seq,
     limit: usize,
 ) -> Result<Vec<StoredEvent>, StoreError> {
-    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2");
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3"
+    );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(rusqlite::params![after.0, limit as i64], event_from_row)?;
+    let rows = stmt.query_map(
+        rusqlite::params![after.0, through.0, limit as i64],
+        event_from_row,
+    )?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
