@@ -18,7 +18,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use chrono::DateTime;
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use trailwatch::export::{ExportFormat, ExportWriter};
 use trailwatch::model::{
@@ -140,6 +140,19 @@ enum Command {
         clients: Vec<usize>,
         /// The server's data directory; emptied first.
         #[arg(long, default_value = "/tmp/trailbench-memory")]
+        dir: PathBuf,
+    },
+    /// Search (five query shapes) and the dashboard's summary and insights through the
+    /// server's HTTP API, over a store of `events` spread over the last 30 days.
+    Queries {
+        /// How many events the store holds.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Runs of each request.
+        #[arg(long, default_value_t = 40)]
+        runs: usize,
+        /// Where the stores live (one per size, reused when it holds enough events).
+        #[arg(long, default_value = "/tmp/trailbench-queries")]
         dir: PathBuf,
     },
     /// The built dashboard's WASM, JS and CSS, raw and gzipped.
@@ -642,47 +655,7 @@ async fn analytics(
 ) -> Result<(), Box<dyn std::error::Error>> {
     use trailwatch::analytics::AnomalyConfig;
     use trailwatch::insights::{last_hours, Analytics};
-    std::fs::create_dir_all(&dir)?;
-    let store = Store::open(
-        &dir,
-        StoreOptions {
-            durable: false,
-            index_wait: Duration::from_secs(3600),
-            ..StoreOptions::default()
-        },
-    )?;
-    let have = store.head().await?.0;
-    let now = chrono::Utc::now().timestamp_millis();
-    let span = (days.max(1) * 24 * 3_600_000) as i64;
-    let start = now - span;
-    if have < events {
-        let words = vocabulary(3_000);
-        let mut rng = Rng(0xA11A ^ have.max(1));
-        let started = Instant::now();
-        let mut i = have;
-        while i < events {
-            let n = (events - i).min(5_000);
-            let batch: Vec<AuditEvent> = (i..i + n)
-                .map(|k| {
-                    let mut e = event(&mut rng, &words, k);
-                    let at = start + (k as i128 * span as i128 / events as i128) as i64;
-                    e.timestamp = DateTime::from_timestamp_millis(at).unwrap_or_default();
-                    e.user.id = format!("u{}", rng.skewed(users.max(1)));
-                    e
-                })
-                .collect();
-            store.append(batch).await?;
-            i += n;
-            if i % 1_000_000 == 0 {
-                eprintln!("  {i} events stored");
-            }
-        }
-        let secs = started.elapsed().as_secs_f64();
-        println!(
-            "ingest with rollups ({users} users, fsync off): {:.0} events/s",
-            (events - have) as f64 / secs
-        );
-    }
+    let store = fill_spread(&dir, events, users, days).await?;
     let rows = |table: &str| -> Result<i64, rusqlite::Error> {
         rusqlite::Connection::open(dir.join(DB_FILE))?.query_row(
             &format!("SELECT COUNT(*) FROM {table}"),
@@ -739,6 +712,59 @@ async fn analytics(
         ms(percentile(&overview, 0.95))
     );
     Ok(())
+}
+
+/// Opens the store in `dir` and, unless it already holds `events`, appends the rest: the
+/// synthetic events, their times spread evenly over the `days` days before now, their actors
+/// over `users` skewed ones.
+async fn fill_spread(
+    dir: &Path,
+    events: u64,
+    users: u64,
+    days: u64,
+) -> Result<Store, Box<dyn std::error::Error>> {
+    std::fs::create_dir_all(dir)?;
+    let store = Store::open(
+        dir,
+        StoreOptions {
+            durable: false,
+            index_wait: Duration::from_secs(3600),
+            ..StoreOptions::default()
+        },
+    )?;
+    let have = store.head().await?.0;
+    let now = chrono::Utc::now().timestamp_millis();
+    let span = (days.max(1) * 24 * 3_600_000) as i64;
+    let start = now - span;
+    if have < events {
+        let words = vocabulary(3_000);
+        let mut rng = Rng(0xA11A ^ have.max(1));
+        let started = Instant::now();
+        let mut i = have;
+        while i < events {
+            let n = (events - i).min(5_000);
+            let batch: Vec<AuditEvent> = (i..i + n)
+                .map(|k| {
+                    let mut e = event(&mut rng, &words, k);
+                    let at = start + (k as i128 * span as i128 / events as i128) as i64;
+                    e.timestamp = DateTime::from_timestamp_millis(at).unwrap_or_default();
+                    e.user.id = format!("u{}", rng.skewed(users.max(1)));
+                    e
+                })
+                .collect();
+            store.append(batch).await?;
+            i += n;
+            if i % 1_000_000 == 0 {
+                eprintln!("  {i} events stored");
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "ingest with rollups ({users} users, fsync off): {:.0} events/s",
+            (events - have) as f64 / secs
+        );
+    }
+    Ok(store)
 }
 
 fn q(text: &str) -> EventFilter {
@@ -809,6 +835,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await
             .map_err(unsend),
         Command::Memory { clients, dir } => server::memory(dir, clients).await.map_err(unsend),
+        Command::Queries { events, runs, dir } => {
+            server::queries(dir, events, runs).await.map_err(unsend)
+        }
         Command::Size { site_root } => server::size(site_root).map_err(unsend),
         Command::TailLive { lines, dir } => server::tail_live(dir, lines).await.map_err(unsend),
         Command::ServeChild {

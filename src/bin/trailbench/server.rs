@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 use trailwatch::config::ServeConfig;
-use trailwatch::model::AuditEvent;
+use trailwatch::model::{AuditEvent, Category, EventFilter, Level};
 use trailwatch::server::Server;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -81,6 +81,15 @@ impl Served {
     ) -> Result<Served, BoxError> {
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir)?;
+        Self::spawn(dir, live_queue, tail)
+    }
+
+    /// A server on the data `dir` already holds, kept as it is.
+    pub fn open(dir: &Path) -> Result<Served, BoxError> {
+        Self::spawn(dir, 4096, None)
+    }
+
+    fn spawn(dir: &Path, live_queue: usize, tail: Option<&Path>) -> Result<Served, BoxError> {
         let mut command = Command::new(std::env::current_exe()?);
         command
             .args(["serve-child", "--data-dir"])
@@ -601,4 +610,167 @@ pub fn size(site_root: PathBuf) -> Result<(), BoxError> {
         .into());
     }
     Ok(())
+}
+
+/// Search and the dashboard's summary and insights through the server's HTTP API, over a
+/// store of `events` (filled in-process first, then served by a child server): the time a
+/// browser waits for each, with the JSON encoding and transfer included.
+pub async fn queries(dir: PathBuf, events: u64, runs: usize) -> Result<(), BoxError> {
+    let dir = dir.join(events.to_string());
+    // The filling store is dropped (its threads joined) before the server opens the files.
+    drop(
+        super::fill_spread(&dir, events, 5_000, 30)
+            .await
+            .map_err(|e| e.to_string())?,
+    );
+    let served = Served::open(&dir)?;
+    let client = reqwest::Client::new();
+    let words = vocabulary(3_000);
+    let now = chrono::Utc::now();
+    let text = |q: &str| EventFilter {
+        q: Some(q.to_string()),
+        ..EventFilter::default()
+    };
+    // Issue 7's five shapes; the words are common (first), mid-frequency and rare (last).
+    let cases: Vec<(&str, EventFilter)> = vec![
+        ("full text (common word)", text(&words[0])),
+        (
+            "field filter (level, category)",
+            EventFilter {
+                level: vec![Level::Error],
+                category: vec![Category::Security],
+                ..EventFilter::default()
+            },
+        ),
+        (
+            "full text + field filter",
+            EventFilter {
+                level: vec![Level::Error],
+                ..text(&words[300])
+            },
+        ),
+        (
+            "time range (one day, mid-month)",
+            EventFilter {
+                start_date: Some(now - chrono::Duration::days(16)),
+                end_date: Some(now - chrono::Duration::days(15)),
+                ..EventFilter::default()
+            },
+        ),
+        ("rare term", text(&words[2_900])),
+        (
+            "rare term, last 3 days",
+            EventFilter {
+                start_date: Some(now - chrono::Duration::days(3)),
+                ..text(&words[2_900])
+            },
+        ),
+    ];
+    // The dashboard's explorer (its server function: a count capped at 10,000 or 25 ms), then
+    // the REST API, whose `total` is exact as the predecessor's was.
+    for rest in [false, true] {
+        println!(
+            "\n{events} events; first page over HTTP, {}, {runs} runs each:",
+            match rest {
+                false => "POST /api/fn/events (the explorer: 100 rows, count capped)",
+                true => "GET /api/v1/events?limit=100 (exact total)",
+            }
+        );
+        println!("| query | total | p50 ms | p95 ms | max ms |");
+        println!("|---|---:|---:|---:|---:|");
+        for (name, filter) in &cases {
+            let request = || match rest {
+                false => client
+                    .post(served.url("/api/fn/events"))
+                    .json(&serde_json::json!({ "filter": filter, "cursor": null })),
+                true => client
+                    .get(served.url(&format!("/api/v1/events?limit=100&{}", rest_params(filter)))),
+            };
+            let mut times = Vec::with_capacity(runs);
+            let mut total = String::new();
+            for _ in 0..runs {
+                let t = Instant::now();
+                let response = request().bearer_auth(TOKEN).send().await?;
+                let status = response.status();
+                let body: serde_json::Value = response.json().await?;
+                times.push(t.elapsed());
+                if !status.is_success() {
+                    return Err(format!("{name}: {status} {body}").into());
+                }
+                let plus = match body["totalIsLowerBound"].as_bool() {
+                    Some(true) => "+",
+                    _ => "",
+                };
+                total = format!("{}{plus}", body["total"]);
+            }
+            times.sort();
+            println!(
+                "| {name} | {total} | {} | {} | {} |",
+                ms(percentile(&times, 0.5)),
+                ms(percentile(&times, 0.95)),
+                ms(percentile(&times, 1.0))
+            );
+        }
+    }
+    let mut summary = Vec::with_capacity(runs);
+    let mut both = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        for path in ["/api/dashboard/summary", "/api/dashboard/insights"] {
+            let response = client
+                .get(served.url(path))
+                .bearer_auth(TOKEN)
+                .send()
+                .await?;
+            let status = response.status();
+            let body = response.bytes().await?;
+            if !status.is_success() {
+                return Err(format!("{path}: {status}").into());
+            }
+            if path.ends_with("summary") {
+                summary.push(t.elapsed());
+            }
+            drop(body);
+        }
+        both.push(t.elapsed());
+    }
+    summary.sort();
+    both.sort();
+    println!(
+        "summary: p50 {} ms, p95 {} ms; summary then insights: p50 {} ms, p95 {} ms, max {} ms",
+        ms(percentile(&summary, 0.5)),
+        ms(percentile(&summary, 0.95)),
+        ms(percentile(&both, 0.5)),
+        ms(percentile(&both, 0.95)),
+        ms(percentile(&both, 1.0))
+    );
+    Ok(())
+}
+
+/// The REST parameters of the parts of `filter` the benchmark uses.
+fn rest_params(filter: &EventFilter) -> String {
+    let date =
+        |t: &chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut params = Vec::new();
+    params.extend(filter.q.iter().map(|q| format!("q={q}")));
+    params.extend(filter.level.iter().map(|l| format!("level={}", l.as_str())));
+    params.extend(
+        filter
+            .category
+            .iter()
+            .map(|c| format!("category={}", c.as_str())),
+    );
+    params.extend(
+        filter
+            .start_date
+            .iter()
+            .map(|t| format!("start_date={}", date(t))),
+    );
+    params.extend(
+        filter
+            .end_date
+            .iter()
+            .map(|t| format!("end_date={}", date(t))),
+    );
+    params.join("&")
 }
