@@ -378,27 +378,36 @@ async fn a_stalled_client_does_not_slow_fifty_others_or_grow_the_servers_memory(
          ({settled_heap:?})"
     );
 
-    // With the stalled client still connected, the fifty are as quick as before.
-    let receivers = Receivers::start(&s, 50, head, head + PACED as u64).await;
-    let sent = paced(&s, "stalled", PACED).await;
-    let during = receivers
-        .latencies(head + 1..=head + PACED as u64, &sent)
-        .await;
+    // With the stalled client still connected, the fifty are as quick as before. Up to three
+    // rounds: a pause of the whole server (a WAL checkpoint, the debug build's allocator)
+    // lands in one round of a hundred events and can push its p99 past 2x whether or not a
+    // client is stalled (the same test failed so without it, 1 run in 6), while a stalled
+    // client that slowed the others would slow every round.
     let margin = Duration::from_millis(1);
-    for p in [0.5, 0.99] {
-        let (before, now) = (percentile(&baseline, p), percentile(&during, p));
-        assert!(
-            now <= before * 2 + margin,
-            "p{}: {now:?} with a stalled client against {before:?} without",
-            p * 100.0
-        );
+    let within = |(before, now): &(Duration, Duration)| *now <= *before * 2 + margin;
+    let mut rounds: Vec<[(Duration, Duration); 2]> = Vec::new();
+    let mut quick = false;
+    while !quick && rounds.len() < 3 {
+        let receivers = Receivers::start(&s, 50, head, head + PACED as u64).await;
+        let sent = paced(&s, &format!("stalled{}", rounds.len()), PACED).await;
+        let during = receivers
+            .latencies(head + 1..=head + PACED as u64, &sent)
+            .await;
+        head += PACED as u64;
+        let round = [0.5, 0.99].map(|p| (percentile(&baseline, p), percentile(&during, p)));
+        quick = round.iter().all(within);
+        rounds.push(round);
     }
+    assert!(
+        quick,
+        "with a stalled client, (baseline, now) at p50 and p99 in each round: {rounds:?}"
+    );
 
     // The stalled client was kept, not dropped: reading now, it is told it lagged and then
     // gets everything, in order, from the store.
     let mut seqs = Vec::new();
     let mut lagged = false;
-    while seqs.last() != Some(&(head + PACED as u64)) {
+    while seqs.last() != Some(&head) {
         let m = stalled.next_json().await;
         match m["type"].as_str() {
             Some("event") => seqs.push(m["event"]["seq"].as_u64().unwrap()),
@@ -408,7 +417,7 @@ async fn a_stalled_client_does_not_slow_fifty_others_or_grow_the_servers_memory(
     }
     assert!(lagged);
     // It had the warm-up's last 100 events before `ready`; everything after, once each.
-    let expected: Vec<u64> = (PACED as u64 + 1501..=head + PACED as u64).collect();
+    let expected: Vec<u64> = (PACED as u64 + 1501..=head).collect();
     assert!(
         seqs == expected,
         "the stalled client got {} events from {:?} to {:?}, not {} from {} on",

