@@ -336,26 +336,14 @@ async fn explorer(
     };
     let store = Store::open(&dir, options)?;
     let words = vocabulary(3_000);
-    let have = store.head().await?.0;
-    if have < events {
-        let mut rng = Rng(0x5EED_u64 ^ have.max(1));
-        let started = Instant::now();
-        let mut i = have;
-        while i < events {
-            let n = (events - i).min(5_000);
-            let batch: Vec<AuditEvent> = (i..i + n).map(|k| event(&mut rng, &words, k)).collect();
-            store.append(batch).await?;
-            i += n;
-            if i % 200_000 == 0 {
-                eprintln!("  {i} events stored");
-            }
-        }
-        let secs = started.elapsed().as_secs_f64();
-        println!(
-            "ingest (store only, full-text index included, fsync off): {:.0} events/s",
-            (events - have) as f64 / secs
-        );
-    }
+    fill_to(
+        &store,
+        events,
+        0x5EED,
+        "store only, full-text index included, fsync off",
+        event,
+    )
+    .await?;
     println!("store holds {} events", store.head().await?.0);
 
     // The first word is common, the second mid-frequency, the third rare.
@@ -732,39 +720,53 @@ async fn fill_spread(
             ..StoreOptions::default()
         },
     )?;
-    let have = store.head().await?.0;
     let now = chrono::Utc::now().timestamp_millis();
     let span = (days.max(1) * 24 * 3_600_000) as i64;
     let start = now - span;
-    if have < events {
-        let words = vocabulary(3_000);
-        let mut rng = Rng(0xA11A ^ have.max(1));
-        let started = Instant::now();
-        let mut i = have;
-        while i < events {
-            let n = (events - i).min(5_000);
-            let batch: Vec<AuditEvent> = (i..i + n)
-                .map(|k| {
-                    let mut e = event(&mut rng, &words, k);
-                    let at = start + (k as i128 * span as i128 / events as i128) as i64;
-                    e.timestamp = DateTime::from_timestamp_millis(at).unwrap_or_default();
-                    e.user.id = format!("u{}", rng.skewed(users.max(1)));
-                    e
-                })
-                .collect();
-            store.append(batch).await?;
-            i += n;
-            if i % 1_000_000 == 0 {
-                eprintln!("  {i} events stored");
-            }
-        }
-        let secs = started.elapsed().as_secs_f64();
-        println!(
-            "ingest with rollups ({users} users, fsync off): {:.0} events/s",
-            (events - have) as f64 / secs
-        );
-    }
+    let label = format!("with rollups, {users} users, fsync off");
+    fill_to(&store, events, 0xA11A, &label, |rng, words, k| {
+        let mut e = event(rng, words, k);
+        let at = start + (k as i128 * span as i128 / events as i128) as i64;
+        e.timestamp = DateTime::from_timestamp_millis(at).unwrap_or_default();
+        e.user.id = format!("u{}", rng.skewed(users.max(1)));
+        e
+    })
+    .await?;
     Ok(store)
+}
+
+/// Appends what `store` lacks of `events`, the `k`th made by `make` (with a generator seeded
+/// from `seed` and where the store stood), in batches of 5,000; prints the rate.
+async fn fill_to(
+    store: &Store,
+    events: u64,
+    seed: u64,
+    label: &str,
+    mut make: impl FnMut(&mut Rng, &[String], u64) -> AuditEvent,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let have = store.head().await?.0;
+    if have >= events {
+        return Ok(());
+    }
+    let words = vocabulary(3_000);
+    let mut rng = Rng(seed ^ have.max(1));
+    let started = Instant::now();
+    let mut i = have;
+    while i < events {
+        let n = (events - i).min(5_000);
+        let batch: Vec<AuditEvent> = (i..i + n).map(|k| make(&mut rng, &words, k)).collect();
+        store.append(batch).await?;
+        i += n;
+        if i % 1_000_000 == 0 {
+            eprintln!("  {i} events stored");
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "ingest ({label}): {:.0} events/s",
+        (events - have) as f64 / secs
+    );
+    Ok(())
 }
 
 fn q(text: &str) -> EventFilter {
