@@ -288,7 +288,7 @@ impl Store {
             commits: commits.clone(),
         };
         let [writing, flushing] =
-            append::spawn_writer(conn, jobs, stats.clone(), (sync, hooks), key, options)?;
+            append::spawn_writer(conn, jobs, stats.clone(), sync, hooks, key, options)?;
         let indexing = indexer.spawn()?;
         Ok(Store {
             shared: Arc::new(Shared {

@@ -120,7 +120,8 @@ pub fn spawn_writer(
     conn: Connection,
     jobs: mpsc::Receiver<Work>,
     stats: Arc<Mutex<CommitStats>>,
-    (sync, hooks): (flush::Sync, flush::Hooks),
+    sync: flush::Sync,
+    hooks: flush::Hooks,
     key: ed25519_dalek::SigningKey,
     options: StoreOptions,
 ) -> Result<[std::thread::JoinHandle<()>; 2], StoreError> {
@@ -367,10 +368,7 @@ impl Writer {
             .unzip();
         if self.flush.failed() {
             for reply in replies {
-                let _ = reply.send(Err(StoreError::Io(std::io::Error::other(
-                    "an earlier sync to disk failed; nothing is accepted until the server \
-                     restarts, and nothing of this request was stored",
-                ))));
+                let _ = reply.send(Err(flush::refused()));
             }
             return;
         }

@@ -195,6 +195,14 @@ impl Flusher {
     }
 }
 
+/// The error every append gets after a failed sync, before anything of it is stored.
+pub fn refused() -> StoreError {
+    StoreError::Io(std::io::Error::other(
+        "an earlier sync to disk failed; nothing is accepted until the server restarts, and \
+         nothing of this request was stored",
+    ))
+}
+
 /// The error an append gets when its commit may not be on disk.
 pub fn not_durable(e: &std::io::Error) -> StoreError {
     StoreError::Io(std::io::Error::other(format!(

@@ -104,13 +104,13 @@ pub fn open_writer(
     // do not linger in free space within pages or on the free list.
     conn.pragma_update(None, "secure_delete", "ON")?;
     let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
+    let wal = mode.eq_ignore_ascii_case("wal");
+    if !wal {
         tracing::warn!(%mode, "SQLite refused WAL mode; commits will be slower");
     }
     // An acknowledged event must survive power loss. In WAL mode the flusher syncs the log
     // after each commit, off the writer's thread (NORMAL keeps the file consistent until then;
     // see `flush`); otherwise SQLite syncs inside the commit (FULL).
-    let wal = mode.eq_ignore_ascii_case("wal");
     let (level, sync) = match (durable, wal) {
         (false, _) => ("OFF", super::flush::Sync::Done),
         (true, true) => ("NORMAL", super::flush::Sync::Wal(wal_path(path))),

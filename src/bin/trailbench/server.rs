@@ -684,7 +684,9 @@ pub async fn queries(dir: PathBuf, events: u64, runs: usize) -> Result<(), BoxEr
                     .post(served.url("/api/fn/events"))
                     .json(&serde_json::json!({ "filter": filter, "cursor": null })),
                 true => client
-                    .get(served.url(&format!("/api/v1/events?limit=100&{}", rest_params(filter)))),
+                    .get(served.url("/api/v1/events"))
+                    .query(&[("limit", "100")])
+                    .query(&rest_params(filter)),
             };
             let mut times = Vec::with_capacity(runs);
             let mut total = String::new();
@@ -703,13 +705,7 @@ pub async fn queries(dir: PathBuf, events: u64, runs: usize) -> Result<(), BoxEr
                 };
                 total = format!("{}{plus}", body["total"]);
             }
-            times.sort();
-            println!(
-                "| {name} | {total} | {} | {} | {} |",
-                ms(percentile(&times, 0.5)),
-                ms(percentile(&times, 0.95)),
-                ms(percentile(&times, 1.0))
-            );
+            super::search_row(name, &total, &mut times);
         }
     }
     let mut summary = Vec::with_capacity(runs);
@@ -723,14 +719,14 @@ pub async fn queries(dir: PathBuf, events: u64, runs: usize) -> Result<(), BoxEr
                 .send()
                 .await?;
             let status = response.status();
-            let body = response.bytes().await?;
+            // Read whole, as a browser would before using it.
+            response.bytes().await?;
             if !status.is_success() {
                 return Err(format!("{path}: {status}").into());
             }
             if path.ends_with("summary") {
                 summary.push(t.elapsed());
             }
-            drop(body);
         }
         both.push(t.elapsed());
     }
@@ -747,30 +743,25 @@ pub async fn queries(dir: PathBuf, events: u64, runs: usize) -> Result<(), BoxEr
     Ok(())
 }
 
-/// The REST parameters of the parts of `filter` the benchmark uses.
-fn rest_params(filter: &EventFilter) -> String {
-    let date =
-        |t: &chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let mut params = Vec::new();
-    params.extend(filter.q.iter().map(|q| format!("q={q}")));
-    params.extend(filter.level.iter().map(|l| format!("level={}", l.as_str())));
-    params.extend(
-        filter
-            .category
-            .iter()
-            .map(|c| format!("category={}", c.as_str())),
-    );
-    params.extend(
-        filter
-            .start_date
-            .iter()
-            .map(|t| format!("start_date={}", date(t))),
-    );
-    params.extend(
-        filter
-            .end_date
-            .iter()
-            .map(|t| format!("end_date={}", date(t))),
-    );
-    params.join("&")
+/// `filter` as the parameters of `GET /api/v1/events`, which its fields are named after
+/// (lists comma-separated, as the tests of the REST API send them).
+fn rest_params(filter: &EventFilter) -> Vec<(String, String)> {
+    let serde_json::Value::Object(fields) = serde_json::json!(filter) else {
+        return Vec::new();
+    };
+    fields
+        .into_iter()
+        .map(|(name, value)| {
+            let value = match value {
+                serde_json::Value::Array(items) => items
+                    .iter()
+                    .filter_map(|i| i.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            (name, value)
+        })
+        .collect()
 }
