@@ -347,6 +347,25 @@ impl FileConfig {
     }
 }
 
+/// When the server applies the retention policy by itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetentionSchedule {
+    /// From the start to the first run: long enough that a restart loop does not prune on
+    /// every start, short enough that a server restarted daily still prunes.
+    pub first: std::time::Duration,
+    /// Between runs.
+    pub every: std::time::Duration,
+}
+
+impl Default for RetentionSchedule {
+    fn default() -> Self {
+        RetentionSchedule {
+            first: std::time::Duration::from_secs(600),
+            every: std::time::Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
 /// Settings of `trailwatch serve` after merging every source.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
@@ -365,6 +384,8 @@ pub struct ServeConfig {
     pub alerts: AlertConfig,
     pub risk: RiskConfig,
     pub retention: RetentionPolicy,
+    /// When the retention job runs; fixed for users, shortened by tests.
+    pub retention_schedule: RetentionSchedule,
     /// Log files to follow (`PATH[:jsonl|text]`), checked when the server starts.
     pub tails: Vec<String>,
     pub mirror_dir: Option<PathBuf>,
@@ -397,6 +418,7 @@ impl ServeConfig {
             alerts: AlertConfig::default(),
             risk: RiskConfig::default(),
             retention: RetentionPolicy::default(),
+            retention_schedule: RetentionSchedule::default(),
             tails: Vec::new(),
             mirror_dir: None,
             personal_metadata: Vec::new(),
@@ -429,6 +451,7 @@ impl ServeConfig {
             alerts: file.alerts.unwrap_or_default(),
             risk: file.risk.unwrap_or_default(),
             retention: file.retention.unwrap_or_default(),
+            retention_schedule: d.retention_schedule,
             tails: if args.tail.is_empty() {
                 file.tail.unwrap_or_default()
             } else {

@@ -283,7 +283,7 @@ impl Server {
         settings::restore(&state)
             .await
             .map_err(|e| ServeError::Config(format!("saved settings: {e}")))?;
-        lifecycle::spawn_daily(state.clone());
+        lifecycle::spawn_daily(state.clone(), config.retention_schedule);
         tokens::watch_cli_changes(state.clone());
         let runtime = tokio::runtime::Handle::current();
         if let Some(dir) = &config.mirror_dir {

@@ -441,6 +441,51 @@ async fn cleanup_runs_the_policy_on_demand_and_is_audited() {
     assert_eq!(audit["total"], 1, "{audit}");
 }
 
+/// The scheduled run (daily in production, every 100 ms here) applies the policy by itself,
+/// as the system, and is audited like a run on demand.
+#[tokio::test]
+async fn the_scheduled_run_prunes_by_itself_and_is_audited_as_the_system() {
+    let server = TestServer::start_with(|c| {
+        c.retention.days = 90;
+        c.retention_schedule = trailwatch::config::RetentionSchedule {
+            first: std::time::Duration::ZERO,
+            every: std::time::Duration::from_millis(100),
+        };
+    })
+    .await;
+    let mut socket = server.socket("").await;
+    let old = (Utc::now() - Duration::days(100)).to_rfc3339();
+    let batch: Vec<Value> = (0..5)
+        .map(|i| json!({"action": "old.thing", "timestamp": old, "description": format!("{i}")}))
+        .chain([json!({"action": "new.thing"})])
+        .collect();
+    assert_eq!(server.post(&Value::Array(batch)).await.0, 201);
+
+    // No request asks for it: the run that removes the five is found by its record.
+    let record = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            let m = socket.next_json().await;
+            let e = &m["event"];
+            if e["action"] == "events.cleanup" && e["metadata"]["deleted"] == 5 {
+                return e.clone();
+            }
+        }
+    })
+    .await
+    .expect("no scheduled run removed the expired events within 20 s");
+    assert_eq!(record["user"]["id"], "system", "{record}");
+    assert_eq!(record["outcome"], "success");
+    assert_eq!(record["metadata"]["defaultDays"], 90);
+
+    let (_, page) = server.get("/api/v1/events?action=old.thing").await;
+    assert_eq!(page["total"], 0, "{page}");
+    let (_, page) = server.get("/api/v1/events?action=new.thing").await;
+    assert_eq!(page["total"], 1, "the recent event stays: {page}");
+    let (_, report) = server.get("/api/v1/verify").await;
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["pruned"], 5);
+}
+
 #[tokio::test]
 async fn acknowledgements_are_audited() {
     let server = TestServer::start().await;

@@ -15,7 +15,6 @@ use axum::Json;
 use chrono::Utc;
 use serde::Serialize;
 use serde_json::{json, Map};
-use std::time::Duration;
 
 /// The longest period `?days=` accepts: a hundred years.
 const MAX_DAYS: u32 = 36_500;
@@ -266,14 +265,14 @@ pub(super) async fn erase_subject(
     })))
 }
 
-/// Runs the retention policy once a day (first ten minutes after the start, when the start
-/// is over), as the system.
-pub fn spawn_daily(state: AppState) {
+/// Runs the retention policy on `schedule` (once a day, first ten minutes after the start,
+/// when the start is over), as the system.
+pub fn spawn_daily(state: AppState, schedule: crate::config::RetentionSchedule) {
     tokio::spawn(async move {
-        let mut next = tokio::time::Instant::now() + Duration::from_secs(600);
+        let mut next = tokio::time::Instant::now() + schedule.first;
         loop {
             tokio::time::sleep_until(next).await;
-            next += Duration::from_secs(24 * 3600);
+            next += schedule.every;
             // Read each day: the Settings page may turn it on or off while the server runs.
             let policy = state.retention();
             if !policy.enabled {
