@@ -363,15 +363,20 @@ async fn erasure_keeps_the_chain_and_leaves_no_byte_of_the_subject_on_disk() {
     }
 }
 
-#[tokio::test]
-async fn cleanup_runs_the_policy_on_demand_and_is_audited() {
-    let server = TestServer::start().await;
+/// Posts five `old.thing` events 100 days old and one recent `new.thing`.
+async fn post_five_expired_and_one_recent(server: &TestServer) {
     let old = (Utc::now() - Duration::days(100)).to_rfc3339();
     let batch: Vec<Value> = (0..5)
         .map(|i| json!({"action": "old.thing", "timestamp": old, "description": format!("{i}")}))
         .chain([json!({"action": "new.thing"})])
         .collect();
     assert_eq!(server.post(&Value::Array(batch)).await.0, 201);
+}
+
+#[tokio::test]
+async fn cleanup_runs_the_policy_on_demand_and_is_audited() {
+    let server = TestServer::start().await;
+    post_five_expired_and_one_recent(&server).await;
 
     let bad = server
         .http
@@ -454,12 +459,7 @@ async fn the_scheduled_run_prunes_by_itself_and_is_audited_as_the_system() {
     })
     .await;
     let mut socket = server.socket("").await;
-    let old = (Utc::now() - Duration::days(100)).to_rfc3339();
-    let batch: Vec<Value> = (0..5)
-        .map(|i| json!({"action": "old.thing", "timestamp": old, "description": format!("{i}")}))
-        .chain([json!({"action": "new.thing"})])
-        .collect();
-    assert_eq!(server.post(&Value::Array(batch)).await.0, 201);
+    post_five_expired_and_one_recent(&server).await;
 
     // No request asks for it: the run that removes the five is found by its record.
     let record = tokio::time::timeout(std::time::Duration::from_secs(20), async {
