@@ -516,6 +516,29 @@ impl EventFilter {
     pub fn is_empty(&self) -> bool {
         *self == EventFilter::default()
     }
+
+    /// The filter as the parameters of `GET /api/v1/events`, which its fields are named
+    /// after: lists joined by commas, times in RFC 3339, unset fields left out. Not encoded.
+    pub fn rest_params(&self) -> Vec<(String, String)> {
+        let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(self) else {
+            return Vec::new();
+        };
+        fields
+            .into_iter()
+            .map(|(name, value)| {
+                let value = match value {
+                    serde_json::Value::Array(items) => items
+                        .iter()
+                        .filter_map(|i| i.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                (name, value)
+            })
+            .collect()
+    }
 }
 
 /// Accepts `"error"` as well as `["error", "critical"]`.

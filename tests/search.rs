@@ -119,27 +119,6 @@ async fn counting_stops_at_the_cap_and_says_so() {
     assert_eq!((exact.total, exact.total_is_lower_bound), (300, false));
 }
 
-/// `filter` as REST query parameters: lists joined by commas, times in RFC 3339.
-fn params(filter: &EventFilter) -> Vec<(String, String)> {
-    let Value::Object(map) = serde_json::to_value(filter).unwrap() else {
-        unreachable!()
-    };
-    map.into_iter()
-        .map(|(k, v)| {
-            let v = match v {
-                Value::Array(items) => items
-                    .iter()
-                    .map(|i| i.as_str().unwrap().to_string())
-                    .collect::<Vec<_>>()
-                    .join(","),
-                Value::String(s) => s,
-                other => other.to_string(),
-            };
-            (k, v)
-        })
-        .collect()
-}
-
 /// A server over a data directory filled with random events.
 async fn random_server(seed: u64, n: usize) -> (TestServer, Vec<StoredEvent>) {
     let data = tempfile::tempdir().unwrap();
@@ -180,7 +159,7 @@ async fn every_filter_combination_agrees_with_brute_force_through_rest() {
     for round in 0..120 {
         let filter = random::filter(&mut rng, events.len());
         let want = reference(&filter, &events);
-        let mut query = params(&filter);
+        let mut query = filter.rest_params();
         query.push(("limit".into(), "500".into()));
         let (status, page) = get(&s, "/api/v1/events", &query).await;
         assert_eq!(status, 200, "round {round}: {filter:?}: {page}");

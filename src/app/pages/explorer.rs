@@ -808,22 +808,10 @@ fn Results(
 
 /// `filter` as REST query parameters (`&level=error&...`), for the export links.
 fn rest_query(filter: &EventFilter) -> String {
-    let Ok(serde_json::Value::Object(map)) = serde_json::to_value(filter) else {
-        return String::new();
-    };
-    map.into_iter()
-        .map(|(k, v)| {
-            let v = match v {
-                serde_json::Value::Array(items) => items
-                    .iter()
-                    .filter_map(|i| i.as_str())
-                    .collect::<Vec<_>>()
-                    .join(","),
-                serde_json::Value::String(s) => s,
-                other => other.to_string(),
-            };
-            format!("&{k}={}", encode(&v))
-        })
+    filter
+        .rest_params()
+        .into_iter()
+        .map(|(k, v)| format!("&{k}={}", encode(&v)))
         .collect()
 }
 

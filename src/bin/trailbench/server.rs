@@ -686,7 +686,7 @@ pub async fn queries(dir: PathBuf, events: u64, runs: usize) -> Result<(), BoxEr
                 true => client
                     .get(served.url("/api/v1/events"))
                     .query(&[("limit", "100")])
-                    .query(&rest_params(filter)),
+                    .query(&filter.rest_params()),
             };
             let mut times = Vec::with_capacity(runs);
             let mut total = String::new();
@@ -741,27 +741,4 @@ pub async fn queries(dir: PathBuf, events: u64, runs: usize) -> Result<(), BoxEr
         ms(percentile(&both, 1.0))
     );
     Ok(())
-}
-
-/// `filter` as the parameters of `GET /api/v1/events`, which its fields are named after
-/// (lists comma-separated, as the tests of the REST API send them).
-fn rest_params(filter: &EventFilter) -> Vec<(String, String)> {
-    let serde_json::Value::Object(fields) = serde_json::json!(filter) else {
-        return Vec::new();
-    };
-    fields
-        .into_iter()
-        .map(|(name, value)| {
-            let value = match value {
-                serde_json::Value::Array(items) => items
-                    .iter()
-                    .filter_map(|i| i.as_str())
-                    .collect::<Vec<_>>()
-                    .join(","),
-                serde_json::Value::String(s) => s,
-                other => other.to_string(),
-            };
-            (name, value)
-        })
-        .collect()
 }
