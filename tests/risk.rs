@@ -311,3 +311,99 @@ fn drop_risk_columns(db: &Path) {
     )
     .unwrap();
 }
+
+/// The `counters` table, name by name.
+fn counter_rows(db: &Path) -> Vec<(String, i64)> {
+    let conn = Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT name, value FROM counters ORDER BY name")
+        .unwrap();
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<Vec<(String, i64)>, _>>()
+        .unwrap();
+    rows
+}
+
+#[tokio::test]
+async fn a_large_commit_sealed_beside_its_inserts_scores_and_counts_as_small_ones_do() {
+    // Failures in bursts from a few addresses, users across the clock and the map, and system
+    // events: every rule has something to judge.
+    let start = Utc
+        .with_ymd_and_hms(2026, 11, 2, 0, 0, 0)
+        .unwrap()
+        .timestamp_millis();
+    let events: Vec<AuditEvent> = (0..1_500_i64)
+        .map(|i| {
+            let outcome = match i % 9 {
+                0 | 1 => Outcome::Failure,
+                2 => Outcome::Denied,
+                _ => Outcome::Success,
+            };
+            let user = if i % 50 == 0 {
+                "system".to_string()
+            } else {
+                format!("u{}", i % 37)
+            };
+            let mut e = event(
+                start + i * 97_000,
+                &user,
+                &format!("10.0.{}.{}", i % 3, i % 5),
+                outcome,
+            );
+            e.location = Some(Location {
+                country: Some(["DE", "FR", "BR", "JP"][(i % 13 % 4) as usize].into()),
+                city: None,
+            });
+            e
+        })
+        .collect();
+    let (one, many) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let whole = Store::open(one.path(), options()).unwrap();
+    whole.append(events.clone()).await.unwrap();
+    let pieces = Store::open(many.path(), options()).unwrap();
+    for chunk in events.chunks(100) {
+        pieces.append(chunk.to_vec()).await.unwrap();
+    }
+    // One commit large enough for the second thread, fifteen sealed inline.
+    assert_eq!(whole.stats().commits, 1);
+    assert_eq!(pieces.stats().commits, 15);
+
+    let a = whole.read_from(Seq(0), 2_000).await.unwrap();
+    let b = pieces.read_from(Seq(0), 2_000).await.unwrap();
+    assert_eq!(a.len(), 1_500);
+    assert_eq!(b.len(), 1_500);
+    let mut scored = 0;
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.seq, y.seq);
+        assert_eq!(x.event.user.id, y.event.user.id, "seq {}", x.seq.0);
+        assert_eq!(x.event.risk_score, y.event.risk_score, "seq {}", x.seq.0);
+        assert_eq!(
+            x.event.risk_reasons, y.event.risk_reasons,
+            "seq {}",
+            x.seq.0
+        );
+        scored += usize::from(x.event.risk_score.unwrap_or(0) > 0);
+    }
+    assert!(scored > 100, "the rules fired on only {scored} events");
+    let report = whole.verify().await.unwrap();
+    assert!(report.ok && report.checked == 1_500, "{report:?}");
+    assert_eq!(whole.counters().await.unwrap().total, 1_500);
+    drop(whole);
+    drop(pieces);
+    // Profiles are written back on stopping; both stores learnt the same.
+    let (db_one, db_many) = (one.path().join(DB_FILE), many.path().join(DB_FILE));
+    assert_eq!(counter_rows(&db_one), counter_rows(&db_many));
+    let profiles = common::rollups::profiles_stored(&db_one);
+    assert_eq!(profiles, common::rollups::profiles_recount(&db_one));
+    assert_eq!(profiles, common::rollups::profiles_stored(&db_many));
+    let rollups = common::rollups::stored(&db_one);
+    common::rollups::assert_same(
+        "rollups",
+        &rollups,
+        &common::rollups::recount_stored(&db_one),
+    );
+    common::rollups::assert_same("rollups", &rollups, &common::rollups::stored(&db_many));
+    assert!(verify_path(&db_one, &[], None, &mut |_| {}).unwrap().ok);
+}

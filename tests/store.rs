@@ -371,20 +371,28 @@ async fn queries_filter_page_and_count() {
 
 #[tokio::test]
 async fn a_full_database_refuses_the_whole_request_and_keeps_the_chain_intact() {
+    // Small requests are sealed inline; one of 600 events is sealed on a second thread
+    // beside its inserts, which must stop both when the disk fills.
+    for (pages, size) in [(64, 50), (1_024, 600)] {
+        fills_up(pages, size).await;
+    }
+}
+
+async fn fills_up(pages: u64, size: usize) {
     let dir = tempfile::tempdir().unwrap();
     let options = StoreOptions {
-        max_pages: Some(64),
+        max_pages: Some(pages),
         ..StoreOptions::default()
     };
     let store = Store::open(dir.path(), options).unwrap();
     let mut acknowledged = 0u64;
     let full = loop {
-        let batch = (0..50).map(|i| event(i, &format!("user{i}"))).collect();
+        let batch = (0..size).map(|i| event(i, &format!("user{i}"))).collect();
         match store.append(batch).await {
             Ok(receipt) => acknowledged = receipt.last_seq.0,
             Err(e) => break e,
         }
-        assert!(acknowledged < 100_000, "64 pages never filled up");
+        assert!(acknowledged < 1_000_000, "{pages} pages never filled up");
     };
     assert!(
         matches!(full, trailwatch::store::StoreError::Full),

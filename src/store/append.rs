@@ -430,81 +430,68 @@ impl Writer {
     ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
         let received_at = now_millis();
         let received_ms = received_at.timestamp_millis();
-        let mut seq = self.head_seq;
-        let mut prev = self.head_hash;
         let mut new_salts: HashMap<String, [u8; 32]> = HashMap::default();
-        // Keyed by static names so the hot loop allocates nothing; formatted once per batch.
-        let mut counts: HashMap<(&'static str, &'static str), i64> = HashMap::default();
-        let mut actions: HashMap<String, i64> = HashMap::default();
         let total: usize = jobs.iter().map(Vec::len).sum();
         let mut sealed = Vec::with_capacity(total);
 
         let tx = self.conn.transaction().map_err(StoreError::from_sqlite)?;
-        {
+        let (seq, prev) = {
             self.risk
                 .begin(&tx, self.head_seq)
                 .map_err(StoreError::from_sqlite)?;
-            let mut insert = tx.prepare_cached(INSERT).map_err(StoreError::from_sqlite)?;
-            for Prepared {
-                mut event,
-                mut json,
-            } in jobs.into_iter().flatten()
-            {
-                seq += 1;
+            // Everything sealing reads from the database is read first, so that sealing
+            // needs none and can run beside the inserts.
+            for prepared in jobs.iter().flatten() {
+                let user = &prepared.event.user.id;
                 self.risk
-                    .observe(&tx, &mut event, received_ms)
+                    .preload(&tx, user)
                     .map_err(StoreError::from_sqlite)?;
-                let salt = salt_for(&tx, &self.salts, &mut new_salts, &event.user.id)?;
-                let pii = chain::pii_digest(&salt, &event, json.personal.as_deref());
-                let event_id = event_id(received_ms, seq, &mut self.id_salt);
-                json.risk_reasons = chain::reasons_json(&event);
-                let canon = chain::canonical_with(&event, &json, &event_id, received_ms, &pii);
-                let hash = chain::chain_hash(&prev, &canon);
-                insert_row(
-                    &mut insert,
-                    seq,
-                    &event_id,
-                    received_ms,
-                    &event,
-                    &json,
-                    &pii,
-                    &prev,
-                    &hash,
-                )
-                .map_err(StoreError::from_sqlite)?;
-                for key in [
-                    ("total", ""),
-                    ("outcome:", event.outcome.as_str()),
-                    ("level:", event.level.as_str()),
-                    ("category:", event.category.as_str()),
-                ] {
-                    *counts.entry(key).or_default() += 1;
-                }
-                match actions.get_mut(&event.action) {
-                    Some(n) => *n += 1,
-                    None => {
-                        actions.insert(event.action.clone(), 1);
-                    }
-                }
-                sealed.push(Arc::new(StoredEvent {
-                    seq: Seq(seq),
-                    event_id: EventId(event_id),
-                    received_at,
-                    hash: hex::encode(hash),
-                    event,
-                }));
-                prev = hash;
+                salt_for(&tx, &self.salts, &mut new_salts, user)?;
             }
+            let mut sealer = Sealer {
+                risk: &mut self.risk,
+                salts: &self.salts,
+                new_salts: &new_salts,
+                id_salt: &mut self.id_salt,
+                received_at,
+                received_ms,
+                seq: self.head_seq,
+                prev: self.head_hash,
+                tally: Tally::default(),
+            };
+            let mut insert = tx.prepare_cached(INSERT).map_err(StoreError::from_sqlite)?;
+            let mut store = |row: Sealed| -> Result<(), StoreError> {
+                insert_row(&mut insert, &row, received_ms).map_err(StoreError::from_sqlite)?;
+                sealed.push(row.stored);
+                Ok(())
+            };
+            let events = jobs.into_iter().flatten();
+            if total >= PIPELINE_EVENTS {
+                seal_alongside(&mut sealer, events, &mut store)?;
+            } else {
+                for prepared in events {
+                    store(sealer.seal(prepared)?)?;
+                }
+            }
+            let Sealer {
+                seq, prev, tally, ..
+            } = sealer;
             let mut upsert = tx
                 .prepare_cached(
                     "INSERT INTO counters (name, value) VALUES (?1, ?2)
                      ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
                 )
                 .map_err(StoreError::from_sqlite)?;
-            let keys = counts
+            let keys = tally
+                .counts
                 .iter()
                 .map(|((kind, name), n)| (format!("{kind}{name}"), n))
-                .chain(actions.iter().map(|(a, n)| (format!("action:{a}"), n)));
+                .chain(
+                    tally
+                        .actions
+                        .iter()
+                        .map(|(a, n)| (format!("action:{a}"), n)),
+                );
             for (key, n) in keys {
                 upsert
                     .execute(params![key, n])
@@ -523,13 +510,158 @@ impl Writer {
             for cursor in cursors {
                 super::cursor::save(&tx, cursor, received_ms).map_err(StoreError::from_sqlite)?;
             }
-        }
+            (seq, prev)
+        };
         tx.commit().map_err(StoreError::from_sqlite)?;
         self.head_seq = seq;
         self.head_hash = prev;
         self.salts.extend(new_salts);
         Ok(sealed)
     }
+}
+
+/// Commits of at least this many events are sealed on a second thread while the writer
+/// inserts the rows already sealed: sealing (risk scoring, the digests, the canonical
+/// encoding) was a third of the writer's time. Smaller commits are not worth a thread.
+const PIPELINE_EVENTS: usize = 512;
+
+/// Sealed events handed from the sealing thread to the writer at a time: enough that the
+/// two threads rarely wait on each other, few enough that the writer starts early.
+const SEAL_CHUNK: usize = 128;
+
+/// An event sealed into the chain, ready for its row.
+struct Sealed {
+    stored: Arc<StoredEvent>,
+    json: chain::JsonFields,
+    pii: Hash32,
+    prev: Hash32,
+    hash: Hash32,
+}
+
+/// What a batch adds to the running counters.
+#[derive(Default)]
+struct Tally {
+    /// Keyed by static names so the hot loop allocates nothing; formatted once per batch.
+    counts: HashMap<(&'static str, &'static str), i64>,
+    actions: HashMap<String, i64>,
+}
+
+/// The chain's state through one batch. Every salt and risk profile the batch needs is in
+/// memory before it starts, so sealing reads no database and may run on another thread.
+struct Sealer<'a> {
+    risk: &'a mut Scorer,
+    salts: &'a HashMap<String, [u8; 32]>,
+    new_salts: &'a HashMap<String, [u8; 32]>,
+    id_salt: &'a mut u64,
+    received_at: DateTime<Utc>,
+    received_ms: i64,
+    /// The last seq and hash sealed.
+    seq: u64,
+    prev: Hash32,
+    tally: Tally,
+}
+
+impl Sealer<'_> {
+    /// Scores the next event, gives it its seq and id, and links it to the chain.
+    fn seal(&mut self, prepared: Prepared) -> Result<Sealed, StoreError> {
+        let Prepared {
+            mut event,
+            mut json,
+        } = prepared;
+        self.risk
+            .observe_loaded(&mut event, self.received_ms)
+            .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
+        let user = &event.user.id;
+        let salt = self
+            .salts
+            .get(user)
+            .or_else(|| self.new_salts.get(user))
+            .ok_or_else(|| {
+                StoreError::Io(std::io::Error::other(format!(
+                    "the salt of {user:?} was not read before sealing"
+                )))
+            })?;
+        self.seq += 1;
+        let pii = chain::pii_digest(salt, &event, json.personal.as_deref());
+        let event_id = event_id(self.received_ms, self.seq, self.id_salt);
+        json.risk_reasons = chain::reasons_json(&event);
+        let canon = chain::canonical_with(&event, &json, &event_id, self.received_ms, &pii);
+        let hash = chain::chain_hash(&self.prev, &canon);
+        let counts = &mut self.tally.counts;
+        for key in [
+            ("total", ""),
+            ("outcome:", event.outcome.as_str()),
+            ("level:", event.level.as_str()),
+            ("category:", event.category.as_str()),
+        ] {
+            *counts.entry(key).or_default() += 1;
+        }
+        match self.tally.actions.get_mut(&event.action) {
+            Some(n) => *n += 1,
+            None => {
+                self.tally.actions.insert(event.action.clone(), 1);
+            }
+        }
+        let prev = std::mem::replace(&mut self.prev, hash);
+        Ok(Sealed {
+            stored: Arc::new(StoredEvent {
+                seq: Seq(self.seq),
+                event_id: EventId(event_id),
+                received_at: self.received_at,
+                hash: hex::encode(hash),
+                event,
+            }),
+            json,
+            pii,
+            prev,
+            hash,
+        })
+    }
+}
+
+/// Seals `events` in order on a second thread while `store` takes each sealed one, in the
+/// same order, on this one (which holds the transaction). The first error from either side
+/// stops both.
+fn seal_alongside(
+    sealer: &mut Sealer<'_>,
+    events: impl Iterator<Item = Prepared> + Send,
+    store: &mut impl FnMut(Sealed) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    std::thread::scope(|scope| {
+        let (chunks, sealed) = std::sync::mpsc::sync_channel(8);
+        let sealing = std::thread::Builder::new()
+            .name("trailwatch-sealer".into())
+            .spawn_scoped(scope, move || {
+                let mut chunk = Vec::with_capacity(SEAL_CHUNK);
+                for prepared in events {
+                    match sealer.seal(prepared) {
+                        Ok(row) => chunk.push(row),
+                        Err(e) => {
+                            let _ = chunks.send(Err(e));
+                            return;
+                        }
+                    }
+                    if chunk.len() == SEAL_CHUNK {
+                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(SEAL_CHUNK));
+                        if chunks.send(Ok(full)).is_err() {
+                            // The writer stopped on an error of its own.
+                            return;
+                        }
+                    }
+                }
+                if !chunk.is_empty() {
+                    let _ = chunks.send(Ok(chunk));
+                }
+            })?;
+        let stored = sealed
+            .iter()
+            .try_for_each(|chunk| chunk?.into_iter().try_for_each(&mut *store));
+        // Hung up first, so a sealer blocked on a full channel returns.
+        drop(sealed);
+        let joined = sealing.join();
+        stored?;
+        joined.map_err(|_| StoreError::Io(std::io::Error::other("the sealing thread panicked")))
+    })
 }
 
 /// A UUIDv7 for the event: its time is `ms`, then 6 bytes of `seq`, which make ids unique and
@@ -584,24 +716,26 @@ fn salt_for(
     Ok(salt)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Inserts a sealed event's row through a prepared [`INSERT`].
 fn insert_row(
     insert: &mut rusqlite::CachedStatement<'_>,
-    seq: u64,
-    event_id: &str,
+    row: &Sealed,
     received_ms: i64,
-    e: &AuditEvent,
-    json: &chain::JsonFields,
-    pii: &Hash32,
-    prev: &Hash32,
-    hash: &Hash32,
 ) -> rusqlite::Result<usize> {
+    let Sealed {
+        stored,
+        json,
+        pii,
+        prev,
+        hash,
+    } = row;
+    let e = &stored.event;
     let entity = e.entity.as_ref();
     let req = e.request.as_ref();
     let loc = e.location.as_ref();
     insert.execute(params![
-        seq,
-        event_id,
+        stored.seq.0,
+        stored.event_id.0,
         e.timestamp.timestamp_millis(),
         received_ms,
         e.level.as_str(),

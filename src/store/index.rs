@@ -118,6 +118,26 @@ CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(
 );
 ";
 
+/// The indexer's niceness: it gives way to the writer, the sealer and the request handlers
+/// when they want the CPU, and has it all when they do not.
+const NICENESS: i32 = 10;
+
+/// Lowers the calling thread's priority to [`NICENESS`]. The index is derived and may trail
+/// (a search waits for it), while every acknowledgement waits on the writer: on two cores the
+/// indexer at the same priority took the CPU the writer's pipeline needed, and in a burst of
+/// appends the index trails further and then catches up in larger, cheaper chunks
+/// (BENCHMARKS.md, "Sealing beside the inserts").
+fn yield_to_ingest() {
+    #[cfg(target_os = "linux")]
+    {
+        // On Linux a thread id names that one thread here, not its process.
+        let thread = rustix::thread::gettid();
+        if let Err(e) = rustix::process::setpriority_process(Some(thread), NICENESS) {
+            tracing::debug!(error = %e, "could not lower the indexer's priority");
+        }
+    }
+}
+
 /// Adds an event's text to the full-text index.
 const INSERT_FTS: &str = "INSERT INTO events_fts
     (rowid, t_description, t_action, t_user, t_entity, t_metadata)
@@ -305,7 +325,10 @@ impl Indexer {
     pub fn spawn(self) -> Result<std::thread::JoinHandle<()>, StoreError> {
         Ok(std::thread::Builder::new()
             .name("trailwatch-index".into())
-            .spawn(move || self.run())?)
+            .spawn(move || {
+                yield_to_ingest();
+                self.run()
+            })?)
     }
 
     fn run(self) {

@@ -437,6 +437,23 @@ fn is_bad(event: &AuditEvent) -> bool {
     event.outcome != Outcome::Success
 }
 
+/// A user's profile was not in memory when an event of theirs was scored without the
+/// database (see [`Scorer::observe_loaded`]).
+#[derive(Debug)]
+pub struct NotLoaded(pub String);
+
+impl std::fmt::Display for NotLoaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the risk profile of {:?} was not loaded before scoring",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for NotLoaded {}
+
 /// Failure times of one user or one address, in arrival order.
 type Recent = FastMap<String, VecDeque<i64>>;
 
@@ -576,14 +593,32 @@ impl Scorer {
         event: &mut AuditEvent,
         now_ms: i64,
     ) -> rusqlite::Result<()> {
+        self.preload(conn, &event.user.id)?;
+        self.observe_loaded(event, now_ms)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+    }
+
+    /// Brings `user`'s profile into memory, so that [`Scorer::observe_loaded`] can score
+    /// their events without the database (on another thread than the one that holds it).
+    pub fn preload(&mut self, conn: &Connection, user: &str) -> rusqlite::Result<()> {
+        if self.config.enabled && user != SYSTEM_ACTOR {
+            self.load(conn, user)?;
+        }
+        Ok(())
+    }
+
+    /// [`Scorer::observe`] for an event whose user was [`Scorer::preload`]ed. Counting into
+    /// a profile that was not loaded would overwrite the stored one at the next flush, so a
+    /// missing profile is an error, not a fresh start.
+    pub fn observe_loaded(&mut self, event: &mut AuditEvent, now_ms: i64) -> Result<(), NotLoaded> {
         if !self.config.enabled {
             return Ok(());
         }
         let ts = event.timestamp.timestamp_millis();
         let user = event.user.id.as_str();
         let person = user != SYSTEM_ACTOR;
-        if person {
-            self.load(conn, user)?;
+        if person && !self.profiles.contains_key(user) {
+            return Err(NotLoaded(user.to_string()));
         }
         let bad = is_bad(event);
         if bad {
@@ -620,7 +655,7 @@ impl Scorer {
         }
         if person {
             let user = event.user.id.as_str();
-            self.learn(conn, user, event.timestamp.hour(), country_of(event))?;
+            self.count(user, event.timestamp.hour(), country_of(event));
         }
         self.newest_ms = self.newest_ms.max(ts.min(now_ms));
         self.since_sweep += 1;
@@ -639,8 +674,8 @@ impl Scorer {
         Ok(())
     }
 
-    /// Counts an event of `user` at `hour` (UTC) from `country` into the user's profile and
-    /// marks it for writing.
+    /// Counts an event of `user` at `hour` (UTC) from `country` into the user's profile,
+    /// loading it first, and marks it for writing.
     fn learn(
         &mut self,
         conn: &Connection,
@@ -649,6 +684,12 @@ impl Scorer {
         country: Option<&str>,
     ) -> rusqlite::Result<()> {
         self.load(conn, user)?;
+        self.count(user, hour, country);
+        Ok(())
+    }
+
+    /// [`Scorer::learn`] for a profile already in memory.
+    fn count(&mut self, user: &str, hour: u32, country: Option<&str>) {
         if let Some(profile) = self.profiles.get_mut(user) {
             profile.hours[hour as usize % 24] += 1;
             if let Some(c) = country {
@@ -664,7 +705,6 @@ impl Scorer {
             self.dirty.insert(user.to_string());
         }
         self.unflushed += 1;
-        Ok(())
     }
 
     /// Whether events were counted into the profiles since the last flush.
