@@ -8,7 +8,8 @@ use rusqlite::Connection;
 use std::collections::BTreeSet;
 use std::path::Path;
 use trailwatch::model::{
-    Actor, AuditEvent, Category, EventFilter, Level, Outcome, RequestInfo, Seq, Source, StoredEvent,
+    Actor, AuditEvent, Category, EventFilter, EventId, Level, Outcome, RequestInfo, Seq, Source,
+    StoredEvent,
 };
 use trailwatch::store::chain::Fault;
 use trailwatch::store::{verify_path, PageRequest, Store, StoreOptions, DB_FILE, SEARCH_FILE};
@@ -894,4 +895,67 @@ async fn a_pass_from_the_head_finds_nothing_wrong_with_the_checkpoints_behind_it
     let report = store.verify_from(Seq(2_000), hash(1_999)).await.unwrap();
     let b = report.first_break.unwrap();
     assert_eq!((b.seq, b.fault), (Seq(2_000), Fault::Edited));
+}
+
+#[tokio::test]
+async fn an_event_is_found_by_its_id_through_its_seq_and_old_id_indexes_still_serve() {
+    let (dir, _) = filled(30).await;
+    // Ids are not indexed at ingest (schema 10): each leads to its event through its seq.
+    let on_ids = || -> Vec<String> {
+        raw(dir.path())
+            .prepare(
+                "SELECT i.name FROM pragma_index_list('events') AS i
+                 JOIN pragma_index_info(i.name) AS c WHERE c.name = 'event_id'",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert!(on_ids().is_empty(), "{:?}", on_ids());
+    let store = open(dir.path());
+    let all = store.read_from(Seq(0), 30).await.unwrap();
+    for e in &all {
+        let found = store.get(e.event_id.clone()).await.unwrap().unwrap();
+        assert_eq!((found.seq, &found.hash), (e.seq, &e.hash));
+    }
+    // A well-formed id of no event, and one that names a stored seq but not its event.
+    let mut forged = all[4].event_id.0.clone();
+    forged.replace_range(35.., if forged.ends_with('0') { "1" } else { "0" });
+    for missing in [
+        "0194f1c2-0000-7000-8000-000000000000",
+        "not-an-id",
+        forged.as_str(),
+    ] {
+        let got = store.get(EventId(missing.into())).await.unwrap();
+        assert!(got.is_none(), "{missing} found {got:?}");
+    }
+    drop(store);
+
+    // A database from before schema 10 keeps its UNIQUE index on ids, and through it still
+    // finds an event whose id carries no seq (ids before schema 3 were random).
+    let legacy = "6f1b0a52-3c1e-4c59-9a38-2f1d7f3c9e10";
+    let conn = raw(dir.path());
+    conn.execute("UPDATE events SET event_id = ?1 WHERE seq = 7", [legacy])
+        .unwrap();
+    drop(conn);
+    let store = open(dir.path());
+    assert!(store.get(EventId(legacy.into())).await.unwrap().is_none());
+    drop(store);
+    raw(dir.path())
+        .execute_batch("CREATE UNIQUE INDEX legacy_ids ON events (event_id)")
+        .unwrap();
+    let store = open(dir.path());
+    let found = store.get(EventId(legacy.into())).await.unwrap().unwrap();
+    assert_eq!(found.seq, Seq(7));
+    assert_eq!(
+        store
+            .get(all[9].event_id.clone())
+            .await
+            .unwrap()
+            .unwrap()
+            .seq,
+        Seq(10)
+    );
 }

@@ -680,6 +680,27 @@ fn event_id(ms: i64, seq: u64, state: &mut u64) -> String {
         .to_string()
 }
 
+/// The seqs an id made by [`event_id`] may belong to, most likely first. The id keeps 42 of
+/// the seq's low 48 bits: the UUID's version and variant overwrite bits 44 to 47 and 30 to 31.
+/// So there are four candidates, one per value of bits 30 and 31, for a store of fewer than
+/// 2^44 events. Returns none for an id that is not a UUIDv7.
+pub fn seq_candidates(id: &str) -> Vec<u64> {
+    let Ok(uuid) = uuid::Uuid::try_parse(id) else {
+        return Vec::new();
+    };
+    if uuid.get_version_num() != 7 {
+        return Vec::new();
+    }
+    let b = uuid.as_bytes();
+    let low = u64::from(b[6] & 0x0F) << 40
+        | u64::from(b[7]) << 32
+        | u64::from(b[8] & 0x3F) << 24
+        | u64::from(b[9]) << 16
+        | u64::from(b[10]) << 8
+        | u64::from(b[11]);
+    (0..4u64).map(|high| low | high << 30).collect()
+}
+
 /// The millisecond-precision current time (the chain seals milliseconds).
 fn now_millis() -> DateTime<Utc> {
     let now = Utc::now();
@@ -773,7 +794,35 @@ fn insert_row(
 
 #[cfg(test)]
 mod tests {
-    use super::event_id;
+    use super::{event_id, seq_candidates};
+
+    #[test]
+    fn an_event_id_leads_back_to_its_seq() {
+        let mut state = 0x1234_5678_9abc_def1;
+        for seq in [
+            1,
+            255,
+            (1 << 30) - 1,
+            1 << 30,
+            (3 << 30) + 7,
+            (1 << 40) + 12_345,
+            (1 << 44) - 1,
+        ] {
+            let id = event_id(1_770_000_000_000, seq, &mut state);
+            let candidates = seq_candidates(&id);
+            assert_eq!(candidates.len(), 4, "{id}");
+            assert!(
+                candidates.contains(&seq),
+                "seq {seq} from {id}: {candidates:?}"
+            );
+        }
+        // Below 2^30, where stores live for years, the first candidate is the seq.
+        let id = event_id(1_770_000_000_000, 987_654_321, &mut state);
+        assert_eq!(seq_candidates(&id)[0], 987_654_321);
+        assert!(seq_candidates("not an id").is_empty());
+        assert!(seq_candidates("6f1b0a52-3c1e-4c59-9a38-2f1d7f3c9e10").is_empty());
+        // v4
+    }
 
     #[test]
     fn event_ids_are_v7_unique_and_increasing_within_a_millisecond() {

@@ -136,8 +136,35 @@ pub fn read_from(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// The event with this id.
+/// The event with this id. Ids made since schema 3 carry their seq, so the event is found
+/// by its primary key, and no index on ids is kept up at ingest (schema 10). An id that
+/// leads to no event is looked up by value only where a UNIQUE index on ids makes that cheap:
+/// in databases created before schema 10, whose first events may have ids without a seq.
 pub fn by_id(conn: &Connection, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq = ?1 AND event_id = ?2");
+    let mut at_seq = conn.prepare_cached(&sql)?;
+    for seq in super::append::seq_candidates(&id.0) {
+        let Ok(seq) = i64::try_from(seq) else {
+            continue;
+        };
+        if let Some(found) = at_seq
+            .query_row(rusqlite::params![seq, &id.0], event_from_row)
+            .optional()?
+        {
+            return Ok(Some(found));
+        }
+    }
+    let indexed: bool = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM pragma_index_list('events') AS i
+                 JOIN pragma_index_info(i.name) AS c
+                 WHERE i.\"unique\" = 1 AND c.name = 'event_id')",
+        )?
+        .query_row([], |r| r.get(0))?;
+    if !indexed {
+        // Without the index this would read every event to find nothing.
+        return Ok(None);
+    }
     let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?1");
     Ok(conn
         .prepare_cached(&sql)?

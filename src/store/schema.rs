@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 /// The schema version this build writes; a newer database is refused rather than misread.
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -17,7 +17,9 @@ CREATE TABLE IF NOT EXISTS meta (
 
 CREATE TABLE IF NOT EXISTS events (
     seq               INTEGER PRIMARY KEY,
-    event_id          TEXT    NOT NULL UNIQUE,
+    -- Unique by construction and found through the seq it carries (schema 10); databases
+    -- created before keep the UNIQUE index they were made with (see `query::by_id`).
+    event_id          TEXT    NOT NULL,
     ts                INTEGER NOT NULL,
     received_at       INTEGER NOT NULL,
     level             TEXT    NOT NULL,
@@ -287,7 +289,9 @@ fn upgrade_to_9(conn: &Connection) -> Result<(), StoreError> {
 }
 
 /// Schema 8 added the pruned ranges and their signed records (created above, empty), and
-/// overwrites deleted content; nothing to convert.
+/// overwrites deleted content; nothing to convert. Schema 10 creates new event tables without
+/// a UNIQUE index on `event_id`; older tables keep theirs (SQLite cannot drop it in place)
+/// and lookups use it for ids that do not carry their seq.
 fn set_version(conn: &Connection) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
