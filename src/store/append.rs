@@ -1,6 +1,8 @@
 //! The single writer: a thread that drains every waiting append into one transaction (group
 //! commit), seals each event into the chain and commits, then hands the commit to the
-//! flusher (see `flush`), which syncs it, publishes it and acknowledges it.
+//! flusher (see `flush`), which syncs it, publishes it and acknowledges it. A large commit is
+//! sealed on a second thread while the writer inserts the rows already sealed (see
+//! [`seal_alongside`]).
 //! Rollups are updated in the same transaction; indexing for search happens after, on the
 //! indexer's thread (see `index`).
 
@@ -476,6 +478,13 @@ impl Writer {
             let Sealer {
                 seq, prev, tally, ..
             } = sealer;
+            // Every event given is stored, or the commit fails: receipts count on it.
+            if sealed.len() != total || seq != self.head_seq + total as u64 {
+                return Err(StoreError::Io(std::io::Error::other(format!(
+                    "sealed {} of {total} events",
+                    sealed.len()
+                ))));
+            }
             let mut upsert = tx
                 .prepare_cached(
                     "INSERT INTO counters (name, value) VALUES (?1, ?2)

@@ -489,4 +489,43 @@ mod tests {
             .unwrap();
         assert_eq!(hit, 26);
     }
+
+    /// The calling thread's niceness, as the kernel reports it (field 19 of its stat line).
+    #[cfg(target_os = "linux")]
+    fn own_niceness() -> i32 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        // The command name may hold spaces and parentheses; the fields after it do not.
+        let after_name = &stat[stat.rfind(')').unwrap() + 1..];
+        after_name
+            .split_whitespace()
+            .nth(16)
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_indexer_gives_way_to_ingest_and_only_its_own_thread_does() {
+        let process = own_niceness();
+        let (before, after) = std::thread::spawn(|| {
+            let before = own_niceness();
+            super::yield_to_ingest();
+            (before, own_niceness())
+        })
+        .join()
+        .unwrap();
+        assert_eq!(before, process);
+        if process < super::NICENESS {
+            assert_eq!(after, super::NICENESS);
+        } else {
+            // Already as nice or nicer (a run under `nice`): never raised back.
+            assert!(after >= super::NICENESS, "{after}");
+        }
+        assert_eq!(
+            own_niceness(),
+            process,
+            "the other threads keep their priority"
+        );
+    }
 }
