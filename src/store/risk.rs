@@ -584,9 +584,8 @@ impl Scorer {
         Ok(())
     }
 
-    /// Scores `event` if its sender gave no score, then counts it in the behaviour state,
-    /// whoever scored it. `now_ms` is its arrival time. With scoring off, does nothing: the
-    /// profiles then miss the events of that time.
+    /// [`Scorer::preload`], then [`Scorer::observe_loaded`]: one event at a time, for tests.
+    #[cfg(test)]
     pub fn observe(
         &mut self,
         conn: &Connection,
@@ -595,7 +594,8 @@ impl Scorer {
     ) -> rusqlite::Result<()> {
         self.preload(conn, &event.user.id)?;
         self.observe_loaded(event, now_ms)
-            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+            .expect("the profile was just loaded");
+        Ok(())
     }
 
     /// Brings `user`'s profile into memory, so that [`Scorer::observe_loaded`] can score
@@ -607,9 +607,11 @@ impl Scorer {
         Ok(())
     }
 
-    /// [`Scorer::observe`] for an event whose user was [`Scorer::preload`]ed. Counting into
-    /// a profile that was not loaded would overwrite the stored one at the next flush, so a
-    /// missing profile is an error, not a fresh start.
+    /// Scores `event` if its sender gave no score, then counts it in the behaviour state,
+    /// whoever scored it. `now_ms` is its arrival time. With scoring off, does nothing: the
+    /// profiles then miss the events of that time. The user must have been
+    /// [`Scorer::preload`]ed: counting into a profile that was not loaded would overwrite the
+    /// stored one at the next flush, so a missing profile is an error, not a fresh start.
     pub fn observe_loaded(&mut self, event: &mut AuditEvent, now_ms: i64) -> Result<(), NotLoaded> {
         if !self.config.enabled {
             return Ok(());
