@@ -1,6 +1,7 @@
 //! The real `trailwatch` binary killed with SIGKILL during concurrent ingest: after a restart
 //! every acknowledged event is present exactly once, the chain verifies (offline, with
-//! `trailwatch verify`), seq continues, and the rollups match a recount of the events.
+//! `trailwatch verify`), seq continues, and the rollups match a recount of the events. The
+//! same binary's `emit` sends to a running server, and every command answers `--help`.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 #![cfg(all(feature = "ssr", unix))]
 
@@ -261,4 +262,82 @@ fn verify_against_a_shipped_checkpoint_log_catches_a_truncation_the_local_files_
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("BROKEN at seq 901: Truncated"), "{text}");
+}
+
+/// Runs the real binary with `args` and returns its standard output; it must succeed.
+fn run_ok(args: &[&str]) -> String {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "trailwatch {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn emit_sends_one_event_to_a_running_server_and_every_command_has_help() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, url) = start(&dir.path().join("data"));
+    let target = ["--url", url.as_str(), "--token", TOKEN];
+    let mut args = vec!["emit", "--action", "file.read", "--user", "alice"];
+    args.extend(["--outcome", "denied", "--description", "tried /etc/shadow"]);
+    args.extend(target);
+    assert_eq!(run_ok(&args).trim(), "stored as seq 1");
+    let mut args = vec!["emit", "test", "Live streaming test"];
+    args.extend(target);
+    assert_eq!(run_ok(&args).trim(), "stored as seq 2");
+
+    let http = reqwest::Client::new();
+    let page = json_of(http.get(format!("{url}/api/v1/events"))).await;
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(page["total"], 2, "{page}");
+    // Newest first.
+    assert_eq!(items[0]["action"], "audit.test");
+    assert_eq!(items[0]["description"], "Live streaming test");
+    let read = &items[1];
+    assert_eq!(
+        (
+            &read["action"],
+            &read["user"]["id"],
+            &read["outcome"],
+            &read["description"],
+            &read["source"]
+        ),
+        (
+            &json!("file.read"),
+            &json!("alice"),
+            &json!("denied"),
+            &json!("tried /etc/shadow"),
+            &json!("cli")
+        )
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Every command the top-level help lists answers --help with its own usage.
+    let top = run_ok(&["--help"]);
+    let commands: Vec<&str> = top
+        .split("Commands:")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .skip(1) // the rest of the heading's line
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    for expected in ["serve", "emit", "verify", "import", "token", "user"] {
+        assert!(
+            commands.contains(&expected),
+            "{expected} not in {commands:?}"
+        );
+    }
+    for command in commands {
+        let help = run_ok(&[command, "--help"]);
+        assert!(
+            help.contains(&format!("Usage: trailwatch {command}")),
+            "{command}: {help}"
+        );
+    }
 }
