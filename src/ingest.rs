@@ -138,8 +138,9 @@ pub fn normalize(
             f.error("action", "must not be empty");
             None
         }
+        // Absent or null; a value of the wrong type has been named already.
         None => {
-            if !f.obj.contains_key("action") {
+            if f.get("action").is_none() {
                 f.error("action", "is required");
             }
             None
@@ -349,7 +350,10 @@ impl<'a> Fields<'a> {
         let (mut id, mut username) = (None, None);
         match self.get("user") {
             None => {}
-            Some(Value::String(s)) => id = Some(s.clone()),
+            Some(Value::String(_)) => {
+                id = string_in(self.obj, "user", "user", MAX_SHORT_LEN, &mut self.errors)
+                    .map(str::to_string);
+            }
             Some(Value::Object(u)) => {
                 id = id_in(u, "id", "user.id", &mut self.errors);
                 username = string_in(
@@ -719,6 +723,24 @@ mod tests {
         ] {
             assert!(f.contains(&expected), "{expected} missing from {f:?}");
         }
+    }
+
+    #[test]
+    fn a_null_action_is_missing_and_a_user_string_has_a_limit() {
+        // It once slipped through as an event with an empty action.
+        let errs = one(json!({"action": null, "userId": "u1"})).unwrap_err();
+        assert_eq!(fields(&errs), ["action"]);
+        assert_eq!(errs[0].message, "is required");
+        let long = "u".repeat(MAX_SHORT_LEN + 1);
+        let errs = one(json!({"action": "a", "user": long})).unwrap_err();
+        assert_eq!(
+            fields(&errs),
+            ["user"],
+            "a user given as text is held to the id's limit"
+        );
+        let errs = one(json!({"action": 7})).unwrap_err();
+        assert_eq!(fields(&errs), ["action"], "one error for the wrong type");
+        assert_eq!(errs[0].message, "must be a string");
     }
 
     #[test]
