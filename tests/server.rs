@@ -45,6 +45,44 @@ async fn every_answer_carries_the_browser_hardening_headers() {
 }
 
 #[tokio::test]
+async fn the_dashboards_code_goes_out_precompressed_to_browsers_that_accept_it() {
+    // `cargo leptos build --release --precompress` writes a `.br` and a `.gz` beside each
+    // file of the site; the browser must get those, not the 2 MB module.
+    let s = TestServer::start().await;
+    let pkg = s.dir.path().join("site/pkg");
+    std::fs::create_dir_all(&pkg).unwrap();
+    let module = [b"\0asm\x01\0\0\0".as_slice(), &[7u8; 4096]].concat();
+    std::fs::write(pkg.join("trailwatch.wasm"), &module).unwrap();
+    std::fs::write(pkg.join("trailwatch.wasm.br"), b"brotli bytes").unwrap();
+    std::fs::write(pkg.join("trailwatch.wasm.gz"), b"gzip bytes").unwrap();
+
+    for (accepts, encoding, body) in [
+        (
+            Some("gzip, deflate, br, zstd"),
+            Some("br"),
+            b"brotli bytes".to_vec(),
+        ),
+        (Some("gzip"), Some("gzip"), b"gzip bytes".to_vec()),
+        (None, None, module.clone()),
+    ] {
+        let mut request = s.http.get(s.url("/pkg/trailwatch.wasm"));
+        if let Some(accepts) = accepts {
+            request = request.header("Accept-Encoding", accepts);
+        }
+        let r = request.send().await.unwrap();
+        assert_eq!(r.status(), 200, "{accepts:?}");
+        let h = r.headers().clone();
+        assert_eq!(h["content-type"], "application/wasm", "{accepts:?}");
+        assert_eq!(
+            h.get("content-encoding").map(|v| v.to_str().unwrap()),
+            encoding,
+            "{accepts:?}"
+        );
+        assert_eq!(r.bytes().await.unwrap().to_vec(), body, "{accepts:?}");
+    }
+}
+
+#[tokio::test]
 async fn every_protected_route_refuses_missing_or_wrong_credentials() {
     let s = TestServer::start().await;
     for (method, path) in PROTECTED_ROUTES {

@@ -157,7 +157,7 @@ enum Command {
     },
     /// The built dashboard's WASM, JS and CSS, raw and gzipped.
     Size {
-        /// The built site (after `cargo leptos build --release`).
+        /// The built site (after `cargo leptos build --release --precompress`).
         #[arg(long, default_value = "target/site")]
         site_root: PathBuf,
     },

@@ -583,6 +583,7 @@ pub async fn memory(dir: PathBuf, counts: Vec<usize>) -> Result<(), BoxError> {
 pub fn size(site_root: PathBuf) -> Result<(), BoxError> {
     let pkg = site_root.join("pkg");
     let mut found = false;
+    let kib = |bytes: u64| format!("{:.1} KiB", bytes as f64 / 1024.0);
     for entry in std::fs::read_dir(&pkg)? {
         let path = entry?.path();
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
@@ -595,16 +596,24 @@ pub fn size(site_root: PathBuf) -> Result<(), BoxError> {
             .args(["-9", "-c"])
             .arg(&path)
             .output()?;
+        // What the server sends: the copies `--precompress` wrote, when it ran.
+        let sent = |suffix: &str| {
+            let mut copy = path.clone().into_os_string();
+            copy.push(suffix);
+            std::fs::metadata(copy).map_or("none".to_string(), |m| kib(m.len()))
+        };
         println!(
-            "{}: {:.1} KiB, gzipped {:.1} KiB",
+            "{}: {}, gzip -9 {}; sent as brotli {}, as gzip {}",
             path.display(),
-            raw as f64 / 1024.0,
-            gz.stdout.len() as f64 / 1024.0
+            kib(raw),
+            kib(gz.stdout.len() as u64),
+            sent(".br"),
+            sent(".gz"),
         );
     }
     if !found {
         return Err(format!(
-            "no built site in {}: run cargo leptos build --release",
+            "no built site in {}: run cargo leptos build --release --precompress",
             pkg.display()
         )
         .into());
