@@ -42,7 +42,7 @@ async fn run(
             status.borrow().is_broken() || last_full.is_none_or(|t| t.elapsed() >= full_every);
         if full || checked_head != Some(now_head) {
             let from = if full { (Seq(0), GENESIS) } else { through };
-            match store.verify_from(from.0, from.1).await {
+            match store.verify_from_in_background(from.0, from.1).await {
                 Ok(report) => {
                     let was_broken = status.borrow().is_broken();
                     through = publish(&status, &report, full).unwrap_or((Seq(0), GENESIS));

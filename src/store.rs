@@ -719,20 +719,45 @@ impl Store {
         after: Seq,
         prev: chain::Hash32,
     ) -> Result<VerifyReport, StoreError> {
+        self.read(self.verify_walk(after, prev)).await
+    }
+
+    /// [`Store::verify_from`] for the background check of the chain (`crate::integrity`): the
+    /// same walk, on a thread of its own at the search indexer's lower priority. It re-reads
+    /// and re-hashes every new event, as much work as sealing them was, and during a burst of
+    /// ingest it had a tenth of the CPU at the writer's priority (BENCHMARKS.md). Under load
+    /// it now finishes later instead. Its hourly walk of the whole chain no longer holds one
+    /// of the readers' slots and pooled connections that searches and exports wait for.
+    ///
+    /// # Errors
+    /// As [`Store::verify_from`].
+    pub async fn verify_from_in_background(
+        &self,
+        after: Seq,
+        prev: chain::Hash32,
+    ) -> Result<VerifyReport, StoreError> {
+        self.read_in_background(self.verify_walk(after, prev)).await
+    }
+
+    /// The walk of [`Store::verify_from`], to run on a reader connection.
+    fn verify_walk(
+        &self,
+        after: Seq,
+        prev: chain::Hash32,
+    ) -> impl FnOnce(&Connection) -> Result<VerifyReport, StoreError> + Send + 'static {
         let dir = self.data_dir().to_path_buf();
-        let checkpoints = match checkpoint::trusted(
-            &dir.join(checkpoint::LOG_FILE),
-            &dir.join(checkpoint::PUBLIC_KEY_FILE),
-            false,
-        ) {
-            Ok(c) => c,
-            Err(e) => return Ok(VerifyReport::untrusted_checkpoints(e.to_string())),
-        };
-        let key = checkpoint::read_public_key(&dir.join(checkpoint::PUBLIC_KEY_FILE)).ok();
-        self.read(move |c| {
+        move |c| {
+            let checkpoints = match checkpoint::trusted(
+                &dir.join(checkpoint::LOG_FILE),
+                &dir.join(checkpoint::PUBLIC_KEY_FILE),
+                false,
+            ) {
+                Ok(c) => c,
+                Err(e) => return Ok(VerifyReport::untrusted_checkpoints(e.to_string())),
+            };
+            let key = checkpoint::read_public_key(&dir.join(checkpoint::PUBLIC_KEY_FILE)).ok();
             verify::verify_from(c, after, prev, &checkpoints, key.as_ref(), &mut |_| {})
-        })
-        .await
+        }
     }
 
     /// The newest committed seq, followed as it moves.
@@ -825,6 +850,27 @@ impl Store {
     }
 
     /// Runs `f` on a pooled read connection on the blocking pool.
+    /// Runs `f` on a reader connection of its own, on a new thread that gives way to ingest
+    /// (see [`index::yield_to_ingest`]): for background work that may trail. A thread per
+    /// call, because a thread's priority cannot be raised again once lowered, so the pooled
+    /// threads of [`Store::read`] must not be lowered.
+    async fn read_in_background<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (path, search) = (self.shared.path.clone(), self.shared.search_path.clone());
+        let (reply, answer) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("trailwatch-verify".into())
+            .spawn(move || {
+                index::yield_to_ingest();
+                let result = schema::open_reader(&path, Some(&search)).and_then(|c| f(&c));
+                let _ = reply.send(result);
+            })?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
     async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -877,5 +923,55 @@ pub(crate) fn truncate_wal(conn: &Connection) -> Result<(), StoreError> {
         }
         // Back-off between attempts while a long read (a full chain check) finishes.
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::{parse_body, BodyFormat};
+    use crate::model::Source;
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn the_background_chain_check_gives_way_to_ingest_and_finds_what_verify_finds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let body = b"{\"action\":\"a\"}\n{\"action\":\"b\",\"userId\":\"u1\"}\n";
+        let events = parse_body(
+            body,
+            BodyFormat::Ndjson,
+            &Source::http(),
+            chrono::Utc::now(),
+        );
+        store.append(events.unwrap()).await.unwrap();
+
+        let caller = index::thread_niceness();
+        let (name, niceness) = store
+            .read_in_background(|_| {
+                let name = std::fs::read_to_string("/proc/thread-self/comm").unwrap();
+                Ok((name.trim().to_string(), index::thread_niceness()))
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            name, "trailwatch-veri",
+            "a thread of its own, named in `top`"
+        );
+        assert!(niceness >= index::NICENESS, "{niceness}");
+        assert_eq!(
+            index::thread_niceness(),
+            caller,
+            "the caller keeps its priority"
+        );
+
+        let background = store
+            .verify_from_in_background(Seq(0), chain::GENESIS)
+            .await
+            .unwrap();
+        let asked = store.verify().await.unwrap();
+        assert!(background.ok, "{background:?}");
+        assert_eq!(background, asked);
+        assert_eq!((background.checked, background.head_seq), (2, Seq(2)));
     }
 }

@@ -118,16 +118,16 @@ CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(
 );
 ";
 
-/// The indexer's niceness: it gives way to the writer, the sealer and the request handlers
+/// The niceness of the indexer (and of the background chain check): it gives way to the writer, the sealer and the request handlers
 /// when they want the CPU, and has it all when they do not.
-const NICENESS: i32 = 10;
+pub(super) const NICENESS: i32 = 10;
 
 /// Lowers the calling thread's priority to [`NICENESS`]. The index is derived and may trail
 /// (a search waits for it), while every acknowledgement waits on the writer: on two cores the
 /// indexer at the same priority took the CPU the writer's pipeline needed, and in a burst of
 /// appends the index trails further and then catches up in larger, cheaper chunks
 /// (BENCHMARKS.md, "Sealing beside the inserts").
-fn yield_to_ingest() {
+pub(super) fn yield_to_ingest() {
     #[cfg(target_os = "linux")]
     {
         // On Linux a thread id names that one thread here, not its process.
@@ -136,6 +136,19 @@ fn yield_to_ingest() {
             tracing::debug!(error = %e, "could not lower the indexer's priority");
         }
     }
+}
+
+/// The calling thread's niceness, read from `/proc` (the tests' check of [`yield_to_ingest`]).
+#[cfg(all(test, target_os = "linux"))]
+pub(super) fn thread_niceness() -> i32 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("/proc/thread-self/stat");
+    // The command name may hold spaces and parentheses; the fields after it do not.
+    let after_name = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
+    after_name
+        .split_whitespace()
+        .nth(16)
+        .and_then(|n| n.parse().ok())
+        .expect("a niceness in /proc/thread-self/stat")
 }
 
 /// Adds an event's text to the full-text index.
@@ -492,26 +505,14 @@ mod tests {
 
     /// The calling thread's niceness, as the kernel reports it (field 19 of its stat line).
     #[cfg(target_os = "linux")]
-    fn own_niceness() -> i32 {
-        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-        // The command name may hold spaces and parentheses; the fields after it do not.
-        let after_name = &stat[stat.rfind(')').unwrap() + 1..];
-        after_name
-            .split_whitespace()
-            .nth(16)
-            .unwrap()
-            .parse()
-            .unwrap()
-    }
-
     #[cfg(target_os = "linux")]
     #[test]
     fn the_indexer_gives_way_to_ingest_and_only_its_own_thread_does() {
-        let process = own_niceness();
+        let process = super::thread_niceness();
         let (before, after) = std::thread::spawn(|| {
-            let before = own_niceness();
+            let before = super::thread_niceness();
             super::yield_to_ingest();
-            (before, own_niceness())
+            (before, super::thread_niceness())
         })
         .join()
         .unwrap();
@@ -523,7 +524,7 @@ mod tests {
             assert!(after >= super::NICENESS, "{after}");
         }
         assert_eq!(
-            own_niceness(),
+            super::thread_niceness(),
             process,
             "the other threads keep their priority"
         );

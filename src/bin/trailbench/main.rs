@@ -155,6 +155,19 @@ enum Command {
         #[arg(long, default_value = "/tmp/trailbench-queries")]
         dir: PathBuf,
     },
+    /// What a request worker spends per event: parsing the realistic NDJSON bodies of `http`
+    /// into validated events, on one thread, with no server.
+    Parse {
+        /// Events parsed, in bodies of `batch`.
+        #[arg(long, default_value_t = 200_000)]
+        events: u64,
+        /// Events per NDJSON body.
+        #[arg(long, default_value_t = 1_000)]
+        batch: usize,
+        /// Passes over all the bodies; the best is reported.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// The built dashboard's WASM, JS and CSS, raw and gzipped.
     Size {
         /// The built site (after `cargo leptos build --release --precompress`).
@@ -845,6 +858,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Command::Queries { events, runs, dir } => {
             server::queries(dir, events, runs).await.map_err(unsend)
         }
+        Command::Parse {
+            events,
+            batch,
+            runs,
+        } => server::parse(events, batch, runs).map_err(unsend),
         Command::Size { site_root } => server::size(site_root).map_err(unsend),
         Command::TailLive { lines, dir } => server::tail_live(dir, lines).await.map_err(unsend),
         Command::ServeChild {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 use trailwatch::config::ServeConfig;
+use trailwatch::ingest;
 use trailwatch::model::{AuditEvent, Category, EventFilter, Level};
 use trailwatch::server::Server;
 
@@ -257,6 +258,58 @@ async fn post_all(
     Ok((total, started.elapsed()))
 }
 
+/// The NDJSON bodies scenario 1 sends: `events` realistic events in bodies of `batch`.
+fn ndjson_bodies(
+    rng: &mut Rng,
+    words: &[String],
+    now: i64,
+    events: u64,
+    batch: usize,
+) -> Result<Vec<(Vec<u8>, usize)>, BoxError> {
+    let lines: Vec<String> = (0..events)
+        .map(|i| ingest_json(&realistic(rng, words, i, now)))
+        .collect::<Result<_, _>>()?;
+    Ok(lines
+        .chunks(batch)
+        .map(|c| (c.join("\n").into_bytes(), c.len()))
+        .collect())
+}
+
+/// The request worker's share of scenario 1: [`ingest::parse_body`] over its NDJSON bodies,
+/// on this thread. The parsed events are dropped here too, as the writer would drop them.
+pub fn parse(events: u64, batch: usize, runs: usize) -> Result<(), BoxError> {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let now = chrono::Utc::now().timestamp_millis();
+    let bodies = ndjson_bodies(&mut rng, &vocabulary(3_000), now, events, batch)?;
+    let bytes: usize = bodies.iter().map(|(b, _)| b.len()).sum();
+    let source = trailwatch::model::Source::http();
+    let mut best = Duration::MAX;
+    for _ in 0..runs.max(1) {
+        let started = Instant::now();
+        let mut parsed = 0usize;
+        for (body, _) in &bodies {
+            let now = chrono::Utc::now();
+            let events = ingest::parse_body(body, ingest::BodyFormat::Ndjson, &source, now)
+                .map_err(|e| format!("{e:?}"))?;
+            parsed += events.len();
+        }
+        let took = started.elapsed();
+        if parsed as u64 != events {
+            return Err(format!("parsed {parsed} of {events} events").into());
+        }
+        best = best.min(took);
+    }
+    println!(
+        "parse {events} events ({:.0} MiB of NDJSON, {batch} per body), best of {runs}: \
+         {:.2} µs/event, {:.0} events/s, {:.0} MiB/s on one thread",
+        bytes as f64 / 1048576.0,
+        best.as_secs_f64() * 1e6 / events as f64,
+        events as f64 / best.as_secs_f64(),
+        bytes as f64 / 1048576.0 / best.as_secs_f64()
+    );
+    Ok(())
+}
+
 /// Scenario 1 (and the database's bytes per event): NDJSON batches, then single-event POSTs.
 pub async fn http_ingest(
     dir: PathBuf,
@@ -269,13 +322,7 @@ pub async fn http_ingest(
     let words = vocabulary(3_000);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let now = chrono::Utc::now().timestamp_millis();
-    let lines: Vec<String> = (0..events)
-        .map(|i| ingest_json(&realistic(&mut rng, &words, i, now)))
-        .collect::<Result<_, _>>()?;
-    let bodies: Vec<(Vec<u8>, usize)> = lines
-        .chunks(batch)
-        .map(|c| (c.join("\n").into_bytes(), c.len()))
-        .collect();
+    let bodies = ndjson_bodies(&mut rng, &words, now, events, batch)?;
     let bytes: usize = bodies.iter().map(|(b, _)| b.len()).sum();
 
     let served = Served::start(&dir, 4096)?;
