@@ -849,7 +849,6 @@ impl Store {
         (!caught_up).then_some((now, head))
     }
 
-    /// Runs `f` on a pooled read connection on the blocking pool.
     /// Runs `f` on a reader connection of its own, on a new thread that gives way to ingest
     /// (see [`index::yield_to_ingest`]): for background work that may trail. A thread per
     /// call, because a thread's priority cannot be raised again once lowered, so the pooled
@@ -871,6 +870,7 @@ impl Store {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Runs `f` on a pooled read connection on the blocking pool.
     async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
