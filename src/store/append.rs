@@ -829,8 +829,8 @@ mod tests {
         let id = event_id(1_770_000_000_000, 987_654_321, &mut state);
         assert_eq!(seq_candidates(&id)[0], 987_654_321);
         assert!(seq_candidates("not an id").is_empty());
+        // A version 4 id carries no seq.
         assert!(seq_candidates("6f1b0a52-3c1e-4c59-9a38-2f1d7f3c9e10").is_empty());
-        // v4
     }
 
     #[test]

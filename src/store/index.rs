@@ -118,8 +118,9 @@ CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(
 );
 ";
 
-/// The niceness of the indexer (and of the background chain check): it gives way to the writer, the sealer and the request handlers
-/// when they want the CPU, and has it all when they do not.
+/// The niceness of the indexer and of the background chain check: they give way to the
+/// writer, the sealer and the request handlers when those want the CPU, and have it all when
+/// they do not.
 pub(super) const NICENESS: i32 = 10;
 
 /// Lowers the calling thread's priority to [`NICENESS`]. The index is derived and may trail
@@ -133,12 +134,13 @@ pub(super) fn yield_to_ingest() {
         // On Linux a thread id names that one thread here, not its process.
         let thread = rustix::thread::gettid();
         if let Err(e) = rustix::process::setpriority_process(Some(thread), NICENESS) {
-            tracing::debug!(error = %e, "could not lower the indexer's priority");
+            tracing::debug!(error = %e, "could not lower a background thread's priority");
         }
     }
 }
 
-/// The calling thread's niceness, read from `/proc` (the tests' check of [`yield_to_ingest`]).
+/// The calling thread's niceness, as the kernel reports it (field 19 of its stat line): the
+/// tests' check of [`yield_to_ingest`].
 #[cfg(all(test, target_os = "linux"))]
 pub(super) fn thread_niceness() -> i32 {
     let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("/proc/thread-self/stat");
@@ -503,8 +505,6 @@ mod tests {
         assert_eq!(hit, 26);
     }
 
-    /// The calling thread's niceness, as the kernel reports it (field 19 of its stat line).
-    #[cfg(target_os = "linux")]
     #[cfg(target_os = "linux")]
     #[test]
     fn the_indexer_gives_way_to_ingest_and_only_its_own_thread_does() {
