@@ -109,6 +109,9 @@ enum Command {
         /// Concurrent connections sending single events.
         #[arg(long, default_value_t = 64)]
         single_connections: usize,
+        /// How the events are dated: `spread` over 30 days (a backfill) or `live` (now).
+        #[arg(long, value_enum, default_value = "spread")]
+        dated: server::Dated,
         /// The server's data directory; emptied first.
         #[arg(long, default_value = "/tmp/trailbench-http")]
         dir: PathBuf,
@@ -834,6 +837,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             batch_connections,
             singles,
             single_connections,
+            dated,
             dir,
         } => server::http_ingest(
             dir,
@@ -842,6 +846,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             batch_connections,
             singles,
             single_connections,
+            dated,
         )
         .await
         .map_err(unsend),

@@ -172,10 +172,37 @@ impl Drop for Served {
     }
 }
 
-/// Realistic events: the synthetic ones of the store benches, dated over the last 30 days
-/// with most of them in office hours on weekdays, with metadata of 0 to 12 keys.
-fn realistic(rng: &mut Rng, words: &[String], i: u64, now_ms: i64) -> AuditEvent {
+/// How scenario 1's events are dated, which decides how many pages each commit dirties: the
+/// rollups and the time index are ordered by time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Dated {
+    /// Over the last 30 days, most in office hours on weekdays: a backfill or import, where
+    /// each event of a commit lands on rollup and index pages of its own.
+    Spread,
+    /// Within the second before they were made, as events arrive from running applications.
+    Live,
+}
+
+/// Realistic events: the synthetic ones of the store benches, with metadata of 0 to 12 keys,
+/// dated as `dated` says.
+fn realistic(rng: &mut Rng, words: &[String], i: u64, now_ms: i64, dated: Dated) -> AuditEvent {
     let mut e = event(rng, words, i);
+    e.timestamp = chrono::DateTime::from_timestamp_millis(match dated {
+        Dated::Spread => spread(rng, now_ms),
+        Dated::Live => now_ms - rng.below(1_000) as i64,
+    })
+    .unwrap_or_default();
+    let mut metadata = serde_json::Map::new();
+    for k in 0..rng.below(13) {
+        let len = 1 + rng.skewed(200) as usize;
+        metadata.insert(format!("k{k}"), "v".repeat(len).into());
+    }
+    e.metadata = Some(metadata);
+    e
+}
+
+/// A time in the last 30 days, 80% in office hours, weekends keeping a tenth of their events.
+fn spread(rng: &mut Rng, now_ms: i64) -> i64 {
     let day = rng.below(30) as i64;
     let hour = if rng.below(10) < 8 {
         8 + rng.below(10) as i64
@@ -189,14 +216,7 @@ fn realistic(rng: &mut Rng, words: &[String], i: u64, now_ms: i64) -> AuditEvent
     if (weekday == 0 || weekday == 6) && rng.below(10) != 0 {
         at -= 2 * 86_400_000;
     }
-    e.timestamp = chrono::DateTime::from_timestamp_millis(at).unwrap_or_default();
-    let mut metadata = serde_json::Map::new();
-    for k in 0..rng.below(13) {
-        let len = 1 + rng.skewed(200) as usize;
-        metadata.insert(format!("k{k}"), "v".repeat(len).into());
-    }
-    e.metadata = Some(metadata);
-    e
+    at
 }
 
 /// What ingest takes: the event's JSON without the fields the server assigns.
@@ -265,9 +285,10 @@ fn ndjson_bodies(
     now: i64,
     events: u64,
     batch: usize,
+    dated: Dated,
 ) -> Result<Vec<(Vec<u8>, usize)>, BoxError> {
     let lines: Vec<String> = (0..events)
-        .map(|i| ingest_json(&realistic(rng, words, i, now)))
+        .map(|i| ingest_json(&realistic(rng, words, i, now, dated)))
         .collect::<Result<_, _>>()?;
     Ok(lines
         .chunks(batch)
@@ -280,7 +301,14 @@ fn ndjson_bodies(
 pub fn parse(events: u64, batch: usize, runs: usize) -> Result<(), BoxError> {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let now = chrono::Utc::now().timestamp_millis();
-    let bodies = ndjson_bodies(&mut rng, &vocabulary(3_000), now, events, batch)?;
+    let bodies = ndjson_bodies(
+        &mut rng,
+        &vocabulary(3_000),
+        now,
+        events,
+        batch,
+        Dated::Spread,
+    )?;
     let bytes: usize = bodies.iter().map(|(b, _)| b.len()).sum();
     let source = trailwatch::model::Source::http();
     let mut best = Duration::MAX;
@@ -318,11 +346,12 @@ pub async fn http_ingest(
     batch_connections: usize,
     singles: u64,
     single_connections: usize,
+    dated: Dated,
 ) -> Result<(), BoxError> {
     let words = vocabulary(3_000);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let now = chrono::Utc::now().timestamp_millis();
-    let bodies = ndjson_bodies(&mut rng, &words, now, events, batch)?;
+    let bodies = ndjson_bodies(&mut rng, &words, now, events, batch, dated)?;
     let bytes: usize = bodies.iter().map(|(b, _)| b.len()).sum();
 
     let served = Served::start(&dir, 4096)?;
@@ -353,7 +382,7 @@ pub async fn http_ingest(
     let singles_bodies: Vec<(Vec<u8>, usize)> = (0..singles)
         .map(|i| {
             Ok((
-                ingest_json(&realistic(&mut rng, &words, i, now))?.into_bytes(),
+                ingest_json(&realistic(&mut rng, &words, i, now, dated))?.into_bytes(),
                 1,
             ))
         })
