@@ -94,6 +94,11 @@ impl Hub {
         tokio::spawn(async move {
             loop {
                 match commits.recv().await {
+                    // No socket is open, so no one would read the frame: a socket that opens
+                    // later subscribes first and then reads from the store what came before.
+                    // Building frames nobody reads was 7% of the request workers' time during
+                    // single-event ingest (BENCHMARKS.md).
+                    Ok(_) if tx.receiver_count() == 0 => {}
                     Ok(event) => match event_frame(&event) {
                         Ok(text) => {
                             let _ = tx.send(Arc::new(Frame {

@@ -382,6 +382,18 @@ async fn a_reconnecting_client_resumes_without_gap_or_duplicate() {
 }
 
 #[tokio::test]
+async fn events_stored_while_no_socket_was_open_reach_the_first_one_without_a_gap() {
+    // With no socket open the hub builds no frames; the first socket reads those events from
+    // the store and then follows live, each once.
+    let s = TestServer::start().await;
+    s.post(&batch("unwatched", 6)).await;
+    let mut ws = s.socket("&sinceSeq=2").await;
+    assert_eq!(ws.events_until_ready().await, vec![3, 4, 5, 6]);
+    s.post(&batch("watched", 3)).await;
+    assert_eq!(ws.events(3).await, vec![7, 8, 9]);
+}
+
+#[tokio::test]
 async fn a_client_ahead_of_the_head_is_told_the_real_head_and_still_gets_new_events() {
     // The data directory was wiped while a browser still remembered seq 50.
     let s = TestServer::start().await;
