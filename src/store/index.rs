@@ -113,6 +113,7 @@ impl Handed {
         }
     }
 
+    /// Moves one handed batch into `queue`, no longer counted as waiting.
     fn add(&self, queue: &mut VecDeque<Arc<StoredEvent>>, batch: Vec<Arc<StoredEvent>>) {
         self.waiting.fetch_sub(batch.len(), Ordering::AcqRel);
         queue.extend(batch);
@@ -608,7 +609,7 @@ mod tests {
             "every event taken is counted"
         );
 
-        // A small commit is held until the deadline, then indexed with what came before it.
+        // A small commit alone is held until the deadline.
         queue.clear();
         handoff.committed(std::slice::from_ref(&event));
         let soon = Instant::now() + Duration::from_millis(30);
