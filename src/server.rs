@@ -45,9 +45,22 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-/// Everything a request handler or server function may need. Cheap to clone.
+/// Everything a request handler or server function may need. Cheap to clone: one shared
+/// reference, because each request's middleware and extractors clone it several times (as a
+/// struct of handles, the server spent about 4% more CPU per single-event POST; BENCHMARKS.md).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares.
+pub struct Shared {
     pub store: Store,
     pub hub: Hub,
     pub auth: Auth,
@@ -256,7 +269,7 @@ impl Server {
             crate::integrity::INTERVAL,
             crate::integrity::FULL_EVERY,
         );
-        let state = AppState {
+        let state = AppState(Arc::new(Shared {
             store,
             hub,
             auth,
@@ -274,7 +287,7 @@ impl Server {
                 tls.is_some(),
                 &config.frame_ancestors,
             )?),
-        };
+        }));
         let setup_code = state
             .auth
             .with_users(|c| Ok(auth::users::new_setup_code(c)?))
