@@ -850,21 +850,22 @@ impl Store {
     }
 
     /// Runs `f` on a reader connection of its own, on a new thread that gives way to ingest
-    /// (see [`index::yield_to_ingest`]): for background work that may trail. A thread per
-    /// call, because a thread's priority cannot be raised again once lowered, so the pooled
-    /// threads of [`Store::read`] must not be lowered.
+    /// (see [`index::yield_to_ingest`]): for background work over the events that may trail.
+    /// A thread per call, because a thread's priority cannot be raised again once lowered, so
+    /// the pooled threads of [`Store::read`] must not be lowered. The search index is not
+    /// attached: the chain check, its one caller, reads only the events.
     async fn read_in_background<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let (path, search) = (self.shared.path.clone(), self.shared.search_path.clone());
+        let path = self.shared.path.clone();
         let (reply, answer) = oneshot::channel();
         std::thread::Builder::new()
             .name("trailwatch-verify".into())
             .spawn(move || {
                 index::yield_to_ingest();
-                let result = schema::open_reader(&path, Some(&search)).and_then(|c| f(&c));
+                let result = schema::open_reader(&path, None).and_then(|c| f(&c));
                 let _ = reply.send(result);
             })?;
         answer.await.map_err(|_| StoreError::Closed)?
