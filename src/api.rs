@@ -27,37 +27,15 @@ pub(crate) fn authorize(
         .extensions
         .get::<crate::auth::Principal>()
         .cloned()
-        .ok_or_else(|| with_status(AppError::Unauthorized))?;
+        .ok_or(AppError::Unauthorized)?;
     match principal.allows(needed) {
         true => Ok(principal),
-        false => Err(with_status(AppError::Forbidden(format!(
+        false => Err(AppError::Forbidden(format!(
             "this needs the {} permission, which {} does not grant",
             needed.as_str(),
             principal.grant.describe()
-        )))),
+        ))),
     }
-}
-
-/// `e`, with the answer's HTTP status set to match it (server functions otherwise answer
-/// every error with 500).
-#[cfg(feature = "ssr")]
-pub(crate) fn with_status(e: AppError) -> AppError {
-    use axum::http::StatusCode;
-    let status = match &e {
-        AppError::Unauthorized | AppError::BadCredentials => StatusCode::UNAUTHORIZED,
-        AppError::Forbidden(_) => StatusCode::FORBIDDEN,
-        AppError::LockedOut(_) => StatusCode::TOO_MANY_REQUESTS,
-        AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
-        AppError::Internal | AppError::Transport(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    // Only for a call of the function itself: inside a page's render, a panel that may not
-    // load must not turn the whole page into an error.
-    let called = use_context::<axum::http::request::Parts>()
-        .is_some_and(|p| p.uri.path().starts_with("/api/fn/"));
-    if let Some(response) = use_context::<leptos_axum::ResponseOptions>().filter(|_| called) {
-        response.set_status(status);
-    }
-    e
 }
 
 /// Who is signed in, for the navigation to offer only what they may use.
@@ -209,7 +187,7 @@ pub async fn create_token(
 /// Revokes the API token named `name`; `false` when it was revoked already.
 ///
 /// # Errors
-/// [`AppError::BadRequest`] when no token has that name.
+/// [`AppError::NotFound`] when no token has that name.
 #[server(prefix = "/api/fn", endpoint = "revoke_token", input = Json)]
 pub async fn revoke_token(name: String) -> Result<bool, AppError> {
     let _ = authorize(crate::model::Permission::Admin)?;
@@ -230,6 +208,7 @@ fn token_error(e: crate::auth::tokens::TokenError) -> AppError {
             tracing::error!(error = %e, "token database failed");
             AppError::Internal
         }
+        TokenError::Unknown(name) => AppError::NotFound(format!("no token is named {name:?}")),
         other => AppError::BadRequest(other.to_string()),
     }
 }
@@ -408,20 +387,31 @@ pub async fn login(
         true => "admin".into(),
         false => name.clone(),
     };
-    let address = format!("ip:{}", acting.ip.clone().unwrap_or_default());
-    let account = format!("user:{}", acting.user);
+    // Token sign-ins are throttled apart from password accounts: five wrong passwords for a
+    // user named `admin` must not lock the break-glass token out, nor token guesses a
+    // user's password sign-in. A token is keyed by its digest, so a caller retrying one
+    // wrong token is slowed wherever it comes from, while the right token is never locked
+    // by someone else's guesses.
+    let ip = acting.ip.clone().unwrap_or_default();
+    let (address, account) = match by_token {
+        true => (
+            format!("token-ip:{ip}"),
+            format!("token:{}", crate::auth::token_digest_hex(token.trim())),
+        ),
+        false => (format!("ip:{ip}"), format!("user:{}", acting.user)),
+    };
     let guard = &state.auth.guard;
     let now = std::time::Instant::now();
     if let Some(left) = guard.locked(&address, now).or(guard.locked(&account, now)) {
         // Refused without looking at the secret: a locked-out guesser learns nothing.
-        return Err(with_status(AppError::LockedOut(left.as_secs().max(1))));
+        return Err(AppError::LockedOut(left.as_secs().max(1)));
     }
     let member = match by_token {
         true => state.auth.is_admin_token(&token).then_some(None),
         false if name.is_empty() || password.is_empty() => {
-            return Err(with_status(AppError::BadRequest(
+            return Err(AppError::BadRequest(
                 "name, password: both are needed (or an admin token)".into(),
-            )))
+            ))
         }
         false => state
             .auth
@@ -452,9 +442,13 @@ pub async fn login(
             },
         )
         .await;
+        let account_kind = match by_token {
+            true => "this token",
+            false => "this account",
+        };
         for (locked, whom) in [
             (by_address.locked_for, "this address"),
-            (by_account.locked_for, "this account"),
+            (by_account.locked_for, account_kind),
         ] {
             if let Some(locked) = locked {
                 crate::selfaudit::note(
@@ -474,7 +468,7 @@ pub async fn login(
         }
         // Each refusal answers more slowly than the last.
         tokio::time::sleep(by_address.delay.max(by_account.delay)).await;
-        return Err(with_status(AppError::BadCredentials));
+        return Err(AppError::BadCredentials);
     };
     guard.succeeded(&address);
     guard.succeeded(&account);
@@ -561,9 +555,9 @@ pub async fn complete_setup(
     use crate::server::AppState;
     let state = use_context::<AppState>().ok_or(AppError::Internal)?;
     if password != confirm {
-        return Err(with_status(AppError::BadRequest(
+        return Err(AppError::BadRequest(
             "confirm: the two passwords differ".into(),
-        )));
+        ));
     }
     users::check_password(&password).map_err(user_error)?;
     let user = NewUser {
@@ -658,7 +652,7 @@ pub async fn create_user(
 /// already.
 ///
 /// # Errors
-/// [`AppError::BadRequest`] when no user has that name.
+/// [`AppError::NotFound`] when no user has that name.
 #[server(prefix = "/api/fn", endpoint = "disable_user", input = Json)]
 pub async fn disable_user(name: String) -> Result<bool, AppError> {
     use crate::server::AppState;
@@ -704,26 +698,27 @@ pub async fn save_settings(
 #[cfg(feature = "ssr")]
 fn settings_error(e: crate::server::settings::SettingsError) -> AppError {
     use crate::server::settings::SettingsError;
-    with_status(match e {
+    match e {
         SettingsError::Invalid(message) => AppError::BadRequest(message),
         SettingsError::Auth(e) => {
             tracing::error!(error = %e, "settings failed");
             AppError::Internal
         }
-    })
+    }
 }
 
 /// A user change's failure in the dashboard's terms.
 #[cfg(feature = "ssr")]
 fn user_error(e: crate::auth::users::UserError) -> AppError {
     use crate::auth::users::UserError;
-    with_status(match e {
+    match e {
         UserError::Auth(e) => {
             tracing::error!(error = %e, "user database failed");
             AppError::Internal
         }
+        UserError::Unknown(name) => AppError::NotFound(format!("no user is named {name:?}")),
         other => AppError::BadRequest(other.to_string()),
-    })
+    }
 }
 
 /// Ends the session and clears its cookie, then redirects to the login page.

@@ -97,6 +97,12 @@ fn sha256(s: &str) -> [u8; 32] {
     Sha256::digest(s.as_bytes()).into()
 }
 
+/// A presented secret's SHA-256 in hex, to key what is kept about it (sign-in throttling)
+/// without keeping the secret.
+pub fn token_digest_hex(token: &str) -> String {
+    hex::encode(sha256(token))
+}
+
 /// Compares two digests without an early exit, so timing tells nothing about a guess.
 fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0

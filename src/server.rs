@@ -680,8 +680,9 @@ const READ_OWN_FNS: [&str; 4] = [
 /// What a request needs. Sending events needs `ingest`; changing what is stored or who may
 /// call needs `admin`; exports and the full chain walk have their own permissions; reading
 /// single events (which the `self` role may, scoped to its own) is apart from reading
-/// everything else (analytics, alerts, the chain's state, the mirror).
-pub(crate) fn needed_permission(method: &Method, path: &str) -> Permission {
+/// everything else (analytics, alerts, the chain's state, the mirror). Public so that the
+/// scope tests walk every route a role may call from this very table.
+pub fn needed_permission(method: &Method, path: &str) -> Permission {
     if path == "/api/v1/events" && method == Method::POST {
         return Permission::Ingest;
     }
@@ -726,7 +727,7 @@ pub(crate) fn needed_permission(method: &Method, path: &str) -> Permission {
 
 /// What a dashboard page needs: the overview and the alerts show everyone's activity, the
 /// token and user pages manage access; the explorer and replay show events row by row.
-fn page_permission(path: &str) -> Permission {
+pub fn page_permission(path: &str) -> Permission {
     match path.trim_end_matches('/') {
         "" | "/alerts" => Permission::ReadAll,
         "/tokens" | "/users" | "/settings" => Permission::Admin,
@@ -759,6 +760,38 @@ fn same_origin(headers: &HeaderMap) -> bool {
         .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
 }
 
+/// Gives a server function's error answer the status its [`AppError`] calls for. Leptos
+/// answers every error with 500; mapped here, in one place, every server function (and each
+/// one added later) answers a client's mistake with a 4xx, whatever its body returned.
+async fn server_fn_status(req: Request, next: Next) -> Response {
+    let called = req.uri().path().starts_with("/api/fn/");
+    let response = next.run(req).await;
+    let is_fn_error = response
+        .headers()
+        .contains_key(leptos::server_fn::error::SERVER_FN_ERROR_HEADER);
+    if !called || !is_fn_error || response.status() != StatusCode::INTERNAL_SERVER_ERROR {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    // An error body is a short JSON object; anything larger is passed on as it was.
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return ApiError::Internal.into_response();
+    };
+    if let Ok(e) = serde_json::from_slice::<crate::error::AppError>(&bytes) {
+        parts.status =
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
+/// Whether a request asks to switch protocols (a WebSocket handshake).
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
 async fn require_auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let access = classify(req.method(), req.uri().path());
     let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
@@ -766,7 +799,7 @@ async fn require_auth(State(state): State<AppState>, mut req: Request, next: Nex
         // Signing in or setting up from another site's form would sign the victim in as
         // the attacker: the public forms want our own origin too.
         if unsafe_method && !same_origin(req.headers()) {
-            return ApiError::CrossOrigin.into_response();
+            return ApiError::CrossOrigin("a state-changing request").into_response();
         }
         return next.run(req).await;
     }
@@ -793,10 +826,26 @@ async fn require_auth(State(state): State<AppState>, mut req: Request, next: Nex
         session: session.as_deref(),
         query_token: query_token.as_deref(),
     };
-    if unsafe_method && session.is_some() && bearer.is_none() && !same_origin(req.headers()) {
-        return ApiError::CrossOrigin.into_response();
+    let checked = state.auth.check(presented).await;
+    // Only the cookie rides along uninvited; a bearer header or a `?token=` was put there by
+    // whoever holds the secret. Decided by the credential that was accepted, not by what
+    // was presented: a wrong `?token=` beside the cookie falls back to the cookie.
+    if let Ok(Some(principal)) = &checked {
+        if matches!(principal.credential, auth::Credential::Session(_))
+            && !same_origin(req.headers())
+        {
+            if unsafe_method {
+                return ApiError::CrossOrigin("a state-changing request").into_response();
+            }
+            // A page on another port or a sibling subdomain (the same site, so SameSite lets
+            // the cookie through) would otherwise read the whole trail with a signed-in
+            // user's cookie over the socket: browsers never open one without `Origin`.
+            if is_upgrade(req.headers()) {
+                return ApiError::CrossOrigin("a WebSocket upgrade").into_response();
+            }
+        }
     }
-    match state.auth.check(presented).await {
+    match checked {
         Ok(Some(principal)) if access == Access::Page => {
             let needed = page_permission(req.uri().path());
             if !principal.allows(needed) {
@@ -885,8 +934,9 @@ pub enum ApiError {
         needed: Permission,
         have: crate::model::Grant,
     },
-    /// A state-changing request with the session cookie, sent from another origin.
-    CrossOrigin,
+    /// A state-changing request or a WebSocket upgrade (which it names) with the session
+    /// cookie, sent from another origin.
+    CrossOrigin(&'static str),
     /// The `self` role asked for someone else's events.
     OwnOnly,
     /// A part of the request (query, headers) over its limit.
@@ -948,10 +998,10 @@ impl IntoResponse for ApiError {
                 json!({"error": "forbidden", "needed": Permission::ReadAll,
                        "message": "the self role may see and export only the events where it is the actor"}),
             ),
-            ApiError::CrossOrigin => (
+            ApiError::CrossOrigin(what) => (
                 StatusCode::FORBIDDEN,
                 json!({"error": "cross_origin",
-                       "message": "a state-changing request with the session cookie must come from this server's own pages (Origin does not match Host)"}),
+                       "message": format!("{what} with the session cookie must come from this server's own pages (Origin does not match Host)")}),
             ),
             ApiError::Invalid(errors) => {
                 return (StatusCode::BAD_REQUEST, Json(IngestErrors { errors })).into_response();

@@ -22,6 +22,7 @@ use crate::model::{
 };
 use crate::search::{Clause, Pattern, Query, Term};
 use rusqlite::Connection;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -253,6 +254,15 @@ pub struct Store {
     shared: Arc<Shared>,
 }
 
+/// Which of a subject's events [`Store::subject_events`] gathers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Concerning {
+    /// Those where the subject is the actor.
+    Actor,
+    /// Those where the subject is the actor or the entity acted on.
+    ActorOrEntity,
+}
+
 impl Store {
     /// Opens (creating if needed) the database in `data_dir`, recovers the chain head and starts
     /// the writer thread.
@@ -468,16 +478,26 @@ impl Store {
         Ok(count)
     }
 
-    /// Every event that concerns `subject`: as the actor, or as the entity acted on; in
-    /// seq order. A full scan: subjects are looked up rarely and users have no b-tree.
+    /// Every event that concerns `subject`, in seq order: as the actor, and, with
+    /// [`Concerning::ActorOrEntity`], as the entity acted on too (those events carry whoever
+    /// acted on the subject, so only roles that may see everyone's events get them). A full
+    /// scan: subjects are looked up rarely and users have no b-tree.
     ///
     /// # Errors
     /// Database errors.
-    pub async fn subject_events(&self, subject: &str) -> Result<Vec<StoredEvent>, StoreError> {
+    pub async fn subject_events(
+        &self,
+        subject: &str,
+        concerning: Concerning,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         let subject = subject.to_string();
         self.read(move |c| {
+            let condition = match concerning {
+                Concerning::Actor => "user_id = ?1",
+                Concerning::ActorOrEntity => "user_id = ?1 OR entity_id = ?1",
+            };
             let sql = format!(
-                "SELECT {} FROM events WHERE user_id = ?1 OR entity_id = ?1 ORDER BY seq",
+                "SELECT {} FROM events WHERE {condition} ORDER BY seq",
                 query::EVENT_COLUMNS
             );
             let mut stmt = c.prepare(&sql)?;
@@ -602,6 +622,31 @@ impl Store {
     /// Database errors.
     pub async fn distinct(&self, field: DistinctField) -> Result<Vec<ValueCount>, StoreError> {
         self.read(move |c| query::distinct(c, field)).await
+    }
+
+    /// [`Store::distinct`] over the events where `owner` is the actor alone (the `self`
+    /// role's view): counted from those events, since the running totals count everyone's.
+    ///
+    /// # Errors
+    /// Database errors; [`StoreError::Indexing`] while the search index catches up.
+    pub async fn distinct_owned(
+        &self,
+        field: DistinctField,
+        owner: &str,
+    ) -> Result<Vec<ValueCount>, StoreError> {
+        let query = Query::default().owned_by(Some(owner));
+        let counts = self
+            .for_each_matching(query, BTreeMap::<String, u64>::new(), move |counts, e| {
+                let value = match field {
+                    DistinctField::Level => e.event.level.as_str(),
+                    DistinctField::Category => e.event.category.as_str(),
+                    DistinctField::Action => e.event.action.as_str(),
+                };
+                *counts.entry(value.to_string()).or_default() += 1;
+                true
+            })
+            .await?;
+        Ok(query::by_count(counts.into_iter()))
     }
 
     /// The event with this id, if stored.

@@ -511,14 +511,14 @@ async fn guessing_the_dashboard_token_raises_a_failed_login_burst_and_locks_the_
         .unwrap();
     assert!(r.headers().get("set-cookie").is_none());
     let body = r.text().await.unwrap();
-    assert!(body.contains("LockedOut"), "{body}");
+    assert!(body.contains("\"locked_out\""), "{body}");
     let (_, locks) = server.get("/api/v1/events?action=dashboard.lockout").await;
-    // The address and the account (`admin`, for the token) are both locked.
+    // The address (for token sign-ins) and the guessed token are both locked.
     assert_eq!(locks["total"], 2, "{locks}");
     assert_eq!(locks["items"][0]["level"], "critical");
     let text = locks.to_string();
     assert!(
-        text.contains("for this address") && text.contains("for this account"),
+        text.contains("for this address") && text.contains("for this token"),
         "{locks}"
     );
 }

@@ -1,4 +1,4 @@
-import { expect, signIn, test, TOKEN } from "./server";
+import { expect, feed, signIn, test, TOKEN } from "./server";
 import http from "node:http";
 import { once } from "node:events";
 import type { Page } from "@playwright/test";
@@ -107,6 +107,41 @@ test("a page on another origin cannot act with the dashboard's session", async (
   await page.goto("/");
   await expect(page).toHaveURL(/\/$/);
   await expect(page.getByRole("heading", { name: "Live activity" })).toBeVisible();
+});
+
+test("a page on another origin cannot read the trail over the socket, and the dashboard's own socket still streams", async ({ page, server }) => {
+  await server.post({ action: "secret.read", user: { id: "victim" }, description: "only for the dashboard" });
+  await signIn(page);
+  // A page on another port of the same host is the same site: the SameSite cookie rides along.
+  const evil = http.createServer((_, res) => {
+    res.setHeader("Content-Type", "text/html");
+    res.end(`<!doctype html><body><script>
+      window.__socket = new Promise((resolve) => {
+        const ws = new WebSocket("${server.url.replace("http", "ws")}/ws/audit?sinceSeq=0");
+        let got = "";
+        ws.onmessage = (m) => { got += m.data; };
+        ws.onclose = () => resolve({ opened: got.length > 0, got });
+        ws.onerror = () => {};
+      });
+    </script></body>`);
+  });
+  evil.listen(0, "127.0.0.1");
+  await once(evil, "listening");
+  const port = (evil.address() as import("node:net").AddressInfo).port;
+  try {
+    const other = await page.context().newPage();
+    await other.goto(`http://127.0.0.1:${port}/`);
+    const result = await other.evaluate(() => (window as unknown as { __socket: Promise<{ opened: boolean; got: string }> }).__socket);
+    expect(result.got).not.toContain("secret.read");
+    expect(result.opened).toBe(false);
+    await other.close();
+  } finally {
+    evil.close();
+  }
+  // The dashboard's own socket, same origin, still delivers a new event within moments.
+  await expect(page.getByRole("status", { name: "Connection: live" })).toBeVisible();
+  await server.post({ action: "after.probe", user: { id: "ops" }, description: "still streaming" });
+  await expect(feed(page)).toContainText("still streaming");
 });
 
 test("every page runs under its nonce policy without a single violation", async ({ page, server }) => {

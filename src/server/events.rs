@@ -261,13 +261,33 @@ pub(super) async fn get_event(
 }
 
 /// `GET /api/v1/events/levels`.
-pub(super) async fn levels(State(state): State<AppState>) -> Result<Response, ApiError> {
-    Ok(Json(state.store.distinct(DistinctField::Level).await?).into_response())
+pub(super) async fn levels(
+    State(state): State<AppState>,
+    Owner(owner): Owner,
+) -> Result<Response, ApiError> {
+    distinct(&state, DistinctField::Level, owner).await
 }
 
 /// `GET /api/v1/events/categories`.
-pub(super) async fn categories(State(state): State<AppState>) -> Result<Response, ApiError> {
-    Ok(Json(state.store.distinct(DistinctField::Category).await?).into_response())
+pub(super) async fn categories(
+    State(state): State<AppState>,
+    Owner(owner): Owner,
+) -> Result<Response, ApiError> {
+    distinct(&state, DistinctField::Category, owner).await
+}
+
+/// The values of `field` with their counts: over every event from the running totals, or,
+/// for the `self` role, over its own events alone.
+async fn distinct(
+    state: &AppState,
+    field: DistinctField,
+    owner: Option<String>,
+) -> Result<Response, ApiError> {
+    let counts = match owner {
+        Some(owner) => state.store.distinct_owned(field, &owner).await?,
+        None => state.store.distinct(field).await?,
+    };
+    Ok(Json(counts).into_response())
 }
 
 /// `GET /api/v1/events/actions`.

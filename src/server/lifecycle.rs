@@ -7,7 +7,7 @@
 use super::{ApiError, AppState};
 use crate::model::{Category, Level, Outcome, StoredEvent, SYSTEM_ACTOR};
 use crate::selfaudit::{self, Acting, ActingFrom, Record};
-use crate::store::{RetentionPolicy, ERASED_SUBJECT};
+use crate::store::{Concerning, RetentionPolicy, ERASED_SUBJECT};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -155,7 +155,14 @@ pub(super) async fn export_subject(
         // The `self` role may take out its own data, and no one else's.
         return Err(ApiError::OwnOnly);
     }
-    let events: Vec<StoredEvent> = state.store.subject_events(subject).await?;
+    // A `self` user's export keeps the promise of every other read path: only events where
+    // they are the actor. Events where someone acted on them carry that someone's name,
+    // address and agent; roles that may read everything get those too.
+    let concerning = match owner {
+        Some(_) => Concerning::Actor,
+        None => Concerning::ActorOrEntity,
+    };
+    let events: Vec<StoredEvent> = state.store.subject_events(subject, concerning).await?;
     let exported_at = Utc::now();
     let body = json!({
         "subject": subject,
@@ -202,7 +209,7 @@ pub(super) async fn erase_subject(
     // The names it went by, for the alert messages that quote them.
     let mut names: Vec<String> = state
         .store
-        .subject_events(&subject)
+        .subject_events(&subject, Concerning::ActorOrEntity)
         .await?
         .into_iter()
         .filter(|e| e.event.user.id == subject)

@@ -661,15 +661,20 @@ pub fn distinct(conn: &Connection, field: DistinctField) -> Result<Vec<ValueCoun
             rows.collect::<Result<_, _>>()?
         }
     };
-    let mut out: Vec<ValueCount> = rows
-        .into_iter()
-        .map(|(value, count)| ValueCount {
-            value,
-            count: count.max(0) as u64,
-        })
+    Ok(by_count(
+        rows.into_iter()
+            .map(|(value, count)| (value, count.max(0) as u64)),
+    ))
+}
+
+/// Values with their counts, most frequent first (ties by value), as [`distinct`] answers.
+pub fn by_count(counts: impl Iterator<Item = (String, u64)>) -> Vec<ValueCount> {
+    let mut out: Vec<ValueCount> = counts
+        .map(|(value, count)| ValueCount { value, count })
+        .filter(|v| v.count > 0)
         .collect();
     out.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
-    Ok(out)
+    out
 }
 
 /// The fields [`distinct`] lists.

@@ -6,7 +6,7 @@ pub mod random;
 pub mod rollups;
 
 use futures::StreamExt;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
@@ -14,6 +14,66 @@ use trailwatch::config::ServeConfig;
 use trailwatch::server::Server;
 
 pub const TOKEN: &str = "test-admin-token";
+
+pub const PASSWORD: &str = "a long enough password";
+
+/// A credential to call with: a bearer token, a session cookie, or none.
+#[derive(Clone, Debug)]
+pub enum Cred {
+    None,
+    Bearer(String),
+    Cookie(String),
+}
+
+pub async fn call(
+    s: &TestServer,
+    method: &str,
+    path: &str,
+    cred: &Cred,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = s.http.request(method.parse().unwrap(), s.url(path));
+    req = match cred {
+        Cred::None => req,
+        Cred::Bearer(t) => req.bearer_auth(t),
+        Cred::Cookie(c) => req.header("Cookie", c),
+    };
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Adds a user through the API with the admin token.
+pub async fn add_user(s: &TestServer, name: &str, role: &str, subject: Option<&str>) {
+    let (status, body) = call(
+        s,
+        "POST",
+        "/api/v1/users",
+        &Cred::Bearer(TOKEN.into()),
+        Some(json!({"name": name, "role": role, "subject": subject, "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+/// Signs in through the login server function; returns the cookie pair, or the status.
+pub async fn login(s: &TestServer, name: &str, password: &str) -> Result<String, (u16, String)> {
+    let r = s
+        .http
+        .post(s.url("/api/fn/login"))
+        .header("Accept", "application/json")
+        .form(&[("name", name), ("password", password)])
+        .send()
+        .await
+        .unwrap();
+    match r.headers().get("set-cookie") {
+        Some(c) => Ok(c.to_str().unwrap().split(';').next().unwrap().to_string()),
+        None => Err((r.status().as_u16(), r.text().await.unwrap())),
+    }
+}
 
 pub struct TestServer {
     pub addr: SocketAddr,
