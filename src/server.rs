@@ -2,6 +2,7 @@
 //! dashboard pages, static files), the authentication middleware and the serve loop.
 //! Server build only.
 
+pub mod conn;
 mod dashboard;
 mod events;
 pub mod lifecycle;
@@ -38,7 +39,6 @@ use leptos_axum::{generate_route_list, LeptosRoutes};
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -362,31 +362,14 @@ impl Server {
         let store = self.state.store.clone();
         let tailers = self.tailers;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let graceful = {
-            let mut rx = stop_rx.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        };
-        // Connect info gives self-audit events the peer's address.
-        let app = self.app.into_make_service_with_connect_info::<SocketAddr>();
-        type Serving =
-            std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>>;
+        let limits = conn::ConnLimits::of(&self.state.limiter.config());
+        type Serving = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
         let serve: Serving = match self.listener {
-            Bound::Plain(l) => Box::pin(
-                axum::serve(l, app)
-                    .with_graceful_shutdown(graceful)
-                    .into_future(),
-            ),
-            // `tap_io` gives the TLS listener axum's connect info (the peer address).
-            Bound::Tls(l) => Box::pin(
-                axum::serve(axum::serve::ListenerExt::tap_io(l, |_| {}), app)
-                    .with_graceful_shutdown(graceful)
-                    .into_future(),
-            ),
+            Bound::Plain(l) => Box::pin(conn::serve(l, self.app, limits, stop_rx)),
+            Bound::Tls(l) => Box::pin(conn::serve(l, self.app, limits, stop_rx)),
         };
         tokio::select! {
-            result = serve => result?,
+            () = serve => {},
             _ = async {
                 shutdown.await;
                 let _ = stop_tx.send(true);
@@ -478,7 +461,16 @@ pub fn router(state: AppState) -> Router {
         move || shell(options.clone())
     })
     .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+    .layer(middleware::from_fn_with_state(
+        state.clone(),
+        conn::read_body,
+    ))
     .layer(middleware::from_fn_with_state(state.clone(), require_auth))
+    .layer(middleware::from_fn(server_fn_status))
+    .layer(middleware::from_fn_with_state(
+        state.max_body_bytes,
+        conn::declared_size,
+    ))
     .layer(middleware::from_fn(request_limits))
     .layer(middleware::from_fn_with_state(
         state.headers.clone(),

@@ -277,6 +277,7 @@ async fn a_token_over_the_ingest_limit_gets_429_with_retry_after_and_it_is_recor
         c.limits = trailwatch::server::limits::LimitsConfig {
             ingest_per_second: 0.5,
             ingest_burst: 2,
+            ..Default::default()
         };
     })
     .await;

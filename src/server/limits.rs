@@ -15,6 +15,16 @@ pub struct LimitsConfig {
     pub ingest_per_second: f64,
     /// How many requests a holder may make at once after a quiet spell.
     pub ingest_burst: u32,
+    /// Seconds a client has to send a request's head, from its first byte (or from
+    /// connecting, for the first request); nginx's `client_header_timeout`.
+    pub header_timeout_secs: u64,
+    /// Seconds an idle keep-alive connection stays open; nginx's `keepalive_timeout`.
+    pub keepalive_timeout_secs: u64,
+    /// Seconds a request's body has to arrive whole before it is answered `408`.
+    pub body_timeout_secs: u64,
+    /// Open connections (WebSockets included) the server holds at once; beyond it a new
+    /// connection is answered `503` and closed.
+    pub max_connections: usize,
 }
 
 impl Default for LimitsConfig {
@@ -25,6 +35,13 @@ impl Default for LimitsConfig {
         LimitsConfig {
             ingest_per_second: 1000.0,
             ingest_burst: 2000,
+            // What nginx's users know: 60 s for a head or a body, 75 s of idle keep-alive.
+            header_timeout_secs: 60,
+            keepalive_timeout_secs: 75,
+            body_timeout_secs: 60,
+            // Well under the 20,000 files the process may open, leaving room for the
+            // databases, tailed files and webhooks.
+            max_connections: 10_000,
         }
     }
 }
@@ -40,6 +57,18 @@ impl LimitsConfig {
         }
         if self.ingest_per_second > 0.0 && self.ingest_burst == 0 {
             return Err("limits.ingest_burst must be at least 1".into());
+        }
+        for (name, secs) in [
+            ("header_timeout_secs", self.header_timeout_secs),
+            ("keepalive_timeout_secs", self.keepalive_timeout_secs),
+            ("body_timeout_secs", self.body_timeout_secs),
+        ] {
+            if !(1..=86_400).contains(&secs) {
+                return Err(format!("limits.{name} must be from 1 to 86400 seconds"));
+            }
+        }
+        if self.max_connections == 0 {
+            return Err("limits.max_connections must be at least 1".into());
         }
         Ok(())
     }
@@ -162,6 +191,7 @@ mod tests {
         let limiter = RateLimiter::new(LimitsConfig {
             ingest_per_second: 2.0,
             ingest_burst: 3,
+            ..LimitsConfig::default()
         });
         let t0 = Instant::now();
         for _ in 0..3 {
@@ -193,21 +223,36 @@ mod tests {
         let off = RateLimiter::new(LimitsConfig {
             ingest_per_second: 0.0,
             ingest_burst: 0,
+            ..LimitsConfig::default()
         });
         let now = Instant::now();
         assert!((0..10_000).all(|_| off.take("app", now).is_ok()));
         assert!(LimitsConfig {
             ingest_per_second: -1.0,
-            ingest_burst: 5
+            ingest_burst: 5,
+            ..LimitsConfig::default()
         }
         .validate()
         .is_err());
         assert!(LimitsConfig {
             ingest_per_second: 5.0,
-            ingest_burst: 0
+            ingest_burst: 0,
+            ..LimitsConfig::default()
         }
         .validate()
         .is_err());
         assert!(LimitsConfig::default().validate().is_ok());
+        for bad in [
+            LimitsConfig {
+                header_timeout_secs: 0,
+                ..LimitsConfig::default()
+            },
+            LimitsConfig {
+                max_connections: 0,
+                ..LimitsConfig::default()
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
     }
 }

@@ -61,9 +61,11 @@ pub(crate) fn apply(state: &AppState, s: &RuntimeSettings) -> Result<(), Setting
     let mut retention = state.retention();
     retention.enabled = s.retention_enabled;
     retention.days = s.retention_days;
+    // The page sets the ingest limit; the connection limits stay as the file set them.
     let limits = super::limits::LimitsConfig {
         ingest_per_second: s.ingest_per_second,
         ingest_burst: s.ingest_burst,
+        ..state.limiter.config()
     };
     let sessions = crate::auth::SessionPolicy {
         idle_minutes: s.session_idle_minutes,

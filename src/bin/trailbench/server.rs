@@ -40,6 +40,7 @@ pub async fn serve_child(
         limits: trailwatch::server::limits::LimitsConfig {
             ingest_per_second: 0.0,
             ingest_burst: 0,
+            ..Default::default()
         },
         ..ServeConfig::defaults(data_dir)
     };
