@@ -211,6 +211,9 @@ pub struct Principal {
     pub credential: Credential,
     /// When the credential ends by itself (a session's absolute limit), epoch seconds.
     pub expires_at: Option<i64>,
+    /// What events it submits record as their provenance (`admin`, `user:<name>`,
+    /// `token:<name>`; see [`crate::model::AuditEvent::submitted_by`]).
+    pub submitter: String,
 }
 
 /// One credential, as revocations name it.
@@ -234,12 +237,14 @@ impl Principal {
             owner: None,
             credential,
             expires_at,
+            submitter: "admin".into(),
         }
     }
 
     fn member(member: users::Member, credential: Credential, expires_at: i64) -> Principal {
         Principal {
             owner: (member.role == Role::Own).then_some(member.subject),
+            submitter: format!("user:{}", member.name),
             name: member.name,
             grant: Grant::Role(member.role),
             credential,
@@ -366,6 +371,7 @@ impl Auth {
             if let Some(h) = holder {
                 return Ok(Some(Principal {
                     credential: Credential::Token(h.name.clone()),
+                    submitter: format!("token:{}", h.name),
                     name: h.name,
                     grant: Grant::Token(h.scope),
                     owner: None,
@@ -760,6 +766,7 @@ mod tests {
                 owner: None,
                 credential: Credential::Token("reader".into()),
                 expires_at: None,
+                submitter: "token:reader".into(),
             })
         );
         tokens::revoke(&open_db(dir.path()).unwrap(), "reader", false).unwrap();

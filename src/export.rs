@@ -34,7 +34,7 @@ impl ExportFormat {
 }
 
 /// The CSV columns, in order.
-pub const CSV_HEADER: [&str; 29] = [
+pub const CSV_HEADER: [&str; 30] = [
     "seq",
     "eventId",
     "timestamp",
@@ -44,6 +44,7 @@ pub const CSV_HEADER: [&str; 29] = [
     "action",
     "outcome",
     "source",
+    "submittedBy",
     "userId",
     "username",
     "description",
@@ -155,6 +156,7 @@ fn csv_cells(e: &StoredEvent) -> impl Iterator<Item = Option<String>> {
         Some(a.action.clone()),
         Some(a.outcome.as_str().to_string()),
         Some(a.source.0.clone()),
+        a.submitted_by.clone(),
         Some(a.user.id.clone()),
         a.user.username.clone(),
         a.description.clone(),

@@ -205,6 +205,7 @@ pub fn normalize(
         session_id,
         system,
         source: source.clone(),
+        submitted_by: None,
     })
 }
 
@@ -243,6 +244,7 @@ const SERVER_FIELDS: &[&str] = &[
     "hash",
     "source",
     "riskReasons",
+    "submittedBy",
 ];
 
 /// Reads typed fields out of one record, collecting every error instead of stopping at one.

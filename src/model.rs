@@ -328,7 +328,17 @@ pub struct AuditEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system: Option<SystemInfo>,
     pub source: Source,
+    /// Which credential submitted it: `token:<name>` (an API token), `user:<name>` (a
+    /// dashboard user's session), `admin` (the admin token), or `server` (events Trailwatch
+    /// writes itself: its own audit trail, tailed files). Set by the server, never by the
+    /// sender, and sealed in the chain; `source` says only the channel, which a sender
+    /// names itself. Events stored before provenance was recorded have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submitted_by: Option<String>,
 }
+
+/// The provenance of events Trailwatch writes itself (see [`AuditEvent::submitted_by`]).
+pub const SERVER_SUBMITTER: &str = "server";
 
 impl AuditEvent {
     /// An event with its required fields and every optional one empty; callers fill in what
@@ -361,6 +371,7 @@ impl AuditEvent {
             session_id: None,
             system: None,
             source,
+            submitted_by: None,
         }
     }
 }
@@ -509,6 +520,10 @@ pub struct EventFilter {
     /// The predecessor's substring search over description, entity name, username, action.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search_query: Option<String>,
+    /// The credential that submitted the events (`token:ci`, `user:dana`, `admin`,
+    /// `server`), or a prefix ending in `*`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submitted_by: Option<String>,
 }
 
 impl EventFilter {

@@ -109,6 +109,8 @@ pub enum Term {
     /// The entity id or name.
     Entity(Pattern),
     Source(Pattern),
+    /// The credential that submitted the event ([`crate::model::AuditEvent::submitted_by`]).
+    SubmittedBy(Pattern),
     Session(Pattern),
     Correlation(Pattern),
     /// The risk score lies in `min..=max`; events without a score do not match.
@@ -140,8 +142,8 @@ pub struct Query {
 }
 
 /// The fields `field:value` may name, with their aliases, for error messages.
-pub const FIELDS: &str =
-    "user, action, entity, level, category, outcome, source, session, correlation, risk";
+pub const FIELDS: &str = "user, action, entity, level, category, outcome, source, submitted_by, \
+     session, correlation, risk";
 
 impl Query {
     /// Parses the query syntax.
@@ -455,6 +457,7 @@ fn field_term(name: &str, op: Op, value: &str, position: usize) -> Result<Term, 
         "action" => Term::Action(pattern()?),
         "entity" => Term::Entity(pattern()?),
         "source" => Term::Source(pattern()?),
+        "submitted_by" | "submitter" => Term::SubmittedBy(pattern()?),
         "session" | "session_id" => Term::Session(pattern()?),
         "correlation" | "correlation_id" => Term::Correlation(pattern()?),
         "level" => Term::Level(enum_list(
@@ -592,6 +595,7 @@ fn matches_term(term: &Term, e: &AuditEvent) -> bool {
                 || p.matches_opt(entity.and_then(|x| x.name.as_deref()))
         }
         Term::Source(p) => p.matches(&e.source.0),
+        Term::SubmittedBy(p) => p.matches_opt(e.submitted_by.as_deref()),
         Term::Session(p) => p.matches_opt(e.session_id.as_deref()),
         Term::Correlation(p) => p.matches_opt(e.correlation_id.as_deref()),
         Term::Risk { min, max } => e.risk_score.is_some_and(|r| (*min..=*max).contains(&r)),
@@ -752,11 +756,12 @@ impl EventFilter {
             push(Term::Outcome(self.outcome.clone()));
         }
         type MakeTerm = fn(Pattern) -> Term;
-        let patterns: [(&str, &Option<String>, MakeTerm); 6] = [
+        let patterns: [(&str, &Option<String>, MakeTerm); 7] = [
             ("action", &self.action, Term::Action),
             ("user_id", &self.user_id, Term::User),
             ("entity", &self.entity, Term::Entity),
             ("source", &self.source, Term::Source),
+            ("submitted_by", &self.submitted_by, Term::SubmittedBy),
             ("session_id", &self.session_id, Term::Session),
             ("correlation_id", &self.correlation_id, Term::Correlation),
         ];
@@ -872,6 +877,7 @@ mod tests {
                 risk_reasons: None,
                 correlation_id: Some("corr-1".into()),
                 session_id: None,
+                submitted_by: None,
             },
         }
     }

@@ -1144,6 +1144,7 @@ fn source_of(headers: &HeaderMap) -> Result<Source, ApiError> {
 async fn ingest_events(
     State(state): State<AppState>,
     ActingFrom(acting): ActingFrom,
+    principal: Option<axum::Extension<auth::Principal>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -1186,14 +1187,21 @@ async fn ingest_events(
             }
         }
     })?;
-    let events = ingest::parse_body(&body, format, &source, Utc::now()).map_err(|e| match e {
-        IngestError::Invalid(errors) => ApiError::Invalid(errors),
-        IngestError::Empty => ApiError::Invalid(vec![FieldError {
-            index: 0,
-            field: String::new(),
-            message: "the request holds no events".into(),
-        }]),
-    })?;
+    let mut events =
+        ingest::parse_body(&body, format, &source, Utc::now()).map_err(|e| match e {
+            IngestError::Invalid(errors) => ApiError::Invalid(errors),
+            IngestError::Empty => ApiError::Invalid(vec![FieldError {
+                index: 0,
+                field: String::new(),
+                message: "the request holds no events".into(),
+            }]),
+        })?;
+    // `source` is what the sender says; the credential the middleware accepted is what the
+    // server knows, and it is sealed with each event.
+    let axum::Extension(principal) = principal.ok_or(ApiError::Unauthorized)?;
+    for event in &mut events {
+        event.submitted_by = Some(principal.submitter.clone());
+    }
     let receipt = state.store.append(events).await?;
     Ok((StatusCode::CREATED, Json(receipt)).into_response())
 }

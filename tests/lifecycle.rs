@@ -40,6 +40,7 @@ fn event(at: DateTime<Utc>, level: Level, category: Category, user: &str) -> Aud
         session_id: None,
         system: None,
         source: Source::http(),
+        submitted_by: None,
     }
 }
 

@@ -48,6 +48,7 @@ fn event(n: usize, user: &str) -> AuditEvent {
         session_id: None,
         system: None,
         source: Source::http(),
+        submitted_by: Some("token:store-test".into()),
     }
 }
 

@@ -16,7 +16,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::BTreeMap;
 
 /// The filter parameters, by their REST names; also the keys of a live `filter` object.
-const FILTER_PARAMS: [&str; 15] = [
+const FILTER_PARAMS: [&str; 16] = [
     "level",
     "category",
     "outcome",
@@ -24,6 +24,7 @@ const FILTER_PARAMS: [&str; 15] = [
     "user_id",
     "entity",
     "source",
+    "submitted_by",
     "min_risk",
     "max_risk",
     "correlation_id",
@@ -147,6 +148,7 @@ impl Params {
                 .filter(|q| !q.trim().is_empty())
                 .cloned(),
             search_query: text("search_query"),
+            submitted_by: text("submitted_by"),
         };
         let query = filter.compile().map_err(|e| ApiError::Param {
             field: e.field.clone(),

@@ -78,7 +78,12 @@ pub struct Prepared {
 impl Prepared {
     /// `personal` names the metadata fields declared personal: they are stored apart and
     /// sealed through the PII digest, so erasing the subject removes them.
-    pub fn new(event: AuditEvent, personal: &[String]) -> Prepared {
+    pub fn new(mut event: AuditEvent, personal: &[String]) -> Prepared {
+        // Every event stored from now on names its submitter; one no credential submitted
+        // was written by Trailwatch itself.
+        event
+            .submitted_by
+            .get_or_insert_with(|| crate::model::SERVER_SUBMITTER.to_string());
         // Risk reasons are the writer's to assign; senders cannot send them.
         let json = chain::JsonFields::split(&event, personal);
         Prepared { event, json }
@@ -89,9 +94,10 @@ const INSERT: &str = "INSERT INTO events (
     seq, event_id, ts, received_at, level, category, action, outcome, source, user_id, username,
     description, entity_type, entity_id, entity_name, req_method, req_path, req_ip,
     req_user_agent, req_status, req_response_time, country, city, metadata, changes, system,
-    risk, correlation_id, session_id, pii_digest, prev_hash, hash, risk_reasons, personal
+    risk, correlation_id, session_id, pii_digest, prev_hash, hash, risk_reasons, personal,
+    submitted_by
 ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-          ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34)";
+          ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35)";
 
 struct Writer {
     conn: Connection,
@@ -276,8 +282,10 @@ impl Writer {
             }
             self.serve_waiting_appends();
         }
+        // Even a run that removed nothing may have freed a page (its bookkeeping moves
+        // rows between pages); a free list left for later would never be given back.
+        out.freed_bytes = super::retention::release_free_pages(&self.conn)?;
         if out.events > 0 {
-            out.freed_bytes = super::retention::release_free_pages(&self.conn)?;
             tracing::info!(
                 events = out.events,
                 ranges = out.ranges,
@@ -798,6 +806,7 @@ fn insert_row(
         hash.as_slice(),
         json.risk_reasons,
         json.personal,
+        e.submitted_by,
     ])
 }
 

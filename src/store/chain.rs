@@ -28,6 +28,10 @@ pub const CANONICAL_VERSION: u8 = 1;
 /// The version byte of events with risk reasons.
 pub const CANONICAL_VERSION_REASONS: u8 = 2;
 
+/// The version byte of events that name their submitter (every event stored since schema
+/// 11): after the PII digest come the risk reasons, present or absent, then the submitter.
+pub const CANONICAL_VERSION_SUBMITTER: u8 = 3;
+
 /// A 32-byte SHA-256 value.
 pub type Hash32 = [u8; 32];
 
@@ -182,11 +186,13 @@ pub fn canonical_with(
         + len(json.metadata.as_deref())
         + len(json.changes.as_deref())
         + len(json.system.as_deref())
-        + len(json.risk_reasons.as_deref());
+        + len(json.risk_reasons.as_deref())
+        + len(event.submitted_by.as_deref());
     let mut enc = Encoder(Vec::with_capacity(capacity));
-    enc.0.push(match json.risk_reasons {
-        Some(_) => CANONICAL_VERSION_REASONS,
-        None => CANONICAL_VERSION,
+    enc.0.push(match (&event.submitted_by, &json.risk_reasons) {
+        (Some(_), _) => CANONICAL_VERSION_SUBMITTER,
+        (None, Some(_)) => CANONICAL_VERSION_REASONS,
+        (None, None) => CANONICAL_VERSION,
     });
     enc.opt(Some(event_id));
     enc.int(Some(event.timestamp.timestamp_millis()));
@@ -213,8 +219,16 @@ pub fn canonical_with(
     enc.opt(json.changes.as_deref());
     enc.opt(json.system.as_deref());
     enc.bytes(pii);
-    if let Some(reasons) = &json.risk_reasons {
-        enc.bytes(reasons.as_bytes());
+    match &event.submitted_by {
+        Some(submitter) => {
+            enc.opt(json.risk_reasons.as_deref());
+            enc.opt(Some(submitter));
+        }
+        None => {
+            if let Some(reasons) = &json.risk_reasons {
+                enc.bytes(reasons.as_bytes());
+            }
+        }
     }
     enc.0
 }
@@ -471,6 +485,7 @@ mod tests {
             session_id: None,
             system: None,
             source: Source::http(),
+            submitted_by: None,
         }
     }
 
@@ -541,6 +556,39 @@ mod tests {
             hash_of(&event(), &[8u8; 32]),
             base,
             "the salt is committed to"
+        );
+    }
+
+    #[test]
+    fn the_submitter_is_sealed_in_a_v3_encoding() {
+        let salt = [7u8; 32];
+        let plain = event();
+        let pii = pii_digest(&salt, &plain, None);
+        let mut submitted = event();
+        submitted.submitted_by = Some("token:ci".into());
+        let canon = canonical(&submitted, "id-1", 5, &pii);
+        assert_eq!(canon[0], CANONICAL_VERSION_SUBMITTER);
+        let v1 = canonical(&plain, "id-1", 5, &pii);
+        assert_eq!(&canon[1..v1.len()], &v1[1..], "v3 extends v1's fields");
+        let base = hash_of(&submitted, &salt);
+        assert_ne!(
+            base,
+            hash_of(&plain, &salt),
+            "dropping the submitter is seen"
+        );
+        let mut other = submitted.clone();
+        other.submitted_by = Some("token:cj".into());
+        assert_ne!(
+            base,
+            hash_of(&other, &salt),
+            "changing the submitter is seen"
+        );
+        let mut scored = submitted.clone();
+        scored.risk_reasons = Some(Vec::new());
+        assert_ne!(
+            base,
+            hash_of(&scored, &salt),
+            "reasons and the submitter are told apart"
         );
     }
 

@@ -15,10 +15,11 @@ use rusqlite::{Connection, OptionalExtension, Row, ToSql};
 pub const EVENT_COLUMNS: &str = "seq, event_id, ts, received_at, level, category, action, \
     outcome, source, user_id, username, description, entity_type, entity_id, entity_name, \
     req_method, req_path, req_ip, req_user_agent, req_status, req_response_time, country, city, \
-    metadata, changes, system, risk, correlation_id, session_id, hash, risk_reasons, personal";
+    metadata, changes, system, risk, correlation_id, session_id, hash, risk_reasons, personal, \
+    submitted_by";
 
 /// How many columns [`EVENT_COLUMNS`] names.
-pub const EVENT_COLUMN_COUNT: usize = 32;
+pub const EVENT_COLUMN_COUNT: usize = 33;
 
 fn conversion(idx: usize, msg: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, msg.into())
@@ -58,6 +59,8 @@ pub fn event_from_row(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
 
 /// The index of the `personal` column in [`EVENT_COLUMNS`].
 const PERSONAL: usize = 31;
+/// The index of the `submitted_by` column in [`EVENT_COLUMNS`].
+const SUBMITTED_BY: usize = 32;
 
 /// The row as it is sealed: the event with only its public metadata, and the canonical JSON
 /// of its personal metadata apart (see `chain::JsonFields::split`).
@@ -107,6 +110,7 @@ pub fn sealed_from_row(row: &Row<'_>) -> rusqlite::Result<(StoredEvent, Option<S
             risk_reasons: json(row, 30)?,
             correlation_id: row.get(27)?,
             session_id: row.get(28)?,
+            submitted_by: row.get(SUBMITTED_BY)?,
         },
     };
     Ok((stored, row.get(PERSONAL)?))
@@ -384,6 +388,7 @@ impl Plan {
             Term::User(p) => self.pattern("e.user_id", p),
             Term::Action(p) => self.pattern("e.action", p),
             Term::Source(p) => self.pattern("e.source", p),
+            Term::SubmittedBy(p) => self.pattern("e.submitted_by", p),
             Term::Session(p) => self.pattern("e.session_id", p),
             Term::Correlation(p) => self.pattern("e.correlation_id", p),
             Term::Entity(p) => {

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 /// The schema version this build writes; a newer database is refused rather than misread.
-pub const SCHEMA_VERSION: i64 = 10;
+pub const SCHEMA_VERSION: i64 = 11;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -55,7 +55,9 @@ CREATE TABLE IF NOT EXISTS events (
     risk_reasons      TEXT,
     -- Canonical JSON of the metadata fields declared personal (schema 9): sealed through
     -- pii_digest rather than the content hash, and blanked when the subject is erased.
-    personal          TEXT
+    personal          TEXT,
+    -- The credential that submitted the event (schema 11), sealed in its hash.
+    submitted_by      TEXT
 );
 -- Time is the one secondary b-tree: users and actions are found through the search index,
 -- whose upkeep is off the writer's path (a b-tree on users halved ingest speed).
@@ -172,7 +174,10 @@ pub fn open_writer(
                 upgrade_to_7(&conn)?;
             }
             if v < 9 {
-                upgrade_to_9(&conn)?;
+                add_column(&conn, "personal")?;
+            }
+            if v < 11 {
+                add_column(&conn, "submitted_by")?;
             }
             set_version(&conn)?;
             tracing::info!(from = v, to = SCHEMA_VERSION, "database schema upgraded");
@@ -274,16 +279,18 @@ fn upgrade_to_7(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Schema 9 keeps declared personal metadata in a column of its own. Events stored before it
-/// have none: their metadata stays sealed as it was.
-fn upgrade_to_9(conn: &Connection) -> Result<(), StoreError> {
+/// Adds a text column to `events` unless an interrupted upgrade added it already. Schema 9
+/// keeps declared personal metadata in `personal`; schema 11 records which credential
+/// submitted each event in `submitted_by`. Events stored before either have none, and stay
+/// sealed as they were.
+fn add_column(conn: &Connection, column: &str) -> Result<(), StoreError> {
     let has_column: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('events') WHERE name = 'personal')",
-        [],
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('events') WHERE name = ?1)",
+        [column],
         |r| r.get(0),
     )?;
     if !has_column {
-        conn.execute_batch("ALTER TABLE events ADD COLUMN personal TEXT")?;
+        conn.execute_batch(&format!("ALTER TABLE events ADD COLUMN {column} TEXT"))?;
     }
     Ok(())
 }

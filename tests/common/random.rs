@@ -69,6 +69,7 @@ pub const ACTIONS: [&str; 6] = [
 ];
 pub const USERS: [&str; 4] = ["alice", "bob", "carol", "dave"];
 pub const SOURCES: [&str; 3] = ["http", "cli", "file:/var/log/app.log"];
+pub const SUBMITTERS: [&str; 4] = ["token:ci", "user:dana", "admin", "server"];
 pub const ENTITY_IDS: [&str; 3] = ["doc-1", "doc-2", "Q3"];
 pub const ENTITY_NAMES: [&str; 3] = ["Q3 report", "Budget plan", "doc-1"];
 pub const T0: i64 = 1_770_000_000_000;
@@ -113,6 +114,7 @@ pub fn event(rng: &mut Rng, i: usize) -> AuditEvent {
         system: None,
         risk_score: rng.chance(80).then(|| rng.below(101) as u8),
         risk_reasons: None,
+        submitted_by: Some(rng.pick(&SUBMITTERS).to_string()),
         correlation_id: rng.chance(50).then(|| format!("c{}", rng.below(3))),
         session_id: rng.chance(50).then(|| format!("s{}", rng.below(3))),
     }
@@ -121,7 +123,7 @@ pub fn event(rng: &mut Rng, i: usize) -> AuditEvent {
 /// A term of the query syntax.
 fn term(rng: &mut Rng) -> String {
     let neg = if rng.chance(20) { "-" } else { "" };
-    let t = match rng.below(12) {
+    let t = match rng.below(13) {
         0 | 1 => {
             let w = rng.pick(&WORDS).to_lowercase();
             let n = 1 + rng.below(w.chars().count());
@@ -147,7 +149,11 @@ fn term(rng: &mut Rng) -> String {
             rng.pick(&["session", "correlation"]),
             rng.pick(&["s1", "c1", "c*"])
         ),
-        _ => format!("source:{}", rng.pick(&["http", "file:*"])),
+        11 => format!("source:{}", rng.pick(&["http", "file:*"])),
+        _ => format!(
+            "submitted_by:{}",
+            rng.pick(&["token:*", "admin", "user:dana"])
+        ),
     };
     format!("{neg}{t}")
 }
@@ -178,6 +184,9 @@ pub fn filter(rng: &mut Rng, events: usize) -> EventFilter {
     }
     if rng.chance(10) {
         f.source = Some(rng.pick(&SOURCES).to_string());
+    }
+    if rng.chance(10) {
+        f.submitted_by = Some(rng.pick(&["token:*", "admin", "server"]).to_string());
     }
     if rng.chance(15) {
         f.min_risk = Some(rng.below(60) as u8);

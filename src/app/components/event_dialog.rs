@@ -349,6 +349,7 @@ fn DetailBody(
                         <span class="muted small">" · " {utc}</span>
                     </dd>
                     <dt>"Source"</dt><dd>{e.source.0.clone()}</dd>
+                    {e.submitted_by.clone().map(|s| view! { <dt>"Submitted by"</dt><dd class="mono">{s}</dd> })}
                     {correlation.map(|c| view! { <dt>"Correlation"</dt><dd>{c}</dd> })}
                     {session.map(|s| view! { <dt>"Session"</dt><dd>{s}</dd> })}
                 </dl>

@@ -312,6 +312,7 @@ fn SearchBar(view: Memo<ExplorerView>) -> impl IntoView {
                         "action" => f.action.clone(),
                         "entity" => f.entity.clone(),
                         "source" => f.source.clone(),
+                        "submitted_by" => f.submitted_by.clone(),
                         "session_id" => f.session_id.clone(),
                         _ => f.correlation_id.clone(),
                     }
@@ -335,6 +336,7 @@ fn SearchBar(view: Memo<ExplorerView>) -> impl IntoView {
                                     "action" => f.action = value,
                                     "entity" => f.entity = value,
                                     "source" => f.source = value,
+                                    "submitted_by" => f.submitted_by = value,
                                     "session_id" => f.session_id = value,
                                     _ => f.correlation_id = value,
                                 }
@@ -360,6 +362,7 @@ fn SearchBar(view: Memo<ExplorerView>) -> impl IntoView {
                 &f.action,
                 &f.entity,
                 &f.source,
+                &f.submitted_by,
                 &f.session_id,
                 &f.correlation_id,
             ]
@@ -431,6 +434,7 @@ fn SearchBar(view: Memo<ExplorerView>) -> impl IntoView {
                         {field("action", "Action (prefix*)")}
                         {field("entity", "Entity")}
                         {field("source", "Source")}
+                        {field("submitted_by", "Submitted by (token:*)")}
                         {field("session_id", "Session id")}
                         {field("correlation_id", "Correlation id")}
                         {risk_bound("min_risk", "Min risk (0–100)")}

@@ -309,6 +309,7 @@ fn event(rng: &mut Rng, words: &[String], i: u64) -> AuditEvent {
         risk_reasons: None,
         correlation_id: Some(format!("req-{}", i / 3)),
         session_id: None,
+        submitted_by: None,
     }
 }
 

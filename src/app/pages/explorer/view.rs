@@ -99,6 +99,7 @@ impl ExplorerView {
                 "user_id" => f.user_id = text(value),
                 "entity" => f.entity = text(value),
                 "source" => f.source = text(value),
+                "submitted_by" => f.submitted_by = text(value),
                 "session_id" => f.session_id = text(value),
                 "correlation_id" => f.correlation_id = text(value),
                 "min_risk" => f.min_risk = value.parse().ok().filter(|r| *r <= 100),
@@ -146,6 +147,7 @@ impl ExplorerView {
         push("user_id", f.user_id.clone());
         push("entity", f.entity.clone());
         push("source", f.source.clone());
+        push("submitted_by", f.submitted_by.clone());
         push("session_id", f.session_id.clone());
         push("correlation_id", f.correlation_id.clone());
         push("min_risk", f.min_risk.map(|r| r.to_string()));
@@ -265,6 +267,7 @@ mod tests {
                     user_id: Some("bob".into()),
                     entity: Some("Q3 report".into()),
                     source: Some("file:/var/log/a.log".into()),
+                    submitted_by: Some("token:ci".into()),
                     session_id: Some("s1".into()),
                     correlation_id: Some("c1".into()),
                     min_risk: Some(71),
