@@ -473,13 +473,7 @@ async fn five_wrong_passwords_for_admin_do_not_lock_out_the_admin_token() {
     let (status, text) = login(&s, "admin", "not the password").await.unwrap_err();
     assert_eq!(status, 429, "the password account is locked: {text}");
     // The break-glass token signs in from the very same address.
-    let r = s
-        .http
-        .post(s.url("/api/fn/login"))
-        .form(&[("token", TOKEN)])
-        .send()
-        .await
-        .unwrap();
+    let r = s.token_login(TOKEN).await;
     assert!(r.headers().get("set-cookie").is_some(), "{}", r.status());
 }
 
@@ -488,22 +482,10 @@ async fn wrong_tokens_lock_token_sign_ins_but_not_password_accounts() {
     let s = TestServer::start().await;
     add_user(&s, "pat", "viewer", None).await;
     for _ in 0..5 {
-        let r = s
-            .http
-            .post(s.url("/api/fn/login"))
-            .form(&[("token", "a guess")])
-            .send()
-            .await
-            .unwrap();
+        let r = s.token_login("a guess").await;
         assert_eq!(r.status().as_u16(), 401);
     }
-    let r = s
-        .http
-        .post(s.url("/api/fn/login"))
-        .form(&[("token", TOKEN)])
-        .send()
-        .await
-        .unwrap();
+    let r = s.token_login(TOKEN).await;
     assert_eq!(
         r.status().as_u16(),
         429,
@@ -618,9 +600,40 @@ async fn each_event_records_the_credential_that_submitted_it_and_a_client_cannot
     let row: Vec<&str> = lines.next().unwrap().split(',').collect();
     let col = header.iter().position(|h| *h == "submittedBy").unwrap();
     assert_eq!(row[col], "token:shipper", "{csv}");
-    // Sealed: the chain verifies with it, and the detail check finds each seal intact.
+    // Sealed: the chain verifies with it, and a submitter edited on disk breaks it there.
     let (_, report) = s.get("/api/v1/verify").await;
     assert_eq!(report["ok"], true, "{report}");
+    let mut s = s;
+    s.stop().await;
+    let db = s.dir.path().join("data").join(trailwatch::store::DB_FILE);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let seq: i64 = conn
+        .query_row(
+            "SELECT seq FROM events WHERE submitted_by = 'token:shipper'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    conn.execute(
+        "UPDATE events SET submitted_by = 'admin' WHERE seq = ?1",
+        [seq],
+    )
+    .unwrap();
+    drop(conn);
+    let report = trailwatch::store::verify_path(&db, &[], None, &mut |_| {}).unwrap();
+    assert!(!report.ok, "{report:?}");
+    assert_eq!(
+        report.first_break.as_ref().map(|b| b.seq.0),
+        Some(seq as u64),
+        "{report:?}"
+    );
+}
+
+/// A raw connection to the server with `bytes` already sent.
+async fn raw(s: &TestServer, bytes: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(s.addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    stream
 }
 
 /// Reads from `stream` until the server closes it; the bytes read. Fails after `limit`.
@@ -645,11 +658,7 @@ fn short_limits(c: &mut trailwatch::config::ServeConfig) {
 #[tokio::test]
 async fn a_client_sending_its_head_slowly_is_cut_off_at_the_header_timeout() {
     let s = TestServer::start_with(short_limits).await;
-    let mut stream = TcpStream::connect(s.addr).await.unwrap();
-    stream
-        .write_all(b"GET /api/health HTTP/1.1\r\n")
-        .await
-        .unwrap();
+    let mut stream = raw(&s, b"GET /api/health HTTP/1.1\r\n").await;
     let started = std::time::Instant::now();
     // A header line every 200 ms keeps the connection busy, never complete.
     let trickle = async {
@@ -675,11 +684,7 @@ async fn a_client_sending_its_head_slowly_is_cut_off_at_the_header_timeout() {
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     let s = TestServer::start_with(short_limits).await;
-    let mut stream = TcpStream::connect(s.addr).await.unwrap();
-    stream
-        .write_all(b"GET /api/health HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .unwrap();
+    let mut stream = raw(&s, b"GET /api/health HTTP/1.1\r\nhost: x\r\n\r\n").await;
     let started = std::time::Instant::now();
     let answer = read_until_closed(&mut stream, Duration::from_secs(15)).await;
     let text = String::from_utf8_lossy(&answer);
@@ -695,11 +700,10 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
 #[tokio::test]
 async fn a_body_that_never_completes_is_answered_408() {
     let s = TestServer::start_with(short_limits).await;
-    let mut stream = TcpStream::connect(s.addr).await.unwrap();
     let head = format!(
         "POST /api/v1/events HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"action\":"
     );
-    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut stream = raw(&s, head.as_bytes()).await;
     let answer = read_until_closed(&mut stream, Duration::from_secs(15)).await;
     let text = String::from_utf8_lossy(&answer);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
@@ -711,11 +715,10 @@ async fn a_body_that_never_completes_is_answered_408() {
 #[tokio::test]
 async fn a_declared_body_over_the_limit_is_refused_413_before_it_is_sent() {
     let s = TestServer::start_with(|c| c.max_body_bytes = 1000).await;
-    let mut stream = TcpStream::connect(s.addr).await.unwrap();
     let head = format!(
         "POST /api/v1/events HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\ncontent-type: application/json\r\ncontent-length: 1001\r\nexpect: 100-continue\r\n\r\n"
     );
-    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut stream = raw(&s, head.as_bytes()).await;
     let answer = read_until_closed(&mut stream, Duration::from_secs(15)).await;
     let text = String::from_utf8_lossy(&answer);
     assert!(text.starts_with("HTTP/1.1 413"), "{text}");
@@ -730,12 +733,8 @@ async fn connections_beyond_the_cap_are_refused_with_503() {
     let s = TestServer::start_with(|c| c.limits.max_connections = 3).await;
     let mut held = Vec::new();
     for _ in 0..3 {
-        let mut stream = TcpStream::connect(s.addr).await.unwrap();
         // A whole exchange proves the server took this connection in.
-        stream
-            .write_all(b"GET /api/health HTTP/1.1\r\nhost: x\r\n\r\n")
-            .await
-            .unwrap();
+        let mut stream = raw(&s, b"GET /api/health HTTP/1.1\r\nhost: x\r\n\r\n").await;
         let mut buf = [0u8; 1024];
         let n = stream.read(&mut buf).await.unwrap();
         assert!(buf[..n].starts_with(b"HTTP/1.1 200"));

@@ -149,15 +149,19 @@ impl TestServer {
         send(self.http.get(self.url(path))).await
     }
 
-    /// Signs in with the admin token, as the login form does; returns the cookie pair.
-    pub async fn admin_session(&self) -> String {
-        let r = self
-            .http
+    /// Posts the login form with `token`, as the login page does; the raw answer.
+    pub async fn token_login(&self, token: &str) -> reqwest::Response {
+        self.http
             .post(self.url("/api/fn/login"))
-            .form(&[("token", TOKEN)])
+            .form(&[("token", token)])
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Signs in with the admin token, as the login form does; returns the cookie pair.
+    pub async fn admin_session(&self) -> String {
+        let r = self.token_login(TOKEN).await;
         let cookie = r.headers()["set-cookie"].to_str().unwrap();
         cookie.split(';').next().unwrap().to_string()
     }
