@@ -165,29 +165,8 @@ pub fn load_admin_token(
     }
     std::fs::create_dir_all(data_dir).map_err(io)?;
     let token = random_token("tw_")?;
-    write_private(&path, &token).map_err(io)?;
+    crate::files::write_private(&path, &token).map_err(io)?;
     Ok((token, TokenOrigin::Generated))
-}
-
-/// Writes a file readable by its owner only.
-pub(crate) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut f = options.open(path)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    }
-    f.write_all(contents.as_bytes())?;
-    f.write_all(b"\n")?;
-    f.sync_all()
 }
 
 /// The credentials a request presented.
@@ -284,7 +263,6 @@ pub fn open_db(data_dir: &Path) -> Result<Connection, AuthError> {
     )?;
     conn.execute_batch(tokens::SCHEMA)?;
     conn.execute_batch(users::SCHEMA)?;
-    conn.execute_batch(crate::server::settings::SCHEMA)?;
     // Sessions made before users existed belong to the admin token (`user_name` NULL).
     let has_user: bool = conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM pragma_table_info('sessions') WHERE name = 'user_name')",

@@ -732,13 +732,22 @@ pub enum ServerMessage {
     Alert(Box<Alert>),
 }
 
+/// How serious an anomaly or alert is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
 /// An alert: a rule matched an event (or an anomaly was raised). Events matching the same rule
 /// within the grouping window join one alert instead of raising more.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Alert {
     pub id: u64,
-    pub severity: crate::analytics::Severity,
+    pub severity: Severity,
     pub message: String,
     /// The rule's name: `denied`, `failure`, a configured rule, or `anomaly:<type>`.
     pub rule: String,

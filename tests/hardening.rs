@@ -649,7 +649,7 @@ async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Vec<u8> {
     }
 }
 
-fn short_limits(c: &mut trailwatch::config::ServeConfig) {
+fn short_limits(c: &mut trailwatch::site::ServeConfig) {
     c.limits.header_timeout_secs = 1;
     c.limits.keepalive_timeout_secs = 2;
     c.limits.body_timeout_secs = 1;

@@ -453,7 +453,7 @@ async fn cleanup_runs_the_policy_on_demand_and_is_audited() {
 async fn the_scheduled_run_prunes_by_itself_and_is_audited_as_the_system() {
     let server = TestServer::start_with(|c| {
         c.retention.days = 90;
-        c.retention_schedule = trailwatch::config::RetentionSchedule {
+        c.retention_schedule = trailwatch::server::lifecycle::RetentionSchedule {
             first: std::time::Duration::ZERO,
             every: std::time::Duration::from_millis(100),
         };

@@ -8,7 +8,7 @@ mod common;
 
 use common::TestServer;
 use serde_json::{json, Value};
-use trailwatch::server::Server;
+use trailwatch::site::Server;
 
 async fn call(s: &TestServer, cookie: &str, path: &str, args: Value) -> (u16, Value) {
     s.call_fn(path, cookie, &args).await

@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use trailwatch::config::ServeConfig;
-use trailwatch::server::Server;
+use trailwatch::site::ServeConfig;
+use trailwatch::site::Server;
 
 fn append(path: &Path, text: &str) {
     let mut f = std::fs::OpenOptions::new()
@@ -229,7 +229,7 @@ async fn import_loads_files_in_order_in_batches_keeping_unreadable_lines() {
         &log,
         "[2025-12-17T17:39:46Z] Test audit entry - system check\n[2025-12-17T17:40:37Z] ERROR Auto-repair failed",
     );
-    let args = trailwatch::config::ImportArgs {
+    let args = trailwatch::cli::config::ImportArgs {
         files: vec![jsonl.clone(), log.clone()],
         format: None,
         batch: 3,
@@ -238,7 +238,7 @@ async fn import_loads_files_in_order_in_batches_keeping_unreadable_lines() {
         data_dir: None,
     };
     let mut seen = Vec::new();
-    let report = trailwatch::import::import(args, Default::default(), &mut |done, total| {
+    let report = trailwatch::cli::import::import(args, Default::default(), &mut |done, total| {
         seen.push((done, total))
     })
     .await
@@ -281,7 +281,7 @@ async fn import_loads_files_in_order_in_batches_keeping_unreadable_lines() {
     assert_eq!(items[0]["timestamp"], "2026-01-01T00:00:00Z");
 
     // A refused batch stops the import and says how much was stored before it.
-    let args = trailwatch::config::ImportArgs {
+    let args = trailwatch::cli::config::ImportArgs {
         files: vec![jsonl],
         format: None,
         batch: 3,
@@ -289,7 +289,7 @@ async fn import_loads_files_in_order_in_batches_keeping_unreadable_lines() {
         token: Some("wrong".into()),
         data_dir: None,
     };
-    let err = trailwatch::import::import(args, Default::default(), &mut |_, _| {})
+    let err = trailwatch::cli::import::import(args, Default::default(), &mut |_, _| {})
         .await
         .unwrap_err()
         .to_string();

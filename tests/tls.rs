@@ -147,7 +147,7 @@ async fn tls_settings_that_cannot_work_are_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = common::serve_config(dir.path());
     config.tls_cert = Some(fixture("cert.pem"));
-    let err = trailwatch::server::Server::bind(&config)
+    let err = trailwatch::site::Server::bind(&config)
         .await
         .err()
         .unwrap()
@@ -155,7 +155,7 @@ async fn tls_settings_that_cannot_work_are_refused_at_start() {
     assert!(err.contains("--tls-key"), "{err}");
 
     config.tls_key = Some(fixture("cert.pem"));
-    let err = trailwatch::server::Server::bind(&config)
+    let err = trailwatch::site::Server::bind(&config)
         .await
         .err()
         .unwrap()
@@ -163,7 +163,7 @@ async fn tls_settings_that_cannot_work_are_refused_at_start() {
     assert!(err.contains("cert.pem"), "the file is named: {err}");
 
     config.tls_key = Some(dir.path().join("missing.pem"));
-    let err = trailwatch::server::Server::bind(&config)
+    let err = trailwatch::site::Server::bind(&config)
         .await
         .err()
         .unwrap()

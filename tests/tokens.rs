@@ -8,7 +8,7 @@ mod common;
 
 use common::{TestServer, TOKEN};
 use serde_json::{json, Value};
-use trailwatch::config::TokenCommand;
+use trailwatch::cli::config::TokenCommand;
 
 /// Sends `method path` with `token`; returns the status and JSON body (null if none).
 async fn call(
@@ -153,7 +153,7 @@ async fn a_token_made_by_the_cli_while_the_server_runs_works_at_once_and_is_audi
         .subscribe(json!({"type": "subscribe", "sinceSeq": 0}))
         .await;
     let data = s.dir.path().join("data");
-    let out = trailwatch::auth::tokens::cli(
+    let out = trailwatch::cli::accounts::token(
         &data,
         &TokenCommand::Create {
             name: "from-cli".into(),
@@ -189,13 +189,13 @@ async fn a_token_made_by_the_cli_while_the_server_runs_works_at_once_and_is_audi
         json!({"token": "from-cli", "scope": "ingest"})
     );
 
-    let list = trailwatch::auth::tokens::cli(&data, &TokenCommand::List).unwrap();
+    let list = trailwatch::cli::accounts::token(&data, &TokenCommand::List).unwrap();
     let row = list.lines().find(|l| l.starts_with("from-cli")).unwrap();
     assert!(
         row.contains("ingest") && !row.contains("never"),
         "used: {list}"
     );
-    let out = trailwatch::auth::tokens::cli(
+    let out = trailwatch::cli::accounts::token(
         &data,
         &TokenCommand::Revoke {
             name: "from-cli".into(),
@@ -215,7 +215,7 @@ async fn a_token_made_by_the_cli_while_the_server_runs_works_at_once_and_is_audi
         .0,
         401
     );
-    let err = trailwatch::auth::tokens::cli(
+    let err = trailwatch::cli::accounts::token(
         &data,
         &TokenCommand::Create {
             name: "x".into(),
@@ -252,7 +252,7 @@ async fn revoking_a_token_closes_the_sockets_it_opened_and_no_other() {
     assert!(by_api.closed_by_server().await, "closed on revocation");
 
     // From the CLI, the server learns of it on its next look (every 2 s).
-    trailwatch::auth::tokens::cli(
+    trailwatch::cli::accounts::token(
         &s.dir.path().join("data"),
         &TokenCommand::Revoke {
             name: "revoked-by-cli".into(),

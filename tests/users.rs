@@ -521,9 +521,9 @@ async fn a_password_set_by_the_cli_ends_sessions_closes_sockets_and_is_recorded(
         .subscribe(json!({"type": "subscribe", "sinceSeq": 0}))
         .await;
 
-    let out = trailwatch::auth::users::cli(
+    let out = trailwatch::cli::accounts::user(
         &s.dir.path().join("data"),
-        &trailwatch::config::UserCommand::Passwd { name: "gus".into() },
+        &trailwatch::cli::config::UserCommand::Passwd { name: "gus".into() },
         &mut std::io::Cursor::new("another long password\n"),
     )
     .unwrap();

@@ -247,52 +247,6 @@ pub fn mark_audited(conn: &Connection, change: &Unaudited) -> Result<(), AuthErr
     Ok(())
 }
 
-/// Runs `trailwatch token ...` on the data directory `dir` and returns what it prints on
-/// stdout: the bare token for `create` (so `$(trailwatch token create ...)` captures it), a
-/// table for `list`. The server records these changes in the chain within seconds.
-///
-/// # Errors
-/// A bad name or scope, an unknown token, or the database failed.
-pub fn cli(
-    dir: &std::path::Path,
-    command: &crate::config::TokenCommand,
-) -> Result<String, TokenError> {
-    use crate::config::TokenCommand;
-    std::fs::create_dir_all(dir).map_err(|source| AuthError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let conn = super::open_db(dir)?;
-    match command {
-        TokenCommand::Create { name, scope } => {
-            let scope = Scope::parse(scope).ok_or_else(|| TokenError::Scope(scope.clone()))?;
-            let (_, secret) = create(&conn, name, scope, false)?;
-            Ok(format!("{secret}\n"))
-        }
-        TokenCommand::List => {
-            let mut out = format!(
-                "{:<24} {:<7} {:<21} {:<21} {}\n",
-                "NAME", "SCOPE", "CREATED", "LAST USED", "REVOKED"
-            );
-            for t in list(&conn)? {
-                out.push_str(&format!(
-                    "{:<24} {:<7} {:<21} {:<21} {}\n",
-                    t.name,
-                    t.scope.as_str(),
-                    t.created_at,
-                    t.last_used_at.as_deref().unwrap_or("never"),
-                    t.revoked_at.as_deref().unwrap_or("-"),
-                ));
-            }
-            Ok(out)
-        }
-        TokenCommand::Revoke { name } => Ok(match revoke(&conn, name, false)? {
-            true => format!("revoked {name}\n"),
-            false => format!("{name} was revoked already\n"),
-        }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -272,9 +272,28 @@ pub(super) async fn erase_subject(
     })))
 }
 
+/// When the server applies the retention policy by itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetentionSchedule {
+    /// From the start to the first run: long enough that a restart loop does not prune on
+    /// every start, short enough that a server restarted daily still prunes.
+    pub first: std::time::Duration,
+    /// Between runs.
+    pub every: std::time::Duration,
+}
+
+impl Default for RetentionSchedule {
+    fn default() -> Self {
+        RetentionSchedule {
+            first: std::time::Duration::from_secs(600),
+            every: std::time::Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
 /// Runs the retention policy on `schedule` (once a day, first ten minutes after the start,
 /// when the start is over), as the system.
-pub fn spawn_daily(state: AppState, schedule: crate::config::RetentionSchedule) {
+pub fn spawn_daily(state: AppState, schedule: RetentionSchedule) {
     tokio::spawn(async move {
         let mut next = tokio::time::Instant::now() + schedule.first;
         loop {

@@ -9,7 +9,9 @@ use crate::selfaudit::Acting;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::BTreeMap;
 
-pub(crate) const SCHEMA: &str = "
+/// The settings table, in `auth.db` beside the users and tokens, created by this module,
+/// which alone reads and writes it.
+const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS settings (
     key        TEXT    PRIMARY KEY,
     value      TEXT    NOT NULL,
@@ -89,6 +91,7 @@ pub(crate) fn apply(state: &AppState, s: &RuntimeSettings) -> Result<(), Setting
 pub(crate) fn saved(
     conn: &Connection,
 ) -> Result<Option<(RuntimeSettings, String, String)>, SettingsError> {
+    conn.execute_batch(SCHEMA)?;
     let row: Option<(String, i64, String)> = conn
         .query_row(
             "SELECT value, updated_at, updated_by FROM settings WHERE key = ?1",
@@ -107,6 +110,7 @@ pub(crate) fn saved(
 fn save(conn: &Connection, s: &RuntimeSettings, by: &str) -> Result<(), SettingsError> {
     let value =
         serde_json::to_string(s).map_err(|e| SettingsError::Invalid(format!("settings: {e}")))?;
+    conn.execute_batch(SCHEMA)?;
     conn.execute(
         "INSERT INTO settings (key, value, updated_at, updated_by) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (key) DO UPDATE SET value = ?2, updated_at = ?3, updated_by = ?4",

@@ -164,7 +164,7 @@ async fn record(state: &AppState, acting: &Acting, change: &Unaudited) {
 
 /// Records, every few seconds, the token and user changes the CLI made: it cannot append to
 /// the chain while the server holds it, so it leaves them marked for the server.
-pub(super) fn watch_cli_changes(state: AppState) {
+pub(crate) fn watch_cli_changes(state: AppState) {
     tokio::spawn(async move {
         let cli = Acting {
             user: "cli".into(),

@@ -191,7 +191,7 @@ impl Signer {
             getrandom::fill(&mut seed)
                 .map_err(|e| std::io::Error::other(e.to_string()))
                 .map_err(io_error(&key_path))?;
-            crate::auth::write_private(&key_path, &hex::encode(seed))
+            crate::files::write_private(&key_path, &hex::encode(seed))
                 .map_err(io_error(&key_path))?;
             SigningKey::from_bytes(&seed)
         };

@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
-use trailwatch::config::ServeConfig;
-use trailwatch::server::Server;
+use trailwatch::site::ServeConfig;
+use trailwatch::site::Server;
 
 pub const TOKEN: &str = "test-admin-token";
 

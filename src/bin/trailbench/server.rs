@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
-use trailwatch::config::ServeConfig;
 use trailwatch::ingest;
 use trailwatch::model::{AuditEvent, Category, EventFilter, Level};
-use trailwatch::server::Server;
+use trailwatch::site::ServeConfig;
+use trailwatch::site::Server;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

@@ -1,8 +1,8 @@
 //! `trailwatch emit`: sends one event to a running server over the HTTP API, as a sender
 //! would, and prints the receipt. Server build only (it is part of the one binary).
 
+use super::config::{EmitArgs, EmitKind, FileConfig, DEFAULT_DATA_DIR};
 use crate::auth::ADMIN_TOKEN_FILE;
-use crate::config::{EmitArgs, EmitKind, FileConfig, DEFAULT_DATA_DIR};
 use crate::model::IngestReceipt;
 use serde_json::{json, Map, Value};
 use std::path::PathBuf;
@@ -146,7 +146,7 @@ pub async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Cli, Command};
+    use crate::cli::config::{Cli, Command};
     use clap::Parser;
 
     fn args(argv: &[&str]) -> EmitArgs {

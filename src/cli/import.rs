@@ -6,8 +6,8 @@
 //! with the next batch parsed while the previous one is committed; the server's single
 //! writer stays the only one to touch the chain. Server build only (part of the one binary).
 
-use crate::config::{FileConfig, ImportArgs};
-use crate::emit::{self, EmitError};
+use super::config::{FileConfig, ImportArgs};
+use super::emit::{self, EmitError};
 use crate::model::{AuditEvent, Source};
 use crate::tail::parse::{event_for_line, LineFormat, Origin, UNPARSED_ACTION};
 use crate::tail::MAX_LINE;

@@ -3,6 +3,7 @@
 
 use crate::alerts::AlertConfig;
 use crate::analytics::AnomalyConfig;
+use crate::site::ServeConfig;
 use crate::store::{RetentionPolicy, RiskConfig};
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
@@ -13,11 +14,6 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_ADDR: &str = "127.0.0.1:3000";
 /// The default data directory.
 pub const DEFAULT_DATA_DIR: &str = "./data";
-/// The default site directory (what `cargo leptos build` writes), relative to the working
-/// directory.
-pub const DEFAULT_SITE_ROOT: &str = "target/site";
-/// The default ingest body limit.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 
 /// trailwatch: self-hosted, real-time audit-trail analytics.
 #[derive(Debug, Parser)]
@@ -347,143 +343,61 @@ impl FileConfig {
     }
 }
 
-/// When the server applies the retention policy by itself.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RetentionSchedule {
-    /// From the start to the first run: long enough that a restart loop does not prune on
-    /// every start, short enough that a server restarted daily still prunes.
-    pub first: std::time::Duration,
-    /// Between runs.
-    pub every: std::time::Duration,
-}
-
-impl Default for RetentionSchedule {
-    fn default() -> Self {
-        RetentionSchedule {
-            first: std::time::Duration::from_secs(600),
-            every: std::time::Duration::from_secs(24 * 3600),
-        }
-    }
-}
-
-/// Settings of `trailwatch serve` after merging every source.
-#[derive(Clone, Debug)]
-pub struct ServeConfig {
-    pub addr: SocketAddr,
-    pub data_dir: PathBuf,
-    pub site_root: PathBuf,
-    pub max_body_bytes: usize,
-    pub live_queue: usize,
-    /// The database's size cap in MiB, if any.
-    pub max_db_mb: Option<u64>,
-    /// From `TRAILWATCH_ADMIN_TOKEN` only: flags would show it in `ps`.
-    pub admin_token: Option<String>,
-    /// An IANA zone name, checked when the server starts.
-    pub time_zone: String,
-    pub anomalies: AnomalyConfig,
-    pub alerts: AlertConfig,
-    pub risk: RiskConfig,
-    pub retention: RetentionPolicy,
-    /// When the retention job runs; fixed for users, shortened by tests.
-    pub retention_schedule: RetentionSchedule,
-    /// Log files to follow (`PATH[:jsonl|text]`), checked when the server starts.
-    pub tails: Vec<String>,
-    pub mirror_dir: Option<PathBuf>,
-    /// Metadata fields declared personal: trimmed, without blanks or repeats.
-    pub personal_metadata: Vec<String>,
-    pub limits: crate::server::limits::LimitsConfig,
-    pub sessions: crate::auth::SessionPolicy,
-    /// Certificate chain and key files: both or neither, checked when the server starts.
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    /// Origins allowed to frame the dashboard; empty means none.
-    pub frame_ancestors: Vec<String>,
-}
-
-impl ServeConfig {
-    /// Every default, with the data in `data_dir` and no admin token (the environment is not
-    /// read): what [`ServeConfig::resolve`] falls back to, and a base for embedding a server
-    /// (tests, the benchmark).
-    pub fn defaults(data_dir: PathBuf) -> ServeConfig {
-        ServeConfig {
-            addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
-            data_dir,
-            site_root: DEFAULT_SITE_ROOT.into(),
-            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            live_queue: 4096,
-            max_db_mb: None,
-            admin_token: None,
-            time_zone: "UTC".into(),
-            anomalies: AnomalyConfig::default(),
-            alerts: AlertConfig::default(),
-            risk: RiskConfig::default(),
-            retention: RetentionPolicy::default(),
-            retention_schedule: RetentionSchedule::default(),
-            tails: Vec::new(),
-            mirror_dir: None,
-            personal_metadata: Vec::new(),
-            limits: crate::server::limits::LimitsConfig::default(),
-            sessions: crate::auth::SessionPolicy::default(),
-            tls_cert: None,
-            tls_key: None,
-            frame_ancestors: Vec::new(),
-        }
-    }
-
-    /// Merges flags and environment (already in `args`) over the file over the defaults.
-    pub fn resolve(args: ServeArgs, file: FileConfig) -> ServeConfig {
-        let d = ServeConfig::defaults(DEFAULT_DATA_DIR.into());
-        ServeConfig {
-            addr: args.addr.or(file.addr).unwrap_or(d.addr),
-            data_dir: args.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
-            site_root: args.site_root.or(file.site_root).unwrap_or(d.site_root),
-            max_body_bytes: args
-                .max_body_bytes
-                .or(file.max_body_bytes)
-                .unwrap_or(d.max_body_bytes),
-            live_queue: args.live_queue.or(file.live_queue).unwrap_or(d.live_queue),
-            max_db_mb: args.max_db_mb.or(file.max_db_mb),
-            admin_token: std::env::var("TRAILWATCH_ADMIN_TOKEN")
-                .ok()
-                .filter(|t| !t.is_empty()),
-            time_zone: args.time_zone.or(file.time_zone).unwrap_or(d.time_zone),
-            anomalies: file.anomalies.unwrap_or_default(),
-            alerts: file.alerts.unwrap_or_default(),
-            risk: file.risk.unwrap_or_default(),
-            retention: file.retention.unwrap_or_default(),
-            retention_schedule: d.retention_schedule,
-            tails: if args.tail.is_empty() {
-                file.tail.unwrap_or_default()
+/// Merges flags and environment (already in `args`) over the file over the defaults into
+/// the server's settings.
+pub fn serve_config(args: ServeArgs, file: FileConfig) -> ServeConfig {
+    let d = ServeConfig::defaults(DEFAULT_DATA_DIR.into());
+    ServeConfig {
+        addr: args.addr.or(file.addr).unwrap_or(d.addr),
+        data_dir: args.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
+        site_root: args.site_root.or(file.site_root).unwrap_or(d.site_root),
+        max_body_bytes: args
+            .max_body_bytes
+            .or(file.max_body_bytes)
+            .unwrap_or(d.max_body_bytes),
+        live_queue: args.live_queue.or(file.live_queue).unwrap_or(d.live_queue),
+        max_db_mb: args.max_db_mb.or(file.max_db_mb),
+        admin_token: std::env::var("TRAILWATCH_ADMIN_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty()),
+        time_zone: args.time_zone.or(file.time_zone).unwrap_or(d.time_zone),
+        anomalies: file.anomalies.unwrap_or_default(),
+        alerts: file.alerts.unwrap_or_default(),
+        risk: file.risk.unwrap_or_default(),
+        retention: file.retention.unwrap_or_default(),
+        retention_schedule: d.retention_schedule,
+        tails: if args.tail.is_empty() {
+            file.tail.unwrap_or_default()
+        } else {
+            args.tail
+        },
+        mirror_dir: args.mirror_dir.or(file.mirror_dir),
+        limits: file.limits.unwrap_or_default(),
+        sessions: file.sessions.unwrap_or_default(),
+        tls_cert: args.tls_cert.or(file.tls_cert),
+        tls_key: args.tls_key.or(file.tls_key),
+        frame_ancestors: file.frame_ancestors.unwrap_or_default(),
+        personal_metadata: {
+            let declared = if args.personal_metadata.is_empty() {
+                file.privacy.unwrap_or_default().personal_metadata
             } else {
-                args.tail
-            },
-            mirror_dir: args.mirror_dir.or(file.mirror_dir),
-            limits: file.limits.unwrap_or_default(),
-            sessions: file.sessions.unwrap_or_default(),
-            tls_cert: args.tls_cert.or(file.tls_cert),
-            tls_key: args.tls_key.or(file.tls_key),
-            frame_ancestors: file.frame_ancestors.unwrap_or_default(),
-            personal_metadata: {
-                let declared = if args.personal_metadata.is_empty() {
-                    file.privacy.unwrap_or_default().personal_metadata
-                } else {
-                    args.personal_metadata
-                };
-                let mut fields: Vec<String> = Vec::new();
-                for f in declared.iter().map(|f| f.trim()).filter(|f| !f.is_empty()) {
-                    if !fields.iter().any(|have| have == f) {
-                        fields.push(f.to_string());
-                    }
+                args.personal_metadata
+            };
+            let mut fields: Vec<String> = Vec::new();
+            for f in declared.iter().map(|f| f.trim()).filter(|f| !f.is_empty()) {
+                if !fields.iter().any(|have| have == f) {
+                    fields.push(f.to_string());
                 }
-                fields
-            },
-        }
+            }
+            fields
+        },
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::site::DEFAULT_MAX_BODY_BYTES;
 
     #[test]
     fn flags_beat_the_file_which_beats_defaults() {
@@ -493,7 +407,7 @@ mod tests {
         };
         let file: FileConfig =
             toml::from_str("addr = \"127.0.0.1:1\"\ndata_dir = \"/var/tw\"").unwrap();
-        let c = ServeConfig::resolve(args, file);
+        let c = serve_config(args, file);
         assert_eq!(c.addr.port(), 9999);
         assert_eq!(c.data_dir, PathBuf::from("/var/tw"));
         assert_eq!(c.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
@@ -511,9 +425,9 @@ mod tests {
             };
             args
         };
-        let c = ServeConfig::resolve(serve(&["trailwatch", "serve"]), file());
+        let c = serve_config(serve(&["trailwatch", "serve"]), file());
         assert_eq!(c.personal_metadata, ["email", "phone"]);
-        let c = ServeConfig::resolve(
+        let c = serve_config(
             serve(&["trailwatch", "serve", "--personal-metadata", "ssn,dob"]),
             file(),
         );
@@ -546,7 +460,7 @@ mod tests {
         let Command::Serve(args) = cli.command else {
             panic!("expected serve")
         };
-        let c = ServeConfig::resolve(args, file());
+        let c = serve_config(args, file());
         assert_eq!(c.tails, ["/var/log/a.log", "/var/log/b:jsonl"]);
         assert_eq!(c.mirror_dir, Some(PathBuf::from("/m")));
         let cli = Cli::parse_from([
@@ -560,10 +474,7 @@ mod tests {
         let Command::Serve(args) = cli.command else {
             panic!("expected serve")
         };
-        assert_eq!(
-            ServeConfig::resolve(args, file()).tails,
-            ["x.jsonl", "y:text"]
-        );
+        assert_eq!(serve_config(args, file()).tails, ["x.jsonl", "y:text"]);
     }
 
     #[test]
@@ -582,7 +493,7 @@ mod tests {
         let Command::Serve(args) = cli.command else {
             panic!("expected serve")
         };
-        let c = ServeConfig::resolve(args, file);
+        let c = serve_config(args, file);
         assert_eq!(c.time_zone, "Europe/Berlin");
         assert_eq!(c.anomalies.spike_ratio, 5.0);
         assert_eq!(c.anomalies.night_start, 23 * 60);
@@ -606,7 +517,7 @@ after = 4",
         let Command::Serve(args) = cli.command else {
             panic!("expected serve")
         };
-        let c = ServeConfig::resolve(args, file);
+        let c = serve_config(args, file);
         assert_eq!(c.risk.outcome.denied, 45);
         assert_eq!(c.risk.outcome.failure, 20);
         assert_eq!(c.risk.repeated.after, 4);
