@@ -3,6 +3,7 @@
 //! clap; it maps its arguments onto the options of the layers below. Server build only.
 
 pub mod accounts;
+pub mod backup;
 pub mod config;
 pub mod emit;
 pub mod import;
@@ -118,6 +119,28 @@ pub async fn run() -> ExitCode {
                 .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
             let mut stdin = std::io::stdin().lock();
             finish(accounts::user(&dir, &args.command, &mut stdin))
+        }
+        Command::Backup(args) => {
+            let dir = args
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+            let result = backup::backup(&dir, &args.dest, &mut |name| eprintln!("copying {name}"));
+            match result {
+                Ok(report) => {
+                    let bytes: u64 = report.files.iter().map(|(_, b)| b).sum();
+                    println!(
+                        "backed up {} files ({bytes} bytes) to {}; restore by serving that directory (--data-dir)",
+                        report.files.len(),
+                        args.dest.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Verify(args) => {
             let dir = args

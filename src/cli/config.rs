@@ -40,6 +40,17 @@ pub enum Command {
     Token(TokenArgs),
     /// Add, list or disable dashboard users, or set a password; works while the server runs.
     User(UserArgs),
+    /// Copy a data directory consistently while the server runs (every database and file).
+    Backup(BackupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// A new (or empty) directory to copy into.
+    pub dest: PathBuf,
+    /// Data directory to copy [default: ./data].
+    #[arg(long, env = "TRAILWATCH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
