@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod cursor;
 mod flush;
 mod index;
+pub mod postgres;
 mod query;
 pub mod retention;
 pub mod risk;

@@ -2,6 +2,7 @@
 //! WebSocket connections.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod postgres;
 pub mod random;
 pub mod rollups;
 

@@ -1,0 +1,21 @@
+//! The PostgreSQL backend, for several nodes that share one database: its schema, created and
+//! migrated by the server itself with versioned migrations that are safe when several nodes
+//! start at once, and leases that let one node at a time run a cluster-wide job (retention,
+//! the background chain check, checkpoint signing) and pass it on when that node dies.
+//! Server build only. The events, chain and index follow (see the PostgreSQL issue).
+
+mod lease;
+mod migrate;
+
+pub use lease::{holder, release, try_acquire, LeaseHolder};
+pub use migrate::{migrate, Migration, MIGRATIONS};
+
+/// Why a PostgreSQL operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error("PostgreSQL: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    /// The database was migrated by a newer Trailwatch; this build would misread it.
+    #[error("the database's schema is at version {found}, newer than this build's {known}")]
+    NewerSchema { found: i32, known: i32 },
+}
