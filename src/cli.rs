@@ -12,7 +12,7 @@ use crate::auth::TokenOrigin;
 use crate::site::{shutdown_signal, Server};
 use crate::store::{verify_path, DB_FILE};
 use clap::Parser;
-use config::{Cli, Command, FileConfig, DEFAULT_DATA_DIR};
+use config::{Cli, Command, FileConfig};
 use std::process::ExitCode;
 
 /// Parses the command line and runs the command it names; the process's exit code.
@@ -106,25 +106,16 @@ pub async fn run() -> ExitCode {
             }
         }
         Command::Token(args) => {
-            let dir = args
-                .data_dir
-                .or(file.data_dir)
-                .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+            let dir = config::data_dir(args.data_dir, &file);
             finish(accounts::token(&dir, &args.command))
         }
         Command::User(args) => {
-            let dir = args
-                .data_dir
-                .or(file.data_dir)
-                .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+            let dir = config::data_dir(args.data_dir, &file);
             let mut stdin = std::io::stdin().lock();
             finish(accounts::user(&dir, &args.command, &mut stdin))
         }
         Command::Backup(args) => {
-            let dir = args
-                .data_dir
-                .or(file.data_dir)
-                .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+            let dir = config::data_dir(args.data_dir, &file);
             let result = backup::backup(&dir, &args.dest, &mut |name| eprintln!("copying {name}"));
             match result {
                 Ok(report) => {
@@ -143,10 +134,7 @@ pub async fn run() -> ExitCode {
             }
         }
         Command::Verify(args) => {
-            let dir = args
-                .data_dir
-                .or(file.data_dir)
-                .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+            let dir = config::data_dir(args.data_dir, &file);
             let path = dir.join(DB_FILE);
             // A progress line only where someone watches; in logs it would be noise.
             let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());

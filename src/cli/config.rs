@@ -354,6 +354,13 @@ impl FileConfig {
     }
 }
 
+/// The data directory a command works on: its flag (or `TRAILWATCH_DATA_DIR`), else the
+/// file's `data_dir`, else [`DEFAULT_DATA_DIR`].
+pub fn data_dir(flag: Option<PathBuf>, file: &FileConfig) -> PathBuf {
+    flag.or_else(|| file.data_dir.clone())
+        .unwrap_or_else(|| DEFAULT_DATA_DIR.into())
+}
+
 /// Merges flags and environment (already in `args`) over the file over the defaults into
 /// the server's settings.
 pub fn serve_config(args: ServeArgs, file: FileConfig) -> ServeConfig {
