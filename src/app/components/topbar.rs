@@ -29,6 +29,12 @@ pub fn TopBar(
 ) -> impl IntoView {
     let logout = ServerAction::<Logout>::new();
     let me = Resource::new(|| (), |_| whoami());
+    // On a phone the navigation is a menu the button opens; wide screens show it inline.
+    let open = RwSignal::new(false);
+    let here = NAV
+        .iter()
+        .find(|(.., key, _)| *key == current)
+        .map_or("Menu", |(_, label, ..)| *label);
     let class = move || class.map_or("topbar", |c| c.get());
     let nav = move |me: Option<Whoami>| {
         NAV.iter()
@@ -62,7 +68,24 @@ pub fn TopBar(
                     <Logo />
                     <span class="brand-name">"Trailwatch"</span>
                 </a>
-                <nav class="nav" aria-label="Main">
+                <button
+                    type="button"
+                    class="menu-button"
+                    aria-controls="main-nav"
+                    aria-expanded=move || open.get().to_string()
+                    aria-label=format!("Menu: {here}")
+                    on:click=move |_| open.update(|o| *o = !*o)
+                >
+                    <span class="menu-icon" aria-hidden="true">"☰"</span>
+                    <span class="menu-current">{here}</span>
+                </button>
+                <nav
+                    id="main-nav"
+                    class=move || if open.get() { "nav open" } else { "nav" }
+                    aria-label="Main"
+                    // A choice closes the menu, the current page's link included.
+                    on:click=move |_| open.set(false)
+                >
                     <Transition fallback=|| ()>
                         {move || me.get().map(|r| nav(r.ok()))}
                     </Transition>
