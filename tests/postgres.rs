@@ -1,6 +1,7 @@
 //! The PostgreSQL backend against a real, throwaway cluster (one per test binary, see
-//! `common::postgres`): migrations that several nodes run at once, and leases that pass a
-//! cluster-wide job from a node that stopped renewing to another.
+//! `common::postgres`): migrations that several nodes run at once, leases that pass a
+//! cluster-wide job from a node that stopped renewing to another, and the notices that carry
+//! committed seq ranges to every node.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 #![cfg(feature = "ssr")]
 
@@ -8,7 +9,7 @@ mod common;
 
 use common::postgres::{cluster, connect};
 use std::time::Duration;
-use trailwatch::store::postgres::{self, PgError, MIGRATIONS};
+use trailwatch::store::postgres::{self, Committed, PgError, MIGRATIONS};
 
 #[tokio::test]
 async fn migrations_apply_once_when_several_nodes_start_at_once() {
@@ -158,4 +159,44 @@ async fn a_lease_has_one_holder_until_it_is_released_or_expires() {
         taken.acquired_at > renewed.acquired_at,
         "a new holder's lease begins anew"
     );
+}
+
+#[tokio::test]
+async fn committed_ranges_reach_every_listening_node_in_commit_order_and_only_once_committed() {
+    let url = cluster().database("notices").await;
+    let mut first = postgres::Listener::open(&url).await.unwrap();
+    let mut second = postgres::Listener::open(&url).await.unwrap();
+    let mut a = connect(&url).await;
+    let b = connect(&url).await;
+
+    // A transaction that rolls back announces nothing.
+    let tx = a.transaction().await.unwrap();
+    postgres::announce(&tx, Committed { first: 1, last: 5 })
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    // Committed ones arrive, from whichever node, in the order they committed.
+    let tx = a.transaction().await.unwrap();
+    postgres::announce(&tx, Committed { first: 1, last: 3 })
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    postgres::announce(&b, Committed { first: 4, last: 4 })
+        .await
+        .unwrap();
+    postgres::announce(&a, Committed { first: 5, last: 9 })
+        .await
+        .unwrap();
+    let want = [(1, 3), (4, 4), (5, 9)].map(|(first, last)| Committed { first, last });
+    for listener in [&mut first, &mut second] {
+        let mut got = Vec::new();
+        for _ in 0..want.len() {
+            let next = tokio::time::timeout(Duration::from_secs(10), listener.next())
+                .await
+                .expect("a notice within 10 s")
+                .expect("the session lasts");
+            got.push(next);
+        }
+        assert_eq!(got, want);
+    }
 }

@@ -1,14 +1,17 @@
 //! The PostgreSQL backend, for several nodes that share one database: its schema, created and
 //! migrated by the server itself with versioned migrations that are safe when several nodes
 //! start at once, and leases that let one node at a time run a cluster-wide job (retention,
-//! the background chain check, checkpoint signing) and pass it on when that node dies.
+//! the background chain check, checkpoint signing) and pass it on when that node dies, and
+//! the notices that carry committed seq ranges from node to node.
 //! Server build only. The events, chain and index follow (see the PostgreSQL issue).
 
 mod lease;
 mod migrate;
+mod notify;
 
 pub use lease::{holder, release, try_acquire, LeaseHolder};
 pub use migrate::{migrate, Migration, MIGRATIONS};
+pub use notify::{announce, Committed, Listener, CHANNEL};
 
 /// Why a PostgreSQL operation failed.
 #[derive(Debug, thiserror::Error)]
