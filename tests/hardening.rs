@@ -761,3 +761,22 @@ async fn connections_beyond_the_cap_are_refused_with_503() {
         .await
         .expect("a freed slot takes a new connection");
 }
+
+#[tokio::test]
+async fn an_open_websocket_holds_its_place_under_the_connection_cap() {
+    let s = TestServer::start_with(|c| c.limits.max_connections = 2).await;
+    // Its HTTP exchange is over once upgraded; the socket itself still counts.
+    let mut socket = s.socket("&sinceSeq=0").await;
+    socket.events_until_ready().await;
+    let mut held = raw(&s, b"GET /api/health HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    let mut buf = [0u8; 1024];
+    let n = held.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let mut third = TcpStream::connect(s.addr).await.unwrap();
+    let answer = read_until_closed(&mut third, Duration::from_secs(10)).await;
+    assert!(
+        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 503"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+}

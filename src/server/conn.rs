@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 
 /// How many refusals beyond the cap may be under way at once; past it a connection is closed
@@ -73,8 +73,7 @@ where
                 let stop = stop.clone();
                 let closed = closed_rx.clone();
                 tokio::spawn(async move {
-                    connection(io, peer, app, limits, stop).await;
-                    drop(permit);
+                    connection(io, permit, peer, app, limits, stop).await;
                     drop(closed);
                 });
             }
@@ -121,6 +120,7 @@ async fn refuse<I: AsyncRead + AsyncWrite + Unpin>(mut io: I, limit: usize) {
 /// Serves one connection until it closes, its client stalls past a limit, or the server stops.
 async fn connection<I>(
     io: I,
+    permit: OwnedSemaphorePermit,
     peer: SocketAddr,
     app: Router,
     limits: ConnLimits,
@@ -132,6 +132,7 @@ async fn connection<I>(
     let io = TokioIo::new(Watched {
         inner: io,
         activity: activity.clone(),
+        _open: permit,
     });
     let service = {
         let activity = activity.clone();
@@ -297,10 +298,13 @@ impl axum::body::HttpBody for Tracked {
     }
 }
 
-/// The connection's stream, telling [`Activity`] when the client sends.
+/// The connection's stream, telling [`Activity`] when the client sends. It holds the
+/// connection's place under the cap for as long as the stream is open: an upgraded
+/// WebSocket takes the stream with it and keeps counting.
 struct Watched<I> {
     inner: I,
     activity: Arc<Activity>,
+    _open: OwnedSemaphorePermit,
 }
 
 impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
