@@ -518,7 +518,8 @@ async fn server_fn_status(req: Request, next: Next) -> Response {
         return response;
     }
     let (mut parts, body) = response.into_parts();
-    // An error body is a short JSON object; anything larger is passed on as it was.
+    // An error body is a short JSON object; one over 64 KiB (or unreadable) is no error of
+    // ours, and is answered as the server's failure it already claims to be.
     let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
         return ApiError::Internal.into_response();
     };

@@ -69,6 +69,16 @@ async fn alice_and_others(s: &TestServer) -> (String, String) {
     )
 }
 
+/// A server holding Alice's and the others' events, and a session of Alice's as a `self` user
+/// whose actor id is `alice`: the cookie pair, her event's id and another actor's.
+async fn alice_signed_in() -> (TestServer, String, String, String) {
+    let s = TestServer::start().await;
+    let (own_id, other_id) = alice_and_others(&s).await;
+    add_user(&s, "alice-self", "self", Some("alice")).await;
+    let cookie = login(&s, "alice-self", PASSWORD).await.unwrap();
+    (s, cookie, own_id, other_id)
+}
+
 /// Whether `text` holds anything of the other actors' events.
 fn leaks(text: &str) -> Option<&'static str> {
     [MARK, OTHER_IP].into_iter().find(|m| text.contains(m))
@@ -142,10 +152,7 @@ fn fn_args(path: &str, own_id: &str, other_id: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn the_self_role_sees_no_other_actors_event_value_or_count_on_any_route_it_may_call() {
-    let s = TestServer::start().await;
-    let (own_id, other_id) = alice_and_others(&s).await;
-    add_user(&s, "alice-self", "self", Some("alice")).await;
-    let cookie = login(&s, "alice-self", PASSWORD).await.unwrap();
+    let (s, cookie, own_id, other_id) = alice_signed_in().await;
     let me = Cred::Cookie(cookie.clone());
     let grant = Grant::Role(Role::Own);
     let origin = s.url("");
@@ -267,10 +274,8 @@ async fn call_text(s: &TestServer, method: &str, path: &str, cred: &Cred) -> (u1
 
 #[tokio::test]
 async fn a_self_users_subject_export_holds_only_events_where_they_are_the_actor() {
-    let s = TestServer::start().await;
-    alice_and_others(&s).await;
-    add_user(&s, "alice-self", "self", Some("alice")).await;
-    let cookie = Cred::Cookie(login(&s, "alice-self", PASSWORD).await.unwrap());
+    let (s, cookie, ..) = alice_signed_in().await;
+    let cookie = Cred::Cookie(cookie);
     let (status, body) = call(&s, "GET", "/api/v1/subjects/alice/export", &cookie, None).await;
     assert_eq!(status, 200, "{body}");
     let events = body["events"].as_array().unwrap();
@@ -291,10 +296,8 @@ async fn a_self_users_subject_export_holds_only_events_where_they_are_the_actor(
 
 #[tokio::test]
 async fn levels_and_categories_count_only_a_self_users_own_events() {
-    let s = TestServer::start().await;
-    alice_and_others(&s).await;
-    add_user(&s, "alice-self", "self", Some("alice")).await;
-    let me = Cred::Cookie(login(&s, "alice-self", PASSWORD).await.unwrap());
+    let (s, cookie, ..) = alice_signed_in().await;
+    let me = Cred::Cookie(cookie);
     let (_, levels) = call(&s, "GET", "/api/v1/events/levels", &me, None).await;
     let (_, categories) = call(&s, "GET", "/api/v1/events/categories", &me, None).await;
     // Her three reads, and the sign-in she just made (recorded with her as the actor).
