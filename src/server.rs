@@ -814,6 +814,10 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Full => ApiError::Full,
             StoreError::Closed => ApiError::Unavailable,
+            StoreError::Unreachable(detail) => {
+                tracing::warn!(%detail, "the database cannot be reached");
+                ApiError::Unavailable
+            }
             StoreError::Indexing { indexed, head } => ApiError::Indexing { indexed, head },
             other => {
                 tracing::error!(error = %other, "store failure");

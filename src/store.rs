@@ -14,7 +14,9 @@ mod query;
 pub mod retention;
 pub mod risk;
 pub mod rollup;
+mod row;
 mod schema;
+mod seal;
 mod verify;
 
 use crate::model::{
@@ -78,6 +80,12 @@ pub enum StoreError {
     Corrupt { seq: u64, detail: String },
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// The PostgreSQL server cannot be reached (down, restarting, or the network): nothing
+    /// was done, and the same request may be retried.
+    #[error("the database cannot be reached: {0}")]
+    Unreachable(String),
+    #[error("PostgreSQL: {0}")]
+    Postgres(String),
 }
 
 impl StoreError {
@@ -149,7 +157,7 @@ pub struct CommitStats {
 
 /// A gap-free follower of the commits; see [`Store::follow`].
 pub struct Following {
-    store: Store,
+    feed: Feed,
     live: broadcast::Receiver<Arc<StoredEvent>>,
     /// The last seq handed out.
     last: Seq,
@@ -157,9 +165,42 @@ pub struct Following {
     backlog: std::collections::VecDeque<StoredEvent>,
 }
 
+/// Where a follower reads what its live queue dropped: either backend's committed events.
+#[derive(Clone)]
+pub(crate) enum Feed {
+    Sqlite(Store),
+    Postgres(postgres::EventLog),
+}
+
+impl Feed {
+    /// The newest seq the live queue has been given.
+    fn published(&self) -> u64 {
+        match self {
+            Feed::Sqlite(store) => *store.shared.head.borrow(),
+            Feed::Postgres(log) => log.published().0,
+        }
+    }
+
+    async fn read_from(&self, after: Seq, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        match self {
+            Feed::Sqlite(store) => store.read_from(after, limit).await,
+            Feed::Postgres(log) => log.read_from(after, limit).await,
+        }
+    }
+}
+
 impl Following {
     /// How many events one catch-up read takes.
     const CATCH_UP: usize = 2_000;
+
+    pub(crate) fn new(feed: Feed, live: broadcast::Receiver<Arc<StoredEvent>>, last: Seq) -> Self {
+        Following {
+            feed,
+            live,
+            last,
+            backlog: std::collections::VecDeque::new(),
+        }
+    }
 
     /// The seq of the last event returned (the head when following began).
     pub fn last_seq(&self) -> Seq {
@@ -180,8 +221,8 @@ impl Following {
             // Behind what is committed with nothing live to read (following from an old
             // seq): catch up from the database now, not at the next commit, which may be
             // long in coming.
-            if self.live.is_empty() && *self.store.shared.head.borrow() > self.last.0 {
-                let missed = self.store.read_from(self.last, Self::CATCH_UP).await?;
+            if self.live.is_empty() && self.feed.published() > self.last.0 {
+                let missed = self.feed.read_from(self.last, Self::CATCH_UP).await?;
                 if !missed.is_empty() {
                     self.backlog.extend(missed);
                     continue;
@@ -195,7 +236,7 @@ impl Following {
                 }
                 // A gap: what came between is in the database.
                 Ok(_) | Err(RecvError::Lagged(_)) => {
-                    let missed = self.store.read_from(self.last, Self::CATCH_UP).await?;
+                    let missed = self.feed.read_from(self.last, Self::CATCH_UP).await?;
                     self.backlog.extend(missed);
                 }
                 Err(RecvError::Closed) => return Ok(None),
@@ -376,7 +417,7 @@ impl Store {
         let personal = &self.shared.personal;
         let events = events
             .into_iter()
-            .map(|e| append::Prepared::new(e, personal))
+            .map(|e| seal::Prepared::new(e, personal))
             .collect();
         let (reply, answer) = oneshot::channel();
         self.shared
@@ -532,12 +573,7 @@ impl Store {
     }
 
     fn following(&self, live: broadcast::Receiver<Arc<StoredEvent>>, last: Seq) -> Following {
-        Following {
-            store: self.clone(),
-            live,
-            last,
-            backlog: std::collections::VecDeque::new(),
-        }
+        Following::new(Feed::Sqlite(self.clone()), live, last)
     }
 
     /// Up to `limit` events with seq greater than `after`, in seq order, through the durable

@@ -200,3 +200,216 @@ async fn committed_ranges_reach_every_listening_node_in_commit_order_and_only_on
         assert_eq!(got, want);
     }
 }
+
+// The event log: one chain that several nodes append to, every node's live stream.
+
+use chrono::DateTime;
+use std::collections::{BTreeMap, BTreeSet};
+use trailwatch::model::{
+    Actor, AuditEvent, Category, Level, Outcome, RequestInfo, Seq, Source, StoredEvent,
+};
+use trailwatch::store::postgres::EventLog;
+use trailwatch::store::risk::{RiskConfig, Scorer};
+use trailwatch::store::StoreOptions;
+
+/// An event tagged `tag` in its metadata; every third one a denial, from few users and
+/// addresses, so that repeated-failure scores depend on what every node appended before.
+fn tagged(tag: &str, n: usize) -> AuditEvent {
+    AuditEvent {
+        timestamp: DateTime::from_timestamp_millis(1_770_000_000_000 + n as i64 * 700).unwrap(),
+        level: Level::Info,
+        category: Category::Authentication,
+        action: format!("login.{}", n % 4),
+        outcome: if n % 3 == 0 {
+            Outcome::Denied
+        } else {
+            Outcome::Success
+        },
+        user: Actor {
+            id: format!("user-{}", n % 5),
+            username: None,
+        },
+        entity: None,
+        request: Some(RequestInfo {
+            ip: Some(format!("10.0.0.{}", n % 3)),
+            ..Default::default()
+        }),
+        location: None,
+        description: Some(format!("event {tag}")),
+        metadata: serde_json::json!({"tag": tag}).as_object().cloned(),
+        changes: None,
+        risk_score: None,
+        risk_reasons: None,
+        correlation_id: None,
+        session_id: None,
+        system: None,
+        source: Source::http(),
+        submitted_by: Some("token:pg-test".into()),
+    }
+}
+
+fn tag_of(e: &StoredEvent) -> String {
+    e.event.metadata.as_ref().unwrap()["tag"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The next `n` events a follower hands out, failing after a generous wait.
+async fn take(f: &mut trailwatch::store::Following, n: usize) -> Vec<StoredEvent> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let e = tokio::time::timeout(Duration::from_secs(20), f.next())
+            .await
+            .expect("the follower stalled")
+            .unwrap()
+            .expect("the log stopped");
+        out.push((*e).clone());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_appending_at_once_share_one_gap_free_chain_and_each_streams_all_of_it() {
+    let url = cluster().database("chain_nodes").await;
+    let a = EventLog::open(&url, StoreOptions::default()).await.unwrap();
+    let b = EventLog::open(&url, StoreOptions::default()).await.unwrap();
+    let mut follow_a = a.follow_from(Seq(0));
+    let mut follow_b = b.follow_from(Seq(0));
+
+    // Four writers per node, each appending batches of one to five events.
+    let mut writers = Vec::new();
+    for (name, node) in [("a", &a), ("b", &b)] {
+        for w in 0..4 {
+            let node = node.clone();
+            writers.push(tokio::spawn(async move {
+                let mut sent = Vec::new();
+                for batch in 0..15 {
+                    let size = 1 + (w + batch) % 5;
+                    let events: Vec<AuditEvent> = (0..size)
+                        .map(|i| tagged(&format!("{name}{w}-{batch}-{i}"), w * 100 + batch + i))
+                        .collect();
+                    let receipt = node.append(events.clone()).await.unwrap();
+                    assert_eq!(receipt.accepted, size);
+                    assert_eq!(receipt.last_seq.0 - receipt.first_seq.0 + 1, size as u64);
+                    sent.push((receipt.first_seq.0, events));
+                }
+                sent
+            }));
+        }
+    }
+    let mut by_seq: BTreeMap<u64, String> = BTreeMap::new();
+    for w in writers {
+        for (first, events) in w.await.unwrap() {
+            for (i, e) in events.iter().enumerate() {
+                let tag = e.metadata.as_ref().unwrap()["tag"].as_str().unwrap();
+                assert!(by_seq.insert(first + i as u64, tag.to_string()).is_none());
+            }
+        }
+    }
+    let total = by_seq.len();
+    // Seqs are 1..=N with no gap and no seq given twice, whichever node took the event.
+    assert_eq!(
+        by_seq.keys().copied().collect::<Vec<_>>(),
+        (1..=total as u64).collect::<Vec<_>>()
+    );
+    assert_eq!(a.head().await.unwrap(), Seq(total as u64));
+    assert_eq!(b.head().await.unwrap(), Seq(total as u64));
+
+    // Each node's stream carries every node's events, in seq order, exactly as received.
+    for follow in [&mut follow_a, &mut follow_b] {
+        let got = take(follow, total).await;
+        let seqs: Vec<u64> = got.iter().map(|e| e.seq.0).collect();
+        assert_eq!(seqs, (1..=total as u64).collect::<Vec<_>>());
+        for e in &got {
+            assert_eq!(tag_of(e), by_seq[&e.seq.0], "seq {}", e.seq);
+        }
+    }
+    let stored = a.read_from(Seq(0), total + 10).await.unwrap();
+    assert_eq!(stored.len(), total);
+    let nodes: BTreeSet<char> = stored
+        .iter()
+        .map(|e| tag_of(e).chars().next().unwrap())
+        .collect();
+    assert_eq!(nodes, BTreeSet::from(['a', 'b']));
+
+    // Risk is scored as one node scoring every event in seq order would: each node counted
+    // the other's events before sealing its own.
+    let mut one = Scorer::new(RiskConfig::default());
+    for e in &stored {
+        let mut fresh = e.event.clone();
+        fresh.risk_score = None;
+        fresh.risk_reasons = None;
+        if one.needs_profile(&fresh.user.id) {
+            one.insert_profile(fresh.user.id.clone(), Default::default());
+        }
+        one.observe_loaded(&mut fresh, e.received_at.timestamp_millis())
+            .unwrap();
+        assert_eq!(fresh.risk_score, e.event.risk_score, "seq {}", e.seq);
+        assert_eq!(fresh.risk_reasons, e.event.risk_reasons, "seq {}", e.seq);
+    }
+    assert!(
+        stored.iter().any(|e| e
+            .event
+            .risk_reasons
+            .iter()
+            .flatten()
+            .any(|r| r.rule.contains("repeated"))),
+        "some scores count failures from both nodes"
+    );
+
+    let report = a.verify(&mut |_| {}).await.unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.checked, total as u64);
+    assert_eq!(report.head_seq, Seq(total as u64));
+
+    // A node that joins later resumes from any seq: what it missed, then what follows,
+    // with no gap and no duplicate.
+    let c = EventLog::open(&url, StoreOptions::default()).await.unwrap();
+    let from = total as u64 / 2;
+    let mut follow_c = c.follow_from(Seq(from));
+    let more: Vec<AuditEvent> = (0..7).map(|i| tagged(&format!("late-{i}"), i)).collect();
+    let receipt = a.append(more).await.unwrap();
+    assert_eq!(receipt.first_seq, Seq(total as u64 + 1));
+    let got = take(&mut follow_c, total - from as usize + 7).await;
+    let seqs: Vec<u64> = got.iter().map(|e| e.seq.0).collect();
+    assert_eq!(seqs, (from + 1..=total as u64 + 7).collect::<Vec<_>>());
+    assert_eq!(tag_of(got.last().unwrap()), "late-6");
+}
+
+#[tokio::test]
+async fn verification_catches_an_edited_row_and_a_chain_cut_short() {
+    let url = cluster().database("chain_tamper").await;
+    let log = EventLog::open(&url, StoreOptions::default()).await.unwrap();
+    let events: Vec<AuditEvent> = (0..20).map(|i| tagged(&format!("t{i}"), i)).collect();
+    log.append(events).await.unwrap();
+    assert!(log.verify(&mut |_| {}).await.unwrap().ok);
+
+    let db = connect(&url).await;
+    db.execute("UPDATE events SET action = 'tampered' WHERE seq = 7", &[])
+        .await
+        .unwrap();
+    let report = log.verify(&mut |_| {}).await.unwrap();
+    let b = report.first_break.expect("an edited row breaks the chain");
+    assert_eq!(
+        (b.seq, b.fault),
+        (Seq(7), trailwatch::store::chain::Fault::Edited)
+    );
+    assert_eq!(report.checked, 6);
+
+    // Put back exactly, then cut the newest rows.
+    let original = tagged("t6", 6).action;
+    db.execute("UPDATE events SET action = $1 WHERE seq = 7", &[&original])
+        .await
+        .unwrap();
+    assert!(log.verify(&mut |_| {}).await.unwrap().ok);
+    db.execute("DELETE FROM events WHERE seq > 17", &[])
+        .await
+        .unwrap();
+    let report = log.verify(&mut |_| {}).await.unwrap();
+    let b = report.first_break.expect("a chain cut short is caught");
+    assert_eq!(
+        (b.seq, b.fault),
+        (Seq(18), trailwatch::store::chain::Fault::Truncated)
+    );
+}

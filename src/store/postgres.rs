@@ -3,13 +3,18 @@
 //! start at once, and leases that let one node at a time run a cluster-wide job (retention,
 //! the background chain check, checkpoint signing) and pass it on when that node dies, and
 //! the notices that carry committed seq ranges from node to node.
-//! Server build only. The events, chain and index follow (see the PostgreSQL issue).
+//! The event log (`log`): one chain that every node appends to, and every node's live stream.
+//! Server build only. Search, analytics and the rest follow (see the PostgreSQL issue).
 
 mod lease;
+mod log;
 mod migrate;
 mod notify;
+pub mod partition;
+mod verify;
 
 pub use lease::{holder, release, try_acquire, LeaseHolder};
+pub use log::{EventLog, LockHeld};
 pub use migrate::{migrate, Migration, MIGRATIONS};
 pub use notify::{announce, Committed, Listener, CHANNEL};
 

@@ -2,118 +2,21 @@
 //! catch-up, and the dashboard snapshot.
 
 use super::StoreError;
-use crate::model::{
-    Actor, AuditEvent, Category, Counters, DashboardSnapshot, Entity, EventId, EventPage, Level,
-    Location, Outcome, RequestInfo, Seq, Source, StoredEvent, ValueCount,
-};
+use crate::model::{Counters, DashboardSnapshot, EventId, EventPage, Seq, StoredEvent, ValueCount};
 use crate::search::{Pattern, Query, Term};
-use chrono::{DateTime, Utc};
-use rusqlite::types::Type;
+use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, Row, ToSql};
 
-/// The columns [`event_from_row`] reads, in its order.
-pub const EVENT_COLUMNS: &str = "seq, event_id, ts, received_at, level, category, action, \
-    outcome, source, user_id, username, description, entity_type, entity_id, entity_name, \
-    req_method, req_path, req_ip, req_user_agent, req_status, req_response_time, country, city, \
-    metadata, changes, system, risk, correlation_id, session_id, hash, risk_reasons, personal, \
-    submitted_by";
+pub use super::row::{EVENT_COLUMNS, EVENT_COLUMN_COUNT};
 
-/// How many columns [`EVENT_COLUMNS`] names.
-pub const EVENT_COLUMN_COUNT: usize = 33;
-
-fn conversion(idx: usize, msg: String) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, msg.into())
-}
-
-fn time(idx: usize, ms: i64) -> rusqlite::Result<DateTime<Utc>> {
-    DateTime::from_timestamp_millis(ms).ok_or_else(|| conversion(idx, format!("bad time {ms}")))
-}
-
-fn parsed<T>(row: &Row<'_>, idx: usize, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
-    let s: String = row.get(idx)?;
-    parse(&s).ok_or_else(|| conversion(idx, format!("unknown value {s:?}")))
-}
-
-fn json<T: serde::de::DeserializeOwned>(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<T>> {
-    let s: Option<String> = row.get(idx)?;
-    s.map(|s| serde_json::from_str(&s).map_err(|e| conversion(idx, e.to_string())))
-        .transpose()
-}
-
-/// Rebuilds the audit event and its seal from a row selected with [`EVENT_COLUMNS`], with its
-/// personal metadata back among its metadata, as it was sent. Sub-objects whose fields are all
-/// empty come back as `None`, as ingest stores them.
+/// [`super::row::event_from_row`] for SQLite's row callbacks.
 pub fn event_from_row(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
-    let (mut stored, personal) = sealed_from_row(row)?;
-    if let Some(personal) = personal {
-        let personal: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(&personal).map_err(|e| conversion(PERSONAL, e.to_string()))?;
-        stored
-            .event
-            .metadata
-            .get_or_insert_with(Default::default)
-            .extend(personal);
-    }
-    Ok(stored)
+    Ok(super::row::event_from_row(row)?)
 }
 
-/// The index of the `personal` column in [`EVENT_COLUMNS`].
-const PERSONAL: usize = 31;
-/// The index of the `submitted_by` column in [`EVENT_COLUMNS`].
-const SUBMITTED_BY: usize = 32;
-
-/// The row as it is sealed: the event with only its public metadata, and the canonical JSON
-/// of its personal metadata apart (see `chain::JsonFields::split`).
+/// [`super::row::sealed_from_row`] for SQLite's row callbacks.
 pub fn sealed_from_row(row: &Row<'_>) -> rusqlite::Result<(StoredEvent, Option<String>)> {
-    let entity = Entity {
-        kind: row.get(12)?,
-        id: row.get(13)?,
-        name: row.get(14)?,
-    };
-    let request = RequestInfo {
-        method: row.get(15)?,
-        path: row.get(16)?,
-        ip: row.get(17)?,
-        user_agent: row.get(18)?,
-        status_code: row.get(19)?,
-        response_time: row.get::<_, Option<i64>>(20)?.map(|v| v.max(0) as u64),
-    };
-    let location = Location {
-        country: row.get(21)?,
-        city: row.get(22)?,
-    };
-    let hash: Vec<u8> = row.get(29)?;
-    let stored = StoredEvent {
-        seq: Seq(row.get(0)?),
-        event_id: EventId(row.get(1)?),
-        received_at: time(3, row.get(3)?)?,
-        hash: hex::encode(hash),
-        event: AuditEvent {
-            timestamp: time(2, row.get(2)?)?,
-            level: parsed(row, 4, Level::parse)?,
-            category: parsed(row, 5, Category::parse)?,
-            action: row.get(6)?,
-            outcome: parsed(row, 7, Outcome::parse)?,
-            source: Source(row.get(8)?),
-            user: Actor {
-                id: row.get(9)?,
-                username: row.get(10)?,
-            },
-            description: row.get(11)?,
-            entity: (entity != Entity::default()).then_some(entity),
-            request: (request != RequestInfo::default()).then_some(request),
-            location: (location != Location::default()).then_some(location),
-            metadata: json(row, 23)?,
-            changes: json(row, 24)?,
-            system: json(row, 25)?,
-            risk_score: row.get(26)?,
-            risk_reasons: json(row, 30)?,
-            correlation_id: row.get(27)?,
-            session_id: row.get(28)?,
-            submitted_by: row.get(SUBMITTED_BY)?,
-        },
-    };
-    Ok((stored, row.get(PERSONAL)?))
+    Ok(super::row::sealed_from_row(row)?)
 }
 
 /// The newest seq (0 when empty).
@@ -147,7 +50,7 @@ pub fn read_from(
 pub fn by_id(conn: &Connection, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {
     let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq = ?1 AND event_id = ?2");
     let mut at_seq = conn.prepare_cached(&sql)?;
-    for seq in super::append::seq_candidates(&id.0) {
+    for seq in super::seal::seq_candidates(&id.0) {
         let Ok(seq) = i64::try_from(seq) else {
             continue;
         };

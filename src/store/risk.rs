@@ -302,6 +302,32 @@ impl Profile {
     fn near(&self, hour: usize) -> u32 {
         self.hours[(hour + 23) % 24] + self.hours[hour] + self.hours[(hour + 1) % 24]
     }
+
+    /// The `hours` column: 24 little-endian u32.
+    pub fn hours_column(&self) -> Vec<u8> {
+        self.hours.iter().flat_map(|n| n.to_le_bytes()).collect()
+    }
+
+    /// The `countries` column: a JSON object in key order, or `None` with no country.
+    pub fn countries_column(&self) -> Option<String> {
+        (!self.countries.is_empty()).then(|| {
+            let sorted: std::collections::BTreeMap<&String, &u32> = self.countries.iter().collect();
+            serde_json::to_string(&sorted).unwrap_or_default()
+        })
+    }
+
+    /// A profile from its stored columns. A `countries` value this build did not write
+    /// reads as no country history rather than failing every append of this user.
+    pub fn from_columns(hours: &[u8], countries: Option<&str>) -> Profile {
+        let mut profile = Profile::default();
+        for (slot, bytes) in profile.hours.iter_mut().zip(hours.chunks_exact(4)) {
+            *slot = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        }
+        if let Some(text) = countries {
+            profile.countries = serde_json::from_str(text).unwrap_or_default();
+        }
+        profile
+    }
 }
 
 /// What the behaviour rules know about an event's past, gathered by the [`Scorer`].
@@ -503,17 +529,13 @@ impl Scorer {
         if self.warm {
             return Ok(());
         }
-        self.users.clear();
-        self.ips.clear();
-        self.dirty.clear();
-        self.profiles.clear();
-        self.unflushed = 0;
+        self.start_warming();
         let newest: Option<i64> = conn
             .query_row("SELECT MAX(ts) FROM events", [], |r| r.get(0))
             .optional()?
             .flatten();
         if let Some(newest) = newest {
-            self.newest_ms = newest;
+            self.recall_newest(newest);
             let mut stmt = conn.prepare(
                 "SELECT ts, user_id, req_ip FROM events
                  WHERE ts > ?1 AND outcome != 'success' ORDER BY seq",
@@ -524,12 +546,7 @@ impl Scorer {
                 let ts: i64 = row.get(0)?;
                 let user: String = row.get(1)?;
                 let ip: Option<String> = row.get(2)?;
-                if user != SYSTEM_ACTOR && user != super::append::ERASED_SUBJECT {
-                    remember(&mut self.users, &user, ts);
-                }
-                if let Some(ip) = ip.filter(|ip| !ip.trim().is_empty()) {
-                    remember(&mut self.ips, ip.trim(), ts);
-                }
+                self.recall_failure(ts, &user, ip.as_deref());
             }
         }
         if self.config.enabled {
@@ -570,9 +587,8 @@ impl Scorer {
             let ts: i64 = row.get(0)?;
             let user: String = row.get(1)?;
             let country: Option<String> = row.get(2)?;
-            let hour = chrono::DateTime::from_timestamp_millis(ts).map_or(0, |t| t.hour());
-            let country = country.as_deref().map(str::trim).filter(|c| !c.is_empty());
-            self.learn(conn, &user, hour, country)?;
+            self.load(conn, &user)?;
+            self.recount(&user, ts, country.as_deref());
         }
         if through < head {
             tracing::info!(
@@ -676,21 +692,8 @@ impl Scorer {
         Ok(())
     }
 
-    /// Counts an event of `user` at `hour` (UTC) from `country` into the user's profile,
-    /// loading it first, and marks it for writing.
-    fn learn(
-        &mut self,
-        conn: &Connection,
-        user: &str,
-        hour: u32,
-        country: Option<&str>,
-    ) -> rusqlite::Result<()> {
-        self.load(conn, user)?;
-        self.count(user, hour, country);
-        Ok(())
-    }
-
-    /// [`Scorer::learn`] for a profile already in memory.
+    /// Counts an event of `user` at `hour` (UTC) from `country` into the user's loaded
+    /// profile, and marks it for writing.
     fn count(&mut self, user: &str, hour: u32, country: Option<&str>) {
         if let Some(profile) = self.profiles.get_mut(user) {
             profile.hours[hour as usize % 24] += 1;
@@ -727,29 +730,118 @@ impl Scorer {
     /// and records that the table is written through `head`. Call inside the transaction
     /// that stores the events up to `head`.
     pub fn flush(&mut self, conn: &Connection, head: u64) -> rusqlite::Result<()> {
-        self.flushed_at = std::time::Instant::now();
         let mut put = conn.prepare_cached(
             "INSERT OR REPLACE INTO risk_profile (user_id, hours, countries) VALUES (?1, ?2, ?3)",
         )?;
-        for user in self.dirty.drain() {
-            let Some(profile) = self.profiles.get(&user) else {
-                continue;
-            };
-            let hours: Vec<u8> = profile.hours.iter().flat_map(|n| n.to_le_bytes()).collect();
-            let countries = (!profile.countries.is_empty()).then(|| {
-                let sorted: std::collections::BTreeMap<&String, &u32> =
-                    profile.countries.iter().collect();
-                serde_json::to_string(&sorted).unwrap_or_default()
-            });
-            put.execute(params![user, hours, countries])?;
+        for (user, profile) in self.drain_changed() {
+            put.execute(params![
+                user,
+                profile.hours_column(),
+                profile.countries_column()
+            ])?;
         }
         conn.prepare_cached(
             "INSERT INTO meta (key, value) VALUES (?1, ?2)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         )?
         .execute(params![THROUGH_KEY, head.to_string()])?;
-        self.unflushed = 0;
         Ok(())
+    }
+
+    /// Whether enough events or time have passed since the last flush to write the changed
+    /// profiles back (see [`Scorer::write`]).
+    pub fn flush_due(&self) -> bool {
+        self.unflushed >= FLUSH_EVENTS || self.flushed_at.elapsed() >= FLUSH_INTERVAL
+    }
+
+    /// The profiles changed since the last flush, for the caller to write back (with the
+    /// seq they are counted through) in the transaction that stores the events; counts
+    /// the flush as done.
+    pub fn drain_changed(&mut self) -> Vec<(String, Profile)> {
+        self.flushed_at = std::time::Instant::now();
+        self.unflushed = 0;
+        let dirty: Vec<String> = self.dirty.drain().collect();
+        dirty
+            .into_iter()
+            .filter_map(|user| self.profiles.get(&user).map(|p| (user, p.clone())))
+            .collect()
+    }
+
+    // What a backend that reads its database apart from the scorer (PostgreSQL, whose client
+    // is asynchronous) uses to bring the state up to date: the same steps as `begin`,
+    // `preload` and `replay`, with the rows handed in.
+
+    /// Whether the state follows the stored events (false after a start or an abort).
+    pub fn is_warm(&self) -> bool {
+        self.warm
+    }
+
+    /// Starts rebuilding the state from nothing; [`Scorer::mark_warm`] ends it.
+    pub fn start_warming(&mut self) {
+        self.users.clear();
+        self.ips.clear();
+        self.dirty.clear();
+        self.profiles.clear();
+        self.unflushed = 0;
+        self.newest_ms = i64::MIN;
+    }
+
+    /// The rebuilt state follows the stored events.
+    pub fn mark_warm(&mut self) {
+        self.warm = true;
+    }
+
+    /// How far back [`Scorer::recall_failure`] needs failures, from the newest event time.
+    pub fn window_ms(&self) -> i64 {
+        self.config.repeated.window_ms()
+    }
+
+    /// Whether scoring is on: with it off, no profile is needed or counted.
+    pub fn enabled(&self) -> bool {
+        self.config.enabled
+    }
+
+    /// Sets the newest event time stored, the windows' reference.
+    pub fn recall_newest(&mut self, ms: i64) {
+        self.newest_ms = self.newest_ms.max(ms);
+    }
+
+    /// A stored failure or denial at `ts` by `user` from `ip`, counted into the windows.
+    pub fn recall_failure(&mut self, ts: i64, user: &str, ip: Option<&str>) {
+        if user != SYSTEM_ACTOR && user != super::append::ERASED_SUBJECT {
+            remember(&mut self.users, user, ts);
+        }
+        if let Some(ip) = ip.map(str::trim).filter(|ip| !ip.is_empty()) {
+            remember(&mut self.ips, ip, ts);
+        }
+    }
+
+    /// Whether `user`'s profile must be loaded before their events are scored or counted.
+    pub fn needs_profile(&self, user: &str) -> bool {
+        self.config.enabled && user != SYSTEM_ACTOR && !self.profiles.contains_key(user)
+    }
+
+    /// Puts a profile read from the database into memory (see [`Scorer::needs_profile`]).
+    pub fn insert_profile(&mut self, user: String, profile: Profile) {
+        self.profiles.entry(user).or_insert(profile);
+    }
+
+    /// Counts a stored event of a loaded profile's user at `ts` from `country`: the replay of
+    /// the events after the seq the profiles were written through.
+    pub fn recount(&mut self, user: &str, ts: i64, country: Option<&str>) {
+        let hour = chrono::DateTime::from_timestamp_millis(ts).map_or(0, |t| t.hour());
+        let country = country.map(str::trim).filter(|c| !c.is_empty());
+        self.count(user, hour, country);
+    }
+
+    /// Whether the profile cache has outgrown its bound: flush, then [`Scorer::forget_profiles`].
+    pub fn oversized(&self) -> bool {
+        self.profiles.len() > PROFILE_CACHE
+    }
+
+    /// Empties the profile cache (after a flush): they are read again from the table.
+    pub fn forget_profiles(&mut self) {
+        self.profiles.clear();
     }
 
     /// Forgets an erased subject: its profile and its recent failures, and those of the
@@ -822,19 +914,9 @@ fn load_profile(conn: &Connection, user: &str) -> rusqlite::Result<Profile> {
         .prepare_cached("SELECT hours, countries FROM risk_profile WHERE user_id = ?1")?
         .query_row([user], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    let mut profile = Profile::default();
-    let Some((hours, countries)) = row else {
-        return Ok(profile);
-    };
-    for (slot, bytes) in profile.hours.iter_mut().zip(hours.chunks_exact(4)) {
-        *slot = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-    }
-    if let Some(text) = countries {
-        // A row this build did not write reads as no country history rather than failing
-        // every append of this user.
-        profile.countries = serde_json::from_str(&text).unwrap_or_default();
-    }
-    Ok(profile)
+    Ok(row.map_or_else(Profile::default, |(hours, countries)| {
+        Profile::from_columns(&hours, countries.as_deref())
+    }))
 }
 
 #[cfg(test)]

@@ -14,17 +14,106 @@ pub struct Migration {
 }
 
 /// Every migration this build knows, oldest first; a version once released never changes.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "leases",
-    // Expiry is the database's clock, the one clock every node shares.
-    sql: "CREATE TABLE leases (
-              name        text        PRIMARY KEY,
-              holder      text        NOT NULL,
-              acquired_at timestamptz NOT NULL,
-              expires_at  timestamptz NOT NULL
-          )",
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "leases",
+        // Expiry is the database's clock, the one clock every node shares.
+        sql: "CREATE TABLE leases (
+                  name        text        PRIMARY KEY,
+                  holder      text        NOT NULL,
+                  acquired_at timestamptz NOT NULL,
+                  expires_at  timestamptz NOT NULL
+              )",
+    },
+    Migration {
+        version: 2,
+        name: "events and their chain",
+        sql: EVENTS,
+    },
+];
+
+/// The events, sealed in one chain whichever node appends them. Columns and their encodings
+/// are SQLite's (`store::schema`), so rows read back through one decoder (`store::row`) and
+/// copy across unchanged; every integer is a bigint for the same reason.
+const EVENTS: &str = r"
+-- The chain's head: the one row every appending transaction locks first, so seqs are
+-- given out, and events sealed, in one order across every node. received_at never goes
+-- back, whatever the nodes' clocks say, so the time partitions follow seq.
+CREATE TABLE chain_head (
+    id          smallint PRIMARY KEY CHECK (id = 1),
+    seq         bigint   NOT NULL,
+    hash        bytea    NOT NULL,
+    received_at bigint   NOT NULL
+);
+INSERT INTO chain_head VALUES (1, 0, decode(repeat('00', 32), 'hex'), 0);
+
+-- Partitioned by arrival month (see `postgres::partition`): retention drops whole months.
+CREATE TABLE events (
+    seq               bigint  NOT NULL,
+    event_id          text    NOT NULL,
+    ts                bigint  NOT NULL,
+    received_at       bigint  NOT NULL,
+    level             text    NOT NULL,
+    category          text    NOT NULL,
+    action            text    NOT NULL,
+    outcome           text    NOT NULL,
+    source            text    NOT NULL,
+    user_id           text    NOT NULL,
+    username          text,
+    description       text,
+    entity_type       text,
+    entity_id         text,
+    entity_name       text,
+    req_method        text,
+    req_path          text,
+    req_ip            text,
+    req_user_agent    text,
+    req_status        bigint,
+    req_response_time bigint,
+    country           text,
+    city              text,
+    metadata          text,
+    changes           text,
+    system            text,
+    risk              bigint,
+    correlation_id    text,
+    session_id        text,
+    pii_digest        bytea   NOT NULL,
+    prev_hash         bytea   NOT NULL,
+    hash              bytea   NOT NULL,
+    erased            boolean NOT NULL DEFAULT false,
+    risk_reasons      text,
+    personal          text,
+    submitted_by      text,
+    PRIMARY KEY (seq, received_at)
+) PARTITION BY RANGE (received_at);
+CREATE INDEX events_ts ON events (ts);
+
+-- One salt per data subject: deleting it crypto-shreds the subject.
+CREATE TABLE subjects (
+    subject text  PRIMARY KEY,
+    salt    bytea NOT NULL
+);
+
+-- Running totals, kept in the transaction of the events they count.
+CREATE TABLE counters (
+    name  text   PRIMARY KEY,
+    value bigint NOT NULL
+);
+
+-- Risk profiles (`store::risk`), written through the seq kept in meta.
+CREATE TABLE risk_profile (
+    user_id   text  PRIMARY KEY,
+    hours     bytea NOT NULL,
+    countries text
+);
+
+CREATE TABLE meta (
+    key   text PRIMARY KEY,
+    value text NOT NULL
+);
+";
 
 /// The advisory lock migrations hold (`trailwtc` in ASCII).
 const LOCK: i64 = 0x7472_6169_6c77_7463;

@@ -59,7 +59,15 @@ impl Listener {
     /// # Errors
     /// The database cannot be reached.
     pub async fn open(url: &str) -> Result<Listener, PgError> {
-        let (client, mut connection) = tokio_postgres::connect(url, NoTls).await?;
+        Listener::open_with(&url.parse()?).await
+    }
+
+    /// [`Listener::open`] with a parsed configuration.
+    ///
+    /// # Errors
+    /// The database cannot be reached.
+    pub async fn open_with(config: &tokio_postgres::Config) -> Result<Listener, PgError> {
+        let (client, mut connection) = config.connect(NoTls).await?;
         let (tx, ranges) = mpsc::unbounded_channel();
         // The connection carries the notifications; it is polled here, for as long as the
         // listener lives or the session lasts.
