@@ -459,8 +459,9 @@ pub struct EventPage {
     /// The newest seq when the page was read: subscribe live from here to miss nothing.
     #[serde(default)]
     pub head_seq: Seq,
-    /// Present when the search index had not reached `head_seq` (a burst being indexed): the
-    /// full-text part of the answer covers events through this seq only.
+    /// Present when the search index had not reached the newest event (a burst being
+    /// indexed): the answer covers events through this seq only, and `head_seq` is this seq,
+    /// so a live subscription from it adds the rest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search_indexed_through: Option<Seq>,
 }

@@ -608,8 +608,9 @@ async fn a_search_behind_the_index_says_how_far_it_covers_and_never_guesses() {
         .unwrap();
 
     let page = store.query(text("number"), req(1, 50)).await.unwrap();
-    assert_eq!(page.head_seq, Seq(15));
     assert_eq!(page.search_indexed_through, Some(Seq(10)));
+    // Where the answer is complete, so a live subscription from it misses nothing.
+    assert_eq!(page.head_seq, Seq(10));
     assert_eq!(page.total, 10, "only indexed events are counted");
     // A negation must not let unindexed events through as "not containing" the word.
     let page = store.query(text("-number"), req(1, 50)).await.unwrap();

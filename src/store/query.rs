@@ -454,6 +454,9 @@ pub fn page(conn: &Connection, query: &Query, req: PageRequest) -> Result<EventP
         None
     };
     tx.finish()?;
+    // Live resumes from `head_seq`: it must be where the answer is complete, or the events
+    // between the index and the head would be in neither the page nor the stream.
+    let head_seq = search_indexed_through.unwrap_or(head_seq);
     Ok(EventPage {
         search_indexed_through,
         items,

@@ -595,9 +595,7 @@ fn Results(
     };
     let capped = page.total_is_lower_bound;
     // The search index was still catching up with a burst: say how far this answer reaches.
-    let indexing = page
-        .search_indexed_through
-        .map(|through| (through, page.head_seq));
+    let indexing = page.search_indexed_through;
     let cursor = RwSignal::new(page.next_cursor);
     let loading_more = RwSignal::new(false);
     let selected = RwSignal::new(None::<Seq>);
@@ -750,10 +748,10 @@ fn Results(
                     </details>
                 </div>
             </div>
-            {indexing.map(|(through, head)| view! {
+            {indexing.map(|through| view! {
                 <p class="notice" role="status">
                     {format!(
-                        "Search is still indexing a burst: this covers events up to #{through} of #{head}. Search again in a moment for the rest."
+                        "Search is still indexing a burst: the list was read through #{through}, and newer matches are added live as they are found."
                     )}
                 </p>
             })}
