@@ -1,5 +1,5 @@
 //! The command line, the top layer: clap's types and the config file (`config`), and the
-//! commands `serve`, `emit`, `import`, `verify`, `token` and `user`. The only code that knows
+//! commands `serve`, `emit`, `import`, `verify`, `token`, `user`, `backup` and `migrate`. The only code that knows
 //! clap; it maps its arguments onto the options of the layers below. Server build only.
 
 pub mod accounts;
@@ -7,6 +7,7 @@ pub mod backup;
 pub mod config;
 pub mod emit;
 pub mod import;
+pub mod migrate;
 
 use crate::auth::TokenOrigin;
 use crate::site::{shutdown_signal, Server};
@@ -135,6 +136,13 @@ pub async fn run() -> ExitCode {
         }
         Command::Verify(args) => {
             let dir = config::data_dir(args.data_dir, &file);
+            if let Some(url) = &args.database {
+                let key = args
+                    .public_key
+                    .clone()
+                    .unwrap_or_else(|| dir.join(crate::store::checkpoint::PUBLIC_KEY_FILE));
+                return migrate::verify_database(url, &key).await;
+            }
             let path = dir.join(DB_FILE);
             // A progress line only where someone watches; in logs it would be noise.
             let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -168,36 +176,48 @@ pub async fn run() -> ExitCode {
             };
             // The same key checks the signed retention records.
             let key = checkpoint::read_public_key(&key_path).ok();
-            match verify_path(&path, &checkpoints, key.as_ref(), &mut progress) {
-                Ok(report) => {
-                    if tty {
-                        // Clear the progress line before the verdict.
-                        eprint!("\r{:width$}\r", "", width = 60);
-                    }
-                    match report.first_break {
-                        None => {
-                            println!(
-                                "chain OK: {} events, head seq {} hash {}; {} signed checkpoints match; \
-                                 {} events removed by signed retention",
-                                report.checked, report.head_seq, report.head_hash, report.checkpoints,
-                                report.pruned
-                            );
-                            ExitCode::SUCCESS
-                        }
-                        Some(b) => {
-                            println!(
-                                "chain BROKEN at seq {}: {:?}: {} ({} events verified before it)",
-                                b.seq, b.fault, b.detail, report.checked
-                            );
-                            ExitCode::FAILURE
-                        }
-                    }
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(2)
-                }
+            let result = verify_path(&path, &checkpoints, key.as_ref(), &mut progress);
+            if tty {
+                // Clear the progress line before the verdict.
+                eprint!("\r{:width$}\r", "", width = 60);
             }
+            verdict(result)
+        }
+        Command::Migrate(args) => {
+            let dir = config::data_dir(args.data_dir, &file);
+            migrate::migrate(&dir, &args.to).await
+        }
+    }
+}
+
+/// Prints a verification's verdict; exits 0 for a whole chain, 1 for a broken one, 2 when it
+/// could not be checked.
+fn verdict(result: Result<crate::store::VerifyReport, impl std::fmt::Display>) -> ExitCode {
+    match result {
+        Ok(report) => match report.first_break {
+            None => {
+                println!(
+                    "chain OK: {} events, head seq {} hash {}; {} signed checkpoints match; \
+                     {} events removed by signed retention",
+                    report.checked,
+                    report.head_seq,
+                    report.head_hash,
+                    report.checkpoints,
+                    report.pruned
+                );
+                ExitCode::SUCCESS
+            }
+            Some(b) => {
+                println!(
+                    "chain BROKEN at seq {}: {:?}: {} ({} events verified before it)",
+                    b.seq, b.fault, b.detail, report.checked
+                );
+                ExitCode::FAILURE
+            }
+        },
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
         }
     }
 }

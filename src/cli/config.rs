@@ -32,7 +32,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Send one event to a running server.
     Emit(EmitArgs),
-    /// Check the whole hash chain of a data directory, offline; exits 1 if it is broken.
+    /// Check the whole hash chain of a data directory (or of a PostgreSQL database with
+    /// --database); exits 1 if it is broken.
     Verify(VerifyArgs),
     /// Load JSONL or text log files into a running server, with a progress bar.
     Import(ImportArgs),
@@ -42,6 +43,19 @@ pub enum Command {
     User(UserArgs),
     /// Copy a data directory consistently while the server runs (every database and file).
     Backup(BackupArgs),
+    /// Copy an SQLite data directory into an empty PostgreSQL database, keeping seqs, hashes
+    /// and checkpoints, then verify the copy.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The PostgreSQL database to copy into (empty), as postgres://user@host:port/name.
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+    /// Data directory to copy from [default: ./data].
+    #[arg(long, env = "TRAILWATCH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -265,6 +279,10 @@ pub struct VerifyArgs {
     /// [default: checkpoint.pub in the data directory].
     #[arg(long, value_name = "FILE")]
     pub public_key: Option<PathBuf>,
+    /// Check the chain in this PostgreSQL database instead of a data directory's, against
+    /// the checkpoints stored there.
+    #[arg(long, value_name = "URL", env = "TRAILWATCH_DATABASE_URL")]
+    pub database: Option<String>,
 }
 
 /// The optional settings file; every key may be left out.

@@ -141,19 +141,26 @@ pub fn trusted(log: &Path, key: &Path, required: bool) -> Result<Vec<Checkpoint>
     }
     let checkpoints = read_log(log)?;
     let key = read_public_key(key)?;
-    for (i, c) in checkpoints.iter().enumerate() {
-        if !c.signed_by(&key) {
-            return Err(CheckpointError::Invalid {
-                path: log.to_path_buf(),
-                detail: format!(
-                    "the checkpoint for seq {} (entry {}) is not signed by this public key",
-                    c.seq,
-                    i + 1
-                ),
-            });
-        }
-    }
+    all_signed_by(&checkpoints, &key).map_err(|detail| CheckpointError::Invalid {
+        path: log.to_path_buf(),
+        detail,
+    })?;
     Ok(checkpoints)
+}
+
+/// Whether every checkpoint is signed by `key`; `Err` names the first that is not.
+///
+/// # Errors
+/// The first checkpoint not signed by `key`.
+pub fn all_signed_by(checkpoints: &[Checkpoint], key: &VerifyingKey) -> Result<(), String> {
+    match checkpoints.iter().position(|c| !c.signed_by(key)) {
+        None => Ok(()),
+        Some(i) => Err(format!(
+            "the checkpoint for seq {} (entry {}) is not signed by this public key",
+            checkpoints[i].seq,
+            i + 1
+        )),
+    }
 }
 
 /// The data directory's signing key, which [`Signer::open`] created: retention signs its

@@ -6,17 +6,22 @@
 //! The event log (`log`): one chain that every node appends to, and every node's live stream.
 //! Server build only. Search, analytics and the rest follow (see the PostgreSQL issue).
 
+mod copy;
 mod lease;
 mod log;
 mod migrate;
 mod notify;
 pub mod partition;
+mod query;
 mod verify;
+mod words;
 
+pub use copy::{copy_sqlite, CopyReport};
 pub use lease::{holder, release, try_acquire, LeaseHolder};
 pub use log::{EventLog, LockHeld};
 pub use migrate::{migrate, Migration, MIGRATIONS};
 pub use notify::{announce, Committed, Listener, CHANNEL};
+pub use verify::{stored_checkpoints, verify};
 
 /// Why a PostgreSQL operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -79,19 +79,21 @@ pub fn by_id(conn: &Connection, id: &EventId) -> Result<Option<StoredEvent>, Sto
         .optional()?)
 }
 
-/// Running totals.
-pub fn counters(conn: &Connection) -> Result<Counters, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT name, value FROM counters
-         WHERE name IN ('total', 'outcome:denied', 'outcome:failure', 'level:critical')",
-    )?;
+/// The running totals' names, as both backends' `counters` tables hold them.
+pub(crate) const COUNTER_NAMES: [&str; 4] = [
+    "total",
+    "outcome:denied",
+    "outcome:failure",
+    "level:critical",
+];
+
+/// Running totals from their named rows (see [`COUNTER_NAMES`]), as of `as_of`.
+pub(crate) fn counters_of(as_of: Seq, named: impl IntoIterator<Item = (String, i64)>) -> Counters {
     let mut c = Counters {
-        as_of: head(conn)?,
+        as_of,
         ..Counters::default()
     };
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-    for row in rows {
-        let (name, value) = row?;
+    for (name, value) in named {
         let value = value.max(0) as u64;
         match name.as_str() {
             "total" => c.total = value,
@@ -101,7 +103,18 @@ pub fn counters(conn: &Connection) -> Result<Counters, StoreError> {
             _ => {}
         }
     }
-    Ok(c)
+    c
+}
+
+/// Running totals.
+pub fn counters(conn: &Connection) -> Result<Counters, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT name, value FROM counters WHERE name IN (?1, ?2, ?3, ?4)")?;
+    let rows = stmt.query_map(COUNTER_NAMES, |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    })?;
+    let named = rows.collect::<Result<Vec<_>, _>>()?;
+    Ok(counters_of(head(conn)?, named))
 }
 
 /// The newest `limit` events and the totals, consistent with each other.
@@ -121,17 +134,20 @@ pub fn snapshot(conn: &Connection, limit: usize) -> Result<DashboardSnapshot, St
     })
 }
 
-/// Escapes `%`, `_` and `\` for a `LIKE ... ESCAPE '\'` pattern.
-fn like_pattern(s: &str) -> String {
+/// A `LIKE ... ESCAPE '\'` pattern for strings containing `s`.
+pub(crate) fn like_pattern(s: &str) -> String {
+    format!("%{}%", like_escaped(s))
+}
+
+/// `s` with `%`, `_` and `\` escaped for a `LIKE ... ESCAPE '\'` pattern.
+pub(crate) fn like_escaped(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
-    out.push('%');
     for ch in s.chars() {
         if matches!(ch, '%' | '_' | '\\') {
             out.push('\\');
         }
         out.push(ch);
     }
-    out.push('%');
     out
 }
 

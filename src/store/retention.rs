@@ -353,6 +353,21 @@ pub fn release_free_pages(conn: &Connection) -> Result<u64, StoreError> {
     Ok((free * page_size) as u64)
 }
 
+/// One removed range as stored: `first_seq`, `last_seq`, `prev_hash`, `last_hash`.
+pub type RangeRow = (i64, i64, Vec<u8>, Vec<u8>);
+
+/// One signed retention record, as stored.
+#[derive(Clone, Debug)]
+pub struct PruneRecord {
+    pub id: i64,
+    pub signed_at: String,
+    /// How many ranges it signs, and how many events they cover.
+    pub ranges: i64,
+    pub events: i64,
+    pub digest: Vec<u8>,
+    pub signature: Vec<u8>,
+}
+
 /// A signed record as verification sees it: whether its signature and digest held.
 #[derive(Debug, Default)]
 pub struct Ledger {
@@ -382,59 +397,72 @@ impl Ledger {
         )?;
         let mut rows = records.query([])?;
         while let Some(row) = rows.next()? {
-            let id: i64 = row.get(0)?;
-            let signed_at: String = row.get(1)?;
-            let count: i64 = row.get(2)?;
-            let events: i64 = row.get(3)?;
-            let stored_digest: Vec<u8> = row.get(4)?;
-            let signature: Vec<u8> = row.get(5)?;
-            let mut h = Sha256::new();
-            h.update(b"trailwatch-pruned-ranges-v1");
-            let (mut n, mut covered) = (0i64, 0i64);
-            let mut rs = ranges.query([id])?;
-            while let Some(r) = rs.next()? {
-                let first: i64 = r.get(0)?;
-                let last: i64 = r.get(1)?;
-                let prev: Vec<u8> = r.get(2)?;
-                let hash: Vec<u8> = r.get(3)?;
-                h.update((first as u64).to_be_bytes());
-                h.update((last as u64).to_be_bytes());
-                h.update(&prev);
-                h.update(&hash);
-                n += 1;
-                covered += last - first + 1;
-            }
-            let computed: Hash32 = h.finalize().into();
-            let signed = match (key, <[u8; 32]>::try_from(stored_digest.as_slice())) {
-                (Some(key), Ok(d)) => Signature::from_slice(&signature).is_ok_and(|s| {
-                    key.verify(
-                        &message(id, count as u64, events as u64, &d, &signed_at),
-                        &s,
-                    )
-                    .is_ok()
-                }),
-                _ => false,
+            let record = PruneRecord {
+                id: row.get(0)?,
+                signed_at: row.get(1)?,
+                ranges: row.get(2)?,
+                events: row.get(3)?,
+                digest: row.get(4)?,
+                signature: row.get(5)?,
             };
-            let ok = signed
-                && computed.as_slice() == stored_digest.as_slice()
-                && n == count
-                && covered == events;
-            if !ok && ledger.problem.is_none() {
-                ledger.problem = Some(match (key, signed) {
-                    (None, _) => format!(
-                        "retention run {id} ({signed_at}) cannot be checked without the public key"
-                    ),
-                    (Some(_), false) => {
-                        format!("retention run {id} ({signed_at}) is not signed by this public key")
-                    }
-                    (Some(_), true) => format!(
-                        "the ranges of retention run {id} ({signed_at}) differ from what was signed"
-                    ),
-                });
+            let mut rs = ranges.query([record.id])?;
+            let mut of_record = Vec::new();
+            while let Some(r) = rs.next()? {
+                of_record.push((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?));
             }
-            ledger.valid.insert(id, ok);
+            ledger.check(key, &record, &of_record);
         }
         Ok(ledger)
+    }
+
+    /// Checks one signed record against its ranges (`first_seq`, `last_seq`, `prev_hash`,
+    /// `last_hash`, in seq order), as stored by any backend, and remembers the verdict.
+    pub fn check(&mut self, key: Option<&VerifyingKey>, record: &PruneRecord, ranges: &[RangeRow]) {
+        let PruneRecord {
+            id,
+            ref signed_at,
+            ranges: count,
+            events,
+            digest: ref stored_digest,
+            ref signature,
+        } = *record;
+        let mut h = Sha256::new();
+        h.update(b"trailwatch-pruned-ranges-v1");
+        let (mut n, mut covered) = (0i64, 0i64);
+        for (first, last, prev, hash) in ranges {
+            h.update((*first as u64).to_be_bytes());
+            h.update((*last as u64).to_be_bytes());
+            h.update(prev);
+            h.update(hash);
+            n += 1;
+            covered += last - first + 1;
+        }
+        let computed: Hash32 = h.finalize().into();
+        let signed = match (key, <[u8; 32]>::try_from(stored_digest.as_slice())) {
+            (Some(key), Ok(d)) => Signature::from_slice(signature).is_ok_and(|s| {
+                key.verify(&message(id, count as u64, events as u64, &d, signed_at), &s)
+                    .is_ok()
+            }),
+            _ => false,
+        };
+        let ok = signed
+            && computed.as_slice() == stored_digest.as_slice()
+            && n == count
+            && covered == events;
+        if !ok && self.problem.is_none() {
+            self.problem = Some(match (key, signed) {
+                (None, _) => format!(
+                    "retention run {id} ({signed_at}) cannot be checked without the public key"
+                ),
+                (Some(_), false) => {
+                    format!("retention run {id} ({signed_at}) is not signed by this public key")
+                }
+                (Some(_), true) => format!(
+                    "the ranges of retention run {id} ({signed_at}) differ from what was signed"
+                ),
+            });
+        }
+        self.valid.insert(id, ok);
     }
 
     /// Whether the record `id` exists and verified.
@@ -449,6 +477,7 @@ pub struct Ranges<'c> {
 }
 
 /// A range with the record it belongs to.
+#[derive(Clone, Debug)]
 pub struct LedgerRange {
     pub range: PrunedRange,
     pub prune_id: i64,

@@ -4,7 +4,7 @@
 use super::chain::{Break, ChainRow, Fault, Verifier, GENESIS};
 use super::checkpoint::Checkpoint;
 use super::query::{sealed_from_row, EVENT_COLUMNS, EVENT_COLUMN_COUNT};
-use super::retention::{Ledger, Ranges};
+use super::retention::{Ledger, LedgerRange, Ranges};
 use super::StoreError;
 use crate::model::{EventSeal, Seq, StoredEvent};
 use ed25519_dalek::VerifyingKey;
@@ -90,41 +90,13 @@ pub fn verify_from(
     key: Option<&VerifyingKey>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<VerifyReport, StoreError> {
-    // Checkpoints at or before `after` were matched by the walk that verified through it;
-    // left pending, they would read as a chain cut short whenever no row followed `after`
-    // (a pass started just after the previous one reached the head). One exactly at `after`
-    // still pins `prev`.
-    let mut matched = 0;
-    if let Some(c) = checkpoints
-        .iter()
-        .find(|c| after.0 > 0 && c.seq == after.0 && c.hash != hex::encode(prev))
-    {
-        return Ok(VerifyReport {
-            ok: false,
-            checked: 0,
-            head_seq: after,
-            head_hash: hex::encode(prev),
-            first_break: Some(Break {
-                seq: after,
-                fault: Fault::Edited,
-                detail: format!(
-                    "its hash differs from the checkpoint signed at {}: the chain was \
-                     rewritten from here or before",
-                    c.signed_at
-                ),
-            }),
-            checkpoints: 0,
-            pruned: 0,
-            checkpoint_error: None,
-        });
-    }
-    let mut pending: Vec<&Checkpoint> = checkpoints.iter().filter(|c| c.seq > after.0).collect();
-    // Newest last, so the next one due is popped from the end.
-    pending.sort_by_key(|c| std::cmp::Reverse(c.seq));
+    let mut walk = match Walk::start(after, prev, checkpoints) {
+        Ok(walk) => walk,
+        Err(report) => return Ok(*report),
+    };
     let tx = conn.unchecked_transaction()?;
     let ledger = Ledger::load(&tx, key)?;
     let mut ranges = Ranges::new(&tx)?;
-    let mut pruned = 0;
     let sql = format!(
         "SELECT {} FROM events WHERE seq > ?1 ORDER BY seq",
         sealed_columns()
@@ -133,9 +105,6 @@ pub fn verify_from(
     let mut salt_stmt = tx.prepare("SELECT salt FROM subjects WHERE subject = ?1")?;
     let mut salts: HashMap<String, Option<Vec<u8>>> = HashMap::new();
     let mut rows = stmt.query([after.0])?;
-    let mut verifier = Verifier::resume(Seq(after.0 + 1), prev);
-    let mut first_break = None;
-    let mut last_seq = after;
     while let Some(row) = rows.next()? {
         let sealed = SealedRow::read(row)?;
         let subject = &sealed.stored.event.user.id;
@@ -143,12 +112,103 @@ pub fn verify_from(
             let salt: Option<Vec<u8>> = salt_stmt.query_row([subject], |r| r.get(0)).optional()?;
             salts.insert(subject.clone(), salt);
         }
-        let stored = &sealed.stored;
+        let row = sealed.chain_row(salts.get(subject).and_then(|s| s.as_deref()));
+        let mut range_at = |seq: u64| match ranges.as_mut() {
+            Some(r) => r.starting_at(seq),
+            None => Ok(None),
+        };
+        if !walk.step(&row, &ledger, &mut range_at)? {
+            break;
+        }
+        if walk.checked() % 10_000 == 0 {
+            progress(walk.checked());
+        }
+    }
+    Ok(walk.finish())
+}
+
+/// The walk along the chain that every backend's verification shares: rows in seq order go
+/// in, one at a time; gaps are stepped over only where a signed retention range covers them
+/// exactly; each signed checkpoint must be met with its hash; the report comes out.
+pub(crate) struct Walk<'c> {
+    verifier: Verifier,
+    /// Checkpoints not yet met, newest first, so the next one due is popped from the end.
+    pending: Vec<&'c Checkpoint>,
+    matched: u64,
+    pruned: u64,
+    first_break: Option<Break>,
+    last_seq: Seq,
+}
+
+impl<'c> Walk<'c> {
+    /// A walk of the rows after `after`, the seq of a row already verified whose hash is
+    /// `prev` ([`GENESIS`] for 0). `Err` holds the report when a checkpoint at `after`
+    /// already contradicts `prev`.
+    pub(crate) fn start(
+        after: Seq,
+        prev: [u8; 32],
+        checkpoints: &'c [Checkpoint],
+    ) -> Result<Walk<'c>, Box<VerifyReport>> {
+        // Checkpoints at or before `after` were matched by the walk that verified through it;
+        // left pending, they would read as a chain cut short whenever no row followed `after`
+        // (a pass started just after the previous one reached the head). One exactly at
+        // `after` still pins `prev`.
+        if let Some(c) = checkpoints
+            .iter()
+            .find(|c| after.0 > 0 && c.seq == after.0 && c.hash != hex::encode(prev))
+        {
+            return Err(Box::new(VerifyReport {
+                ok: false,
+                checked: 0,
+                head_seq: after,
+                head_hash: hex::encode(prev),
+                first_break: Some(Break {
+                    seq: after,
+                    fault: Fault::Edited,
+                    detail: format!(
+                        "its hash differs from the checkpoint signed at {}: the chain was \
+                         rewritten from here or before",
+                        c.signed_at
+                    ),
+                }),
+                checkpoints: 0,
+                pruned: 0,
+                checkpoint_error: None,
+            }));
+        }
+        let mut pending: Vec<&Checkpoint> =
+            checkpoints.iter().filter(|c| c.seq > after.0).collect();
+        pending.sort_by_key(|c| std::cmp::Reverse(c.seq));
+        Ok(Walk {
+            verifier: Verifier::resume(Seq(after.0 + 1), prev),
+            pending,
+            matched: 0,
+            pruned: 0,
+            first_break: None,
+            last_seq: after,
+        })
+    }
+
+    /// Rows verified so far.
+    pub(crate) fn checked(&self) -> u64 {
+        self.verifier.checked()
+    }
+
+    /// Checks the next row, first stepping over the retention ranges before it (`range_at`
+    /// gives the range starting at a seq). `false` once the chain is broken: feed no more.
+    ///
+    /// # Errors
+    /// What `range_at` fails with.
+    pub(crate) fn step(
+        &mut self,
+        row: &ChainRow<'_>,
+        ledger: &Ledger,
+        range_at: &mut dyn FnMut(u64) -> Result<Option<LedgerRange>, StoreError>,
+    ) -> Result<bool, StoreError> {
         // A gap: stepped over range by range while signed ranges cover it exactly.
-        while stored.seq > verifier.expected() {
-            let Some(ranges) = ranges.as_mut() else { break };
-            let at = verifier.expected();
-            let Some(lr) = ranges.starting_at(at.0)? else {
+        while row.seq > self.verifier.expected() {
+            let at = self.verifier.expected();
+            let Some(lr) = range_at(at.0)? else {
                 break;
             };
             let r = &lr.range;
@@ -163,7 +223,7 @@ pub fn verify_from(
                         .map(|p| format!(": {p}"))
                         .unwrap_or_default()
                 ))
-            } else if r.prev_hash != verifier.head_hash() || r.last_seq >= stored.seq.0 {
+            } else if r.prev_hash != self.verifier.head_hash() || r.last_seq >= row.seq.0 {
                 Some(format!(
                     "the retention range {}..={} does not fit the chain around it",
                     r.first_seq, r.last_seq
@@ -172,18 +232,18 @@ pub fn verify_from(
                 None
             };
             if let Some(detail) = fault {
-                first_break = Some(Break {
+                self.first_break = Some(Break {
                     seq: at,
                     fault: Fault::Deleted,
                     detail,
                 });
-                break;
+                return Ok(false);
             }
             // A checkpoint at the range's last seq still pins its hash; others inside it
             // are covered by the signed record.
-            while let Some(c) = pending.last().filter(|c| c.seq <= r.last_seq) {
+            while let Some(c) = self.pending.last().filter(|c| c.seq <= r.last_seq) {
                 if c.seq == r.last_seq && c.hash != hex::encode(r.last_hash) {
-                    first_break = Some(Break {
+                    self.first_break = Some(Break {
                         seq: Seq(c.seq),
                         fault: Fault::Edited,
                         detail: format!(
@@ -192,38 +252,30 @@ pub fn verify_from(
                             c.signed_at
                         ),
                     });
-                    break;
+                    return Ok(false);
                 }
                 if c.seq >= r.first_seq {
-                    matched += 1;
+                    self.matched += 1;
                 }
-                pending.pop();
+                self.pending.pop();
             }
-            if first_break.is_some() {
-                break;
-            }
-            pruned += r.last_seq - r.first_seq + 1;
-            verifier =
-                Verifier::resume_counted(Seq(r.last_seq + 1), r.last_hash, verifier.checked());
+            self.pruned += r.last_seq - r.first_seq + 1;
+            self.verifier =
+                Verifier::resume_counted(Seq(r.last_seq + 1), r.last_hash, self.verifier.checked());
         }
-        if first_break.is_some() {
-            break;
+        if let Err(b) = self.verifier.check(row) {
+            self.first_break = Some(b);
+            return Ok(false);
         }
-        let row = sealed.chain_row(salts.get(subject).and_then(|s| s.as_deref()));
-        if let Err(b) = verifier.check(&row) {
-            first_break = Some(b);
-            break;
-        }
-        last_seq = stored.seq;
+        self.last_seq = row.seq;
         // Checkpoints at seqs the chain skipped were caught above as a deletion.
-        while pending.last().is_some_and(|c| c.seq < last_seq.0) {
-            pending.pop();
+        while self.pending.last().is_some_and(|c| c.seq < row.seq.0) {
+            self.pending.pop();
         }
-        let mut rewritten = None;
-        while let Some(c) = pending.last().filter(|c| c.seq == last_seq.0) {
-            if c.hash != stored.hash {
-                rewritten = Some(Break {
-                    seq: last_seq,
+        while let Some(c) = self.pending.last().filter(|c| c.seq == row.seq.0) {
+            if c.hash != hex::encode(row.hash) {
+                self.first_break = Some(Break {
+                    seq: row.seq,
                     fault: Fault::Edited,
                     detail: format!(
                         "its hash differs from the checkpoint signed at {}: the chain was \
@@ -231,45 +283,54 @@ pub fn verify_from(
                         c.signed_at
                     ),
                 });
-                break;
+                return Ok(false);
             }
-            matched += 1;
-            pending.pop();
+            self.matched += 1;
+            self.pending.pop();
         }
-        if rewritten.is_some() {
-            first_break = rewritten;
-            break;
+        Ok(true)
+    }
+
+    /// Records a break found outside the rows (the backend's own head, say), unless one was
+    /// found already.
+    pub(crate) fn broken(&mut self, b: Break) {
+        self.first_break.get_or_insert(b);
+    }
+
+    /// The last seq verified.
+    pub(crate) fn last_seq(&self) -> Seq {
+        self.last_seq
+    }
+
+    /// The report: a checkpoint newer than the last row means rows were cut from the end.
+    pub(crate) fn finish(mut self) -> VerifyReport {
+        if self.first_break.is_none() {
+            if let Some(newest) = self.pending.first() {
+                let last = self.last_seq.0;
+                self.first_break = Some(Break {
+                    seq: Seq(last + 1),
+                    fault: Fault::Truncated,
+                    detail: format!(
+                        "the chain ends at seq {last}, but a checkpoint signed at {} covers seq \
+                         {}: {} events were removed from its end",
+                        newest.signed_at,
+                        newest.seq,
+                        newest.seq - last
+                    ),
+                });
+            }
         }
-        if verifier.checked() % 10_000 == 0 {
-            progress(verifier.checked());
+        VerifyReport {
+            ok: self.first_break.is_none(),
+            checked: self.verifier.checked(),
+            head_seq: self.last_seq,
+            head_hash: hex::encode(self.verifier.head_hash()),
+            first_break: self.first_break,
+            checkpoints: self.matched,
+            pruned: self.pruned,
+            checkpoint_error: None,
         }
     }
-    if first_break.is_none() {
-        if let Some(newest) = pending.first() {
-            first_break = Some(Break {
-                seq: Seq(last_seq.0 + 1),
-                fault: Fault::Truncated,
-                detail: format!(
-                    "the chain ends at seq {}, but a checkpoint signed at {} covers seq {}: \
-                     {} events were removed from its end",
-                    last_seq.0,
-                    newest.signed_at,
-                    newest.seq,
-                    newest.seq - last_seq.0
-                ),
-            });
-        }
-    }
-    Ok(VerifyReport {
-        ok: first_break.is_none(),
-        checked: verifier.checked(),
-        head_seq: last_seq,
-        head_hash: hex::encode(verifier.head_hash()),
-        first_break,
-        checkpoints: matched,
-        pruned,
-        checkpoint_error: None,
-    })
 }
 
 /// One row as stored, with the seal fields the event itself does not carry.

@@ -110,7 +110,16 @@ impl StoreError {
     /// A lost or refused session is the database being unreachable (answered 503, retried);
     /// anything the server said is an error of the statement.
     fn from_postgres(e: &tokio_postgres::Error) -> StoreError {
-        if e.is_closed() || e.code().is_none() {
+        use std::error::Error as _;
+        // Connecting failed (refused, timed out) or the session broke: I/O underneath, or
+        // the server shutting down (class 57P: operator intervention).
+        let io = e
+            .source()
+            .is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some());
+        let shutdown = e
+            .code()
+            .is_some_and(|c| c.code().starts_with("57P") || c.code().starts_with("08"));
+        if e.is_closed() || io || shutdown || e.to_string().starts_with("error connecting") {
             StoreError::Unreachable(e.to_string())
         } else {
             StoreError::Postgres(e.to_string())
@@ -331,6 +340,74 @@ impl EventLog {
         Ok(Seq(seq.max(0) as u64))
     }
 
+    /// One page of events matching `query`, newest first, with the count of matches.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn query(
+        &self,
+        query: &crate::search::Query,
+        req: crate::store::PageRequest,
+    ) -> Result<crate::model::EventPage, StoreError> {
+        let mut client = self.shared.pool.get().await?;
+        super::query::page(&mut client, query, req).await
+    }
+
+    /// Up to `limit` events after `after` that match `query`, oldest first, and the seq the
+    /// scan reached (resume after it).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn matching_from(
+        &self,
+        query: &crate::search::Query,
+        after: Seq,
+        limit: usize,
+    ) -> Result<(Vec<StoredEvent>, Seq), StoreError> {
+        let mut client = self.shared.pool.get().await?;
+        super::query::matching_from(&mut client, query, after, limit).await
+    }
+
+    /// Calls `each` with `state` and every event matching `query`, newest first, from one
+    /// snapshot, until it returns `false`; gives `state` back. Memory stays flat.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn for_each_matching<S, F>(
+        &self,
+        query: &crate::search::Query,
+        mut state: S,
+        mut each: F,
+    ) -> Result<S, StoreError>
+    where
+        F: FnMut(&mut S, &StoredEvent) -> bool,
+    {
+        let mut client = self.shared.pool.get().await?;
+        super::query::for_each(&mut client, query, |e| each(&mut state, e)).await?;
+        Ok(state)
+    }
+
+    /// Each level, category or action that occurs, with its count, most frequent first.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn distinct(
+        &self,
+        field: crate::store::DistinctField,
+    ) -> Result<Vec<crate::model::ValueCount>, StoreError> {
+        let client = self.shared.pool.get().await?;
+        super::query::distinct(&**client, field).await
+    }
+
+    /// The running totals, as of the head.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn counters(&self) -> Result<crate::model::Counters, StoreError> {
+        let client = self.shared.pool.get().await?;
+        super::query::counters(&**client).await
+    }
+
     /// Commit statistics of this node's appender.
     pub fn stats(&self) -> CommitStats {
         self.shared.stats.lock().map(|s| *s).unwrap_or_default()
@@ -341,17 +418,20 @@ impl EventLog {
         self.shared.held.lock().map(|h| *h).unwrap_or_default()
     }
 
-    /// Walks the whole chain in seq order and checks every row's seal and link (see
-    /// [`crate::store::chain::Verifier`]), calling `progress` with the count so far.
+    /// Walks the whole chain in seq order, as `trailwatch verify` does on SQLite: every row's
+    /// seal and link, gaps only where a retention record signed by `key` covers them, and
+    /// every checkpoint in `checkpoints` (already checked for their signatures) met.
     ///
     /// # Errors
     /// Database errors, or a row that cannot be read back at all.
     pub async fn verify(
         &self,
+        checkpoints: &[crate::store::checkpoint::Checkpoint],
+        key: Option<&ed25519_dalek::VerifyingKey>,
         progress: &mut (dyn FnMut(u64) + Send),
     ) -> Result<crate::store::VerifyReport, StoreError> {
         let mut client = self.shared.pool.get().await?;
-        super::verify::verify(&mut client, progress).await
+        super::verify::verify(&mut client, checkpoints, key, progress).await
     }
 }
 
@@ -818,6 +898,7 @@ async fn insert(
         risk_reasons: Vec<Option<&'a str>>,
         personal: Vec<Option<&'a str>>,
         submitted_by: Vec<Option<&'a str>>,
+        words: Vec<String>,
     }
     let mut c = Cols::default();
     for row in rows {
@@ -865,6 +946,7 @@ async fn insert(
         c.risk_reasons.push(row.json.risk_reasons.as_deref());
         c.personal.push(row.json.personal.as_deref());
         c.submitted_by.push(e.submitted_by.as_deref());
+        c.words.push(super::words::tsvector(e));
     }
     let stmt = tx
         .prepare_cached(
@@ -873,14 +955,15 @@ async fn insert(
                 user_id, username, description, entity_type, entity_id, entity_name,
                 req_method, req_path, req_ip, req_user_agent, req_status, req_response_time,
                 country, city, metadata, changes, system, risk, correlation_id, session_id,
-                pii_digest, prev_hash, hash, risk_reasons, personal, submitted_by
+                pii_digest, prev_hash, hash, risk_reasons, personal, submitted_by, words
             ) SELECT * FROM unnest(
                 $1::int8[], $2::text[], $3::int8[], $4::int8[], $5::text[], $6::text[],
                 $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
                 $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[],
                 $19::text[], $20::int8[], $21::int8[], $22::text[], $23::text[], $24::text[],
                 $25::text[], $26::text[], $27::int8[], $28::text[], $29::text[], $30::bytea[],
-                $31::bytea[], $32::bytea[], $33::text[], $34::text[], $35::text[]
+                $31::bytea[], $32::bytea[], $33::text[], $34::text[], $35::text[],
+                $36::text[]::tsvector[]
             )",
         )
         .await?;
@@ -922,6 +1005,7 @@ async fn insert(
             &c.risk_reasons,
             &c.personal,
             &c.submitted_by,
+            &c.words,
         ],
     )
     .await?;

@@ -31,7 +31,55 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "events and their chain",
         sql: EVENTS,
     },
+    Migration {
+        version: 3,
+        name: "checkpoints and retention records",
+        sql: SIGNED,
+    },
+    Migration {
+        version: 4,
+        name: "search",
+        sql: SEARCH,
+    },
 ];
+
+/// What the query language searches by (`postgres::query`): the words of each event as our
+/// tokenizer splits them (`postgres::words`), with positions, so phrases and prefixes match
+/// exactly as SQLite's FTS5 index does; and b-trees on the user and the action, exact or by
+/// prefix (`text_pattern_ops`).
+const SEARCH: &str = "
+ALTER TABLE events ADD COLUMN words tsvector;
+CREATE INDEX events_words ON events USING gin (words);
+CREATE INDEX events_user ON events (user_id text_pattern_ops);
+CREATE INDEX events_action ON events (action text_pattern_ops);
+";
+
+/// What is signed about the chain: checkpoints of its head, and the records of retention runs
+/// with the ranges they removed (`store::retention`), in SQLite's columns.
+const SIGNED: &str = "
+CREATE TABLE checkpoints (
+    seq       bigint PRIMARY KEY,
+    hash      text   NOT NULL,
+    signed_at text   NOT NULL,
+    signature text   NOT NULL
+);
+CREATE TABLE prunes (
+    id        bigint PRIMARY KEY,
+    signed_at text   NOT NULL,
+    ranges    bigint NOT NULL,
+    events    bigint NOT NULL,
+    digest    bytea  NOT NULL,
+    signature bytea  NOT NULL
+);
+CREATE TABLE pruned_ranges (
+    first_seq bigint PRIMARY KEY,
+    last_seq  bigint NOT NULL,
+    prev_hash bytea  NOT NULL,
+    last_hash bytea  NOT NULL,
+    prune_id  bigint NOT NULL
+);
+CREATE INDEX pruned_ranges_prune ON pruned_ranges (prune_id, first_seq);
+";
 
 /// The events, sealed in one chain whichever node appends them. Columns and their encodings
 /// are SQLite's (`store::schema`), so rows read back through one decoder (`store::row`) and

@@ -1,26 +1,129 @@
-//! Walking the chain stored in PostgreSQL: every row's seal and link, in seq order, with the
-//! same checks as on SQLite (`store::chain::Verifier`), and the head row against the last
-//! event, so rows cut from the chain's end are caught.
+//! Walking the chain stored in PostgreSQL with the walk SQLite's verification uses
+//! (`store::verify::Walk`): every row's seal and link in seq order, gaps only where a signed
+//! retention range covers them, every signed checkpoint met; and the head row against the last
+//! event, so rows cut from the chain's end are caught even past the newest checkpoint.
 
 use crate::model::Seq;
-use crate::store::chain::{ChainRow, Fault, Verifier};
+use crate::store::chain::{Break, ChainRow, Fault};
+use crate::store::checkpoint::Checkpoint;
+use crate::store::retention::{Ledger, LedgerRange, PruneRecord, PrunedRange, RangeRow};
 use crate::store::row::{sealed_from_row, EVENT_COLUMNS, EVENT_COLUMN_COUNT};
+use crate::store::verify::Walk;
 use crate::store::{StoreError, VerifyReport};
+use ed25519_dalek::VerifyingKey;
 use foldhash::HashMap;
-use tokio_postgres::Client;
+use std::collections::BTreeMap;
+use tokio_postgres::{Client, GenericClient};
 
 /// Rows read at a time.
 const CHUNK: i64 = 10_000;
 
-/// Verifies every row, calling `progress` with the count so far after every chunk.
+fn corrupt(seq: i64, detail: String) -> StoreError {
+    StoreError::Corrupt {
+        seq: seq.max(0) as u64,
+        detail,
+    }
+}
+
+fn hash32(bytes: Vec<u8>, seq: i64, what: &str) -> Result<[u8; 32], StoreError> {
+    bytes
+        .try_into()
+        .map_err(|_| corrupt(seq, format!("{what} is not 32 bytes")))
+}
+
+/// The signed checkpoints stored in the database, oldest first. Their signatures are the
+/// caller's to check, against a public key kept outside the database.
+///
+/// # Errors
+/// Database errors.
+pub async fn stored_checkpoints(
+    client: &impl GenericClient,
+) -> Result<Vec<Checkpoint>, StoreError> {
+    Ok(client
+        .query(
+            "SELECT seq, hash, signed_at, signature FROM checkpoints ORDER BY seq",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| Checkpoint {
+            seq: r.get::<_, i64>(0).max(0) as u64,
+            hash: r.get(1),
+            signed_at: r.get(2),
+            signature: r.get(3),
+        })
+        .collect())
+}
+
+/// The retention records, checked by `key`, and every range they removed by first seq.
+async fn signed_ranges(
+    client: &impl GenericClient,
+    key: Option<&VerifyingKey>,
+) -> Result<(Ledger, BTreeMap<u64, LedgerRange>), StoreError> {
+    let mut by_record: HashMap<i64, Vec<RangeRow>> = HashMap::default();
+    let mut ranges = BTreeMap::new();
+    for r in client
+        .query(
+            "SELECT first_seq, last_seq, prev_hash, last_hash, prune_id FROM pruned_ranges
+             ORDER BY first_seq",
+            &[],
+        )
+        .await?
+    {
+        let (first, last): (i64, i64) = (r.get(0), r.get(1));
+        let (prev, hash): (Vec<u8>, Vec<u8>) = (r.get(2), r.get(3));
+        let prune_id: i64 = r.get(4);
+        ranges.insert(
+            first.max(0) as u64,
+            LedgerRange {
+                range: PrunedRange {
+                    first_seq: first.max(0) as u64,
+                    last_seq: last.max(0) as u64,
+                    prev_hash: hash32(prev.clone(), first, "a range's previous hash")?,
+                    last_hash: hash32(hash.clone(), last, "a range's last hash")?,
+                },
+                prune_id,
+            },
+        );
+        by_record
+            .entry(prune_id)
+            .or_default()
+            .push((first, last, prev, hash));
+    }
+    let mut ledger = Ledger::default();
+    for r in client
+        .query(
+            "SELECT id, signed_at, ranges, events, digest, signature FROM prunes ORDER BY id",
+            &[],
+        )
+        .await?
+    {
+        let record = PruneRecord {
+            id: r.get(0),
+            signed_at: r.get(1),
+            ranges: r.get(2),
+            events: r.get(3),
+            digest: r.get(4),
+            signature: r.get(5),
+        };
+        let of_record = by_record.remove(&record.id).unwrap_or_default();
+        ledger.check(key, &record, &of_record);
+    }
+    Ok((ledger, ranges))
+}
+
+/// Verifies every row against `checkpoints` (already checked for their signatures), with
+/// retention records checked by `key`; calls `progress` with the count so far after every
+/// chunk of rows. One snapshot throughout: appends carry on and are not part of it.
 ///
 /// # Errors
 /// Database errors, or a row that cannot be read back at all.
 pub async fn verify(
     client: &mut Client,
+    checkpoints: &[Checkpoint],
+    key: Option<&VerifyingKey>,
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<VerifyReport, StoreError> {
-    // One snapshot for the whole walk: appends carry on, and are not part of it.
     let tx = client
         .build_transaction()
         .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
@@ -32,6 +135,11 @@ pub async fn verify(
         .await?;
     let head_seq: i64 = head.get(0);
     let head_hash: Vec<u8> = head.get(1);
+    let (ledger, ranges) = signed_ranges(&tx, key).await?;
+    let mut walk = match Walk::start(Seq(0), crate::store::chain::GENESIS, checkpoints) {
+        Ok(walk) => walk,
+        Err(report) => return Ok(*report),
+    };
     let n = EVENT_COLUMN_COUNT;
     let sql = format!(
         "SELECT {EVENT_COLUMNS}, pii_digest, prev_hash, erased FROM events
@@ -41,48 +149,32 @@ pub async fn verify(
     let salt_stmt = tx
         .prepare("SELECT subject, salt FROM subjects WHERE subject = ANY($1)")
         .await?;
-    let mut verifier = Verifier::default();
-    let mut last: i64 = 0;
-    let mut first_break = None;
+    let mut range_at = |seq: u64| Ok(ranges.get(&seq).cloned());
+    let mut after: i64 = 0;
     'walk: loop {
-        let rows = tx.query(&stmt, &[&last, &CHUNK]).await?;
-        if rows.is_empty() {
+        let rows = tx.query(&stmt, &[&after, &CHUNK]).await?;
+        let Some(last) = rows.last() else {
             break;
-        }
+        };
+        after = last.get(0);
         let mut sealed = Vec::with_capacity(rows.len());
         let mut subjects: Vec<String> = Vec::new();
         for row in &rows {
             let seq: i64 = row.get(0);
-            let (stored, personal) = sealed_from_row(row).map_err(|e| StoreError::Corrupt {
-                seq: seq.max(0) as u64,
-                detail: format!("column {}: {}", e.idx, e.detail),
-            })?;
-            let bytes = |i: usize, what: &str| -> Result<[u8; 32], StoreError> {
-                row.get::<_, Vec<u8>>(i)
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt {
-                        seq: seq.max(0) as u64,
-                        detail: format!("{what} is not 32 bytes"),
-                    })
-            };
-            let hash: [u8; 32] = hex::decode(&stored.hash)
-                .ok()
-                .and_then(|h| h.try_into().ok())
-                .ok_or_else(|| StoreError::Corrupt {
-                    seq: seq.max(0) as u64,
-                    detail: "hash is not 32 bytes".into(),
-                })?;
+            let (stored, personal) = sealed_from_row(row)
+                .map_err(|e| corrupt(seq, format!("column {}: {}", e.idx, e.detail)))?;
+            let hash = hex::decode(&stored.hash).unwrap_or_default();
             let erased: bool = row.get(n + 2);
             if !erased {
                 subjects.push(stored.event.user.id.clone());
             }
             sealed.push((
+                hash32(row.get(n), seq, "pii digest")?,
+                hash32(row.get(n + 1), seq, "previous hash")?,
+                hash32(hash, seq, "hash")?,
+                erased,
                 stored,
                 personal,
-                bytes(n, "pii digest")?,
-                bytes(n + 1, "previous hash")?,
-                hash,
-                erased,
             ));
         }
         subjects.sort_unstable();
@@ -93,7 +185,7 @@ pub async fn verify(
             .into_iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();
-        for (stored, personal, pii, prev, hash, erased) in &sealed {
+        for (pii, prev, hash, erased, stored, personal) in &sealed {
             let row = ChainRow {
                 seq: stored.seq,
                 event: &stored.event,
@@ -106,17 +198,20 @@ pub async fn verify(
                 erased: *erased,
                 personal: personal.as_deref(),
             };
-            if let Err(b) = verifier.check(&row) {
-                first_break = Some(b);
+            if !walk.step(&row, &ledger, &mut range_at)? {
                 break 'walk;
             }
-            last = stored.seq.0 as i64;
         }
-        progress(verifier.checked());
+        progress(walk.checked());
     }
-    // The head row moves with every commit: a chain that ends before it lost its newest rows.
-    if first_break.is_none() && (last != head_seq || verifier.head_hash().as_slice() != head_hash) {
-        first_break = Some(crate::store::chain::Break {
+    // The head row moves with every commit: a chain that ends before it lost its newest rows
+    // (a head inside a retention range is where everything after it was removed).
+    let last = walk.last_seq().0 as i64;
+    let covered = ranges
+        .values()
+        .any(|r| r.range.last_seq as i64 == head_seq && last < head_seq);
+    if last != head_seq && !covered {
+        walk.broken(Break {
             seq: Seq(last.max(0) as u64 + 1),
             fault: Fault::Truncated,
             detail: format!(
@@ -126,15 +221,18 @@ pub async fn verify(
             ),
         });
     }
+    let report = walk.finish();
+    if report.ok && last == head_seq && hex::encode(&head_hash) != report.head_hash {
+        return Ok(VerifyReport {
+            ok: false,
+            first_break: Some(Break {
+                seq: Seq(head_seq.max(0) as u64),
+                fault: Fault::Edited,
+                detail: "the chain's head row does not hold the last event's hash".into(),
+            }),
+            ..report
+        });
+    }
     tx.commit().await?;
-    Ok(VerifyReport {
-        ok: first_break.is_none(),
-        checked: verifier.checked(),
-        head_seq: Seq(last.max(0) as u64),
-        head_hash: hex::encode(verifier.head_hash()),
-        first_break,
-        checkpoints: 0,
-        pruned: 0,
-        checkpoint_error: None,
-    })
+    Ok(report)
 }

@@ -1,0 +1,411 @@
+//! The query language on PostgreSQL: a compiled [`Query`] as one `WHERE` clause with numbered
+//! parameters, and the reads built on it (a page newest first with its count, the matches
+//! after a seq for live catch-up, every match for exports, the running totals). Every clause
+//! means what it means on SQLite (`store::query`) and in the browser (`search`): full text by
+//! the same tokens and phrases (`postgres::words`), prefixes case-sensitive, substrings
+//! ignoring ASCII case only, a negated condition true where its column is empty. Words are
+//! written in the appending transaction, so an answer is never behind the head.
+
+use super::words;
+use crate::model::{Counters, EventPage, Seq, StoredEvent, ValueCount};
+use crate::search::{Pattern, Query, Term};
+use crate::store::query::{
+    by_count, counters_of, like_escaped, like_pattern, DistinctField, PageRequest, COUNTER_NAMES,
+};
+use crate::store::row::{self, EVENT_COLUMNS};
+use crate::store::StoreError;
+use futures::{pin_mut, TryStreamExt};
+use std::sync::LazyLock;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{GenericClient, IsolationLevel};
+
+type Param = Box<dyn ToSql + Sync + Send>;
+
+/// [`EVENT_COLUMNS`] with the `e.` alias the plans use.
+static COLUMNS: LazyLock<String> = LazyLock::new(|| {
+    EVENT_COLUMNS
+        .split(',')
+        .map(|c| format!("e.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+});
+
+/// A compiled query's conditions and their parameters (`$1`, `$2`, … in order).
+#[derive(Default)]
+struct Plan {
+    conditions: Vec<String>,
+    params: Vec<Param>,
+}
+
+impl Plan {
+    fn new(query: &Query) -> Plan {
+        let mut plan = Plan::default();
+        for clause in &query.clauses {
+            let condition = plan.condition(&clause.term);
+            plan.conditions.push(if clause.negated {
+                // A NULL column makes the condition NULL; negated, it must count as a match,
+                // as `Query::matches` has it.
+                format!("NOT COALESCE(({condition}), false)")
+            } else {
+                format!("({condition})")
+            });
+        }
+        plan
+    }
+
+    /// Adds a parameter; its placeholder.
+    fn param(&mut self, value: impl ToSql + Sync + Send + 'static) -> String {
+        self.params.push(Box::new(value));
+        format!("${}", self.params.len())
+    }
+
+    fn pattern(&mut self, column: &str, pattern: &Pattern) -> String {
+        match pattern {
+            Pattern::Exact(v) => {
+                let p = self.param(v.clone());
+                format!("{column} = {p}")
+            }
+            // Case-sensitive, as SQLite's GLOB; a b-tree with text_pattern_ops serves it.
+            Pattern::Prefix(prefix) => {
+                let p = self.param(format!("{}%", like_escaped(prefix)));
+                format!("{column} LIKE {p}")
+            }
+        }
+    }
+
+    fn any_of(&mut self, column: &str, values: Vec<String>) -> String {
+        let p = self.param(values);
+        format!("{column} = ANY({p})")
+    }
+
+    fn condition(&mut self, term: &Term) -> String {
+        match term {
+            Term::Text { tokens, prefix } => match words::phrase(tokens, *prefix) {
+                Some(phrase) => {
+                    let p = self.param(phrase);
+                    // Sent as text: a string parameter cannot be typed tsquery itself.
+                    format!("e.words @@ {p}::text::tsquery")
+                }
+                None => "true".into(),
+            },
+            Term::Level(v) => self.any_of(
+                "e.level",
+                v.iter().map(|l| l.as_str().to_string()).collect(),
+            ),
+            Term::Category(v) => self.any_of(
+                "e.category",
+                v.iter().map(|c| c.as_str().to_string()).collect(),
+            ),
+            Term::Outcome(v) => self.any_of(
+                "e.outcome",
+                v.iter().map(|o| o.as_str().to_string()).collect(),
+            ),
+            Term::User(p) => self.pattern("e.user_id", p),
+            Term::Action(p) => self.pattern("e.action", p),
+            Term::Source(p) => self.pattern("e.source", p),
+            Term::SubmittedBy(p) => self.pattern("e.submitted_by", p),
+            Term::Session(p) => self.pattern("e.session_id", p),
+            Term::Correlation(p) => self.pattern("e.correlation_id", p),
+            Term::Entity(p) => {
+                let id = self.pattern("e.entity_id", p);
+                let name = self.pattern("e.entity_name", p);
+                format!("{id} OR {name}")
+            }
+            Term::Risk { min, max } => {
+                let (min, max) = (self.param(i64::from(*min)), self.param(i64::from(*max)));
+                format!("e.risk BETWEEN {min} AND {max}")
+            }
+            Term::Time { start, end } => {
+                let mut parts = Vec::new();
+                if let Some(s) = start {
+                    let p = self.param(s.timestamp_millis());
+                    parts.push(format!("e.ts >= {p}"));
+                }
+                if let Some(t) = end {
+                    let p = self.param(t.timestamp_millis());
+                    parts.push(format!("e.ts <= {p}"));
+                }
+                if parts.is_empty() {
+                    "true".into()
+                } else {
+                    parts.join(" AND ")
+                }
+            }
+            // ASCII case only, as SQLite's LIKE: lower() under the C collation folds nothing
+            // else.
+            Term::Substring(s) => {
+                let p = self.param(like_pattern(s).to_ascii_lowercase());
+                ["e.description", "e.entity_name", "e.username", "e.action"]
+                    .iter()
+                    .map(|c| format!("lower({c} COLLATE \"C\") LIKE {p}"))
+                    .collect::<Vec<_>>()
+                    .join(" OR ")
+            }
+        }
+    }
+
+    /// `WHERE …` with `extra` conditions (already numbered after the plan's parameters).
+    fn where_clause(&self, extra: &[String]) -> String {
+        let all: Vec<&str> = self
+            .conditions
+            .iter()
+            .chain(extra)
+            .map(String::as_str)
+            .collect();
+        if all.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", all.join(" AND "))
+        }
+    }
+
+    /// The plan's parameters, then `extra`, as a statement takes them.
+    fn params<'a>(&'a self, extra: &[&'a (dyn ToSql + Sync)]) -> Vec<&'a (dyn ToSql + Sync)> {
+        self.params
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .chain(extra.iter().copied())
+            .collect()
+    }
+
+    /// The placeholder of the `n`th parameter after the plan's own (from 1).
+    fn next(&self, n: usize) -> String {
+        format!("${}", self.params.len() + n)
+    }
+}
+
+fn events_of(rows: &[tokio_postgres::Row]) -> Result<Vec<StoredEvent>, StoreError> {
+    rows.iter()
+        .map(|r| {
+            row::event_from_row(r).map_err(|e| StoreError::Corrupt {
+                seq: r.try_get::<_, i64>(0).unwrap_or(0).max(0) as u64,
+                detail: format!("column {}: {}", e.idx, e.detail),
+            })
+        })
+        .collect()
+}
+
+async fn head(client: &impl GenericClient) -> Result<Seq, StoreError> {
+    let seq: i64 = client
+        .query_one("SELECT seq FROM chain_head WHERE id = 1", &[])
+        .await?
+        .get(0);
+    Ok(Seq(seq.max(0) as u64))
+}
+
+/// Running totals, as of the head.
+///
+/// # Errors
+/// Database errors.
+pub async fn counters(client: &impl GenericClient) -> Result<Counters, StoreError> {
+    let names: Vec<&str> = COUNTER_NAMES.to_vec();
+    let rows = client
+        .query(
+            "SELECT name, value FROM counters WHERE name = ANY($1)",
+            &[&names],
+        )
+        .await?;
+    let named = rows
+        .iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)));
+    Ok(counters_of(head(client).await?, named.collect::<Vec<_>>()))
+}
+
+/// The events matching `query`, newest first, one page of them, and how many match; from one
+/// snapshot, so the count, the page and the head agree.
+///
+/// # Errors
+/// Database errors.
+pub async fn page(
+    client: &mut tokio_postgres::Client,
+    query: &Query,
+    req: PageRequest,
+) -> Result<EventPage, StoreError> {
+    let page = req.page.max(1);
+    let limit = req.limit.clamp(1, 1000);
+    let tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let head_seq = head(&tx).await?;
+    let plan = Plan::new(query);
+    let (total, total_is_lower_bound) = if query.clauses.is_empty() {
+        (counters(&tx).await?.total, false)
+    } else {
+        let filter = plan.where_clause(&[]);
+        match req.count_limit {
+            None => {
+                let sql = format!("SELECT count(*) FROM events e {filter}");
+                let n: i64 = tx.query_one(&sql, &plan.params(&[])).await?.get(0);
+                (n.max(0) as u64, false)
+            }
+            Some(cap) => {
+                let cap = i64::try_from(cap).unwrap_or(i64::MAX);
+                let sql = format!(
+                    "SELECT count(*) FROM (SELECT 1 FROM events e {filter} LIMIT {}) AS m",
+                    plan.next(1)
+                );
+                let n: i64 = tx.query_one(&sql, &plan.params(&[&cap])).await?.get(0);
+                (n.max(0) as u64, n >= cap)
+            }
+        }
+    };
+    let cursor = req.cursor.map(|c| c.0 as i64);
+    let limit_param = i64::from(limit);
+    let offset = match cursor {
+        Some(_) => 0,
+        None => i64::from(page - 1) * i64::from(limit),
+    };
+    let rows = match &cursor {
+        Some(c) => {
+            let filter = plan.where_clause(&[format!("e.seq < {}", plan.next(1))]);
+            let sql = format!(
+                "SELECT {} FROM events e {filter} ORDER BY e.seq DESC LIMIT {} OFFSET {}",
+                *COLUMNS,
+                plan.next(2),
+                plan.next(3)
+            );
+            tx.query(&sql, &plan.params(&[c, &limit_param, &offset]))
+                .await?
+        }
+        None => {
+            let filter = plan.where_clause(&[]);
+            let sql = format!(
+                "SELECT {} FROM events e {filter} ORDER BY e.seq DESC LIMIT {} OFFSET {}",
+                *COLUMNS,
+                plan.next(1),
+                plan.next(2)
+            );
+            tx.query(&sql, &plan.params(&[&limit_param, &offset]))
+                .await?
+        }
+    };
+    let items = events_of(&rows)?;
+    tx.commit().await?;
+    let next_cursor = (items.len() == limit as usize)
+        .then(|| items.last().map(|e| e.seq.0.to_string()))
+        .flatten();
+    Ok(EventPage {
+        search_indexed_through: None,
+        items,
+        total,
+        total_is_lower_bound,
+        page,
+        limit,
+        next_cursor,
+        head_seq,
+    })
+}
+
+/// Events after `after` that match `query`, oldest first, up to `limit` of them; and the seq
+/// the scan reached, so a caller resumes after it even when nothing in between matched.
+///
+/// # Errors
+/// Database errors.
+pub async fn matching_from(
+    client: &mut tokio_postgres::Client,
+    query: &Query,
+    after: Seq,
+    limit: usize,
+) -> Result<(Vec<StoredEvent>, Seq), StoreError> {
+    let tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let head_seq = head(&tx).await?;
+    let plan = Plan::new(query);
+    let after_param = after.0 as i64;
+    let limit_param = i64::try_from(limit).unwrap_or(i64::MAX);
+    let filter = plan.where_clause(&[format!("e.seq > {}", plan.next(1))]);
+    let sql = format!(
+        "SELECT {} FROM events e {filter} ORDER BY e.seq ASC LIMIT {}",
+        *COLUMNS,
+        plan.next(2)
+    );
+    let rows = tx
+        .query(&sql, &plan.params(&[&after_param, &limit_param]))
+        .await?;
+    let items = events_of(&rows)?;
+    tx.commit().await?;
+    let reached = match items.last() {
+        Some(last) if items.len() == limit => last.seq,
+        _ => head_seq.max(after),
+    };
+    Ok((items, reached))
+}
+
+/// Calls `each` with every event matching `query`, newest first, from one snapshot, until it
+/// returns `false`; rows stream, so memory stays flat. Returns how many it was given.
+///
+/// # Errors
+/// Database errors.
+pub async fn for_each<F>(
+    client: &mut tokio_postgres::Client,
+    query: &Query,
+    mut each: F,
+) -> Result<u64, StoreError>
+where
+    F: FnMut(&StoredEvent) -> bool,
+{
+    let tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let plan = Plan::new(query);
+    let sql = format!(
+        "SELECT {} FROM events e {} ORDER BY e.seq DESC",
+        *COLUMNS,
+        plan.where_clause(&[])
+    );
+    // In a block of its own, so the stream is gone before the commit (an early stop leaves
+    // rows unread, and they are discarded with it).
+    let n = {
+        let stream = tx.query_raw(&sql, plan.params(&[])).await?;
+        pin_mut!(stream);
+        let mut n = 0;
+        while let Some(row) = stream.try_next().await? {
+            let event = events_of(std::slice::from_ref(&row))?;
+            let Some(event) = event.first() else {
+                continue;
+            };
+            n += 1;
+            if !each(event) {
+                break;
+            }
+        }
+        n
+    };
+    tx.commit().await?;
+    Ok(n)
+}
+
+/// Each level, category or action that occurs, with its count, most frequent first.
+///
+/// # Errors
+/// Database errors.
+pub async fn distinct(
+    client: &impl GenericClient,
+    field: DistinctField,
+) -> Result<Vec<ValueCount>, StoreError> {
+    let prefix = match field {
+        DistinctField::Level => "level:",
+        DistinctField::Category => "category:",
+        DistinctField::Action => "action:",
+    };
+    let rows = client
+        .query(
+            "SELECT substr(name, length($1) + 1), value FROM counters
+             WHERE starts_with(name, $1) AND value > 0",
+            &[&prefix],
+        )
+        .await?;
+    Ok(by_count(rows.iter().map(|r| {
+        (r.get::<_, String>(0), r.get::<_, i64>(1).max(0) as u64)
+    })))
+}
