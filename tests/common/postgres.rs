@@ -5,15 +5,21 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 
 /// The running cluster.
 pub struct Cluster {
     pub port: u16,
-    /// Held open for the life of the test process: when it closes, the keeper stops the
-    /// cluster and removes its directory.
-    _keeper: Mutex<(Child, ChildStdin)>,
+    keeper: Mutex<Keeper>,
+}
+
+/// The shell that started the cluster: it takes commands on its stdin, and when that closes
+/// (the test process ends, however it ends) it stops the cluster and removes its directory.
+struct Keeper {
+    _child: Child,
+    commands: ChildStdin,
+    replies: BufReader<ChildStdout>,
 }
 
 /// The test binary's cluster, started on first use.
@@ -62,8 +68,15 @@ dir=$(mktemp -d /tmp/trailwatch-pg.XXXXXX)
 {as_user} {bin}/pg_ctl -D "$dir/data" -l "$dir/log" -w \
     -o "-p {port} -k $dir -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
 echo ready
-# Until the test process ends and its end of this pipe closes.
-cat >/dev/null || true
+# Commands from the test process, one per line, until it ends and its end of this pipe closes.
+while read -r command; do
+  case "$command" in
+    stop) {as_user} {bin}/pg_ctl -D "$dir/data" -m fast -w stop >/dev/null 2>&1; echo stopped ;;
+    start) {as_user} {bin}/pg_ctl -D "$dir/data" -l "$dir/log" -w \
+             -o "-p {port} -k $dir -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+           echo started ;;
+  esac
+done
 {as_user} {bin}/pg_ctl -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
 rm -rf "$dir"
 "#,
@@ -79,14 +92,38 @@ rm -rf "$dir"
             .expect("sh runs");
         let stdin = child.stdin.take().unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
         assert_eq!(line.trim(), "ready", "the PostgreSQL cluster did not start");
         Cluster {
             port,
-            _keeper: Mutex::new((child, stdin)),
+            keeper: Mutex::new(Keeper {
+                _child: child,
+                commands: stdin,
+                replies: stdout,
+            }),
         }
+    }
+
+    /// Runs a keeper command and waits for its reply.
+    fn command(&self, command: &str, reply: &str) {
+        use std::io::Write;
+        let mut keeper = self.keeper.lock().unwrap();
+        writeln!(keeper.commands, "{command}").unwrap();
+        keeper.commands.flush().unwrap();
+        let mut line = String::new();
+        keeper.replies.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), reply, "the cluster's keeper did not {command}");
+    }
+
+    /// Stops the server (fast: sessions are ended), as an operator or a crash-restart would.
+    pub fn stop_server(&self) {
+        self.command("stop", "stopped");
+    }
+
+    /// Starts the stopped server again on the same port.
+    pub fn start_server(&self) {
+        self.command("start", "started");
     }
 
     /// The URL of database `db` on this cluster.

@@ -1,0 +1,165 @@
+//! PostgreSQL going away under ingest, against a throwaway cluster of this test binary's own
+//! (stopping it would disturb the other PostgreSQL tests): appends are refused while it is
+//! down, nothing acknowledged is lost, and two nodes recover by themselves when it returns.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+#![cfg(feature = "ssr")]
+
+mod common;
+
+use chrono::DateTime;
+use common::postgres::cluster;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use trailwatch::model::{Actor, AuditEvent, Category, Level, Outcome, Seq, Source};
+use trailwatch::store::postgres::EventLog;
+use trailwatch::store::{StoreError, StoreOptions};
+
+fn tagged(tag: String) -> AuditEvent {
+    AuditEvent {
+        timestamp: DateTime::from_timestamp_millis(1_770_000_000_000).unwrap(),
+        level: Level::Info,
+        category: Category::DataManagement,
+        action: "record.update".into(),
+        outcome: Outcome::Success,
+        user: Actor {
+            id: "writer".into(),
+            username: None,
+        },
+        entity: None,
+        request: None,
+        location: None,
+        description: None,
+        metadata: serde_json::json!({ "tag": tag }).as_object().cloned(),
+        changes: None,
+        risk_score: None,
+        risk_reasons: None,
+        correlation_id: None,
+        session_id: None,
+        system: None,
+        source: Source::http(),
+        submitted_by: None,
+    }
+}
+
+/// What the writers have seen so far.
+#[derive(Clone, Debug, Default)]
+struct Tally {
+    acknowledged: BTreeSet<String>,
+    refused: u64,
+    /// Events of refused appends: a commit whose answer was lost with the session may have
+    /// landed, as with any database client; they may be stored, once at most.
+    in_doubt: BTreeSet<String>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_postgresql_is_down_appends_are_refused_and_nothing_acknowledged_is_lost() {
+    let cluster = cluster();
+    let url = cluster.database("faults").await;
+    let a = EventLog::open(&url, StoreOptions::default()).await.unwrap();
+    let b = EventLog::open(&url, StoreOptions::default()).await.unwrap();
+    let mut follow = b.follow_from(Seq(0));
+
+    // Two writers, one per node, appending three events at a time until told to stop.
+    let (tally_tx, mut tally) = watch::channel(Tally::default());
+    let tally_tx = Arc::new(tally_tx);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for (name, node) in [("a", a.clone()), ("b", b.clone())] {
+        let (tally_tx, stop) = (tally_tx.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let tags: Vec<String> = (0..3).map(|i| format!("{name}-{n}-{i}")).collect();
+                n += 1;
+                let events = tags.iter().cloned().map(tagged).collect();
+                match node.append(events).await {
+                    Ok(_) => tally_tx.send_modify(|t| t.acknowledged.extend(tags)),
+                    Err(StoreError::Unreachable(_)) => {
+                        tally_tx.send_modify(|t| {
+                            t.refused += 1;
+                            t.in_doubt.extend(tags);
+                        });
+                        // Not a busy loop against a refused port while the database is away.
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Err(other) => panic!("{name}: expected success or unreachable, got {other}"),
+                }
+            }
+        }));
+    }
+
+    let wait = Duration::from_secs(60);
+    let before = tokio::time::timeout(wait, tally.wait_for(|t| t.acknowledged.len() >= 60))
+        .await
+        .unwrap()
+        .unwrap()
+        .acknowledged
+        .len();
+    cluster.stop_server();
+    tokio::time::timeout(wait, tally.wait_for(|t| t.refused >= 10))
+        .await
+        .expect("appends are refused while the database is down")
+        .unwrap();
+    let during = tally.borrow().acknowledged.len();
+    cluster.start_server();
+    tokio::time::timeout(
+        wait,
+        tally.wait_for(|t| t.acknowledged.len() >= during + 60),
+    )
+    .await
+    .expect("both nodes append again once the database is back, with no restart")
+    .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+    let Tally {
+        acknowledged,
+        in_doubt,
+        ..
+    } = tally.borrow().clone();
+    assert!(acknowledged.len() >= before + 60);
+
+    // Every acknowledged event is stored exactly once, in a gap-free chain that verifies.
+    let head = a.head().await.unwrap();
+    let stored = a.read_from(Seq(0), head.0 as usize + 10).await.unwrap();
+    let seqs: Vec<u64> = stored.iter().map(|e| e.seq.0).collect();
+    assert_eq!(seqs, (1..=head.0).collect::<Vec<_>>());
+    let tags: Vec<String> = stored
+        .iter()
+        .map(|e| {
+            e.event.metadata.as_ref().unwrap()["tag"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let unique: BTreeSet<String> = tags.iter().cloned().collect();
+    assert_eq!(unique.len(), tags.len(), "no event is stored twice");
+    assert!(
+        unique.is_superset(&acknowledged),
+        "every acknowledged event is stored"
+    );
+    assert!(
+        unique
+            .difference(&acknowledged)
+            .all(|t| in_doubt.contains(t)),
+        "nothing is stored that no one tried to append"
+    );
+    assert!(a.verify(&[], None, &mut |_| {}).await.unwrap().ok);
+
+    // The other node's stream went on across the outage, with no gap and no repeat.
+    let mut streamed = Vec::new();
+    while streamed.len() < head.0 as usize {
+        let e = tokio::time::timeout(wait, follow.next())
+            .await
+            .expect("the stream resumed after the outage")
+            .unwrap()
+            .unwrap();
+        streamed.push(e.seq.0);
+    }
+    assert_eq!(streamed, seqs);
+}
