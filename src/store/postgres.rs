@@ -7,6 +7,7 @@
 //! Server build only. Search, analytics and the rest follow (see the PostgreSQL issue).
 
 mod copy;
+mod erase;
 mod lease;
 mod log;
 mod migrate;

@@ -7,16 +7,11 @@ use crate::search::{Pattern, Query, Term};
 use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, Row, ToSql};
 
-pub use super::row::{EVENT_COLUMNS, EVENT_COLUMN_COUNT};
+pub use super::row::EVENT_COLUMNS;
 
 /// [`super::row::event_from_row`] for SQLite's row callbacks.
 pub fn event_from_row(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
     Ok(super::row::event_from_row(row)?)
-}
-
-/// [`super::row::sealed_from_row`] for SQLite's row callbacks.
-pub fn sealed_from_row(row: &Row<'_>) -> rusqlite::Result<(StoredEvent, Option<String>)> {
-    Ok(super::row::sealed_from_row(row)?)
 }
 
 /// The newest seq (0 when empty).

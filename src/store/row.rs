@@ -2,6 +2,8 @@
 //! column order ([`EVENT_COLUMNS`]) and the decoding of each column. A backend only says how
 //! to take a text, an integer or a byte string out of its own row type (see [`Columns`]).
 
+use super::chain::ChainRow;
+use super::StoreError;
 use crate::model::{
     Actor, AuditEvent, Category, Entity, EventId, Level, Location, Outcome, RequestInfo, Seq,
     Source, StoredEvent,
@@ -35,6 +37,8 @@ pub trait Columns {
     fn text(&self, idx: usize) -> Result<Option<String>, BadColumn>;
     fn int(&self, idx: usize) -> Result<Option<i64>, BadColumn>;
     fn bytes(&self, idx: usize) -> Result<Option<Vec<u8>>, BadColumn>;
+    /// A true-or-false column (an integer on SQLite, a boolean on PostgreSQL).
+    fn flag(&self, idx: usize) -> Result<bool, BadColumn>;
 }
 
 fn bad(idx: usize, detail: impl Into<String>) -> BadColumn {
@@ -165,6 +169,12 @@ impl Columns for rusqlite::Row<'_> {
     fn bytes(&self, idx: usize) -> Result<Option<Vec<u8>>, BadColumn> {
         self.get(idx).map_err(|e| bad(idx, e.to_string()))
     }
+    fn flag(&self, idx: usize) -> Result<bool, BadColumn> {
+        Ok(self
+            .get::<_, i64>(idx)
+            .map_err(|e| bad(idx, e.to_string()))?
+            != 0)
+    }
 }
 
 impl From<BadColumn> for rusqlite::Error {
@@ -174,5 +184,65 @@ impl From<BadColumn> for rusqlite::Error {
             rusqlite::types::Type::Text,
             e.detail.into(),
         )
+    }
+}
+
+/// The columns [`SealedRow::read`] reads: [`EVENT_COLUMNS`] and the seal's own.
+pub fn sealed_columns() -> String {
+    format!("{EVENT_COLUMNS}, pii_digest, prev_hash, erased")
+}
+
+/// One row as stored, with the seal fields the event itself does not carry: what verifying
+/// it needs, on either backend.
+pub struct SealedRow {
+    pub stored: StoredEvent,
+    pub pii: [u8; 32],
+    pub prev: [u8; 32],
+    pub hash: [u8; 32],
+    pub erased: bool,
+    /// The metadata fields declared personal; `stored` holds the rest.
+    pub personal: Option<String>,
+}
+
+impl SealedRow {
+    /// Reads a row selected with [`sealed_columns`].
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] naming the seq, for a column missing or unreadable.
+    pub fn read(row: &impl Columns) -> Result<SealedRow, StoreError> {
+        let seq = row.int(0).ok().flatten().unwrap_or(0).max(0) as u64;
+        let corrupt = |detail: String| StoreError::Corrupt { seq, detail };
+        let column = |e: BadColumn| corrupt(format!("column {}: {}", e.idx, e.detail));
+        let (stored, personal) = sealed_from_row(row).map_err(column)?;
+        let n = EVENT_COLUMN_COUNT;
+        let hash32 = |bytes: Option<Vec<u8>>, what: &str| -> Result<[u8; 32], StoreError> {
+            bytes
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| corrupt(format!("{what} is not 32 bytes")))
+        };
+        Ok(SealedRow {
+            pii: hash32(row.bytes(n).map_err(column)?, "pii digest")?,
+            prev: hash32(row.bytes(n + 1).map_err(column)?, "previous hash")?,
+            erased: row.flag(n + 2).map_err(column)?,
+            hash: hash32(hex::decode(&stored.hash).ok(), "hash")?,
+            stored,
+            personal,
+        })
+    }
+
+    /// The row as the chain's verifier takes it, with the subject's salt (`None` once erased).
+    pub fn chain_row<'a>(&'a self, salt: Option<&'a [u8]>) -> ChainRow<'a> {
+        ChainRow {
+            seq: self.stored.seq,
+            event: &self.stored.event,
+            event_id: &self.stored.event_id.0,
+            received_at_ms: self.stored.received_at.timestamp_millis(),
+            pii_digest: self.pii,
+            prev_hash: self.prev,
+            hash: self.hash,
+            salt,
+            erased: self.erased,
+            personal: self.personal.as_deref(),
+        }
     }
 }

@@ -3,10 +3,10 @@
 
 use super::chain::{Break, ChainRow, Fault, Verifier, GENESIS};
 use super::checkpoint::Checkpoint;
-use super::query::{sealed_from_row, EVENT_COLUMNS, EVENT_COLUMN_COUNT};
 use super::retention::{Ledger, LedgerRange, Ranges};
+use super::row::{sealed_columns, SealedRow};
 use super::StoreError;
-use crate::model::{EventSeal, Seq, StoredEvent};
+use crate::model::{EventSeal, Seq};
 use ed25519_dalek::VerifyingKey;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde::Serialize;
@@ -329,60 +329,6 @@ impl<'c> Walk<'c> {
             checkpoints: self.matched,
             pruned: self.pruned,
             checkpoint_error: None,
-        }
-    }
-}
-
-/// One row as stored, with the seal fields the event itself does not carry.
-struct SealedRow {
-    stored: StoredEvent,
-    pii: [u8; 32],
-    prev: [u8; 32],
-    hash: [u8; 32],
-    erased: bool,
-    /// The metadata fields declared personal; `stored` holds the rest.
-    personal: Option<String>,
-}
-
-/// The columns [`SealedRow::read`] reads.
-fn sealed_columns() -> String {
-    format!("{EVENT_COLUMNS}, pii_digest, prev_hash, erased")
-}
-
-impl SealedRow {
-    fn read(row: &rusqlite::Row<'_>) -> Result<SealedRow, StoreError> {
-        let seq: u64 = row.get(0)?;
-        let (stored, personal) = sealed_from_row(row).map_err(|e| StoreError::Corrupt {
-            seq,
-            detail: e.to_string(),
-        })?;
-        let n = EVENT_COLUMN_COUNT;
-        let hash = hex::decode(&stored.hash).map_err(|e| StoreError::Corrupt {
-            seq,
-            detail: e.to_string(),
-        })?;
-        Ok(SealedRow {
-            pii: hash32(row.get(n)?, seq, "pii digest")?,
-            prev: hash32(row.get(n + 1)?, seq, "previous hash")?,
-            erased: row.get(n + 2)?,
-            hash: hash32(hash, seq, "hash")?,
-            stored,
-            personal,
-        })
-    }
-
-    fn chain_row<'a>(&'a self, salt: Option<&'a [u8]>) -> ChainRow<'a> {
-        ChainRow {
-            seq: self.stored.seq,
-            event: &self.stored.event,
-            event_id: &self.stored.event_id.0,
-            received_at_ms: self.stored.received_at.timestamp_millis(),
-            pii_digest: self.pii,
-            prev_hash: self.prev,
-            hash: self.hash,
-            salt,
-            erased: self.erased,
-            personal: self.personal.as_deref(),
         }
     }
 }

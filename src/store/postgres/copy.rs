@@ -243,11 +243,16 @@ pub async fn copy_sqlite(
     let select = format!("SELECT {columns} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2");
     let mut types = EVENT_TYPES.to_vec();
     types.push(Type::TEXT);
+    // Ids made before SQLite schema 3 do not carry their seq: found by value on the copy.
+    let legacy_ids = std::cell::Cell::new(false);
     let words = |row: &rusqlite::Row<'_>| -> Result<Cell, StoreError> {
         let event = crate::store::row::event_from_row(row).map_err(|e| StoreError::Corrupt {
             seq: row.get::<_, i64>(0).unwrap_or(0).max(0) as u64,
             detail: format!("column {}: {}", e.idx, e.detail),
         })?;
+        if !crate::store::seal::seq_candidates(&event.event_id.0).contains(&event.seq.0) {
+            legacy_ids.set(true);
+        }
         Ok(Box::new(super::words::tsvector(&event.event)))
     };
     let staged = format!("{columns}, words");
@@ -276,6 +281,15 @@ pub async fn copy_sqlite(
             |r| r.get(0),
         )?;
         progress(report.events);
+    }
+    if legacy_ids.get() {
+        tx.batch_execute("CREATE INDEX events_event_id ON events (event_id)")
+            .await?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ($1, 'true')",
+            &[&super::query::LEGACY_IDS_KEY],
+        )
+        .await?;
     }
     report.subjects = copy_table(
         &conn,

@@ -153,6 +153,12 @@ impl Columns for tokio_postgres::Row {
             detail: e.to_string(),
         })
     }
+    fn flag(&self, idx: usize) -> Result<bool, BadColumn> {
+        self.try_get(idx).map_err(|e| BadColumn {
+            idx,
+            detail: e.to_string(),
+        })
+    }
 }
 
 fn event_of(row: &tokio_postgres::Row) -> Result<StoredEvent, StoreError> {
@@ -238,6 +244,7 @@ impl EventLog {
             jobs,
             scorer: Scorer::new(options.risk.clone()),
             known: 0,
+            erasures: 0,
             id_salt: {
                 let mut seed = [0u8; 8];
                 getrandom::fill(&mut seed)
@@ -408,6 +415,64 @@ impl EventLog {
         super::query::counters(&**client).await
     }
 
+    /// The event with this id, if stored.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn get(&self, id: &crate::model::EventId) -> Result<Option<StoredEvent>, StoreError> {
+        let client = self.shared.pool.get().await?;
+        super::query::by_id(&**client, id).await
+    }
+
+    /// The event with this id, its seal checked in place, and up to `related` events sharing
+    /// its correlation id and its session id.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn detail(
+        &self,
+        id: &crate::model::EventId,
+        related: u32,
+    ) -> Result<Option<crate::model::EventDetail>, StoreError> {
+        let mut client = self.shared.pool.get().await?;
+        super::query::detail(&mut client, id, related).await
+    }
+
+    /// The newest `limit` events and the running totals, from one snapshot.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn snapshot(
+        &self,
+        limit: usize,
+    ) -> Result<crate::model::DashboardSnapshot, StoreError> {
+        let mut client = self.shared.pool.get().await?;
+        super::query::snapshot(&mut client, limit).await
+    }
+
+    /// Every event of one data subject, oldest first (see [`crate::store::Concerning`]).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn subject_events(
+        &self,
+        subject: &str,
+        concerning: crate::store::Concerning,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let client = self.shared.pool.get().await?;
+        super::query::subject_events(&**client, subject, concerning).await
+    }
+
+    /// Crypto-shreds `subject` (see `postgres::erase`); returns how many events it was the
+    /// actor of.
+    ///
+    /// # Errors
+    /// Database errors (nothing is then changed).
+    pub async fn erase(&self, subject: &str) -> Result<u64, StoreError> {
+        let mut client = self.shared.pool.get().await?;
+        super::erase::erase(&mut client, subject).await
+    }
+
     /// Commit statistics of this node's appender.
     pub fn stats(&self) -> CommitStats {
         self.shared.stats.lock().map(|s| *s).unwrap_or_default()
@@ -461,6 +526,8 @@ struct Appender {
     scorer: Scorer,
     /// The seq the scorer has counted every event through.
     known: u64,
+    /// Erasures counted on the head when the scorer last followed it.
+    erasures: i64,
     /// The random part of event ids.
     id_salt: u64,
     /// The first arrival time the partitions do not cover.
@@ -544,7 +611,7 @@ impl Appender {
         let tx = client.transaction().await?;
         let head = tx
             .query_one(
-                "SELECT seq, hash, received_at FROM chain_head WHERE id = 1 FOR UPDATE",
+                "SELECT seq, hash, received_at, erasures FROM chain_head WHERE id = 1 FOR UPDATE",
                 &[],
             )
             .await?;
@@ -552,7 +619,13 @@ impl Appender {
         let head_seq: i64 = head.get(0);
         let head_hash = hash32(head.get(1), head_seq, "head hash")?;
         let head_received: i64 = head.get(2);
+        let erasures: i64 = head.get(3);
         let head_seq = head_seq.max(0) as u64;
+        if erasures != self.erasures {
+            // A subject was erased (here or on another node): its history must leave memory.
+            self.scorer.abort();
+            self.erasures = erasures;
+        }
         self.follow_chain(&tx, head_seq).await?;
 
         let users: Vec<String> = {

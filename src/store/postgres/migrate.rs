@@ -41,6 +41,13 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "search",
         sql: SEARCH,
     },
+    Migration {
+        version: 5,
+        name: "erasures on the chain's head",
+        // Counted where every appending node looks first: a node that sees it move forgets
+        // its risk state and rebuilds it from the rows, erased subjects left out.
+        sql: "ALTER TABLE chain_head ADD COLUMN erasures bigint NOT NULL DEFAULT 0",
+    },
 ];
 
 /// What the query language searches by (`postgres::query`): the words of each event as our

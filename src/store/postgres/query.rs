@@ -7,13 +7,15 @@
 //! written in the appending transaction, so an answer is never behind the head.
 
 use super::words;
-use crate::model::{Counters, EventPage, Seq, StoredEvent, ValueCount};
-use crate::search::{Pattern, Query, Term};
+use crate::model::{
+    Counters, DashboardSnapshot, EventDetail, EventId, EventPage, Seq, StoredEvent, ValueCount,
+};
+use crate::search::{Clause, Pattern, Query, Term};
 use crate::store::query::{
     by_count, counters_of, like_escaped, like_pattern, DistinctField, PageRequest, COUNTER_NAMES,
 };
 use crate::store::row::{self, EVENT_COLUMNS};
-use crate::store::StoreError;
+use crate::store::{Concerning, StoreError};
 use futures::{pin_mut, TryStreamExt};
 use std::sync::LazyLock;
 use tokio_postgres::types::ToSql;
@@ -408,4 +410,140 @@ pub async fn distinct(
     Ok(by_count(rows.iter().map(|r| {
         (r.get::<_, String>(0), r.get::<_, i64>(1).max(0) as u64)
     })))
+}
+
+/// The meta key set when a copied store holds event ids that do not carry their seq (made
+/// before SQLite schema 3); `events_event_id` then finds them by value.
+pub const LEGACY_IDS_KEY: &str = "legacy_event_ids";
+
+/// The event with this id. Ids carry their seq (see `store::seal::seq_candidates`), so the
+/// event is found by its seq; a copied store with older ids is searched by value.
+///
+/// # Errors
+/// Database errors.
+pub async fn by_id(
+    client: &impl GenericClient,
+    id: &EventId,
+) -> Result<Option<StoredEvent>, StoreError> {
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq = $1 AND event_id = $2");
+    let at_seq = client.prepare(&sql).await?;
+    for seq in crate::store::seal::seq_candidates(&id.0) {
+        let Ok(seq) = i64::try_from(seq) else {
+            continue;
+        };
+        if let Some(row) = client.query_opt(&at_seq, &[&seq, &id.0]).await? {
+            return Ok(events_of(std::slice::from_ref(&row))?.pop());
+        }
+    }
+    let legacy = client
+        .query_opt("SELECT 1 FROM meta WHERE key = $1", &[&LEGACY_IDS_KEY])
+        .await?
+        .is_some();
+    if !legacy {
+        return Ok(None);
+    }
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = $1");
+    let rows = client.query(&sql, &[&id.0]).await?;
+    Ok(events_of(&rows)?.pop())
+}
+
+/// The event with this id, its seal checked in place, and up to `related` events sharing its
+/// correlation id and its session id (newest first, the event itself excluded).
+///
+/// # Errors
+/// Database errors.
+pub async fn detail(
+    client: &mut tokio_postgres::Client,
+    id: &EventId,
+    related: u32,
+) -> Result<Option<EventDetail>, StoreError> {
+    let Some(event) = by_id(&*client, id).await? else {
+        return Ok(None);
+    };
+    let Some(seal) = super::verify::verify_one(&*client, event.seq).await? else {
+        return Ok(None);
+    };
+    let exact = |v: &Option<String>| v.clone().map(Pattern::Exact);
+    let correlation = exact(&event.event.correlation_id).map(Term::Correlation);
+    let same_correlation = related_by(client, correlation, event.seq, related).await?;
+    let session = exact(&event.event.session_id).map(Term::Session);
+    let same_session = related_by(client, session, event.seq, related).await?;
+    Ok(Some(EventDetail {
+        event,
+        seal,
+        same_correlation,
+        same_session,
+    }))
+}
+
+/// Up to `related` events matching `term`, newest first, without the one at `seq`.
+async fn related_by(
+    client: &mut tokio_postgres::Client,
+    term: Option<Term>,
+    seq: Seq,
+    related: u32,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let Some(term) = term else {
+        return Ok(Vec::new());
+    };
+    let query = Query {
+        clauses: vec![Clause {
+            term,
+            negated: false,
+        }],
+    };
+    let req = PageRequest {
+        cursor: None,
+        page: 1,
+        limit: related + 1,
+        count_limit: Some(0),
+    };
+    let mut items = page(client, &query, req).await?.items;
+    items.retain(|e| e.seq != seq);
+    items.truncate(related as usize);
+    Ok(items)
+}
+
+/// The newest `limit` events (newest first) and the running totals, from one snapshot.
+///
+/// # Errors
+/// Database errors.
+pub async fn snapshot(
+    client: &mut tokio_postgres::Client,
+    limit: usize,
+) -> Result<DashboardSnapshot, StoreError> {
+    let tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let counters = counters(&tx).await?;
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY seq DESC LIMIT $1");
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let events = events_of(&tx.query(&sql, &[&limit]).await?)?;
+    tx.commit().await?;
+    Ok(DashboardSnapshot {
+        events,
+        counters,
+        server_time: chrono::Utc::now(),
+    })
+}
+
+/// Every event of one data subject, oldest first: where it is the actor, or also where it
+/// is the entity acted on.
+///
+/// # Errors
+/// Database errors.
+pub async fn subject_events(
+    client: &impl GenericClient,
+    subject: &str,
+    concerning: Concerning,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let condition = match concerning {
+        Concerning::Actor => "user_id = $1",
+        Concerning::ActorOrEntity => "user_id = $1 OR entity_id = $1",
+    };
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE {condition} ORDER BY seq");
+    events_of(&client.query(&sql, &[&subject]).await?)
 }

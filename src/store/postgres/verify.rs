@@ -3,11 +3,11 @@
 //! retention range covers them, every signed checkpoint met; and the head row against the last
 //! event, so rows cut from the chain's end are caught even past the newest checkpoint.
 
-use crate::model::Seq;
-use crate::store::chain::{Break, ChainRow, Fault};
+use crate::model::{EventSeal, Seq};
+use crate::store::chain::{Break, Fault, Verifier, GENESIS};
 use crate::store::checkpoint::Checkpoint;
 use crate::store::retention::{Ledger, LedgerRange, PruneRecord, PrunedRange, RangeRow};
-use crate::store::row::{sealed_from_row, EVENT_COLUMNS, EVENT_COLUMN_COUNT};
+use crate::store::row::{sealed_columns, SealedRow};
 use crate::store::verify::Walk;
 use crate::store::{StoreError, VerifyReport};
 use ed25519_dalek::VerifyingKey;
@@ -140,10 +140,9 @@ pub async fn verify(
         Ok(walk) => walk,
         Err(report) => return Ok(*report),
     };
-    let n = EVENT_COLUMN_COUNT;
     let sql = format!(
-        "SELECT {EVENT_COLUMNS}, pii_digest, prev_hash, erased FROM events
-         WHERE seq > $1 ORDER BY seq LIMIT $2"
+        "SELECT {} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
+        sealed_columns()
     );
     let stmt = tx.prepare(&sql).await?;
     let salt_stmt = tx
@@ -157,26 +156,15 @@ pub async fn verify(
             break;
         };
         after = last.get(0);
-        let mut sealed = Vec::with_capacity(rows.len());
-        let mut subjects: Vec<String> = Vec::new();
-        for row in &rows {
-            let seq: i64 = row.get(0);
-            let (stored, personal) = sealed_from_row(row)
-                .map_err(|e| corrupt(seq, format!("column {}: {}", e.idx, e.detail)))?;
-            let hash = hex::decode(&stored.hash).unwrap_or_default();
-            let erased: bool = row.get(n + 2);
-            if !erased {
-                subjects.push(stored.event.user.id.clone());
-            }
-            sealed.push((
-                hash32(row.get(n), seq, "pii digest")?,
-                hash32(row.get(n + 1), seq, "previous hash")?,
-                hash32(hash, seq, "hash")?,
-                erased,
-                stored,
-                personal,
-            ));
-        }
+        let sealed = rows
+            .iter()
+            .map(SealedRow::read)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut subjects: Vec<&str> = sealed
+            .iter()
+            .filter(|s| !s.erased)
+            .map(|s| s.stored.event.user.id.as_str())
+            .collect();
         subjects.sort_unstable();
         subjects.dedup();
         let salts: HashMap<String, Vec<u8>> = tx
@@ -185,20 +173,9 @@ pub async fn verify(
             .into_iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();
-        for (pii, prev, hash, erased, stored, personal) in &sealed {
-            let row = ChainRow {
-                seq: stored.seq,
-                event: &stored.event,
-                event_id: &stored.event_id.0,
-                received_at_ms: stored.received_at.timestamp_millis(),
-                pii_digest: *pii,
-                prev_hash: *prev,
-                hash: *hash,
-                salt: salts.get(&stored.event.user.id).map(Vec::as_slice),
-                erased: *erased,
-                personal: personal.as_deref(),
-            };
-            if !walk.step(&row, &ledger, &mut range_at)? {
+        for s in &sealed {
+            let salt = salts.get(&s.stored.event.user.id).map(Vec::as_slice);
+            if !walk.step(&s.chain_row(salt), &ledger, &mut range_at)? {
                 break 'walk;
             }
         }
@@ -235,4 +212,57 @@ pub async fn verify(
     }
     tx.commit().await?;
     Ok(report)
+}
+
+/// Checks one event's seal in place: its content against its hash, its personal fields
+/// against their digest, and its link to the row before it (or to the signed retention range
+/// that removed that row). `None` when no event has this seq.
+///
+/// # Errors
+/// Database errors.
+pub async fn verify_one(
+    client: &impl GenericClient,
+    seq: Seq,
+) -> Result<Option<EventSeal>, StoreError> {
+    let sql = format!("SELECT {} FROM events WHERE seq = $1", sealed_columns());
+    let Some(row) = client.query_opt(&sql, &[&(seq.0 as i64)]).await? else {
+        return Ok(None);
+    };
+    let sealed = SealedRow::read(&row)?;
+    let before = seq.0 as i64 - 1;
+    let prev = if seq.0 <= 1 {
+        Some(GENESIS)
+    } else {
+        let row = client
+            .query_opt(
+                "SELECT hash FROM events WHERE seq = $1
+                 UNION ALL SELECT last_hash FROM pruned_ranges WHERE last_seq = $1
+                 LIMIT 1",
+                &[&before],
+            )
+            .await?;
+        row.map(|r| hash32(r.get(0), before, "hash")).transpose()?
+    };
+    let seal = |verified: bool, problem: Option<String>| EventSeal {
+        seq,
+        hash: hex::encode(sealed.hash),
+        prev_hash: hex::encode(sealed.prev),
+        verified,
+        problem,
+    };
+    let Some(prev) = prev else {
+        return Ok(Some(seal(
+            false,
+            Some(format!("seq {before} before it is missing")),
+        )));
+    };
+    let salt: Option<Vec<u8>> = client
+        .query_opt(
+            "SELECT salt FROM subjects WHERE subject = $1",
+            &[&sealed.stored.event.user.id],
+        )
+        .await?
+        .map(|r| r.get(0));
+    let result = Verifier::resume(seq, prev).check(&sealed.chain_row(salt.as_deref()));
+    Ok(Some(seal(result.is_ok(), result.err().map(|b| b.detail))))
 }
