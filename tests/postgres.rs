@@ -749,3 +749,101 @@ async fn reads_and_erasure_answer_on_postgresql_as_on_sqlite() {
     }
     assert!(pg.verify(&[], None, &mut |_| {}).await.unwrap().ok);
 }
+
+/// Waits (polling the database, at most 20 s) until `check` holds.
+async fn until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_at_a_time_signs_checkpoints_and_another_takes_over_when_it_dies() {
+    use trailwatch::store::postgres::checkpoints::{self, Duty, LEASE};
+    let url = cluster().database("checkpoint_duty").await;
+    let a = EventLog::open(&url, StoreOptions::default()).await.unwrap();
+    let b = EventLog::open(&url, StoreOptions::default()).await.unwrap();
+    let db = connect(&url).await;
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let duty = Duty {
+        every: Duration::from_millis(100),
+        lease: Duration::from_secs(1),
+        events: 50,
+        max_age: Duration::from_millis(300),
+    };
+    let holder = || async {
+        postgres::holder(&connect(&url).await, LEASE)
+            .await
+            .unwrap()
+            .map(|h| h.holder)
+    };
+    let covered = || async {
+        let seq: Option<i64> = connect(&url)
+            .await
+            .query_one("SELECT max(seq) FROM checkpoints", &[])
+            .await
+            .unwrap()
+            .get(0);
+        seq.unwrap_or(0)
+    };
+    let duty_a = tokio::spawn(checkpoints::run(
+        a.clone(),
+        "node-a".into(),
+        key.clone(),
+        duty,
+    ));
+    until("node-a takes the duty", || async {
+        holder().await.as_deref() == Some("node-a")
+    })
+    .await;
+    let duty_b = tokio::spawn(checkpoints::run(
+        b.clone(),
+        "node-b".into(),
+        key.clone(),
+        duty,
+    ));
+
+    for i in 0..6 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let events = (0..20).map(|j| tagged(&format!("c{i}-{j}"), j)).collect();
+        node.append(events).await.unwrap();
+    }
+    until("the head is signed", || async { covered().await == 120 }).await;
+    assert_eq!(
+        holder().await.as_deref(),
+        Some("node-a"),
+        "one signer at a time"
+    );
+
+    // The checkpoints verify under the public key, and the chain meets them.
+    let stored = postgres::stored_checkpoints(&db).await.unwrap();
+    assert!(!stored.is_empty());
+    trailwatch::store::checkpoint::all_signed_by(&stored, &key.verifying_key()).unwrap();
+    let report = a
+        .verify(&stored, Some(&key.verifying_key()), &mut |_| {})
+        .await
+        .unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.checkpoints, stored.len() as u64);
+
+    // The signing node dies without giving the lease up: once it runs out, the other node
+    // takes the duty and signs the heads that follow.
+    duty_a.abort();
+    let events = (0..30).map(|j| tagged(&format!("after-{j}"), j)).collect();
+    b.append(events).await.unwrap();
+    until("node-b takes the duty", || async {
+        holder().await.as_deref() == Some("node-b")
+    })
+    .await;
+    until("node-b signs the new head", || async {
+        covered().await == 150
+    })
+    .await;
+    duty_b.abort();
+}

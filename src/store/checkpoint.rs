@@ -47,6 +47,18 @@ impl Checkpoint {
         .into_bytes()
     }
 
+    /// A checkpoint of `(seq, hash)` signed now with `key`.
+    pub fn sign(key: &SigningKey, seq: u64, hash: &[u8; 32]) -> Checkpoint {
+        let mut checkpoint = Checkpoint {
+            seq,
+            hash: hex::encode(hash),
+            signed_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+            signature: String::new(),
+        };
+        checkpoint.signature = hex::encode(key.sign(&checkpoint.message()).to_bytes());
+        checkpoint
+    }
+
     /// Whether `key` signed this checkpoint.
     pub fn signed_by(&self, key: &VerifyingKey) -> bool {
         let Ok(bytes) = hex::decode(&self.signature) else {
@@ -241,13 +253,7 @@ impl Signer {
     /// # Errors
     /// The log cannot be written.
     pub fn sign(&mut self, seq: u64, hash: &[u8; 32]) -> Result<Checkpoint, CheckpointError> {
-        let mut checkpoint = Checkpoint {
-            seq,
-            hash: hex::encode(hash),
-            signed_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
-            signature: String::new(),
-        };
-        checkpoint.signature = hex::encode(self.key.sign(&checkpoint.message()).to_bytes());
+        let checkpoint = Checkpoint::sign(&self.key, seq, hash);
         let mut line =
             serde_json::to_string(&checkpoint).map_err(|e| CheckpointError::Invalid {
                 path: self.log_path.clone(),

@@ -6,6 +6,7 @@
 //! The event log (`log`): one chain that every node appends to, and every node's live stream.
 //! Server build only. Search, analytics and the rest follow (see the PostgreSQL issue).
 
+pub mod checkpoints;
 mod copy;
 mod erase;
 mod lease;

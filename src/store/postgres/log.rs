@@ -473,6 +473,11 @@ impl EventLog {
         super::erase::erase(&mut client, subject).await
     }
 
+    /// A session from this node's pool, for the cluster-wide duties.
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        Ok(self.shared.pool.get().await?)
+    }
+
     /// Commit statistics of this node's appender.
     pub fn stats(&self) -> CommitStats {
         self.shared.stats.lock().map(|s| *s).unwrap_or_default()
