@@ -272,8 +272,12 @@ async fn take(f: &mut trailwatch::store::Following, n: usize) -> Vec<StoredEvent
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_appending_at_once_share_one_gap_free_chain_and_each_streams_all_of_it() {
     let url = cluster().database("chain_nodes").await;
-    let a = EventLog::open(&url, StoreOptions::default()).await.unwrap();
-    let b = EventLog::open(&url, StoreOptions::default()).await.unwrap();
+    let a = EventLog::open(&url, "node-1", StoreOptions::default())
+        .await
+        .unwrap();
+    let b = EventLog::open(&url, "node-2", StoreOptions::default())
+        .await
+        .unwrap();
     let mut follow_a = a.follow_from(Seq(0));
     let mut follow_b = b.follow_from(Seq(0));
 
@@ -365,7 +369,9 @@ async fn nodes_appending_at_once_share_one_gap_free_chain_and_each_streams_all_o
 
     // A node that joins later resumes from any seq: what it missed, then what follows,
     // with no gap and no duplicate.
-    let c = EventLog::open(&url, StoreOptions::default()).await.unwrap();
+    let c = EventLog::open(&url, "node-3", StoreOptions::default())
+        .await
+        .unwrap();
     let from = total as u64 / 2;
     let mut follow_c = c.follow_from(Seq(from));
     let more: Vec<AuditEvent> = (0..7).map(|i| tagged(&format!("late-{i}"), i)).collect();
@@ -380,7 +386,9 @@ async fn nodes_appending_at_once_share_one_gap_free_chain_and_each_streams_all_o
 #[tokio::test]
 async fn verification_catches_an_edited_row_and_a_chain_cut_short() {
     let url = cluster().database("chain_tamper").await;
-    let log = EventLog::open(&url, StoreOptions::default()).await.unwrap();
+    let log = EventLog::open(&url, "node-4", StoreOptions::default())
+        .await
+        .unwrap();
     let events: Vec<AuditEvent> = (0..20).map(|i| tagged(&format!("t{i}"), i)).collect();
     log.append(events).await.unwrap();
     assert!(log.verify(&[], None, &mut |_| {}).await.unwrap().ok);
@@ -476,7 +484,9 @@ async fn a_migrated_sqlite_directory_verifies_on_postgresql_and_its_chain_contin
 
     // Every event reads back exactly as SQLite held it, erased fields included, and the
     // next event continues the chain.
-    let log = EventLog::open(&url, StoreOptions::default()).await.unwrap();
+    let log = EventLog::open(&url, "node-5", StoreOptions::default())
+        .await
+        .unwrap();
     assert_eq!(log.read_from(Seq(0), 1_000).await.unwrap(), on_sqlite);
     let receipt = log.append(vec![tagged("after", 1)]).await.unwrap();
     assert_eq!(receipt.first_seq, Seq(241));
@@ -529,7 +539,7 @@ async fn both_backends(
     };
     let sqlite = trailwatch::store::Store::open(dir.path(), options.clone()).unwrap();
     let url = cluster().database(name).await;
-    let pg = EventLog::open(&url, options).await.unwrap();
+    let pg = EventLog::open(&url, "node-6", options).await.unwrap();
     let mut rng = Rng::new(7);
     let events: Vec<AuditEvent> = (0..n).map(|i| random::event(&mut rng, i)).collect();
     for chunk in events.chunks(100) {
@@ -767,8 +777,12 @@ where
 async fn one_node_at_a_time_signs_checkpoints_and_another_takes_over_when_it_dies() {
     use trailwatch::store::postgres::checkpoints::{self, Duty, LEASE};
     let url = cluster().database("checkpoint_duty").await;
-    let a = EventLog::open(&url, StoreOptions::default()).await.unwrap();
-    let b = EventLog::open(&url, StoreOptions::default()).await.unwrap();
+    let a = EventLog::open(&url, "node-7", StoreOptions::default())
+        .await
+        .unwrap();
+    let b = EventLog::open(&url, "node-8", StoreOptions::default())
+        .await
+        .unwrap();
     let db = connect(&url).await;
     let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
     let duty = Duty {
@@ -846,4 +860,47 @@ async fn one_node_at_a_time_signs_checkpoints_and_another_takes_over_when_it_die
     })
     .await;
     duty_b.abort();
+}
+
+#[tokio::test]
+async fn each_node_keeps_its_own_tail_cursors_with_the_lines_they_stored() {
+    use trailwatch::store::cursor::TailCursor;
+    let url = cluster().database("tail_cursors").await;
+    let a = EventLog::open(&url, "web-1", StoreOptions::default())
+        .await
+        .unwrap();
+    let b = EventLog::open(&url, "web-2", StoreOptions::default())
+        .await
+        .unwrap();
+    let cursor = |offset: u64, lines: u64| TailCursor {
+        source: "/var/log/app/audit.log".into(),
+        dev: 2049,
+        ino: 1_234_567,
+        offset,
+        fingerprint: [9; 32],
+        fp_len: 41,
+        lines,
+    };
+    assert_eq!(a.tail_cursor("/var/log/app/audit.log").await.unwrap(), None);
+    let lines: Vec<AuditEvent> = (0..3).map(|i| tagged(&format!("line-{i}"), i)).collect();
+    let receipt = a.append_tailed(lines, cursor(123, 3)).await.unwrap();
+    assert_eq!(receipt.accepted, 3);
+    assert_eq!(
+        a.tail_cursor("/var/log/app/audit.log").await.unwrap(),
+        Some(cursor(123, 3))
+    );
+    // Another node's files are its own, even at the same path.
+    assert_eq!(b.tail_cursor("/var/log/app/audit.log").await.unwrap(), None);
+    // Lines that stored nothing (blank ones) still move the cursor; a node restarted under
+    // its name finds it.
+    a.append_tailed(Vec::new(), cursor(130, 3)).await.unwrap();
+    drop(a);
+    let again = EventLog::open(&url, "web-1", StoreOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        again.tail_cursor("/var/log/app/audit.log").await.unwrap(),
+        Some(cursor(130, 3))
+    );
+    assert_eq!(again.head().await.unwrap(), Seq(3));
 }

@@ -58,8 +58,12 @@ struct Tally {
 async fn while_postgresql_is_down_appends_are_refused_and_nothing_acknowledged_is_lost() {
     let cluster = cluster();
     let url = cluster.database("faults").await;
-    let a = EventLog::open(&url, StoreOptions::default()).await.unwrap();
-    let b = EventLog::open(&url, StoreOptions::default()).await.unwrap();
+    let a = EventLog::open(&url, "node-1", StoreOptions::default())
+        .await
+        .unwrap();
+    let b = EventLog::open(&url, "node-2", StoreOptions::default())
+        .await
+        .unwrap();
     let mut follow = b.follow_from(Seq(0));
 
     // Two writers, one per node, appending three events at a time until told to stop.

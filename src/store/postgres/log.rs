@@ -19,6 +19,7 @@ use super::notify::{announce, Committed, Listener};
 use super::{partition, PgError};
 use crate::model::{AuditEvent, IngestReceipt, Seq, StoredEvent};
 use crate::store::chain::Hash32;
+use crate::store::cursor::TailCursor;
 use crate::store::risk::{Profile, Scorer};
 use crate::store::row::{self, BadColumn, Columns, EVENT_COLUMNS};
 use crate::store::seal::{now_millis, Prepared, Sealed, Sealer, Tally};
@@ -56,6 +57,8 @@ struct Shared {
     /// The newest seq published to this node's subscribers.
     published: watch::Receiver<u64>,
     personal: Arc<[String]>,
+    /// This node's name.
+    node: String,
     stats: Arc<Mutex<CommitStats>>,
     /// How long the last batches held the chain's lock, for the benchmark.
     held: Arc<Mutex<LockHeld>>,
@@ -79,6 +82,8 @@ pub struct LockHeld {
 
 struct Job {
     events: Vec<Prepared>,
+    /// For lines read from a tailed file: where the file was read up to, committed with them.
+    cursor: Option<TailCursor>,
     reply: oneshot::Sender<Result<IngestReceipt, StoreError>>,
 }
 
@@ -174,13 +179,18 @@ fn hash32(bytes: Vec<u8>, seq: i64, what: &str) -> Result<Hash32, StoreError> {
 }
 
 impl EventLog {
-    /// Connects to `url`, migrates the schema if it is behind, makes this month's partitions,
-    /// and starts this node's appender and sequencer.
+    /// Connects to `url` as the node named `node` (stable across its restarts: its tail
+    /// cursors are kept by that name), migrates the schema if it is behind, makes this month's
+    /// partitions, and starts this node's appender and sequencer.
     ///
     /// # Errors
     /// The URL is invalid, the database cannot be reached, or its schema is newer than this
     /// build's.
-    pub async fn open(url: &str, options: StoreOptions) -> Result<EventLog, StoreError> {
+    pub async fn open(
+        url: &str,
+        node: &str,
+        options: StoreOptions,
+    ) -> Result<EventLog, StoreError> {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e: tokio_postgres::Error| StoreError::Postgres(e.to_string()))?;
@@ -254,6 +264,7 @@ impl EventLog {
             covered_until,
             max_batch_events: options.max_batch_events.max(1),
             sequencer: local_tx,
+            node: node.to_string(),
             stats: stats.clone(),
             held: held.clone(),
         };
@@ -266,6 +277,7 @@ impl EventLog {
                 live,
                 published,
                 personal: options.personal_metadata.into(),
+                node: node.to_string(),
                 stats,
                 held,
                 sequencer,
@@ -280,6 +292,22 @@ impl EventLog {
     /// [`StoreError::Unreachable`] while the database cannot be reached; other database
     /// errors. Nothing was stored in either case.
     pub async fn append(&self, events: Vec<AuditEvent>) -> Result<IngestReceipt, StoreError> {
+        self.append_with(events, None).await
+    }
+
+    async fn append_with(
+        &self,
+        events: Vec<AuditEvent>,
+        cursor: Option<TailCursor>,
+    ) -> Result<IngestReceipt, StoreError> {
+        if events.is_empty() && cursor.is_none() {
+            let head = self.head().await?;
+            return Ok(IngestReceipt {
+                accepted: 0,
+                first_seq: head.next(),
+                last_seq: head,
+            });
+        }
         let personal = &self.shared.personal;
         let events = events
             .into_iter()
@@ -288,10 +316,51 @@ impl EventLog {
         let (reply, done) = oneshot::channel();
         self.shared
             .jobs
-            .send(Job { events, reply })
+            .send(Job {
+                events,
+                cursor,
+                reply,
+            })
             .await
             .map_err(|_| StoreError::Closed)?;
         done.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Appends lines read from a tailed file with `cursor`, where the file was read up to,
+    /// in one transaction: after a crash the stored events and the cursor agree.
+    ///
+    /// # Errors
+    /// As [`EventLog::append`].
+    pub async fn append_tailed(
+        &self,
+        events: Vec<AuditEvent>,
+        cursor: TailCursor,
+    ) -> Result<IngestReceipt, StoreError> {
+        self.append_with(events, Some(cursor)).await
+    }
+
+    /// This node's stored cursor of the tail named `source`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn tail_cursor(&self, source: &str) -> Result<Option<TailCursor>, StoreError> {
+        let client = self.shared.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT dev, ino, \"offset\", fingerprint, fp_len, lines FROM tail_cursors
+                 WHERE node = $1 AND source = $2",
+                &[&self.shared.node, &source],
+            )
+            .await?;
+        Ok(row.map(|r| TailCursor {
+            source: source.to_string(),
+            dev: r.get::<_, i64>(0) as u64,
+            ino: r.get::<_, i64>(1) as u64,
+            offset: r.get::<_, i64>(2) as u64,
+            fingerprint: r.get::<_, Vec<u8>>(3).try_into().unwrap_or([0; 32]),
+            fp_len: r.get::<_, i64>(4) as u64,
+            lines: r.get::<_, i64>(5) as u64,
+        }))
     }
 
     /// Committed events as this node publishes them, in seq order with no gap between two
@@ -539,6 +608,8 @@ struct Appender {
     covered_until: i64,
     max_batch_events: usize,
     sequencer: mpsc::UnboundedSender<Vec<Arc<StoredEvent>>>,
+    /// This node's name, which its tail cursors are kept by.
+    node: String,
     stats: Arc<Mutex<CommitStats>>,
     held: Arc<Mutex<LockHeld>>,
 }
@@ -564,9 +635,15 @@ impl Appender {
 
     async fn commit_batch(&mut self, batch: Vec<Job>) {
         let sizes: Vec<usize> = batch.iter().map(|j| j.events.len()).collect();
-        let (events, replies): (Vec<Vec<Prepared>>, Vec<_>) =
-            batch.into_iter().map(|j| (j.events, j.reply)).unzip();
-        match self.commit(events).await {
+        let mut cursors = Vec::new();
+        let (events, replies): (Vec<Vec<Prepared>>, Vec<_>) = batch
+            .into_iter()
+            .map(|j| {
+                cursors.extend(j.cursor);
+                (j.events, j.reply)
+            })
+            .unzip();
+        match self.commit(events, &cursors).await {
             Ok(sealed) => {
                 let mut at = 0;
                 for (reply, &n) in replies.into_iter().zip(&sizes) {
@@ -607,6 +684,7 @@ impl Appender {
     async fn commit(
         &mut self,
         jobs: Vec<Vec<Prepared>>,
+        cursors: &[TailCursor],
     ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
         let mut client = self.pool.get().await?;
         let now_ms = now_millis().timestamp_millis();
@@ -676,6 +754,10 @@ impl Appender {
             insert(&tx, chunk, received_ms).await?;
         }
         write_counters(&tx, &tally).await?;
+        // In seq order, so of two cursors of one file the later one wins.
+        for cursor in cursors {
+            save_cursor(&tx, &self.node, cursor, received_ms).await?;
+        }
         if self.scorer.flush_due() {
             write_profiles(&tx, &mut self.scorer, seq).await?;
         }
@@ -906,6 +988,36 @@ async fn salts_for(
         .await?;
     }
     Ok((stored, fresh))
+}
+
+/// Stores this node's `cursor`, replacing the tail's previous one.
+async fn save_cursor(
+    tx: &impl GenericClient,
+    node: &str,
+    cursor: &TailCursor,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO tail_cursors
+             (node, source, dev, ino, \"offset\", fingerprint, fp_len, lines, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (node, source) DO UPDATE SET dev = excluded.dev, ino = excluded.ino,
+             \"offset\" = excluded.\"offset\", fingerprint = excluded.fingerprint,
+             fp_len = excluded.fp_len, lines = excluded.lines, updated_at = excluded.updated_at",
+        &[
+            &node,
+            &cursor.source,
+            &(cursor.dev as i64),
+            &(cursor.ino as i64),
+            &(cursor.offset as i64),
+            &cursor.fingerprint.as_slice(),
+            &(cursor.fp_len as i64),
+            &(cursor.lines as i64),
+            &now_ms,
+        ],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Adds a batch's tally to the running counters.

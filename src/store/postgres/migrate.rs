@@ -48,6 +48,24 @@ pub const MIGRATIONS: &[Migration] = &[
         // its risk state and rebuilds it from the rows, erased subjects left out.
         sql: "ALTER TABLE chain_head ADD COLUMN erasures bigint NOT NULL DEFAULT 0",
     },
+    Migration {
+        version: 6,
+        name: "tail cursors",
+        // Each node tails files of its own machine: its cursors are its own, by node name,
+        // committed with the events read before them (`store::cursor`).
+        sql: "CREATE TABLE tail_cursors (
+                  node        text   NOT NULL,
+                  source      text   NOT NULL,
+                  dev         bigint NOT NULL,
+                  ino         bigint NOT NULL,
+                  \"offset\"    bigint NOT NULL,
+                  fingerprint bytea  NOT NULL,
+                  fp_len      bigint NOT NULL,
+                  lines       bigint NOT NULL,
+                  updated_at  bigint NOT NULL,
+                  PRIMARY KEY (node, source)
+              )",
+    },
 ];
 
 /// What the query language searches by (`postgres::query`): the words of each event as our
