@@ -767,7 +767,7 @@ impl Store {
     {
         self.read(move |c| {
             let tx = c.unchecked_transaction()?;
-            let out = f(&rollup::Reader { conn: &tx })?;
+            let out = f(&rollup::Reader::sqlite(&tx))?;
             tx.finish()?;
             Ok(out)
         })

@@ -468,6 +468,7 @@ async fn a_migrated_sqlite_directory_verifies_on_postgresql_and_its_chain_contin
     );
     let on_sqlite = store.read_from(Seq(0), 1_000).await.unwrap();
     assert_eq!(on_sqlite.len(), 200);
+    let rollups = store.with_rollups(rollup_picture).await.unwrap();
     drop(store);
 
     let url = cluster().database("migrated").await;
@@ -488,6 +489,7 @@ async fn a_migrated_sqlite_directory_verifies_on_postgresql_and_its_chain_contin
         .await
         .unwrap();
     assert_eq!(log.read_from(Seq(0), 1_000).await.unwrap(), on_sqlite);
+    assert_eq!(log.with_rollups(rollup_picture).await.unwrap(), rollups);
     let receipt = log.append(vec![tagged("after", 1)]).await.unwrap();
     assert_eq!(receipt.first_seq, Seq(241));
     let public_key = dir.path().join("checkpoint.pub");
@@ -903,4 +905,65 @@ async fn each_node_keeps_its_own_tail_cursors_with_the_lines_they_stored() {
         Some(cursor(130, 3))
     );
     assert_eq!(again.head().await.unwrap(), Seq(3));
+}
+
+/// Everything analytics read from the rollups, over every hour of the random events.
+fn rollup_picture(
+    r: &trailwatch::store::rollup::Reader<'_>,
+) -> Result<String, trailwatch::store::StoreError> {
+    use trailwatch::store::rollup::Dimension;
+    let (from_min, to_min) = (29_000_000, 30_000_000);
+    let (from_hour, to_hour) = (from_min / 60, to_min / 60);
+    let mut out = format!(
+        "{:?}\n{:?}\n{:?}\n",
+        r.minutes(from_min, to_min)?,
+        r.tally(from_min + 7, to_min - 3)?,
+        r.users(from_hour, to_hour, 3)?,
+    );
+    let mut user_hours = r.user_hours(from_hour, to_hour)?;
+    user_hours.sort();
+    out += &format!("{user_hours:?}\n");
+    for dim in [
+        Dimension::Level,
+        Dimension::Category,
+        Dimension::Outcome,
+        Dimension::Action,
+        Dimension::DeniedAction,
+    ] {
+        out += &format!(
+            "{:?}\n{:?}\n",
+            r.values(dim, from_hour, to_hour, 5)?,
+            r.series(dim, from_hour, to_hour)?
+        );
+    }
+    let critical: Vec<u64> = r
+        .recent_critical(0, i64::MAX, 10)?
+        .iter()
+        .map(|e| e.seq.0)
+        .collect();
+    let failures: Vec<(i64, String)> = r
+        .auth_failures(0)?
+        .into_iter()
+        .map(|(ms, user, _)| (ms, user))
+        .collect();
+    out += &format!("{critical:?}\n{failures:?}\n{:?}", r.head()?);
+    Ok(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analytics_read_the_same_rollups_from_postgresql_as_from_sqlite() {
+    let (_dir, sqlite, pg, events) = both_backends("rollups", 700).await;
+    let on_sqlite = sqlite.with_rollups(rollup_picture).await.unwrap();
+    let on_pg = pg.with_rollups(rollup_picture).await.unwrap();
+    assert_eq!(on_pg, on_sqlite);
+    assert!(on_pg.contains(&format!("Seq({})", events.len())), "{on_pg}");
+
+    // After an erasure the erased subject's counts are merged, alike.
+    let subject = events[3].event.user.id.clone();
+    sqlite.erase(&subject).await.unwrap();
+    pg.erase(&subject).await.unwrap();
+    let on_sqlite = sqlite.with_rollups(rollup_picture).await.unwrap();
+    let on_pg = pg.with_rollups(rollup_picture).await.unwrap();
+    assert_eq!(on_pg, on_sqlite);
+    assert!(!on_pg.contains(&format!("\"{subject}\"")), "{on_pg}");
 }

@@ -3,6 +3,7 @@
 //! count, so they never disagree with the events, crash or not; analytics read them instead of
 //! re-reading history.
 
+use super::row::{BadColumn, Columns};
 use super::StoreError;
 use crate::analytics::{Tally, UserCount};
 use crate::model::{AuditEvent, Outcome, Seq, StoredEvent, ValueCount};
@@ -115,6 +116,28 @@ impl<'a> Increments<'a> {
         for (dim, value) in dims.into_iter().flatten() {
             *self.hours.entry((dim, value, hour)).or_default() += 1;
         }
+    }
+
+    /// The per-minute increments: `(epoch minute, tally)`.
+    pub fn minutes(&self) -> impl Iterator<Item = (i64, &Tally)> {
+        self.minutes.iter().map(|(m, t)| (*m, t))
+    }
+
+    /// The per-hour totals: `(epoch hour, tally)`.
+    pub fn hour_totals(&self) -> impl Iterator<Item = (i64, &Tally)> {
+        self.hour_totals.iter().map(|(h, t)| (*h, t))
+    }
+
+    /// The per-hour counts by dimension: `(kind, value, epoch hour, n)`.
+    pub fn hours(&self) -> impl Iterator<Item = (&'static str, &str, i64, u64)> {
+        self.hours
+            .iter()
+            .map(|((dim, value, h), n)| (dim.as_str(), *value, *h, *n))
+    }
+
+    /// The per-hour counts by user: `(epoch hour, user, tally)`.
+    pub fn users(&self) -> impl Iterator<Item = (i64, &str, &Tally)> {
+        self.users.iter().map(|((h, u), t)| (*h, *u, t))
     }
 
     /// Adds the increments to the tables, inside the caller's transaction.
@@ -275,32 +298,136 @@ fn count(v: i64) -> u64 {
     v.max(0) as u64
 }
 
-/// Reads rollups (and the few events analytics show) from one snapshot: see
-/// `Store::with_rollups`.
-pub struct Reader<'c> {
-    pub(super) conn: &'c Connection,
+/// A statement's parameter, for either backend.
+#[derive(Clone, Copy, Debug)]
+enum Param<'a> {
+    Int(i64),
+    Text(&'a str),
 }
 
-impl Reader<'_> {
+/// The session a [`Reader`] reads from: SQLite's connection, or a PostgreSQL transaction
+/// driven from the blocking thread the reader runs on (see `EventLog::with_rollups`).
+enum Session<'c> {
+    Sqlite(&'c Connection),
+    Postgres {
+        tx: &'c tokio_postgres::Transaction<'c>,
+        runtime: &'c tokio::runtime::Handle,
+    },
+}
+
+/// The summed totals of `table` over `[?1, ?2)` of `key`. Sums are cast to BIGINT, which
+/// both backends read back as a 64-bit integer (PostgreSQL sums bigints into numeric).
+fn sums(table: &str, key: &str) -> String {
+    let sum = |c: &str| format!("CAST(COALESCE(SUM({c}), 0) AS BIGINT)");
+    format!(
+        "SELECT {}, {}, {}, {}, {} FROM {table} WHERE {key} >= ?1 AND {key} < ?2",
+        sum("n"),
+        sum("denied"),
+        sum("failed"),
+        sum("errors"),
+        sum("critical")
+    )
+}
+
+/// `sql` with SQLite's `?N` placeholders as PostgreSQL's `$N`.
+fn numbered(sql: &str) -> String {
+    sql.replace('?', "$")
+}
+
+/// Reads rollups (and the few events analytics show) from one snapshot of either backend:
+/// see `Store::with_rollups`. The statements are the same on both, placeholders aside.
+pub struct Reader<'c> {
+    session: Session<'c>,
+}
+
+impl<'c> Reader<'c> {
+    /// A reader over an SQLite connection (in a transaction of the caller's).
+    pub(super) fn sqlite(conn: &'c Connection) -> Reader<'c> {
+        Reader {
+            session: Session::Sqlite(conn),
+        }
+    }
+
+    /// A reader over a PostgreSQL transaction; `runtime` drives its statements, so the reader
+    /// must run on a blocking thread, outside any task.
+    pub(super) fn postgres(
+        tx: &'c tokio_postgres::Transaction<'c>,
+        runtime: &'c tokio::runtime::Handle,
+    ) -> Reader<'c> {
+        Reader {
+            session: Session::Postgres { tx, runtime },
+        }
+    }
+
+    /// The rows of `sql`, each read by `read`.
+    fn rows<T>(
+        &self,
+        sql: &str,
+        params: &[Param<'_>],
+        read: impl Fn(&dyn Columns) -> Result<T, BadColumn>,
+    ) -> Result<Vec<T>, StoreError> {
+        let bad = |e: BadColumn| StoreError::Corrupt {
+            seq: 0,
+            detail: format!("{sql}: column {}: {}", e.idx, e.detail),
+        };
+        match &self.session {
+            Session::Sqlite(conn) => {
+                let mut stmt = conn.prepare_cached(sql)?;
+                let values: Vec<rusqlite::types::Value> = params
+                    .iter()
+                    .map(|p| match p {
+                        Param::Int(i) => rusqlite::types::Value::Integer(*i),
+                        Param::Text(s) => rusqlite::types::Value::Text((*s).to_string()),
+                    })
+                    .collect();
+                let mut rows = stmt.query(rusqlite::params_from_iter(values))?;
+                let mut out = Vec::new();
+                while let Some(row) = rows.next()? {
+                    out.push(read(row).map_err(bad)?);
+                }
+                Ok(out)
+            }
+            Session::Postgres { tx, runtime } => {
+                let values: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> = params
+                    .iter()
+                    .map(|p| -> Box<dyn tokio_postgres::types::ToSql + Sync + Send> {
+                        match p {
+                            Param::Int(i) => Box::new(*i),
+                            Param::Text(s) => Box::new((*s).to_string()),
+                        }
+                    })
+                    .collect();
+                let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values
+                    .iter()
+                    .map(|v| v.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+                    .collect();
+                let rows = runtime.block_on(tx.query(&numbered(sql), &refs))?;
+                rows.iter()
+                    .map(|r| read(r).map_err(bad))
+                    .collect::<Result<_, _>>()
+            }
+        }
+    }
+
+    fn tally_of(r: &dyn Columns, at: usize) -> Result<Tally, BadColumn> {
+        let n = |i: usize| -> Result<u64, BadColumn> { Ok(count(r.int(at + i)?.unwrap_or(0))) };
+        Ok(Tally {
+            n: n(0)?,
+            denied: n(1)?,
+            failed: n(2)?,
+            errors: n(3)?,
+            critical: n(4)?,
+        })
+    }
+
     /// The non-empty minutes in `[from, to)` (epoch minutes), oldest first.
     pub fn minutes(&self, from: i64, to: i64) -> Result<Vec<(i64, Tally)>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
+        self.rows(
             "SELECT minute, n, denied, failed, errors, critical FROM rollup_minute
              WHERE minute >= ?1 AND minute < ?2 ORDER BY minute",
-        )?;
-        let rows = stmt.query_map(params![from, to], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                Tally {
-                    n: count(r.get(1)?),
-                    denied: count(r.get(2)?),
-                    failed: count(r.get(3)?),
-                    errors: count(r.get(4)?),
-                    critical: count(r.get(5)?),
-                },
-            ))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            &[Param::Int(from), Param::Int(to)],
+            |r| Ok((r.int(0)?.unwrap_or(0), Self::tally_of(r, 1)?)),
+        )
     }
 
     /// The totals over the minutes in `[from, to)`: whole hours from the hour totals, the
@@ -315,13 +442,7 @@ impl Reader<'_> {
             return self.minute_tally(from, to);
         }
         let mut t = self.minute_tally(from, first_hour * 60)?;
-        t.add(&self.sum(
-            "SELECT COALESCE(SUM(n), 0), COALESCE(SUM(denied), 0), COALESCE(SUM(failed), 0),
-                    COALESCE(SUM(errors), 0), COALESCE(SUM(critical), 0)
-             FROM rollup_hour_total WHERE hour >= ?1 AND hour < ?2",
-            first_hour,
-            last_hour,
-        )?);
+        t.add(&self.sum(&sums("rollup_hour_total", "hour"), first_hour, last_hour)?);
         t.add(&self.minute_tally(last_hour * 60, to)?);
         Ok(t)
     }
@@ -330,26 +451,14 @@ impl Reader<'_> {
         if to <= from {
             return Ok(Tally::default());
         }
-        self.sum(
-            "SELECT COALESCE(SUM(n), 0), COALESCE(SUM(denied), 0), COALESCE(SUM(failed), 0),
-                    COALESCE(SUM(errors), 0), COALESCE(SUM(critical), 0)
-             FROM rollup_minute WHERE minute >= ?1 AND minute < ?2",
-            from,
-            to,
-        )
+        self.sum(&sums("rollup_minute", "minute"), from, to)
     }
 
     fn sum(&self, sql: &str, from: i64, to: i64) -> Result<Tally, StoreError> {
-        let mut stmt = self.conn.prepare_cached(sql)?;
-        Ok(stmt.query_row(params![from, to], |r| {
-            Ok(Tally {
-                n: count(r.get(0)?),
-                denied: count(r.get(1)?),
-                failed: count(r.get(2)?),
-                errors: count(r.get(3)?),
-                critical: count(r.get(4)?),
-            })
-        })?)
+        let rows = self.rows(sql, &[Param::Int(from), Param::Int(to)], |r| {
+            Self::tally_of(r, 0)
+        })?;
+        Ok(rows.into_iter().next().unwrap_or_default())
     }
 
     /// Each value of `dim` in the hours `[from, to)` with its count, most frequent first, at most
@@ -361,18 +470,25 @@ impl Reader<'_> {
         to: i64,
         limit: usize,
     ) -> Result<Vec<ValueCount>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT value, SUM(n) AS total FROM rollup_hour
+        let sql = "SELECT value, CAST(SUM(n) AS BIGINT) AS total FROM rollup_hour
              WHERE kind = ?1 AND hour >= ?2 AND hour < ?3
-             GROUP BY value ORDER BY total DESC, value LIMIT ?4",
-        )?;
-        let rows = stmt.query_map(params![dim.as_str(), from, to, limit as i64], |r| {
-            Ok(ValueCount {
-                value: r.get(0)?,
-                count: count(r.get(1)?),
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+             GROUP BY value ORDER BY total DESC, value LIMIT ?4";
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.rows(
+            sql,
+            &[
+                Param::Text(dim.as_str()),
+                Param::Int(from),
+                Param::Int(to),
+                Param::Int(limit),
+            ],
+            |r| {
+                Ok(ValueCount {
+                    value: r.text(0)?.unwrap_or_default(),
+                    count: count(r.int(1)?.unwrap_or(0)),
+                })
+            },
+        )
     }
 
     /// Per hour in `[from, to)`, each value of `dim` with its count: `(hour, value, n)`, by hour.
@@ -382,14 +498,18 @@ impl Reader<'_> {
         from: i64,
         to: i64,
     ) -> Result<Vec<(i64, String, u64)>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
+        self.rows(
             "SELECT hour, value, n FROM rollup_hour
              WHERE kind = ?1 AND hour >= ?2 AND hour < ?3 ORDER BY hour, value",
-        )?;
-        let rows = stmt.query_map(params![dim.as_str(), from, to], |r| {
-            Ok((r.get(0)?, r.get(1)?, count(r.get(2)?)))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            &[Param::Text(dim.as_str()), Param::Int(from), Param::Int(to)],
+            |r| {
+                Ok((
+                    r.int(0)?.unwrap_or(0),
+                    r.text(1)?.unwrap_or_default(),
+                    count(r.int(2)?.unwrap_or(0)),
+                ))
+            },
+        )
     }
 
     /// How many users acted in the hours `[from, to)`, and the `limit` most active of them.
@@ -399,36 +519,35 @@ impl Reader<'_> {
         to: i64,
         limit: usize,
     ) -> Result<(u64, Vec<UserCount>), StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT user_id, SUM(n) AS total, SUM(denied), SUM(failed) FROM rollup_user_hour
-             WHERE hour >= ?1 AND hour < ?2 GROUP BY user_id ORDER BY total DESC, user_id",
-        )?;
-        let mut rows = stmt.query(params![from, to])?;
-        let mut active = 0;
-        let mut top = Vec::new();
-        while let Some(r) = rows.next()? {
-            active += 1;
-            if top.len() < limit {
-                top.push(UserCount {
-                    user: r.get(0)?,
-                    count: count(r.get(1)?),
-                    denied: count(r.get(2)?),
-                    failed: count(r.get(3)?),
-                });
-            }
-        }
-        Ok((active, top))
+        let sql = "SELECT user_id, CAST(SUM(n) AS BIGINT) AS total, CAST(SUM(denied) AS BIGINT),
+                    CAST(SUM(failed) AS BIGINT)
+             FROM rollup_user_hour
+             WHERE hour >= ?1 AND hour < ?2 GROUP BY user_id ORDER BY total DESC, user_id";
+        let all = self.rows(sql, &[Param::Int(from), Param::Int(to)], |r| {
+            Ok(UserCount {
+                user: r.text(0)?.unwrap_or_default(),
+                count: count(r.int(1)?.unwrap_or(0)),
+                denied: count(r.int(2)?.unwrap_or(0)),
+                failed: count(r.int(3)?.unwrap_or(0)),
+            })
+        })?;
+        let active = all.len() as u64;
+        Ok((active, all.into_iter().take(limit).collect()))
     }
 
     /// Every hour-by-user row in the hours `[from, to)`: `(hour, user, n)`.
     pub fn user_hours(&self, from: i64, to: i64) -> Result<Vec<(i64, String, u64)>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
+        self.rows(
             "SELECT hour, user_id, n FROM rollup_user_hour WHERE hour >= ?1 AND hour < ?2",
-        )?;
-        let rows = stmt.query_map(params![from, to], |r| {
-            Ok((r.get(0)?, r.get(1)?, count(r.get(2)?)))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            &[Param::Int(from), Param::Int(to)],
+            |r| {
+                Ok((
+                    r.int(0)?.unwrap_or(0),
+                    r.text(1)?.unwrap_or_default(),
+                    count(r.int(2)?.unwrap_or(0)),
+                ))
+            },
+        )
     }
 
     /// Failed or denied authentication events that happened after `from` (epoch ms):
@@ -438,18 +557,32 @@ impl Reader<'_> {
         &self,
         from: i64,
     ) -> Result<Vec<(i64, String, Option<String>)>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
+        self.rows(
             "SELECT ts, user_id, req_ip FROM events
              WHERE ts > ?1 AND category = 'authentication' AND outcome != 'success'
              ORDER BY seq",
-        )?;
-        let rows = stmt.query_map([from], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            &[Param::Int(from)],
+            |r| {
+                Ok((
+                    r.int(0)?.unwrap_or(0),
+                    r.text(1)?.unwrap_or_default(),
+                    r.text(2)?,
+                ))
+            },
+        )
     }
 
     /// The newest committed seq: the figures read include everything up to it.
     pub fn head(&self) -> Result<Seq, StoreError> {
-        super::query::head(self.conn)
+        match &self.session {
+            Session::Sqlite(conn) => super::query::head(conn),
+            Session::Postgres { .. } => {
+                let seq = self.rows("SELECT seq FROM chain_head WHERE id = 1", &[], |r| {
+                    Ok(r.int(0)?.unwrap_or(0))
+                })?;
+                Ok(Seq(seq.first().copied().unwrap_or(0).max(0) as u64))
+            }
+        }
     }
 
     /// The newest `limit` critical events that happened in `[from, to)` (epoch ms).
@@ -459,16 +592,22 @@ impl Reader<'_> {
         to: i64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
+        // SQLite is told which index finds rare critical events; PostgreSQL's planner picks
+        // its own partial index.
+        let hint = match self.session {
+            Session::Sqlite(_) => "INDEXED BY events_critical",
+            Session::Postgres { .. } => "",
+        };
         let sql = format!(
-            "SELECT {} FROM events INDEXED BY events_critical
+            "SELECT {} FROM events {hint}
              WHERE level = 'critical' AND ts >= ?1 AND ts < ?2 ORDER BY seq DESC LIMIT ?3",
-            super::query::EVENT_COLUMNS
+            super::row::EVENT_COLUMNS
         );
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(
-            params![from, to, limit as i64],
-            super::query::event_from_row,
-        )?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.rows(
+            &sql,
+            &[Param::Int(from), Param::Int(to), Param::Int(limit)],
+            |r| super::row::event_from_row(r),
+        )
     }
 }

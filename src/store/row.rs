@@ -52,22 +52,26 @@ fn required<T>(value: Option<T>, idx: usize) -> Result<T, BadColumn> {
     value.ok_or_else(|| bad(idx, "is null"))
 }
 
-fn text(row: &impl Columns, idx: usize) -> Result<String, BadColumn> {
+fn text(row: &(impl Columns + ?Sized), idx: usize) -> Result<String, BadColumn> {
     required(row.text(idx)?, idx)
 }
 
-fn time(row: &impl Columns, idx: usize) -> Result<DateTime<Utc>, BadColumn> {
+fn time(row: &(impl Columns + ?Sized), idx: usize) -> Result<DateTime<Utc>, BadColumn> {
     let ms = required(row.int(idx)?, idx)?;
     DateTime::from_timestamp_millis(ms).ok_or_else(|| bad(idx, format!("bad time {ms}")))
 }
 
-fn parsed<T>(row: &impl Columns, idx: usize, parse: fn(&str) -> Option<T>) -> Result<T, BadColumn> {
+fn parsed<T>(
+    row: &(impl Columns + ?Sized),
+    idx: usize,
+    parse: fn(&str) -> Option<T>,
+) -> Result<T, BadColumn> {
     let s = text(row, idx)?;
     parse(&s).ok_or_else(|| bad(idx, format!("unknown value {s:?}")))
 }
 
 fn json<T: serde::de::DeserializeOwned>(
-    row: &impl Columns,
+    row: &(impl Columns + ?Sized),
     idx: usize,
 ) -> Result<Option<T>, BadColumn> {
     row.text(idx)?
@@ -75,7 +79,10 @@ fn json<T: serde::de::DeserializeOwned>(
         .transpose()
 }
 
-fn narrow<T: TryFrom<i64>>(row: &impl Columns, idx: usize) -> Result<Option<T>, BadColumn> {
+fn narrow<T: TryFrom<i64>>(
+    row: &(impl Columns + ?Sized),
+    idx: usize,
+) -> Result<Option<T>, BadColumn> {
     row.int(idx)?
         .map(|v| T::try_from(v).map_err(|_| bad(idx, format!("{v} is out of range"))))
         .transpose()
@@ -86,7 +93,9 @@ fn narrow<T: TryFrom<i64>>(row: &impl Columns, idx: usize) -> Result<Option<T>, 
 ///
 /// # Errors
 /// The first column that is missing or unreadable.
-pub fn sealed_from_row(row: &impl Columns) -> Result<(StoredEvent, Option<String>), BadColumn> {
+pub fn sealed_from_row(
+    row: &(impl Columns + ?Sized),
+) -> Result<(StoredEvent, Option<String>), BadColumn> {
     let entity = Entity {
         kind: row.text(12)?,
         id: row.text(13)?,
@@ -145,7 +154,7 @@ pub fn sealed_from_row(row: &impl Columns) -> Result<(StoredEvent, Option<String
 ///
 /// # Errors
 /// The first column that is missing or unreadable.
-pub fn event_from_row(row: &impl Columns) -> Result<StoredEvent, BadColumn> {
+pub fn event_from_row(row: &(impl Columns + ?Sized)) -> Result<StoredEvent, BadColumn> {
     let (mut stored, personal) = sealed_from_row(row)?;
     if let Some(personal) = personal {
         let personal: serde_json::Map<String, serde_json::Value> =
@@ -209,7 +218,7 @@ impl SealedRow {
     ///
     /// # Errors
     /// [`StoreError::Corrupt`] naming the seq, for a column missing or unreadable.
-    pub fn read(row: &impl Columns) -> Result<SealedRow, StoreError> {
+    pub fn read(row: &(impl Columns + ?Sized)) -> Result<SealedRow, StoreError> {
         let seq = row.int(0).ok().flatten().unwrap_or(0).max(0) as u64;
         let corrupt = |detail: String| StoreError::Corrupt { seq, detail };
         let column = |e: BadColumn| corrupt(format!("column {}: {}", e.idx, e.detail));

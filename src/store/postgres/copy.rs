@@ -315,6 +315,35 @@ pub async fn copy_sqlite(
         &[Type::TEXT, Type::BYTEA, Type::TEXT],
     )
     .await?;
+    let totals = [Type::INT8; 6];
+    for (table, columns) in [
+        (
+            "rollup_minute",
+            "minute, n, denied, failed, errors, critical",
+        ),
+        (
+            "rollup_hour_total",
+            "hour, n, denied, failed, errors, critical",
+        ),
+    ] {
+        copy_table(&conn, &tx, table, columns, &totals).await?;
+    }
+    copy_table(
+        &conn,
+        &tx,
+        "rollup_hour",
+        "kind, value, hour, n",
+        &[Type::TEXT, Type::TEXT, Type::INT8, Type::INT8],
+    )
+    .await?;
+    copy_table(
+        &conn,
+        &tx,
+        "rollup_user_hour",
+        "hour, user_id, n, denied, failed",
+        &[Type::INT8, Type::TEXT, Type::INT8, Type::INT8, Type::INT8],
+    )
+    .await?;
     report.retention_runs = copy_table(
         &conn,
         &tx,

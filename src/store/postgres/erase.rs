@@ -1,6 +1,7 @@
 //! Crypto-shredding one data subject on PostgreSQL, as on SQLite: its salt is deleted, the
 //! personal fields of its events blanked (each keeps its digest, so the chain still verifies),
-//! its words indexed again from what is left, and its risk profile dropped. The chain's lock
+//! its words indexed again from what is left, its risk profile dropped and its per-user
+//! rollups merged into the erased subject's. The chain's lock
 //! is held throughout, so no node seals the subject's next event with the salt being deleted,
 //! and the head row counts the erasure, so every node rebuilds its risk state from the rows
 //! before its next batch (no node keeps the subject's history in memory).
@@ -54,6 +55,20 @@ pub async fn erase(client: &mut Client, subject: &str) -> Result<u64, StoreError
         .await?;
     tx.execute("DELETE FROM risk_profile WHERE user_id = $1", &[&subject])
         .await?;
+    // Its per-user rollups are merged into the erased subject's: the counts stay, the name goes.
+    tx.execute(
+        "INSERT INTO rollup_user_hour AS r (hour, user_id, n, denied, failed)
+             SELECT hour, $2, n, denied, failed FROM rollup_user_hour WHERE user_id = $1
+         ON CONFLICT (hour, user_id) DO UPDATE SET n = r.n + excluded.n,
+             denied = r.denied + excluded.denied, failed = r.failed + excluded.failed",
+        &[&subject, &ERASED_SUBJECT],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM rollup_user_hour WHERE user_id = $1",
+        &[&subject],
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(events = seqs.len(), "erased a data subject");
     Ok(seqs.len() as u64)

@@ -547,6 +547,34 @@ impl EventLog {
         Ok(self.shared.pool.get().await?)
     }
 
+    /// Runs `f` over the rollups from one consistent snapshot, on a blocking thread (the
+    /// reader drives its statements from there, so analytics read both backends alike).
+    ///
+    /// # Errors
+    /// Database errors, and whatever `f` returns.
+    pub async fn with_rollups<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&crate::store::rollup::Reader<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let mut client = self.shared.pool.get().await?;
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let tx = runtime.block_on(
+                client
+                    .build_transaction()
+                    .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                    .read_only(true)
+                    .start(),
+            )?;
+            let out = f(&crate::store::rollup::Reader::postgres(&tx, &runtime))?;
+            runtime.block_on(tx.commit())?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
+    }
+
     /// Commit statistics of this node's appender.
     pub fn stats(&self) -> CommitStats {
         self.shared.stats.lock().map(|s| *s).unwrap_or_default()
@@ -754,6 +782,11 @@ impl Appender {
             insert(&tx, chunk, received_ms).await?;
         }
         write_counters(&tx, &tally).await?;
+        let mut rollups = crate::store::rollup::Increments::default();
+        for row in &rows {
+            rollups.add(&row.stored.event);
+        }
+        write_rollups(&tx, &rollups).await?;
         // In seq order, so of two cursors of one file the later one wins.
         for cursor in cursors {
             save_cursor(&tx, &self.node, cursor, received_ms).await?;
@@ -1017,6 +1050,83 @@ async fn save_cursor(
         ],
     )
     .await?;
+    Ok(())
+}
+
+/// Adds a batch's rollup increments, one upsert per table.
+async fn write_rollups(
+    tx: &impl GenericClient,
+    inc: &crate::store::rollup::Increments<'_>,
+) -> Result<(), StoreError> {
+    type Totals = (Vec<i64>, [Vec<i64>; 5]);
+    fn columns<'a>(rows: impl Iterator<Item = (i64, &'a crate::analytics::Tally)>) -> Totals {
+        let mut out: Totals = Default::default();
+        for (key, t) in rows {
+            out.0.push(key);
+            for (col, v) in out
+                .1
+                .iter_mut()
+                .zip([t.n, t.denied, t.failed, t.errors, t.critical])
+            {
+                col.push(v as i64);
+            }
+        }
+        out
+    }
+    for (table, key, (keys, [n, denied, failed, errors, critical])) in [
+        ("rollup_minute", "minute", columns(inc.minutes())),
+        ("rollup_hour_total", "hour", columns(inc.hour_totals())),
+    ] {
+        if keys.is_empty() {
+            continue;
+        }
+        // Table and key names are ours.
+        let sql = format!(
+            "INSERT INTO {table} AS r ({key}, n, denied, failed, errors, critical)
+                 SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[],
+                                      $5::int8[], $6::int8[])
+             ON CONFLICT ({key}) DO UPDATE SET n = r.n + excluded.n,
+                 denied = r.denied + excluded.denied, failed = r.failed + excluded.failed,
+                 errors = r.errors + excluded.errors, critical = r.critical + excluded.critical"
+        );
+        tx.execute(&sql, &[&keys, &n, &denied, &failed, &errors, &critical])
+            .await?;
+    }
+    let (mut kinds, mut values, mut hours, mut counts) = (vec![], vec![], vec![], vec![]);
+    for (kind, value, hour, n) in inc.hours() {
+        kinds.push(kind);
+        values.push(value);
+        hours.push(hour);
+        counts.push(n as i64);
+    }
+    if !kinds.is_empty() {
+        tx.execute(
+            "INSERT INTO rollup_hour AS r (kind, value, hour, n)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[])
+             ON CONFLICT (kind, value, hour) DO UPDATE SET n = r.n + excluded.n",
+            &[&kinds, &values, &hours, &counts],
+        )
+        .await?;
+    }
+    let (mut hours, mut users, mut n, mut denied, mut failed) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for (hour, user, t) in inc.users() {
+        hours.push(hour);
+        users.push(user);
+        n.push(t.n as i64);
+        denied.push(t.denied as i64);
+        failed.push(t.failed as i64);
+    }
+    if !hours.is_empty() {
+        tx.execute(
+            "INSERT INTO rollup_user_hour AS r (hour, user_id, n, denied, failed)
+                 SELECT * FROM unnest($1::int8[], $2::text[], $3::int8[], $4::int8[], $5::int8[])
+             ON CONFLICT (hour, user_id) DO UPDATE SET n = r.n + excluded.n,
+                 denied = r.denied + excluded.denied, failed = r.failed + excluded.failed",
+            &[&hours, &users, &n, &denied, &failed],
+        )
+        .await?;
+    }
     Ok(())
 }
 

@@ -66,7 +66,49 @@ pub const MIGRATIONS: &[Migration] = &[
                   PRIMARY KEY (node, source)
               )",
     },
+    Migration {
+        version: 7,
+        name: "rollups",
+        sql: ROLLUPS,
+    },
 ];
+
+/// Counts by event time that analytics read instead of history (`store::rollup`), in the
+/// appending transaction with the events they count, as on SQLite.
+const ROLLUPS: &str = "
+CREATE TABLE rollup_minute (
+    minute   bigint PRIMARY KEY,
+    n        bigint NOT NULL,
+    denied   bigint NOT NULL,
+    failed   bigint NOT NULL,
+    errors   bigint NOT NULL,
+    critical bigint NOT NULL
+);
+CREATE TABLE rollup_hour_total (
+    hour     bigint PRIMARY KEY,
+    n        bigint NOT NULL,
+    denied   bigint NOT NULL,
+    failed   bigint NOT NULL,
+    errors   bigint NOT NULL,
+    critical bigint NOT NULL
+);
+CREATE TABLE rollup_hour (
+    kind  text   NOT NULL,
+    value text   NOT NULL,
+    hour  bigint NOT NULL,
+    n     bigint NOT NULL,
+    PRIMARY KEY (kind, value, hour)
+);
+CREATE TABLE rollup_user_hour (
+    hour    bigint NOT NULL,
+    user_id text   NOT NULL,
+    n       bigint NOT NULL,
+    denied  bigint NOT NULL,
+    failed  bigint NOT NULL,
+    PRIMARY KEY (hour, user_id)
+);
+CREATE INDEX events_critical ON events (seq) WHERE level = 'critical';
+";
 
 /// What the query language searches by (`postgres::query`): the words of each event as our
 /// tokenizer splits them (`postgres::words`), with positions, so phrases and prefixes match
