@@ -447,7 +447,7 @@ impl Store {
         &self,
         policy: RetentionPolicy,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<append::Pruned, StoreError> {
+    ) -> Result<retention::Pruned, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.shared
             .writer

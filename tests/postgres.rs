@@ -967,3 +967,121 @@ async fn analytics_read_the_same_rollups_from_postgresql_as_from_sqlite() {
     assert_eq!(on_pg, on_sqlite);
     assert!(!on_pg.contains(&format!("\"{subject}\"")), "{on_pg}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_removes_on_postgresql_what_it_removes_on_sqlite_and_the_chain_still_verifies() {
+    use trailwatch::store::RetentionPolicy;
+    let (_dir, sqlite, pg, events) = both_backends("retention", 700).await;
+    let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+    // The random events are months old: kept only when critical or about security.
+    let policy = RetentionPolicy {
+        days: 30,
+        ..RetentionPolicy::default()
+    };
+    let now = chrono::Utc::now();
+    let on_sqlite = sqlite.prune(policy.clone(), now).await.unwrap();
+    let on_pg = pg.prune(&key, &policy, now).await.unwrap();
+    assert!(on_pg.events > 100 && on_pg.events < 700, "{on_pg:?}");
+    assert_eq!(
+        (on_pg.events, on_pg.seqs.clone()),
+        (on_sqlite.events, on_sqlite.seqs.clone())
+    );
+
+    let seqs = |v: Vec<StoredEvent>| v.iter().map(|e| e.seq.0).collect::<Vec<_>>();
+    let left = seqs(pg.read_from(Seq(0), 1_000).await.unwrap());
+    assert_eq!(left, seqs(sqlite.read_from(Seq(0), 1_000).await.unwrap()));
+    assert_eq!(left.len() as u64, events.len() as u64 - on_pg.events);
+    assert_eq!(
+        pg.counters().await.unwrap(),
+        sqlite.counters().await.unwrap()
+    );
+    assert_eq!(
+        pg.with_rollups(rollup_picture).await.unwrap(),
+        sqlite.with_rollups(rollup_picture).await.unwrap()
+    );
+    let report = pg
+        .verify(&[], Some(&key.verifying_key()), &mut |_| {})
+        .await
+        .unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.pruned, on_pg.events);
+    // Without the key that signed the records, the gaps are not accepted.
+    let other = ed25519_dalek::SigningKey::from_bytes(&[4; 32]).verifying_key();
+    let report = pg.verify(&[], Some(&other), &mut |_| {}).await.unwrap();
+    assert_eq!(
+        report.first_break.map(|b| b.fault),
+        Some(trailwatch::store::chain::Fault::Deleted)
+    );
+    // A second run finds nothing more.
+    assert_eq!(pg.prune(&key, &policy, now).await.unwrap().events, 0);
+}
+
+/// The partitions `events` has now.
+async fn partitions_of_events(db: &tokio_postgres::Client) -> Vec<String> {
+    db.query(
+        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+         JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'events'",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get::<_, String>(0))
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_drops_a_whole_expired_month_partition_under_one_signed_record() {
+    use trailwatch::store::postgres::partition;
+    use trailwatch::store::RetentionPolicy;
+    let url = cluster().database("retention_partition").await;
+    let log = EventLog::open(&url, "node-1", StoreOptions::default())
+        .await
+        .unwrap();
+    let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+    // 2024-01-10: long expired.
+    let old_ms = 1_704_844_800_000;
+    let old: Vec<AuditEvent> = (0..30)
+        .map(|i| {
+            let mut e = tagged(&format!("old-{i}"), i);
+            e.timestamp = DateTime::from_timestamp_millis(old_ms + i as i64).unwrap();
+            e
+        })
+        .collect();
+    log.append(old).await.unwrap();
+    log.append((0..10).map(|i| tagged(&format!("new-{i}"), i)).collect())
+        .await
+        .unwrap();
+    // As if they had arrived in January 2024: they move to that month's partition (their
+    // hashes no longer match, but they are about to go, and the record keeps the links).
+    let mut db = connect(&url).await;
+    partition::ensure(&mut db, old_ms).await.unwrap();
+    db.execute(
+        "UPDATE events SET received_at = $1 WHERE seq <= 30",
+        &[&old_ms],
+    )
+    .await
+    .unwrap();
+    assert!(partitions_of_events(&db)
+        .await
+        .contains(&"events_2024_01".to_string()));
+
+    let pruned = log
+        .prune(&key, &RetentionPolicy::default(), chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!((pruned.events, pruned.records, pruned.ranges), (30, 1, 1));
+    assert!(pruned.freed_bytes > 0, "{pruned:?}");
+    assert!(!partitions_of_events(&db)
+        .await
+        .contains(&"events_2024_01".to_string()));
+    let left = log.read_from(Seq(0), 100).await.unwrap();
+    assert_eq!(left.first().map(|e| e.seq), Some(Seq(31)));
+    assert_eq!(log.counters().await.unwrap().total, 10);
+    let report = log
+        .verify(&[], Some(&key.verifying_key()), &mut |_| {})
+        .await
+        .unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!((report.pruned, report.checked), (30, 10));
+}

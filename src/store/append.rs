@@ -8,6 +8,7 @@
 
 use super::chain::{Hash32, GENESIS};
 use super::flush::{self, Committed};
+use super::retention::Pruned;
 use super::risk::Scorer;
 use super::rollup;
 use super::seal::{now_millis, seal_alongside, Prepared, Sealed, Sealer, Tally, PIPELINE_EVENTS};
@@ -33,19 +34,6 @@ pub enum Work {
         subject: String,
         reply: oneshot::Sender<Result<Erased, StoreError>>,
     },
-}
-
-/// What a retention run removed.
-#[derive(Debug, Default)]
-pub struct Pruned {
-    pub events: u64,
-    pub ranges: u64,
-    /// Signed records written (one per transaction).
-    pub records: u64,
-    /// The removed seqs, for the search index.
-    pub seqs: Vec<u64>,
-    /// Bytes given back to the file system.
-    pub freed_bytes: u64,
 }
 
 /// What erasing a subject changed.

@@ -15,6 +15,7 @@ mod migrate;
 mod notify;
 pub mod partition;
 mod query;
+mod retention;
 mod verify;
 mod words;
 

@@ -114,6 +114,17 @@ impl RetentionPolicy {
     fn shortest_days(&self) -> u32 {
         self.days
     }
+
+    /// Event times from this one on have not expired at `now_ms`, whatever their level.
+    pub fn horizon(&self, now_ms: i64) -> i64 {
+        now_ms.saturating_sub(i64::from(self.shortest_days()) * DAY_MS)
+    }
+
+    /// Whether an event at `ts` (ms) of this level and category has expired at `now_ms`.
+    pub fn expired(&self, ts: i64, level: &str, category: &str, now_ms: i64) -> bool {
+        let days = self.days_for(level, category);
+        ts < now_ms.saturating_sub(i64::from(days) * DAY_MS)
+    }
 }
 
 const DAY_MS: i64 = 86_400_000;
@@ -151,6 +162,75 @@ fn message(id: i64, ranges: u64, events: u64, digest: &Hash32, signed_at: &str) 
     .into_bytes()
 }
 
+/// The time a record is signed at, as it is signed (RFC 3339, milliseconds, UTC).
+pub fn now_text() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The record `id` of a retention run that removed `events` events in `ranges`, signed at
+/// `signed_at` with `key`: what either backend stores in `prunes`.
+pub fn signed_record(
+    key: &SigningKey,
+    id: i64,
+    ranges: &[PrunedRange],
+    events: u64,
+    signed_at: String,
+) -> PruneRecord {
+    let d = digest(ranges);
+    let signature = key.sign(&message(id, ranges.len() as u64, events, &d, &signed_at));
+    PruneRecord {
+        id,
+        signed_at,
+        ranges: ranges.len() as i64,
+        events: events as i64,
+        digest: d.to_vec(),
+        signature: signature.to_bytes().to_vec(),
+    }
+}
+
+/// Expired events in seq order, as [`doomed_runs`] sorts them.
+pub struct Doomed {
+    pub seqs: Vec<u64>,
+    /// The event-time span they cover (ms, both ends).
+    pub span: (i64, i64),
+    /// Their runs of consecutive seqs, first and last: a run may continue a range an earlier
+    /// record covers, which stays as it was signed.
+    pub runs: Vec<(u64, u64)>,
+}
+
+/// Sorts expired `(seq, ts)` pairs into [`Doomed`] runs.
+pub fn doomed_runs(mut doomed: Vec<(u64, i64)>) -> Doomed {
+    doomed.sort_unstable_by_key(|&(seq, _)| seq);
+    let span = doomed
+        .iter()
+        .fold((i64::MAX, i64::MIN), |(lo, hi), &(_, ts)| {
+            (lo.min(ts), hi.max(ts))
+        });
+    let seqs: Vec<u64> = doomed.iter().map(|&(s, _)| s).collect();
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for &s in &seqs {
+        match runs.last_mut() {
+            Some((_, last)) if *last + 1 == s => *last = s,
+            _ => runs.push((s, s)),
+        }
+    }
+    Doomed { seqs, span, runs }
+}
+
+/// What a retention run removed.
+#[derive(Debug, Default)]
+pub struct Pruned {
+    pub events: u64,
+    pub ranges: u64,
+    /// Signed records written (one per transaction).
+    pub records: u64,
+    /// The removed seqs, for the search index.
+    pub seqs: Vec<u64>,
+    /// Bytes given back to the file system (SQLite), or whole partitions dropped
+    /// (PostgreSQL: their size).
+    pub freed_bytes: u64,
+}
+
 /// What one pruning transaction removed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Chunk {
@@ -179,51 +259,33 @@ pub fn prune_chunk(
     now_ms: i64,
     head: u64,
 ) -> Result<Chunk, StoreError> {
-    // Candidates come off the time index: nothing newer than the shortest period qualifies.
-    let horizon = now_ms.saturating_sub(i64::from(policy.shortest_days()) * DAY_MS);
+    let horizon = policy.horizon(now_ms);
     let mut doomed: Vec<(u64, i64)> = Vec::new();
     let mut more = false;
     {
+        // Candidates come off the time index: nothing newer than the shortest period
+        // qualifies.
         let mut stmt = tx.prepare(
             "SELECT seq, ts, level, category FROM events WHERE ts < ?1 AND seq < ?2
              ORDER BY ts",
         )?;
         let mut rows = stmt.query(params![horizon, head as i64])?;
         while let Some(row) = rows.next()? {
-            let seq: u64 = row.get(0)?;
             let ts: i64 = row.get(1)?;
-            let level: String = row.get(2)?;
-            let category: String = row.get(3)?;
-            let days = policy.days_for(&level, &category);
-            if ts < now_ms.saturating_sub(i64::from(days) * DAY_MS) {
+            let (level, category): (String, String) = (row.get(2)?, row.get(3)?);
+            if policy.expired(ts, &level, &category, now_ms) {
                 if doomed.len() == CHUNK {
                     more = true;
                     break;
                 }
-                doomed.push((seq, ts));
+                doomed.push((row.get(0)?, ts));
             }
         }
     }
     if doomed.is_empty() {
         return Ok(Chunk::default());
     }
-    doomed.sort_unstable_by_key(|&(seq, _)| seq);
-    let span = doomed
-        .iter()
-        .fold((i64::MAX, i64::MIN), |(lo, hi), &(_, ts)| {
-            (lo.min(ts), hi.max(ts))
-        });
-    let seqs: Vec<u64> = doomed.iter().map(|&(s, _)| s).collect();
-
-    // Runs of consecutive seqs; a run may continue a range an earlier record covers, which
-    // stays as it was signed.
-    let mut runs: Vec<(u64, u64)> = Vec::new();
-    for &s in &seqs {
-        match runs.last_mut() {
-            Some((_, last)) if *last + 1 == s => *last = s,
-            _ => runs.push((s, s)),
-        }
-    }
+    let Doomed { seqs, span, runs } = doomed_runs(doomed);
     let mut ranges = Vec::with_capacity(runs.len());
     {
         let mut prev = tx.prepare_cached("SELECT prev_hash FROM events WHERE seq = ?1")?;
@@ -241,8 +303,7 @@ pub fn prune_chunk(
     }
 
     // The record first, so its id is known; its signature covers the ranges' digest.
-    let signed_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let d = digest(&ranges);
+    let (signed_at, d) = (now_text(), digest(&ranges));
     tx.execute(
         "INSERT INTO prunes (signed_at, ranges, events, digest, signature)
          VALUES (?1, ?2, ?3, ?4, x'')",
@@ -254,16 +315,10 @@ pub fn prune_chunk(
         ],
     )?;
     let id = tx.last_insert_rowid();
-    let signature = key.sign(&message(
-        id,
-        ranges.len() as u64,
-        seqs.len() as u64,
-        &d,
-        &signed_at,
-    ));
+    let record = signed_record(key, id, &ranges, seqs.len() as u64, signed_at);
     tx.execute(
         "UPDATE prunes SET signature = ?1 WHERE id = ?2",
-        params![signature.to_bytes().to_vec(), id],
+        params![record.signature, id],
     )?;
     {
         let mut insert = tx.prepare_cached(

@@ -575,6 +575,21 @@ impl EventLog {
         .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
     }
 
+    /// Removes what retention says has expired at `now`, each chunk under a record signed
+    /// with the cluster's `key` (see `postgres::retention`).
+    ///
+    /// # Errors
+    /// Database errors; chunks committed before stay removed.
+    pub async fn prune(
+        &self,
+        key: &ed25519_dalek::SigningKey,
+        policy: &crate::store::RetentionPolicy,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<crate::store::retention::Pruned, StoreError> {
+        let mut client = self.shared.pool.get().await?;
+        super::retention::prune(&mut client, key, policy, now.timestamp_millis()).await
+    }
+
     /// Commit statistics of this node's appender.
     pub fn stats(&self) -> CommitStats {
         self.shared.stats.lock().map(|s| *s).unwrap_or_default()
