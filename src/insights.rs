@@ -422,7 +422,7 @@ pub fn summary(
 /// The counts the anomaly rules need, as of `now_ms`: the last 60 minutes (this one
 /// included), the baseline hours before them, and the window's night share and top user.
 fn anomaly_inputs(
-    r: &Reader<'_>,
+    r: &Reader<'_, '_>,
     cfg: &AnomalyConfig,
     zone: Tz,
     now_ms: i64,
@@ -467,7 +467,7 @@ pub fn local_minute_of_day(zone: Tz, m: i64) -> u32 {
 }
 
 /// The 7-day and 30-day rows, each against the period before it.
-fn trend_rows(r: &Reader<'_>, now_ms: i64) -> Result<Vec<TrendComparison>, StoreError> {
+fn trend_rows(r: &Reader<'_, '_>, now_ms: i64) -> Result<Vec<TrendComparison>, StoreError> {
     let end = minute(now_ms) + 1;
     [7u32, 30]
         .into_iter()
@@ -495,7 +495,7 @@ fn local_midnight(zone: Tz, date: NaiveDate) -> i64 {
 }
 
 /// Activity by local hour over the last seven local days (today included) in `zone`.
-fn heatmap(r: &Reader<'_>, zone: Tz, now_ms: i64) -> Result<Heatmap, StoreError> {
+fn heatmap(r: &Reader<'_, '_>, zone: Tz, now_ms: i64) -> Result<Heatmap, StoreError> {
     let today = DateTime::<Utc>::from_timestamp_millis(now_ms)
         .unwrap_or_default()
         .with_timezone(&zone)
@@ -534,7 +534,7 @@ fn heatmap(r: &Reader<'_>, zone: Tz, now_ms: i64) -> Result<Heatmap, StoreError>
 }
 
 /// Totals, distributions, top lists and recent critical events over `range` (whole hours).
-fn statistics(r: &Reader<'_>, range: TimeRange) -> Result<Statistics, StoreError> {
+fn statistics(r: &Reader<'_, '_>, range: TimeRange) -> Result<Statistics, StoreError> {
     let (from, to) = (hour(range.from), hour(range.to));
     let t = r.tally(minute(range.from), minute(range.to))?;
     let (active_users, top_users) = r.users(from, to, TOP)?;
@@ -572,7 +572,7 @@ pub fn bucket_for(range: TimeRange) -> i64 {
 }
 
 /// Events over `range` by outcome, in buckets of [`bucket_for`].
-fn timeline(r: &Reader<'_>, range: TimeRange) -> Result<Timeline, StoreError> {
+fn timeline(r: &Reader<'_, '_>, range: TimeRange) -> Result<Timeline, StoreError> {
     let bucket = bucket_for(range);
     let first = range.from.div_euclid(bucket) * bucket;
     let mut t = Timeline {

@@ -17,6 +17,7 @@ pub mod rollup;
 mod row;
 mod schema;
 mod seal;
+pub mod sql;
 mod verify;
 
 use crate::model::{
@@ -763,11 +764,12 @@ impl Store {
     pub async fn with_rollups<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&rollup::Reader<'_>) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&rollup::Reader<'_, '_>) -> Result<T, StoreError> + Send + 'static,
     {
         self.read(move |c| {
             let tx = c.unchecked_transaction()?;
-            let out = f(&rollup::Reader::sqlite(&tx))?;
+            let session = sql::Session::sqlite(&tx);
+            let out = f(&rollup::Reader::new(&session, true))?;
             tx.finish()?;
             Ok(out)
         })

@@ -1,9 +1,11 @@
 //! Saved explorer views: a name and the URL query that reopens the view, kept in
-//! `<data-dir>/views.db`, apart from the audit chain (they are settings, not evidence).
+//! `<data-dir>/views.db` (or, for several nodes, in their PostgreSQL database), apart from the
+//! audit chain (they are settings, not evidence).
 //! Server build only.
 
 use crate::model::SavedView;
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::store::sql::{Db, Row, SqlError};
+use rusqlite::Connection;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,16 +20,29 @@ pub const MAX_VIEWS: i64 = 500;
 pub enum ViewError {
     #[error("{0}")]
     Invalid(String),
-    #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("the view store is unavailable")]
-    Unavailable,
+    #[error(transparent)]
+    Database(#[from] SqlError),
 }
 
-/// The saved views. Cheap to clone.
+impl From<rusqlite::Error> for ViewError {
+    fn from(e: rusqlite::Error) -> Self {
+        ViewError::Database(e.into())
+    }
+}
+
+/// The saved views, in `views.db` or the cluster's PostgreSQL database. Cheap to clone.
 #[derive(Clone)]
 pub struct SavedViews {
-    conn: Arc<Mutex<Connection>>,
+    db: Db,
+}
+
+fn view_of(r: &Row) -> Result<SavedView, SqlError> {
+    Ok(SavedView {
+        id: r.int(0)?,
+        name: r.text(1)?,
+        query: r.text(2)?,
+        created_at: r.int(3)?,
+    })
 }
 
 impl SavedViews {
@@ -48,8 +63,13 @@ impl SavedViews {
              );",
         )?;
         Ok(SavedViews {
-            conn: Arc::new(Mutex::new(conn)),
+            db: Db::Sqlite(Arc::new(Mutex::new(conn))),
         })
+    }
+
+    /// The views of a cluster, in its PostgreSQL database (whose migrations made the table).
+    pub fn on(db: Db) -> SavedViews {
+        SavedViews { db }
     }
 
     /// Every view, by name.
@@ -57,20 +77,15 @@ impl SavedViews {
     /// # Errors
     /// Database errors.
     pub async fn list(&self) -> Result<Vec<SavedView>, ViewError> {
-        self.with(|c| {
-            let mut stmt =
-                c.prepare_cached("SELECT id, name, query, created_at FROM views ORDER BY name")?;
-            let rows = stmt.query_map([], |r| {
-                Ok(SavedView {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    query: r.get(2)?,
-                    created_at: r.get(3)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
-        .await
+        self.db
+            .transaction(|s| {
+                let rows = s.query(
+                    "SELECT id, name, query, created_at FROM views ORDER BY name",
+                    &[],
+                )?;
+                Ok(rows.iter().map(view_of).collect::<Result<_, _>>()?)
+            })
+            .await
     }
 
     /// Saves `query` under `name`, replacing the view of that name if there is one.
@@ -91,38 +106,29 @@ impl SavedViews {
             ));
         }
         let now = chrono::Utc::now().timestamp_millis();
-        self.with(move |c| {
-            let exists: Option<i64> = c
-                .query_row("SELECT id FROM views WHERE name = ?1", [&name], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            let count: i64 = c.query_row("SELECT COUNT(*) FROM views", [], |r| r.get(0))?;
-            if exists.is_none() && count >= MAX_VIEWS {
-                return Err(ViewError::Invalid(format!(
-                    "at most {MAX_VIEWS} views can be saved; delete some first"
-                )));
-            }
-            c.execute(
-                "INSERT INTO views (name, query, created_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (name) DO UPDATE SET query = excluded.query",
-                params![name, query, now],
-            )?;
-            let view = c.query_row(
-                "SELECT id, name, query, created_at FROM views WHERE name = ?1",
-                [&name],
-                |r| {
-                    Ok(SavedView {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        query: r.get(2)?,
-                        created_at: r.get(3)?,
-                    })
-                },
-            )?;
-            Ok(view)
-        })
-        .await
+        self.db
+            .transaction(move |s| {
+                let exists = s
+                    .query_opt("SELECT id FROM views WHERE name = ?1", &[&name])?
+                    .is_some();
+                let count = s.query_one("SELECT COUNT(*) FROM views", &[])?.int(0)?;
+                if !exists && count >= MAX_VIEWS {
+                    return Err(ViewError::Invalid(format!(
+                        "at most {MAX_VIEWS} views can be saved; delete some first"
+                    )));
+                }
+                s.execute(
+                    "INSERT INTO views (name, query, created_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (name) DO UPDATE SET query = excluded.query",
+                    &[&name, &query, &now],
+                )?;
+                let row = s.query_one(
+                    "SELECT id, name, query, created_at FROM views WHERE name = ?1",
+                    &[&name],
+                )?;
+                Ok(view_of(&row)?)
+            })
+            .await
     }
 
     /// Deletes the view with this id; returns whether there was one.
@@ -130,22 +136,9 @@ impl SavedViews {
     /// # Errors
     /// Database errors.
     pub async fn delete(&self, id: i64) -> Result<bool, ViewError> {
-        self.with(move |c| Ok(c.execute("DELETE FROM views WHERE id = ?1", [id])? > 0))
+        self.db
+            .transaction(move |s| Ok(s.execute("DELETE FROM views WHERE id = ?1", &[&id])? > 0))
             .await
-    }
-
-    async fn with<T, F>(&self, f: F) -> Result<T, ViewError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, ViewError> + Send + 'static,
-    {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = conn.lock().map_err(|_| ViewError::Unavailable)?;
-            f(&conn)
-        })
-        .await
-        .map_err(|_| ViewError::Unavailable)?
     }
 }
 

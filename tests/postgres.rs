@@ -909,7 +909,7 @@ async fn each_node_keeps_its_own_tail_cursors_with_the_lines_they_stored() {
 
 /// Everything analytics read from the rollups, over every hour of the random events.
 fn rollup_picture(
-    r: &trailwatch::store::rollup::Reader<'_>,
+    r: &trailwatch::store::rollup::Reader<'_, '_>,
 ) -> Result<String, trailwatch::store::StoreError> {
     use trailwatch::store::rollup::Dimension;
     let (from_min, to_min) = (29_000_000, 30_000_000);
@@ -1084,4 +1084,63 @@ async fn retention_drops_a_whole_expired_month_partition_under_one_signed_record
         .unwrap();
     assert!(report.ok, "{report:?}");
     assert_eq!((report.pruned, report.checked), (30, 10));
+}
+
+/// Saved views through two handles (two nodes, or one SQLite file twice): what one saves,
+/// replaces or deletes, the other sees.
+async fn views_behave(a: trailwatch::views::SavedViews, b: trailwatch::views::SavedViews) {
+    let saved = a
+        .save("Denied today".into(), "?outcome=denied".into())
+        .await
+        .unwrap();
+    b.save("Alice".into(), "?user_id=alice".into())
+        .await
+        .unwrap();
+    let names: Vec<String> = b
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.name)
+        .collect();
+    assert_eq!(names, ["Alice", "Denied today"]);
+    let replaced = b
+        .save("Denied today".into(), "?outcome=denied&level=error".into())
+        .await
+        .unwrap();
+    assert_eq!(replaced.id, saved.id, "same name, same view");
+    let listed = a.list().await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[1].query, "?outcome=denied&level=error");
+    assert!(matches!(
+        a.save(" ".into(), "?q=x".into()).await,
+        Err(trailwatch::views::ViewError::Invalid(m)) if m.starts_with("name:")
+    ));
+    assert!(matches!(
+        a.save("x".into(), "not a query".into()).await,
+        Err(trailwatch::views::ViewError::Invalid(m)) if m.starts_with("query:")
+    ));
+    assert!(b.delete(saved.id).await.unwrap());
+    assert!(!a.delete(saved.id).await.unwrap());
+    assert_eq!(a.list().await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saved_views_behave_alike_on_both_backends_and_are_shared_by_every_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let on_sqlite = trailwatch::views::SavedViews::open(dir.path()).unwrap();
+    views_behave(on_sqlite.clone(), on_sqlite).await;
+
+    let url = cluster().database("views").await;
+    let a = EventLog::open(&url, "node-1", StoreOptions::default())
+        .await
+        .unwrap();
+    let b = EventLog::open(&url, "node-2", StoreOptions::default())
+        .await
+        .unwrap();
+    views_behave(
+        trailwatch::views::SavedViews::on(a.db()),
+        trailwatch::views::SavedViews::on(b.db()),
+    )
+    .await;
 }

@@ -4,10 +4,11 @@
 //! re-reading history.
 
 use super::row::{BadColumn, Columns};
+use super::sql::{Param, Session};
 use super::StoreError;
 use crate::analytics::{Tally, UserCount};
 use crate::model::{AuditEvent, Outcome, Seq, StoredEvent, ValueCount};
-use rusqlite::{params, Connection, Transaction};
+use rusqlite::{params, Transaction};
 // Seeded per process, so keys chosen by senders cannot be made to collide.
 use foldhash::HashMap;
 
@@ -298,23 +299,6 @@ fn count(v: i64) -> u64 {
     v.max(0) as u64
 }
 
-/// A statement's parameter, for either backend.
-#[derive(Clone, Copy, Debug)]
-enum Param<'a> {
-    Int(i64),
-    Text(&'a str),
-}
-
-/// The session a [`Reader`] reads from: SQLite's connection, or a PostgreSQL transaction
-/// driven from the blocking thread the reader runs on (see `EventLog::with_rollups`).
-enum Session<'c> {
-    Sqlite(&'c Connection),
-    Postgres {
-        tx: &'c tokio_postgres::Transaction<'c>,
-        runtime: &'c tokio::runtime::Handle,
-    },
-}
-
 /// The summed totals of `table` over `[?1, ?2)` of `key`. Sums are cast to BIGINT, which
 /// both backends read back as a 64-bit integer (PostgreSQL sums bigints into numeric).
 fn sums(table: &str, key: &str) -> String {
@@ -329,84 +313,38 @@ fn sums(table: &str, key: &str) -> String {
     )
 }
 
-/// `sql` with SQLite's `?N` placeholders as PostgreSQL's `$N`.
-fn numbered(sql: &str) -> String {
-    sql.replace('?', "$")
-}
-
 /// Reads rollups (and the few events analytics show) from one snapshot of either backend:
-/// see `Store::with_rollups`. The statements are the same on both, placeholders aside.
-pub struct Reader<'c> {
-    session: Session<'c>,
+/// see `Store::with_rollups`. The statements are the same on both (see `store::sql`).
+pub struct Reader<'s, 'c> {
+    session: &'s Session<'c>,
+    /// SQLite is told which index finds rare critical events; PostgreSQL's planner picks its
+    /// own partial index.
+    sqlite: bool,
 }
 
-impl<'c> Reader<'c> {
-    /// A reader over an SQLite connection (in a transaction of the caller's).
-    pub(super) fn sqlite(conn: &'c Connection) -> Reader<'c> {
-        Reader {
-            session: Session::Sqlite(conn),
-        }
-    }
-
-    /// A reader over a PostgreSQL transaction; `runtime` drives its statements, so the reader
-    /// must run on a blocking thread, outside any task.
-    pub(super) fn postgres(
-        tx: &'c tokio_postgres::Transaction<'c>,
-        runtime: &'c tokio::runtime::Handle,
-    ) -> Reader<'c> {
-        Reader {
-            session: Session::Postgres { tx, runtime },
-        }
+impl<'s, 'c> Reader<'s, 'c> {
+    /// A reader over a session of a snapshot.
+    pub(super) fn new(session: &'s Session<'c>, sqlite: bool) -> Reader<'s, 'c> {
+        Reader { session, sqlite }
     }
 
     /// The rows of `sql`, each read by `read`.
     fn rows<T>(
         &self,
         sql: &str,
-        params: &[Param<'_>],
+        params: &[&dyn Param],
         read: impl Fn(&dyn Columns) -> Result<T, BadColumn>,
     ) -> Result<Vec<T>, StoreError> {
         let bad = |e: BadColumn| StoreError::Corrupt {
             seq: 0,
             detail: format!("{sql}: column {}: {}", e.idx, e.detail),
         };
-        match &self.session {
-            Session::Sqlite(conn) => {
-                let mut stmt = conn.prepare_cached(sql)?;
-                let values: Vec<rusqlite::types::Value> = params
-                    .iter()
-                    .map(|p| match p {
-                        Param::Int(i) => rusqlite::types::Value::Integer(*i),
-                        Param::Text(s) => rusqlite::types::Value::Text((*s).to_string()),
-                    })
-                    .collect();
-                let mut rows = stmt.query(rusqlite::params_from_iter(values))?;
-                let mut out = Vec::new();
-                while let Some(row) = rows.next()? {
-                    out.push(read(row).map_err(bad)?);
-                }
-                Ok(out)
-            }
-            Session::Postgres { tx, runtime } => {
-                let values: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> = params
-                    .iter()
-                    .map(|p| -> Box<dyn tokio_postgres::types::ToSql + Sync + Send> {
-                        match p {
-                            Param::Int(i) => Box::new(*i),
-                            Param::Text(s) => Box::new((*s).to_string()),
-                        }
-                    })
-                    .collect();
-                let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values
-                    .iter()
-                    .map(|v| v.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
-                    .collect();
-                let rows = runtime.block_on(tx.query(&numbered(sql), &refs))?;
-                rows.iter()
-                    .map(|r| read(r).map_err(bad))
-                    .collect::<Result<_, _>>()
-            }
-        }
+        self.session
+            .query(sql, params)
+            .map_err(StoreError::from)?
+            .iter()
+            .map(|r| read(r).map_err(bad))
+            .collect()
     }
 
     fn tally_of(r: &dyn Columns, at: usize) -> Result<Tally, BadColumn> {
@@ -425,7 +363,7 @@ impl<'c> Reader<'c> {
         self.rows(
             "SELECT minute, n, denied, failed, errors, critical FROM rollup_minute
              WHERE minute >= ?1 AND minute < ?2 ORDER BY minute",
-            &[Param::Int(from), Param::Int(to)],
+            &[&from, &to],
             |r| Ok((r.int(0)?.unwrap_or(0), Self::tally_of(r, 1)?)),
         )
     }
@@ -455,9 +393,7 @@ impl<'c> Reader<'c> {
     }
 
     fn sum(&self, sql: &str, from: i64, to: i64) -> Result<Tally, StoreError> {
-        let rows = self.rows(sql, &[Param::Int(from), Param::Int(to)], |r| {
-            Self::tally_of(r, 0)
-        })?;
+        let rows = self.rows(sql, &[&from, &to], |r| Self::tally_of(r, 0))?;
         Ok(rows.into_iter().next().unwrap_or_default())
     }
 
@@ -474,21 +410,12 @@ impl<'c> Reader<'c> {
              WHERE kind = ?1 AND hour >= ?2 AND hour < ?3
              GROUP BY value ORDER BY total DESC, value LIMIT ?4";
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.rows(
-            sql,
-            &[
-                Param::Text(dim.as_str()),
-                Param::Int(from),
-                Param::Int(to),
-                Param::Int(limit),
-            ],
-            |r| {
-                Ok(ValueCount {
-                    value: r.text(0)?.unwrap_or_default(),
-                    count: count(r.int(1)?.unwrap_or(0)),
-                })
-            },
-        )
+        self.rows(sql, &[&dim.as_str(), &from, &to, &limit], |r| {
+            Ok(ValueCount {
+                value: r.text(0)?.unwrap_or_default(),
+                count: count(r.int(1)?.unwrap_or(0)),
+            })
+        })
     }
 
     /// Per hour in `[from, to)`, each value of `dim` with its count: `(hour, value, n)`, by hour.
@@ -501,7 +428,7 @@ impl<'c> Reader<'c> {
         self.rows(
             "SELECT hour, value, n FROM rollup_hour
              WHERE kind = ?1 AND hour >= ?2 AND hour < ?3 ORDER BY hour, value",
-            &[Param::Text(dim.as_str()), Param::Int(from), Param::Int(to)],
+            &[&dim.as_str(), &from, &to],
             |r| {
                 Ok((
                     r.int(0)?.unwrap_or(0),
@@ -523,7 +450,7 @@ impl<'c> Reader<'c> {
                     CAST(SUM(failed) AS BIGINT)
              FROM rollup_user_hour
              WHERE hour >= ?1 AND hour < ?2 GROUP BY user_id ORDER BY total DESC, user_id";
-        let all = self.rows(sql, &[Param::Int(from), Param::Int(to)], |r| {
+        let all = self.rows(sql, &[&from, &to], |r| {
             Ok(UserCount {
                 user: r.text(0)?.unwrap_or_default(),
                 count: count(r.int(1)?.unwrap_or(0)),
@@ -539,7 +466,7 @@ impl<'c> Reader<'c> {
     pub fn user_hours(&self, from: i64, to: i64) -> Result<Vec<(i64, String, u64)>, StoreError> {
         self.rows(
             "SELECT hour, user_id, n FROM rollup_user_hour WHERE hour >= ?1 AND hour < ?2",
-            &[Param::Int(from), Param::Int(to)],
+            &[&from, &to],
             |r| {
                 Ok((
                     r.int(0)?.unwrap_or(0),
@@ -561,7 +488,7 @@ impl<'c> Reader<'c> {
             "SELECT ts, user_id, req_ip FROM events
              WHERE ts > ?1 AND category = 'authentication' AND outcome != 'success'
              ORDER BY seq",
-            &[Param::Int(from)],
+            &[&from],
             |r| {
                 Ok((
                     r.int(0)?.unwrap_or(0),
@@ -574,15 +501,12 @@ impl<'c> Reader<'c> {
 
     /// The newest committed seq: the figures read include everything up to it.
     pub fn head(&self) -> Result<Seq, StoreError> {
-        match &self.session {
-            Session::Sqlite(conn) => super::query::head(conn),
-            Session::Postgres { .. } => {
-                let seq = self.rows("SELECT seq FROM chain_head WHERE id = 1", &[], |r| {
-                    Ok(r.int(0)?.unwrap_or(0))
-                })?;
-                Ok(Seq(seq.first().copied().unwrap_or(0).max(0) as u64))
-            }
-        }
+        let sql = match self.sqlite {
+            true => "SELECT MAX(seq) FROM events",
+            false => "SELECT seq FROM chain_head WHERE id = 1",
+        };
+        let seq = self.rows(sql, &[], |r| Ok(r.int(0)?.unwrap_or(0)))?;
+        Ok(Seq(seq.first().copied().unwrap_or(0).max(0) as u64))
     }
 
     /// The newest `limit` critical events that happened in `[from, to)` (epoch ms).
@@ -592,11 +516,9 @@ impl<'c> Reader<'c> {
         to: i64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        // SQLite is told which index finds rare critical events; PostgreSQL's planner picks
-        // its own partial index.
-        let hint = match self.session {
-            Session::Sqlite(_) => "INDEXED BY events_critical",
-            Session::Postgres { .. } => "",
+        let hint = match self.sqlite {
+            true => "INDEXED BY events_critical",
+            false => "",
         };
         let sql = format!(
             "SELECT {} FROM events {hint}
@@ -604,10 +526,8 @@ impl<'c> Reader<'c> {
             super::row::EVENT_COLUMNS
         );
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.rows(
-            &sql,
-            &[Param::Int(from), Param::Int(to), Param::Int(limit)],
-            |r| super::row::event_from_row(r),
-        )
+        self.rows(&sql, &[&from, &to, &limit], |r| {
+            super::row::event_from_row(r)
+        })
     }
 }

@@ -548,31 +548,19 @@ impl EventLog {
     }
 
     /// Runs `f` over the rollups from one consistent snapshot, on a blocking thread (the
-    /// reader drives its statements from there, so analytics read both backends alike).
+    /// reader drives its statements from there, so analytics read both backends alike: see
+    /// `store::sql`).
     ///
     /// # Errors
     /// Database errors, and whatever `f` returns.
     pub async fn with_rollups<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&crate::store::rollup::Reader<'_>) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&crate::store::rollup::Reader<'_, '_>) -> Result<T, StoreError> + Send + 'static,
     {
-        let mut client = self.shared.pool.get().await?;
-        let runtime = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || {
-            let tx = runtime.block_on(
-                client
-                    .build_transaction()
-                    .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-                    .read_only(true)
-                    .start(),
-            )?;
-            let out = f(&crate::store::rollup::Reader::postgres(&tx, &runtime))?;
-            runtime.block_on(tx.commit())?;
-            Ok(out)
-        })
-        .await
-        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
+        self.db()
+            .snapshot(move |session| f(&crate::store::rollup::Reader::new(session, false)))
+            .await
     }
 
     /// Removes what retention says has expired at `now`, each chunk under a record signed
@@ -588,6 +576,12 @@ impl EventLog {
     ) -> Result<crate::store::retention::Pruned, StoreError> {
         let mut client = self.shared.pool.get().await?;
         super::retention::prune(&mut client, key, policy, now.timestamp_millis()).await
+    }
+
+    /// The cluster's database for the small tables beside the events (views, settings,
+    /// users, tokens, alerts), through this node's pool.
+    pub fn db(&self) -> crate::store::sql::Db {
+        crate::store::sql::Db::Postgres(self.shared.pool.clone())
     }
 
     /// Commit statistics of this node's appender.

@@ -71,6 +71,16 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "rollups",
         sql: ROLLUPS,
     },
+    Migration {
+        version: 8,
+        name: "saved views",
+        sql: "CREATE TABLE views (
+                  id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                  name       text   NOT NULL UNIQUE,
+                  query      text   NOT NULL,
+                  created_at bigint NOT NULL
+              )",
+    },
 ];
 
 /// Counts by event time that analytics read instead of history (`store::rollup`), in the
