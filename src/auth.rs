@@ -10,7 +10,8 @@ pub mod users;
 pub use crate::model::{Grant, Permission, Role};
 pub use tokens::Scope;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::store::sql::{Db, Session, SqlError};
+use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -77,11 +78,17 @@ pub enum AuthError {
         source: std::io::Error,
     },
     #[error("session database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sql(#[from] SqlError),
     #[error("no secure random source: {0}")]
     Random(String),
     #[error("the auth task failed")]
     Join,
+}
+
+impl From<rusqlite::Error> for AuthError {
+    fn from(e: rusqlite::Error) -> Self {
+        AuthError::Sql(e.into())
+    }
 }
 
 /// Where the admin token came from.
@@ -282,7 +289,8 @@ pub fn open_db(data_dir: &Path) -> Result<Connection, AuthError> {
 #[derive(Clone)]
 pub struct Auth {
     admin_digest: [u8; 32],
-    sessions: Arc<Mutex<Connection>>,
+    /// `auth.db`, or the cluster's PostgreSQL database: sessions, users, tokens, settings.
+    db: Db,
     /// Replaced whole by the Settings page.
     policy: Arc<std::sync::RwLock<SessionPolicy>>,
     /// Credentials revoked while the server runs, for the sockets they opened.
@@ -298,13 +306,22 @@ impl Auth {
     /// The session database cannot be opened.
     pub fn open(data_dir: &Path, admin_token: &str) -> Result<Auth, AuthError> {
         let conn = open_db(data_dir)?;
-        Ok(Auth {
+        Ok(Auth::on(
+            Db::Sqlite(Arc::new(Mutex::new(conn))),
+            admin_token,
+        ))
+    }
+
+    /// The auth of a node of a cluster, in its PostgreSQL database (whose migrations made the
+    /// tables), with the default session limits.
+    pub fn on(db: Db, admin_token: &str) -> Auth {
+        Auth {
             admin_digest: sha256(admin_token),
-            sessions: Arc::new(Mutex::new(conn)),
+            db,
             policy: Arc::default(),
             revocations: tokio::sync::broadcast::channel(64).0,
             guard: Arc::default(),
-        })
+        }
     }
 
     /// The same, with these session limits.
@@ -370,7 +387,7 @@ impl Auth {
     pub async fn with_tokens<T, F>(&self, f: F) -> Result<T, tokens::TokenError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, tokens::TokenError> + Send + 'static,
+        F: FnOnce(&Session<'_>) -> Result<T, tokens::TokenError> + Send + 'static,
     {
         self.with_db(move |c| Ok(f(c))).await?
     }
@@ -382,7 +399,7 @@ impl Auth {
     pub async fn with_users<T, F>(&self, f: F) -> Result<T, users::UserError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, users::UserError> + Send + 'static,
+        F: FnOnce(&Session<'_>) -> Result<T, users::UserError> + Send + 'static,
     {
         self.with_db(move |c| Ok(f(c))).await?
     }
@@ -441,12 +458,12 @@ impl Auth {
             c.execute(
                 "DELETE FROM sessions
                  WHERE expires_at < ?1 OR COALESCE(last_seen_at, created_at) < ?2",
-                params![now, idle_since],
+                &[&now, &idle_since],
             )?;
             c.execute(
                 "INSERT INTO sessions (token_hash, created_at, expires_at, user_name, last_seen_at)
                  VALUES (?1, ?2, ?3, ?4, ?2)",
-                params![digest.as_slice(), now, expires, user],
+                &[&digest.as_slice(), &now, &expires, &user],
             )?;
             Ok(())
         })
@@ -463,7 +480,7 @@ impl Auth {
         self.with_db(move |c| {
             c.execute(
                 "DELETE FROM sessions WHERE token_hash = ?1",
-                [digest.as_slice()],
+                &[&digest.as_slice()],
             )?;
             Ok(())
         })
@@ -524,21 +541,21 @@ impl Auth {
                 Credential::AdminToken => true,
                 Credential::User(name) => users::credentials(c, &name)?.is_some(),
                 Credential::Session(digest) => c
-                    .query_row(
+                    .query_opt(
                         "SELECT expires_at > ?2 AND COALESCE(last_seen_at, created_at) >= ?3
                          FROM sessions WHERE token_hash = ?1",
-                        params![digest.as_slice(), now, now.saturating_sub(idle)],
-                        |r| r.get::<_, bool>(0),
-                    )
-                    .optional()?
+                        &[&digest.as_slice(), &now, &now.saturating_sub(idle)],
+                    )?
+                    .map(|r| r.flag(0))
+                    .transpose()?
                     .unwrap_or(false),
                 Credential::Token(name) => c
-                    .query_row(
+                    .query_opt(
                         "SELECT revoked_at IS NULL FROM tokens WHERE name = ?1",
-                        [name],
-                        |r| r.get::<_, bool>(0),
-                    )
-                    .optional()?
+                        &[&name],
+                    )?
+                    .map(|r| r.flag(0))
+                    .transpose()?
                     .unwrap_or(false),
             })
         })
@@ -549,42 +566,24 @@ impl Auth {
     /// Whose session `value` is, if it has neither ended, idled out nor outlived its
     /// absolute limit, and its user may still sign in. A dead session is removed.
     async fn session_principal(&self, value: &str) -> Result<Option<Principal>, AuthError> {
-        type Row = (
-            i64,
-            Option<i64>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<i64>,
-        );
         let digest = sha256(value);
         let now = chrono::Utc::now().timestamp();
         let idle = self.policy().idle_secs();
         self.with_db(move |c| {
-            let row: Option<(i64, Row)> = c
-                .prepare_cached(
-                    "SELECT s.expires_at, s.created_at, s.last_seen_at, s.user_name,
-                            u.role, u.subject, u.disabled_at
-                     FROM sessions s LEFT JOIN users u ON u.name = s.user_name
-                     WHERE s.token_hash = ?1",
-                )?
-                .query_row([digest.as_slice()], |r| {
-                    Ok((
-                        r.get(0)?,
-                        (
-                            r.get(1)?,
-                            r.get(2)?,
-                            r.get(3)?,
-                            r.get(4)?,
-                            r.get(5)?,
-                            r.get(6)?,
-                        ),
-                    ))
-                })
-                .optional()?;
-            let Some((expires, (created, seen, user, role, subject, disabled))) = row else {
+            let Some(r) = c.query_opt(
+                "SELECT s.expires_at, s.created_at, s.last_seen_at, s.user_name,
+                        u.role, u.subject, u.disabled_at
+                 FROM sessions s LEFT JOIN users u ON u.name = s.user_name
+                 WHERE s.token_hash = ?1",
+                &[&digest.as_slice()],
+            )?
+            else {
                 return Ok(None);
             };
+            let (expires, created, seen, user) =
+                (r.int(0)?, r.opt_int(1)?, r.opt_int(2)?, r.opt_text(3)?);
+            let (role, subject, disabled) = (r.opt_text(4)?, r.opt_text(5)?, r.opt_int(6)?);
+            let created = created.unwrap_or(expires);
             let seen = seen.unwrap_or(created);
             let principal = match user {
                 _ if expires <= now || now - seen > idle => None,
@@ -607,14 +606,14 @@ impl Auth {
                 None => {
                     c.execute(
                         "DELETE FROM sessions WHERE token_hash = ?1",
-                        [digest.as_slice()],
+                        &[&digest.as_slice()],
                     )?;
                 }
                 Some(_) if now - seen >= SEEN_GRANULARITY_SECS => {
-                    c.prepare_cached(
+                    c.execute(
                         "UPDATE sessions SET last_seen_at = ?2 WHERE token_hash = ?1",
-                    )?
-                    .execute(params![digest.as_slice(), now])?;
+                        &[&digest.as_slice(), &now],
+                    )?;
                 }
                 Some(_) => {}
             }
@@ -623,19 +622,13 @@ impl Auth {
         .await
     }
 
-    /// Runs `f` on the auth database on the blocking pool.
+    /// Runs `f` in one transaction of the auth database, on the blocking pool.
     pub(crate) async fn with_db<T, F>(&self, f: F) -> Result<T, AuthError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, AuthError> + Send + 'static,
+        F: FnOnce(&Session<'_>) -> Result<T, AuthError> + Send + 'static,
     {
-        let sessions = self.sessions.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = sessions.lock().map_err(|_| AuthError::Join)?;
-            f(&conn)
-        })
-        .await
-        .map_err(|_| AuthError::Join)?
+        self.db.transaction(f).await
     }
 }
 
@@ -734,8 +727,13 @@ mod tests {
         );
         assert_eq!(auth.check(bearer("secreT")).await.unwrap(), None);
         // A token made by another connection (the CLI) holds from the next request on.
-        let (_, token) =
-            tokens::create(&open_db(dir.path()).unwrap(), "reader", Scope::Read, false).unwrap();
+        let (_, token) = tokens::create(
+            &Session::sqlite(&open_db(dir.path()).unwrap()),
+            "reader",
+            Scope::Read,
+            false,
+        )
+        .unwrap();
         assert_eq!(
             auth.check(bearer(&token)).await.unwrap(),
             Some(Principal {
@@ -747,7 +745,12 @@ mod tests {
                 submitter: "token:reader".into(),
             })
         );
-        tokens::revoke(&open_db(dir.path()).unwrap(), "reader", false).unwrap();
+        tokens::revoke(
+            &Session::sqlite(&open_db(dir.path()).unwrap()),
+            "reader",
+            false,
+        )
+        .unwrap();
         assert_eq!(auth.check(bearer(&token)).await.unwrap(), None);
     }
 
@@ -766,7 +769,7 @@ mod tests {
                 "UPDATE sessions SET created_at = created_at - ?2,
                      last_seen_at = last_seen_at - ?2, expires_at = expires_at - ?2
                  WHERE token_hash = ?1",
-                params![sha256(value).as_slice(), secs],
+                rusqlite::params![sha256(value).as_slice(), secs],
             )
             .unwrap();
     }
@@ -786,7 +789,7 @@ mod tests {
             subject: Some("u-17".into()),
             password: "correct horse battery".into(),
         };
-        users::create(&open_db(dir.path()).unwrap(), &new, true).unwrap();
+        users::create(&Session::sqlite(&open_db(dir.path()).unwrap()), &new, true).unwrap();
         assert_eq!(
             auth.authenticate("alice", "wrong password!".into())
                 .await
@@ -846,7 +849,12 @@ mod tests {
 
         // Disabling the user ends a live session at once.
         let s = auth.create_session(Some(&member)).await.unwrap();
-        users::disable(&open_db(dir.path()).unwrap(), "alice", true).unwrap();
+        users::disable(
+            &Session::sqlite(&open_db(dir.path()).unwrap()),
+            "alice",
+            true,
+        )
+        .unwrap();
         assert_eq!(auth.check(session(&s)).await.unwrap(), None);
     }
 

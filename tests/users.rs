@@ -274,9 +274,11 @@ async fn a_self_user_sees_only_their_own_events_through_every_door() {
 async fn the_setup_link_makes_the_first_admin_once() {
     let s = TestServer::start().await;
     let data = s.dir.path().join("data");
-    let code = trailwatch::auth::users::new_setup_code(&trailwatch::auth::open_db(&data).unwrap())
-        .unwrap()
-        .expect("no users yet");
+    let auth_db = trailwatch::auth::open_db(&data).unwrap();
+    let code =
+        trailwatch::auth::users::new_setup_code(&trailwatch::store::sql::Session::sqlite(&auth_db))
+            .unwrap()
+            .expect("no users yet");
     let page = s
         .http
         .get(s.url(&format!("/setup?code={code}")))

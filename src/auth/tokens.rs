@@ -5,7 +5,7 @@
 //! token up afresh: a revocation holds from the next request on.
 
 use super::{random_token, rfc3339, sha256, AuthError};
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::store::sql::{Session, SqlError};
 
 pub use crate::model::{TokenInfo, TokenScope as Scope};
 
@@ -31,9 +31,9 @@ pub enum TokenError {
     Auth(#[from] AuthError),
 }
 
-impl From<rusqlite::Error> for TokenError {
-    fn from(e: rusqlite::Error) -> Self {
-        TokenError::Auth(AuthError::Sqlite(e))
+impl From<SqlError> for TokenError {
+    fn from(e: SqlError) -> Self {
+        TokenError::Auth(AuthError::Sql(e))
     }
 }
 
@@ -65,7 +65,7 @@ pub fn check_name(name: &str) -> Result<(), TokenError> {
 /// Makes a token and returns it with its secret, which is not stored and cannot be shown
 /// again. `audited` says whether the caller records the creation itself.
 pub fn create(
-    conn: &Connection,
+    s: &Session<'_>,
     name: &str,
     scope: Scope,
     audited: bool,
@@ -73,15 +73,15 @@ pub fn create(
     check_name(name)?;
     let secret = random_token("twt_")?;
     let now = chrono::Utc::now().timestamp();
-    let inserted = conn.execute(
+    let inserted = s.execute(
         "INSERT INTO tokens (name, scope, token_hash, created_at, audited)
          VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO NOTHING",
-        params![
-            name,
-            scope.as_str(),
-            sha256(&secret).as_slice(),
-            now,
-            audited
+        &[
+            &name,
+            &scope.as_str(),
+            &sha256(&secret).as_slice(),
+            &now,
+            &audited,
         ],
     )?;
     if inserted == 0 {
@@ -98,22 +98,20 @@ pub fn create(
 }
 
 /// Every token, oldest first.
-pub fn list(conn: &Connection) -> Result<Vec<TokenInfo>, TokenError> {
-    let mut stmt = conn.prepare(
+pub fn list(s: &Session<'_>) -> Result<Vec<TokenInfo>, TokenError> {
+    let rows = s.query(
         "SELECT name, scope, created_at, last_used_at, revoked_at FROM tokens ORDER BY id",
+        &[],
     )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, Option<i64>>(3)?,
-            r.get::<_, Option<i64>>(4)?,
-        ))
-    })?;
     let mut out = Vec::new();
-    for row in rows {
-        let (name, scope, created, used, revoked) = row?;
+    for r in rows {
+        let (name, scope, created, used, revoked) = (
+            r.text(0)?,
+            r.text(1)?,
+            r.int(2)?,
+            r.opt_int(3)?,
+            r.opt_int(4)?,
+        );
         // A scope this build does not know (a newer build wrote it) grants nothing here.
         let Some(scope) = Scope::parse(&scope) else {
             continue;
@@ -131,21 +129,19 @@ pub fn list(conn: &Connection) -> Result<Vec<TokenInfo>, TokenError> {
 
 /// Revokes the token named `name`; `Ok(false)` when it was revoked already. `audited` as in
 /// [`create`].
-pub fn revoke(conn: &Connection, name: &str, audited: bool) -> Result<bool, TokenError> {
+pub fn revoke(s: &Session<'_>, name: &str, audited: bool) -> Result<bool, TokenError> {
     let now = chrono::Utc::now().timestamp();
-    let changed = conn.execute(
+    let changed = s.execute(
         "UPDATE tokens SET revoked_at = ?2, audited_revoke = ?3
          WHERE name = ?1 AND revoked_at IS NULL",
-        params![name, now, audited],
+        &[&name, &now, &audited],
     )?;
     if changed == 1 {
         return Ok(true);
     }
-    let exists: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM tokens WHERE name = ?1)",
-        [name],
-        |r| r.get(0),
-    )?;
+    let exists = s
+        .query_opt("SELECT 1 FROM tokens WHERE name = ?1", &[&name])?
+        .is_some();
     match exists {
         true => Ok(false),
         false => Err(TokenError::Unknown(name.into())),
@@ -154,40 +150,38 @@ pub fn revoke(conn: &Connection, name: &str, audited: bool) -> Result<bool, Toke
 
 /// [`revoke`], with the token's scope, for recording the change.
 pub fn revoke_returning_scope(
-    conn: &Connection,
+    s: &Session<'_>,
     name: &str,
     audited: bool,
 ) -> Result<(bool, Scope), TokenError> {
-    let revoked = revoke(conn, name, audited)?;
-    let scope: String =
-        conn.query_row("SELECT scope FROM tokens WHERE name = ?1", [name], |r| {
-            r.get(0)
-        })?;
+    let revoked = revoke(s, name, audited)?;
+    let scope = s
+        .query_one("SELECT scope FROM tokens WHERE name = ?1", &[&name])?
+        .text(0)?;
     let scope = Scope::parse(&scope).ok_or(TokenError::Scope(scope))?;
     Ok((revoked, scope))
 }
 
 /// The holder of `secret` if it is a live token, noting the use.
-pub fn holder(conn: &Connection, secret: &str) -> Result<Option<TokenHolder>, AuthError> {
-    let row: Option<(i64, String, String, Option<i64>)> = conn
-        .prepare_cached(
-            "SELECT id, name, scope, last_used_at FROM tokens
-             WHERE token_hash = ?1 AND revoked_at IS NULL",
-        )?
-        .query_row([sha256(secret.trim()).as_slice()], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })
-        .optional()?;
-    let Some((id, name, scope, used)) = row else {
+pub fn holder(s: &Session<'_>, secret: &str) -> Result<Option<TokenHolder>, AuthError> {
+    let Some(r) = s.query_opt(
+        "SELECT id, name, scope, last_used_at FROM tokens
+         WHERE token_hash = ?1 AND revoked_at IS NULL",
+        &[&sha256(secret.trim()).as_slice()],
+    )?
+    else {
         return Ok(None);
     };
+    let (id, name, scope, used) = (r.int(0)?, r.text(1)?, r.text(2)?, r.opt_int(3)?);
     let Some(scope) = Scope::parse(&scope) else {
         return Ok(None);
     };
     let now = chrono::Utc::now().timestamp();
     if used.is_none_or(|u| now - u >= LAST_USED_GRANULARITY_SECS) {
-        conn.prepare_cached("UPDATE tokens SET last_used_at = ?2 WHERE id = ?1")?
-            .execute(params![id, now])?;
+        s.execute(
+            "UPDATE tokens SET last_used_at = ?2 WHERE id = ?1",
+            &[&id, &now],
+        )?;
     }
     Ok(Some(TokenHolder { name, scope }))
 }
@@ -200,23 +194,17 @@ pub enum Unaudited {
 }
 
 /// The changes made outside the server (by the CLI) that are not in the chain yet.
-pub fn unaudited(conn: &Connection) -> Result<Vec<Unaudited>, AuthError> {
-    let mut stmt = conn.prepare_cached(
+pub fn unaudited(s: &Session<'_>) -> Result<Vec<Unaudited>, AuthError> {
+    let rows = s.query(
         "SELECT name, scope, audited, revoked_at IS NOT NULL AND audited_revoke = 0
          FROM tokens WHERE audited = 0 OR (revoked_at IS NOT NULL AND audited_revoke = 0)
          ORDER BY id",
+        &[],
     )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, bool>(2)?,
-            r.get::<_, bool>(3)?,
-        ))
-    })?;
     let mut out = Vec::new();
-    for row in rows {
-        let (name, scope, created_audited, revoke_pending) = row?;
+    for r in rows {
+        let (name, scope, created_audited, revoke_pending) =
+            (r.text(0)?, r.text(1)?, r.flag(2)?, r.flag(3)?);
         let Some(scope) = Scope::parse(&scope) else {
             continue;
         };
@@ -234,14 +222,14 @@ pub fn unaudited(conn: &Connection) -> Result<Vec<Unaudited>, AuthError> {
 }
 
 /// Marks a change as recorded in the chain.
-pub fn mark_audited(conn: &Connection, change: &Unaudited) -> Result<(), AuthError> {
+pub fn mark_audited(s: &Session<'_>, change: &Unaudited) -> Result<(), AuthError> {
     match change {
         Unaudited::Created { name, .. } => {
-            conn.execute("UPDATE tokens SET audited = 1 WHERE name = ?1", [name])?
+            s.execute("UPDATE tokens SET audited = 1 WHERE name = ?1", &[name])?
         }
-        Unaudited::Revoked { name, .. } => conn.execute(
+        Unaudited::Revoked { name, .. } => s.execute(
             "UPDATE tokens SET audited_revoke = 1 WHERE name = ?1",
-            [name],
+            &[name],
         )?,
     };
     Ok(())
@@ -251,19 +239,20 @@ pub fn mark_audited(conn: &Connection, change: &Unaudited) -> Result<(), AuthErr
 mod tests {
     use super::*;
 
-    fn db() -> Connection {
-        let conn = Connection::open_in_memory().unwrap();
+    fn db() -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
         conn.execute_batch(SCHEMA).unwrap();
         conn
     }
 
     #[test]
     fn a_token_is_stored_hashed_checks_out_until_revoked_and_keeps_its_name() {
-        let conn = db();
+        let raw = db();
+        let conn = Session::sqlite(&raw);
         let (info, secret) = create(&conn, "ci-ingest", Scope::Ingest, false).unwrap();
         assert_eq!(info.scope, Scope::Ingest);
         assert!(secret.starts_with("twt_"));
-        let stored: Vec<u8> = conn
+        let stored: Vec<u8> = raw
             .query_row("SELECT token_hash FROM tokens", [], |r| r.get(0))
             .unwrap();
         assert_eq!(stored, sha256(&secret).to_vec(), "only the digest is kept");
@@ -289,7 +278,8 @@ mod tests {
 
     #[test]
     fn changes_made_without_the_server_wait_to_be_recorded() {
-        let conn = db();
+        let raw = db();
+        let conn = Session::sqlite(&raw);
         create(&conn, "by-cli", Scope::Read, false).unwrap();
         create(&conn, "by-api", Scope::Admin, true).unwrap();
         revoke(&conn, "by-api", false).unwrap();

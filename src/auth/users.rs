@@ -1,13 +1,14 @@
 //! Dashboard users, kept in `auth.db` beside the tokens and sessions: a name, a role, the
 //! actor id they are in events (their `subject`, what the `self` role is limited to), an
 //! argon2id password hash, and one-time setup codes for the first admin. Like the tokens,
-//! the functions take a connection so `trailwatch user ...` works while the server runs;
+//! the functions take a session (`store::sql`) so `trailwatch user ...` works while the
+//! server runs;
 //! changes made that way are recorded by the server once it sees them.
 
 use super::{random_token, sha256, AuthError};
+use crate::store::sql::{Session, SqlError};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use rusqlite::{params, Connection, OptionalExtension};
 
 pub use crate::model::{Role, UserInfo};
 
@@ -63,9 +64,9 @@ pub enum UserError {
     Auth(#[from] AuthError),
 }
 
-impl From<rusqlite::Error> for UserError {
-    fn from(e: rusqlite::Error) -> Self {
-        UserError::Auth(AuthError::Sqlite(e))
+impl From<SqlError> for UserError {
+    fn from(e: SqlError) -> Self {
+        UserError::Auth(AuthError::Sql(e))
     }
 }
 
@@ -145,24 +146,31 @@ fn check_new(user: &NewUser) -> Result<String, UserError> {
 
 /// Makes a user. Hashing takes a noticeable moment by design: call off the async runtime.
 /// `audited` says whether the caller records the creation itself.
-pub fn create(conn: &Connection, user: &NewUser, audited: bool) -> Result<UserInfo, UserError> {
+pub fn create(s: &Session<'_>, user: &NewUser, audited: bool) -> Result<UserInfo, UserError> {
     let subject = check_new(user)?;
     let hash = hash_password(&user.password)?;
-    insert(conn, user, &subject, &hash, audited)
+    insert(s, user, &subject, &hash, audited)
 }
 
 fn insert(
-    conn: &Connection,
+    s: &Session<'_>,
     user: &NewUser,
     subject: &str,
     hash: &str,
     audited: bool,
 ) -> Result<UserInfo, UserError> {
     let now = chrono::Utc::now().timestamp();
-    let inserted = conn.execute(
+    let inserted = s.execute(
         "INSERT INTO users (name, role, subject, password_hash, created_at, audited)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (name) DO NOTHING",
-        params![user.name, user.role.as_str(), subject, hash, now, audited],
+        &[
+            &user.name,
+            &user.role.as_str(),
+            &subject,
+            &hash,
+            &now,
+            &audited,
+        ],
     )?;
     if inserted == 0 {
         return Err(UserError::Exists(user.name.clone()));
@@ -178,24 +186,22 @@ fn insert(
 }
 
 /// Every user, oldest first.
-pub fn list(conn: &Connection) -> Result<Vec<UserInfo>, UserError> {
-    let mut stmt = conn.prepare(
+pub fn list(s: &Session<'_>) -> Result<Vec<UserInfo>, UserError> {
+    let rows = s.query(
         "SELECT name, role, subject, created_at, last_login_at, disabled_at
          FROM users ORDER BY id",
+        &[],
     )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, i64>(3)?,
-            r.get::<_, Option<i64>>(4)?,
-            r.get::<_, Option<i64>>(5)?,
-        ))
-    })?;
     let mut out = Vec::new();
-    for row in rows {
-        let (name, role, subject, created, login, disabled) = row?;
+    for r in rows {
+        let (name, role, subject, created, login, disabled) = (
+            r.text(0)?,
+            r.text(1)?,
+            r.text(2)?,
+            r.int(3)?,
+            r.opt_int(4)?,
+            r.opt_int(5)?,
+        );
         // A role this build does not know grants nothing here.
         let Some(role) = Role::parse(&role) else {
             continue;
@@ -213,79 +219,72 @@ pub fn list(conn: &Connection) -> Result<Vec<UserInfo>, UserError> {
 }
 
 /// How many users may sign in.
-pub fn active_count(conn: &Connection) -> Result<u64, AuthError> {
-    Ok(conn.query_row(
-        "SELECT COUNT(*) FROM users WHERE disabled_at IS NULL",
-        [],
-        |r| r.get(0),
-    )?)
+pub fn active_count(s: &Session<'_>) -> Result<u64, AuthError> {
+    let n = s
+        .query_one("SELECT COUNT(*) FROM users WHERE disabled_at IS NULL", &[])?
+        .int(0)?;
+    Ok(n.max(0) as u64)
 }
 
 /// The digests of the sessions a change ended, for closing the sockets they opened.
 pub type EndedSessions = Vec<[u8; 32]>;
 
 /// Disables the user named `name` and ends their sessions; returns the role they had and
-/// the sessions ended. `Ok(None)` when the user was disabled already.
+/// the sessions ended. `Ok(None)` when the user was disabled already. Call in a transaction.
 pub fn disable(
-    conn: &Connection,
+    s: &Session<'_>,
     name: &str,
     audited: bool,
 ) -> Result<Option<(Role, EndedSessions)>, UserError> {
     let now = chrono::Utc::now().timestamp();
-    let tx = conn.unchecked_transaction()?;
-    let role: Option<(String, Option<i64>)> = tx
-        .query_row(
-            "SELECT role, disabled_at FROM users WHERE name = ?1",
-            [name],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let Some((role, disabled)) = role else {
+    let Some(row) = s.query_opt(
+        "SELECT role, disabled_at FROM users WHERE name = ?1",
+        &[&name],
+    )?
+    else {
         return Err(UserError::Unknown(name.into()));
     };
+    let (role, disabled) = (row.text(0)?, row.opt_int(1)?);
     if disabled.is_some() {
         return Ok(None);
     }
     let role = Role::parse(&role).ok_or(UserError::Role(role))?;
-    tx.execute(
+    s.execute(
         "UPDATE users SET disabled_at = ?2, audited_disable = ?3 WHERE name = ?1",
-        params![name, now, audited],
+        &[&name, &now, &audited],
     )?;
-    let sessions = end_sessions_of(&tx, name)?;
-    tx.commit()?;
+    let sessions = end_sessions_of(s, name)?;
     Ok(Some((role, sessions)))
 }
 
 /// Sets a new password and ends the user's sessions (a reset after a leak must lock out
-/// whoever holds one); returns their digests like [`disable`].
+/// whoever holds one); returns their digests like [`disable`]. Call in a transaction.
 pub fn set_password(
-    conn: &Connection,
+    s: &Session<'_>,
     name: &str,
     password: &str,
 ) -> Result<EndedSessions, UserError> {
     check_password(password)?;
     let hash = hash_password(password)?;
-    let tx = conn.unchecked_transaction()?;
     // Recorded (and the user's sockets closed) by the server once it sees the change.
-    if tx.execute(
+    if s.execute(
         "UPDATE users SET password_hash = ?2, audited_password = 0 WHERE name = ?1",
-        params![name, hash],
+        &[&name, &hash],
     )? == 0
     {
         return Err(UserError::Unknown(name.into()));
     }
-    let sessions = end_sessions_of(&tx, name)?;
-    tx.commit()?;
-    Ok(sessions)
+    Ok(end_sessions_of(s, name)?)
 }
 
-fn end_sessions_of(conn: &Connection, name: &str) -> Result<Vec<[u8; 32]>, rusqlite::Error> {
-    let mut stmt =
-        conn.prepare("DELETE FROM sessions WHERE user_name = ?1 RETURNING token_hash")?;
-    let rows = stmt.query_map([name], |r| r.get::<_, Vec<u8>>(0))?;
+fn end_sessions_of(s: &Session<'_>, name: &str) -> Result<Vec<[u8; 32]>, SqlError> {
+    let rows = s.query(
+        "DELETE FROM sessions WHERE user_name = ?1 RETURNING token_hash",
+        &[&name],
+    )?;
     let mut out = Vec::new();
     for row in rows {
-        if let Ok(digest) = <[u8; 32]>::try_from(row?.as_slice()) {
+        if let Ok(digest) = <[u8; 32]>::try_from(row.blob(0)?.as_slice()) {
             out.push(digest);
         }
     }
@@ -293,15 +292,15 @@ fn end_sessions_of(conn: &Connection, name: &str) -> Result<Vec<[u8; 32]>, rusql
 }
 
 /// The stored hash and who it belongs to, for a sign-in to check outside the database lock.
-pub fn credentials(conn: &Connection, name: &str) -> Result<Option<(Member, String)>, AuthError> {
-    let row: Option<(String, String, String)> = conn
-        .query_row(
+pub fn credentials(s: &Session<'_>, name: &str) -> Result<Option<(Member, String)>, AuthError> {
+    let row = s
+        .query_opt(
             "SELECT role, subject, password_hash FROM users
              WHERE name = ?1 AND disabled_at IS NULL",
-            [name],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
+            &[&name],
+        )?
+        .map(|r| Ok::<_, SqlError>((r.text(0)?, r.text(1)?, r.text(2)?)))
+        .transpose()?;
     Ok(row.and_then(|(role, subject, hash)| {
         let role = Role::parse(&role)?;
         Some((
@@ -316,70 +315,72 @@ pub fn credentials(conn: &Connection, name: &str) -> Result<Option<(Member, Stri
 }
 
 /// Notes a successful sign-in.
-pub fn note_login(conn: &Connection, name: &str) -> Result<(), AuthError> {
-    conn.execute(
+pub fn note_login(s: &Session<'_>, name: &str) -> Result<(), AuthError> {
+    s.execute(
         "UPDATE users SET last_login_at = ?2 WHERE name = ?1",
-        params![name, chrono::Utc::now().timestamp()],
+        &[&name, &chrono::Utc::now().timestamp()],
     )?;
     Ok(())
 }
 
 /// Makes a one-time setup code for the first admin, replacing any unused one; `None` when
 /// a user can sign in already (setup is over).
-pub fn new_setup_code(conn: &Connection) -> Result<Option<String>, AuthError> {
-    if active_count(conn)? > 0 {
+pub fn new_setup_code(s: &Session<'_>) -> Result<Option<String>, AuthError> {
+    if active_count(s)? > 0 {
         return Ok(None);
     }
     let code = random_token("")?;
     let now = chrono::Utc::now().timestamp();
-    conn.execute("DELETE FROM setup_codes WHERE used_at IS NULL", [])?;
-    conn.execute(
+    s.execute("DELETE FROM setup_codes WHERE used_at IS NULL", &[])?;
+    s.execute(
         "INSERT INTO setup_codes (code_hash, created_at, expires_at) VALUES (?1, ?2, ?3)",
-        params![sha256(&code).as_slice(), now, now + SETUP_TTL_SECS],
+        &[
+            &sha256(&code).as_slice(),
+            &now,
+            &now.saturating_add(SETUP_TTL_SECS),
+        ],
     )?;
     Ok(Some(code))
 }
 
 /// Whether `code` is a live setup code while no user exists.
-pub fn setup_code_valid(conn: &Connection, code: &str) -> Result<bool, AuthError> {
+pub fn setup_code_valid(s: &Session<'_>, code: &str) -> Result<bool, AuthError> {
     let now = chrono::Utc::now().timestamp();
-    let live: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM setup_codes
-                        WHERE code_hash = ?1 AND used_at IS NULL AND expires_at > ?2)",
-        params![sha256(code).as_slice(), now],
-        |r| r.get(0),
-    )?;
-    Ok(live && active_count(conn)? == 0)
+    let live = s
+        .query_opt(
+            "SELECT 1 FROM setup_codes
+             WHERE code_hash = ?1 AND used_at IS NULL AND expires_at > ?2",
+            &[&sha256(code).as_slice(), &now],
+        )?
+        .is_some();
+    Ok(live && active_count(s)? == 0)
 }
 
-/// Spends `code` on the first admin, all or nothing. `hash` is the password's, made by the
-/// caller off the lock.
+/// Spends `code` on the first admin, all or nothing (call in a transaction). `hash` is the
+/// password's, made by the caller off the lock.
 pub fn complete_setup(
-    conn: &Connection,
+    s: &Session<'_>,
     code: &str,
     user: &NewUser,
     hash: &str,
 ) -> Result<UserInfo, UserError> {
     let subject = check_new(user)?;
-    let tx = conn.unchecked_transaction()?;
-    if !setup_code_valid(&tx, code)? {
+    if !setup_code_valid(s, code)? {
         return Err(UserError::Setup(
             "this setup link was used, has expired, or a user exists already; \
              ask an admin, or run `trailwatch user add`"
                 .into(),
         ));
     }
-    tx.execute(
+    s.execute(
         "UPDATE setup_codes SET used_at = ?2 WHERE code_hash = ?1",
-        params![sha256(code).as_slice(), chrono::Utc::now().timestamp()],
+        &[&sha256(code).as_slice(), &chrono::Utc::now().timestamp()],
     )?;
     let admin = NewUser {
         role: Role::Admin,
         ..user.clone()
     };
-    let info = insert(&tx, &admin, &subject, hash, true)?;
-    tx.commit()?;
-    Ok(info)
+    insert(s, &admin, &subject, hash, true)
 }
 
 /// A user change the chain has not recorded yet.
@@ -401,27 +402,20 @@ pub enum Unaudited {
 }
 
 /// The changes made outside the server (by the CLI) that are not in the chain yet.
-pub fn unaudited(conn: &Connection) -> Result<Vec<Unaudited>, AuthError> {
-    let mut stmt = conn.prepare_cached(
+pub fn unaudited(s: &Session<'_>) -> Result<Vec<Unaudited>, AuthError> {
+    let rows = s.query(
         "SELECT name, role, audited, disabled_at IS NOT NULL AND audited_disable = 0,
                 audited_password = 0
          FROM users
          WHERE audited = 0 OR (disabled_at IS NOT NULL AND audited_disable = 0)
             OR audited_password = 0
          ORDER BY id",
+        &[],
     )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, bool>(2)?,
-            r.get::<_, bool>(3)?,
-            r.get::<_, bool>(4)?,
-        ))
-    })?;
     let mut out = Vec::new();
-    for row in rows {
-        let (name, role, created_audited, disable_pending, password_pending) = row?;
+    for r in rows {
+        let (name, role, created_audited, disable_pending, password_pending) =
+            (r.text(0)?, r.text(1)?, r.flag(2)?, r.flag(3)?, r.flag(4)?);
         let Some(role) = Role::parse(&role) else {
             continue;
         };
@@ -445,18 +439,18 @@ pub fn unaudited(conn: &Connection) -> Result<Vec<Unaudited>, AuthError> {
 }
 
 /// Marks a change as recorded in the chain.
-pub fn mark_audited(conn: &Connection, change: &Unaudited) -> Result<(), AuthError> {
+pub fn mark_audited(s: &Session<'_>, change: &Unaudited) -> Result<(), AuthError> {
     match change {
         Unaudited::Created { name, .. } => {
-            conn.execute("UPDATE users SET audited = 1 WHERE name = ?1", [name])?
+            s.execute("UPDATE users SET audited = 1 WHERE name = ?1", &[name])?
         }
-        Unaudited::Disabled { name, .. } => conn.execute(
+        Unaudited::Disabled { name, .. } => s.execute(
             "UPDATE users SET audited_disable = 1 WHERE name = ?1",
-            [name],
+            &[name],
         )?,
-        Unaudited::PasswordSet { name, .. } => conn.execute(
+        Unaudited::PasswordSet { name, .. } => s.execute(
             "UPDATE users SET audited_password = 1 WHERE name = ?1",
-            [name],
+            &[name],
         )?,
     };
     Ok(())
@@ -466,7 +460,7 @@ pub fn mark_audited(conn: &Connection, change: &Unaudited) -> Result<(), AuthErr
 mod tests {
     use super::*;
 
-    fn db() -> Connection {
+    fn db() -> rusqlite::Connection {
         let dir = tempfile::tempdir().unwrap();
         let conn = super::super::open_db(dir.path()).unwrap();
         std::mem::forget(dir);
@@ -484,7 +478,8 @@ mod tests {
 
     #[test]
     fn passwords_are_stored_as_argon2id_and_checked() {
-        let conn = db();
+        let raw = db();
+        let conn = Session::sqlite(&raw);
         let info = create(
             &conn,
             &new("alice", Role::Own, "correct horse battery"),
@@ -492,7 +487,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!((info.subject.as_str(), info.role), ("alice", Role::Own));
-        let stored: String = conn
+        let stored: String = raw
             .query_row("SELECT password_hash FROM users", [], |r| r.get(0))
             .unwrap();
         assert!(stored.starts_with("$argon2id$"), "{stored}");
@@ -515,9 +510,10 @@ mod tests {
 
     #[test]
     fn disabling_ends_sessions_and_refuses_credentials() {
-        let conn = db();
+        let raw = db();
+        let conn = Session::sqlite(&raw);
         create(&conn, &new("bob", Role::Viewer, "a long password"), false).unwrap();
-        conn.execute(
+        raw.execute(
             "INSERT INTO sessions (token_hash, created_at, expires_at, user_name, last_seen_at)
              VALUES (?1, 0, 99999999999, 'bob', 0)",
             [[7u8; 32].as_slice()],
@@ -548,7 +544,8 @@ mod tests {
 
     #[test]
     fn a_setup_code_makes_one_admin_once() {
-        let conn = db();
+        let raw = db();
+        let conn = Session::sqlite(&raw);
         let code = new_setup_code(&conn).unwrap().unwrap();
         assert!(setup_code_valid(&conn, &code).unwrap());
         assert!(!setup_code_valid(&conn, "forged").unwrap());

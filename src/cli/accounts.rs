@@ -7,6 +7,24 @@ use crate::auth::tokens::{create, list, revoke, Scope, TokenError};
 use crate::auth::users::{self, NewUser, UserError};
 use crate::auth::{self, random_token, AuthError};
 use crate::model::Role;
+use crate::store::sql::Session;
+
+/// Runs `f` in one transaction of the auth database of the data directory `dir` (made if
+/// missing), committed when it returns `Ok`.
+fn in_transaction<T, E: From<AuthError>>(
+    dir: &std::path::Path,
+    f: impl FnOnce(&Session<'_>) -> Result<T, E>,
+) -> Result<T, E> {
+    std::fs::create_dir_all(dir).map_err(|source| AuthError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let raw = auth::open_db(dir)?;
+    let tx = raw.unchecked_transaction().map_err(AuthError::from)?;
+    let out = f(&Session::sqlite(&tx))?;
+    tx.commit().map_err(AuthError::from)?;
+    Ok(out)
+}
 
 /// Runs `trailwatch token ...` on the data directory `dir` and returns what it prints on
 /// stdout: the bare token for `create` (so `$(trailwatch token create ...)` captures it), a
@@ -15,15 +33,10 @@ use crate::model::Role;
 /// # Errors
 /// A bad name or scope, an unknown token, or the database failed.
 pub fn token(dir: &std::path::Path, command: &TokenCommand) -> Result<String, TokenError> {
-    std::fs::create_dir_all(dir).map_err(|source| AuthError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let conn = auth::open_db(dir)?;
-    match command {
+    in_transaction(dir, |conn| match command {
         TokenCommand::Create { name, scope } => {
             let scope = Scope::parse(scope).ok_or_else(|| TokenError::Scope(scope.clone()))?;
-            let (_, secret) = create(&conn, name, scope, false)?;
+            let (_, secret) = create(conn, name, scope, false)?;
             Ok(format!("{secret}\n"))
         }
         TokenCommand::List => {
@@ -31,7 +44,7 @@ pub fn token(dir: &std::path::Path, command: &TokenCommand) -> Result<String, To
                 "{:<24} {:<7} {:<21} {:<21} {}\n",
                 "NAME", "SCOPE", "CREATED", "LAST USED", "REVOKED"
             );
-            for t in list(&conn)? {
+            for t in list(conn)? {
                 out.push_str(&format!(
                     "{:<24} {:<7} {:<21} {:<21} {}\n",
                     t.name,
@@ -43,11 +56,11 @@ pub fn token(dir: &std::path::Path, command: &TokenCommand) -> Result<String, To
             }
             Ok(out)
         }
-        TokenCommand::Revoke { name } => Ok(match revoke(&conn, name, false)? {
+        TokenCommand::Revoke { name } => Ok(match revoke(conn, name, false)? {
             true => format!("revoked {name}\n"),
             false => format!("{name} was revoked already\n"),
         }),
-    }
+    })
 }
 
 /// Runs `trailwatch user ...` on the data directory `dir`, reading a password from `stdin`
@@ -60,11 +73,6 @@ pub fn user(
     command: &UserCommand,
     stdin: &mut dyn std::io::BufRead,
 ) -> Result<String, UserError> {
-    std::fs::create_dir_all(dir).map_err(|source| AuthError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let conn = auth::open_db(dir)?;
     let read_password = |stdin: &mut dyn std::io::BufRead| -> Result<String, UserError> {
         let mut line = String::new();
         stdin
@@ -94,7 +102,7 @@ pub fn user(
                 subject: subject.clone(),
                 password,
             };
-            let info = users::create(&conn, &user, false)?;
+            let info = in_transaction(dir, |s| users::create(s, &user, false))?;
             Ok(match shown {
                 Some(p) => format!(
                     "added {} ({}, actor {:?}); password: {p}\n",
@@ -115,7 +123,7 @@ pub fn user(
                 "{:<24} {:<8} {:<24} {:<21} {:<21} {}\n",
                 "NAME", "ROLE", "ACTOR", "CREATED", "LAST SIGN-IN", "DISABLED"
             );
-            for u in users::list(&conn)? {
+            for u in in_transaction(dir, users::list)? {
                 out.push_str(&format!(
                     "{:<24} {:<8} {:<24} {:<21} {:<21} {}\n",
                     u.name,
@@ -128,13 +136,15 @@ pub fn user(
             }
             Ok(out)
         }
-        UserCommand::Disable { name } => Ok(match users::disable(&conn, name, false)? {
-            Some(_) => format!("disabled {name}; their sessions have ended\n"),
-            None => format!("{name} was disabled already\n"),
-        }),
+        UserCommand::Disable { name } => Ok(
+            match in_transaction(dir, |s| users::disable(s, name, false))? {
+                Some(_) => format!("disabled {name}; their sessions have ended\n"),
+                None => format!("{name} was disabled already\n"),
+            },
+        ),
         UserCommand::Passwd { name } => {
             let password = read_password(stdin)?;
-            users::set_password(&conn, name, &password)?;
+            in_transaction(dir, |s| users::set_password(s, name, &password))?;
             Ok(format!(
                 "new password set for {name}; their sessions have ended\n"
             ))

@@ -6,7 +6,7 @@
 use super::AppState;
 use crate::model::{Category, Change, Level, Outcome, RuntimeSettings, SettingsPage};
 use crate::selfaudit::Acting;
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::store::sql::{Session, SqlError};
 use std::collections::BTreeMap;
 
 /// The settings table, in `auth.db` beside the users and tokens, created by this module,
@@ -33,9 +33,9 @@ pub enum SettingsError {
     Auth(#[from] crate::auth::AuthError),
 }
 
-impl From<rusqlite::Error> for SettingsError {
-    fn from(e: rusqlite::Error) -> Self {
-        SettingsError::Auth(crate::auth::AuthError::Sqlite(e))
+impl From<SqlError> for SettingsError {
+    fn from(e: SqlError) -> Self {
+        SettingsError::Auth(crate::auth::AuthError::Sql(e))
     }
 }
 
@@ -89,32 +89,30 @@ pub(crate) fn apply(state: &AppState, s: &RuntimeSettings) -> Result<(), Setting
 
 /// The saved settings, with who saved them and when (RFC 3339).
 pub(crate) fn saved(
-    conn: &Connection,
+    s: &Session<'_>,
 ) -> Result<Option<(RuntimeSettings, String, String)>, SettingsError> {
-    conn.execute_batch(SCHEMA)?;
-    let row: Option<(String, i64, String)> = conn
-        .query_row(
-            "SELECT value, updated_at, updated_by FROM settings WHERE key = ?1",
-            [KEY],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
-    let Some((value, at, by)) = row else {
+    s.sqlite_schema(SCHEMA)?;
+    let Some(row) = s.query_opt(
+        "SELECT value, updated_at, updated_by FROM settings WHERE key = ?1",
+        &[&KEY],
+    )?
+    else {
         return Ok(None);
     };
+    let (value, at, by) = (row.text(0)?, row.int(1)?, row.text(2)?);
     let settings = serde_json::from_str(&value)
         .map_err(|e| SettingsError::Invalid(format!("the saved settings do not read back: {e}")))?;
     Ok(Some((settings, crate::auth::rfc3339(at), by)))
 }
 
-fn save(conn: &Connection, s: &RuntimeSettings, by: &str) -> Result<(), SettingsError> {
+fn save(session: &Session<'_>, s: &RuntimeSettings, by: &str) -> Result<(), SettingsError> {
     let value =
         serde_json::to_string(s).map_err(|e| SettingsError::Invalid(format!("settings: {e}")))?;
-    conn.execute_batch(SCHEMA)?;
-    conn.execute(
+    session.sqlite_schema(SCHEMA)?;
+    session.execute(
         "INSERT INTO settings (key, value, updated_at, updated_by) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (key) DO UPDATE SET value = ?2, updated_at = ?3, updated_by = ?4",
-        params![KEY, value, chrono::Utc::now().timestamp(), by],
+        &[&KEY, &value, &chrono::Utc::now().timestamp(), &by],
     )?;
     Ok(())
 }

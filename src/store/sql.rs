@@ -283,9 +283,21 @@ enum Inner<'c> {
 
 impl<'c> Session<'c> {
     /// A session over an SQLite connection the caller holds (in a transaction of its own).
-    pub(crate) fn sqlite(conn: &'c rusqlite::Connection) -> Session<'c> {
+    pub fn sqlite(conn: &'c rusqlite::Connection) -> Session<'c> {
         Session {
             inner: Inner::Sqlite(conn),
+        }
+    }
+
+    /// Makes the tables an SQLite database lacks (`CREATE TABLE IF NOT EXISTS …`, several
+    /// statements); nothing on PostgreSQL, whose schema is its versioned migrations'.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn sqlite_schema(&self, sql: &str) -> Result<(), SqlError> {
+        match &self.inner {
+            Inner::Sqlite(conn) => Ok(conn.execute_batch(sql)?),
+            Inner::Postgres { .. } => Ok(()),
         }
     }
 
@@ -444,7 +456,15 @@ impl Db {
                     let conn = conn
                         .lock()
                         .map_err(|_| SqlError::Store(StoreError::Closed))?;
-                    let tx = conn.unchecked_transaction().map_err(SqlError::from)?;
+                    // A writing transaction takes the write lock first (waiting out the busy
+                    // timeout for another process's): a read that later writes could
+                    // otherwise find the snapshot stale and fail at once.
+                    let behavior = match snapshot {
+                        true => rusqlite::TransactionBehavior::Deferred,
+                        false => rusqlite::TransactionBehavior::Immediate,
+                    };
+                    let tx = rusqlite::Transaction::new_unchecked(&conn, behavior)
+                        .map_err(SqlError::from)?;
                     let out = f(&Session {
                         inner: Inner::Sqlite(&tx),
                     })?;
