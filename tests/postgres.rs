@@ -1144,3 +1144,111 @@ async fn saved_views_behave_alike_on_both_backends_and_are_shared_by_every_node(
     )
     .await;
 }
+
+fn by_session(value: &str) -> trailwatch::auth::Presented<'_> {
+    trailwatch::auth::Presented {
+        bearer: None,
+        session: Some(value),
+        query_token: None,
+    }
+}
+
+fn by_bearer(token: &str) -> trailwatch::auth::Presented<'_> {
+    trailwatch::auth::Presented {
+        bearer: Some(token),
+        session: None,
+        query_token: None,
+    }
+}
+
+/// Sign-in, sessions and tokens through two handles (two nodes, or one SQLite file): a
+/// session made on one is valid on the other, a token revoked or a user disabled on one is
+/// refused by the other at its next request.
+async fn auth_behaves(a: trailwatch::auth::Auth, b: trailwatch::auth::Auth) {
+    use trailwatch::auth::users::{self, NewUser};
+    use trailwatch::auth::{tokens, Role};
+    let alice = NewUser {
+        name: "alice".into(),
+        role: Role::Auditor,
+        subject: Some("u-alice".into()),
+        password: "a long enough password".into(),
+    };
+    a.with_users(move |s| users::create(s, &alice, true))
+        .await
+        .unwrap();
+    assert!(b
+        .authenticate("alice", "not her password".into())
+        .await
+        .unwrap()
+        .is_none());
+    let member = b
+        .authenticate("alice", "a long enough password".into())
+        .await
+        .unwrap()
+        .expect("her password on the other handle");
+    assert_eq!(
+        (member.role, member.subject.as_str()),
+        (Role::Auditor, "u-alice")
+    );
+    let cookie = b.create_session(Some(&member)).await.unwrap();
+    let who = a
+        .check(by_session(&cookie))
+        .await
+        .unwrap()
+        .expect("valid everywhere");
+    assert_eq!(who.name, "alice");
+
+    let (_, secret) = b
+        .with_tokens(|s| tokens::create(s, "shipper", tokens::Scope::Ingest, true))
+        .await
+        .unwrap();
+    assert_eq!(
+        a.check(by_bearer(&secret)).await.unwrap().map(|p| p.name),
+        Some("shipper".to_string())
+    );
+    assert!(b
+        .with_tokens(|s| tokens::revoke(s, "shipper", true))
+        .await
+        .unwrap());
+    assert_eq!(
+        a.check(by_bearer(&secret)).await.unwrap(),
+        None,
+        "revoked everywhere"
+    );
+    let listed = a.with_tokens(tokens::list).await.unwrap();
+    assert!(listed[0].revoked_at.is_some());
+
+    let (_, ended) = a
+        .with_users(|s| users::disable(s, "alice", true))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ended.len(), 1, "her session ended with her");
+    assert_eq!(b.check(by_session(&cookie)).await.unwrap(), None);
+    assert!(b
+        .authenticate("alice", "a long enough password".into())
+        .await
+        .unwrap()
+        .is_none());
+    a.end_session("no such session").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_sessions_and_tokens_behave_alike_on_both_backends_and_hold_on_every_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let on_sqlite = trailwatch::auth::Auth::open(dir.path(), "admin-secret").unwrap();
+    auth_behaves(on_sqlite.clone(), on_sqlite).await;
+
+    let url = cluster().database("auth").await;
+    let a = EventLog::open(&url, "node-1", StoreOptions::default())
+        .await
+        .unwrap();
+    let b = EventLog::open(&url, "node-2", StoreOptions::default())
+        .await
+        .unwrap();
+    auth_behaves(
+        trailwatch::auth::Auth::on(a.db(), "admin-secret"),
+        trailwatch::auth::Auth::on(b.db(), "admin-secret"),
+    )
+    .await;
+}

@@ -81,7 +81,62 @@ pub const MIGRATIONS: &[Migration] = &[
                   created_at bigint NOT NULL
               )",
     },
+    Migration {
+        version: 9,
+        name: "users, tokens, sessions and settings",
+        sql: AUTH,
+    },
 ];
+
+/// What `auth.db` holds on SQLite (`auth`, `auth::users`, `auth::tokens`, the settings
+/// module), for every node: a session made on one is valid on all, a token revoked or a user
+/// disabled on one is refused by all at the next request. Flags are integers 0 or 1, as the
+/// shared statements (`store::sql`) compare them.
+const AUTH: &str = "
+CREATE TABLE sessions (
+    token_hash   bytea  PRIMARY KEY,
+    created_at   bigint NOT NULL,
+    expires_at   bigint NOT NULL,
+    user_name    text,
+    last_seen_at bigint
+);
+CREATE TABLE tokens (
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name           text   NOT NULL UNIQUE,
+    scope          text   NOT NULL,
+    token_hash     bytea  NOT NULL UNIQUE,
+    created_at     bigint NOT NULL,
+    last_used_at   bigint,
+    revoked_at     bigint,
+    audited        bigint NOT NULL DEFAULT 0,
+    audited_revoke bigint NOT NULL DEFAULT 0
+);
+CREATE TABLE users (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name             text   NOT NULL UNIQUE,
+    role             text   NOT NULL,
+    subject          text   NOT NULL,
+    password_hash    text   NOT NULL,
+    created_at       bigint NOT NULL,
+    last_login_at    bigint,
+    disabled_at      bigint,
+    audited          bigint NOT NULL DEFAULT 0,
+    audited_disable  bigint NOT NULL DEFAULT 0,
+    audited_password bigint NOT NULL DEFAULT 1
+);
+CREATE TABLE setup_codes (
+    code_hash  bytea  PRIMARY KEY,
+    created_at bigint NOT NULL,
+    expires_at bigint NOT NULL,
+    used_at    bigint
+);
+CREATE TABLE settings (
+    key        text   PRIMARY KEY,
+    value      text   NOT NULL,
+    updated_at bigint NOT NULL,
+    updated_by text   NOT NULL
+);
+";
 
 /// Counts by event time that analytics read instead of history (`store::rollup`), in the
 /// appending transaction with the events they count, as on SQLite.
