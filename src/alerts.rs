@@ -8,8 +8,9 @@ use crate::analytics::Severity;
 use crate::insights::Analytics;
 use crate::live::Hub;
 use crate::model::{Alert, Category, Level, Outcome, StoredEvent};
+use crate::store::sql::{Db, Row, SqlError};
 use crate::store::Store;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::Path;
@@ -205,7 +206,7 @@ pub struct Alerts {
 }
 
 struct Inner {
-    db: Mutex<Connection>,
+    db: Db,
     config: AlertConfig,
     rules: Vec<AlertRule>,
     hub: Hub,
@@ -216,11 +217,7 @@ struct Inner {
 #[derive(Debug, thiserror::Error)]
 pub enum AlertError {
     #[error("alert log: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("alert log is unavailable")]
-    Poisoned,
-    #[error("alert log task failed")]
-    Join,
+    Sql(#[from] SqlError),
 }
 
 const SCHEMA: &str = "
@@ -275,18 +272,18 @@ fn severity_of(s: &str) -> Severity {
     }
 }
 
-fn alert_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Alert> {
-    let event: Option<String> = r.get(4)?;
+fn alert_from_row(r: &Row) -> Result<Alert, SqlError> {
+    let event = r.opt_text(4)?;
     Ok(Alert {
-        id: r.get::<_, i64>(0)?.max(0) as u64,
-        rule: r.get(1)?,
-        severity: severity_of(&r.get::<_, String>(2)?),
-        message: r.get(3)?,
+        id: r.int(0)?.max(0) as u64,
+        rule: r.text(1)?,
+        severity: severity_of(&r.text(2)?),
+        message: r.text(3)?,
         event: event.and_then(|e| serde_json::from_str(&e).ok()),
-        count: r.get::<_, i64>(5)?.max(0) as u64,
-        first_at: r.get(6)?,
-        last_at: r.get(7)?,
-        acknowledged_at: r.get(8)?,
+        count: r.int(5)?.max(0) as u64,
+        first_at: r.int(6)?,
+        last_at: r.int(7)?,
+        acknowledged_at: r.opt_int(8)?,
     })
 }
 
@@ -325,14 +322,27 @@ impl Alerts {
     /// # Errors
     /// The file cannot be opened or created.
     pub fn open(data_dir: &Path, config: AlertConfig, hub: Hub) -> Result<Alerts, AlertError> {
-        let conn = Connection::open(data_dir.join(ALERTS_FILE))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        // Erasure rewrites alerts about a subject; the old text must not linger.
-        conn.pragma_update(None, "secure_delete", "ON")?;
-        conn.execute_batch(SCHEMA)?;
-        Ok(Alerts {
+        let open = || -> Result<Connection, rusqlite::Error> {
+            let conn = Connection::open(data_dir.join(ALERTS_FILE))?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            // Erasure rewrites alerts about a subject; the old text must not linger.
+            conn.pragma_update(None, "secure_delete", "ON")?;
+            conn.execute_batch(SCHEMA)?;
+            Ok(conn)
+        };
+        let conn = open().map_err(SqlError::from)?;
+        Ok(Alerts::on(
+            Db::Sqlite(Arc::new(Mutex::new(conn))),
+            config,
+            hub,
+        ))
+    }
+
+    /// The alert log of a cluster, in its PostgreSQL database (whose migrations made it).
+    pub fn on(db: Db, config: AlertConfig, hub: Hub) -> Alerts {
+        Alerts {
             inner: Arc::new(Inner {
-                db: Mutex::new(conn),
+                db,
                 rules: rules(&config),
                 config,
                 hub,
@@ -341,22 +351,16 @@ impl Alerts {
                     .build()
                     .unwrap_or_default(),
             }),
-        })
+        }
     }
 
-    /// Runs `f` on the log's connection on the blocking pool.
+    /// Runs `f` in one transaction of the log, on the blocking pool.
     async fn with_db<T, F>(&self, f: F) -> Result<T, AlertError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, AlertError> + Send + 'static,
+        F: FnOnce(&crate::store::sql::Session<'_>) -> Result<T, AlertError> + Send + 'static,
     {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = inner.db.lock().map_err(|_| AlertError::Poisoned)?;
-            f(&conn)
-        })
-        .await
-        .map_err(|_| AlertError::Join)?
+        self.inner.db.transaction(f).await
     }
 
     /// Removes an erased data subject from the alert log: alerts raised by its events keep
@@ -374,48 +378,46 @@ impl Alerts {
         personal_metadata: Vec<String>,
     ) -> Result<u64, AlertError> {
         let subject = subject.to_string();
-        self.with_db(move |conn| {
-            let mut names: Vec<String> = names.into_iter().filter(|n| !n.is_empty()).collect();
-            // Longest first, so a name containing another is replaced whole.
-            names.sort_by_key(|n| std::cmp::Reverse(n.len()));
-            let rows: Vec<(i64, String, Option<String>)> = {
-                let mut stmt = conn.prepare("SELECT id, message, event FROM alerts")?;
-                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-                rows.collect::<Result<_, _>>()?
-            };
-            let tx = conn.unchecked_transaction()?;
-            let mut changed = 0;
-            for (id, message, event) in rows {
-                let mut stored: Option<StoredEvent> =
-                    event.as_deref().and_then(|e| serde_json::from_str(e).ok());
-                let about = stored.as_ref().is_some_and(|e| e.event.user.id == subject);
-                let named = names.iter().any(|n| message.contains(n.as_str()));
-                if !about && !named {
-                    continue;
+        let changed = self
+            .with_db(move |conn| {
+                let mut names: Vec<String> = names.into_iter().filter(|n| !n.is_empty()).collect();
+                // Longest first, so a name containing another is replaced whole.
+                names.sort_by_key(|n| std::cmp::Reverse(n.len()));
+                let rows = conn.query("SELECT id, message, event FROM alerts", &[])?;
+                let mut changed = 0;
+                for row in rows {
+                    let (id, message, event) = (row.int(0)?, row.text(1)?, row.opt_text(2)?);
+                    let mut stored: Option<StoredEvent> =
+                        event.as_deref().and_then(|e| serde_json::from_str(e).ok());
+                    let about = stored.as_ref().is_some_and(|e| e.event.user.id == subject);
+                    let named = names.iter().any(|n| message.contains(n.as_str()));
+                    if !about && !named {
+                        continue;
+                    }
+                    let mut text = message;
+                    for n in &names {
+                        text = text.replace(n.as_str(), crate::store::ERASED_SUBJECT);
+                    }
+                    if let Some(e) = stored.as_mut().filter(|_| about) {
+                        crate::store::blank_personal(&mut e.event, &personal_metadata);
+                    }
+                    let event = stored
+                        .map(|e| serde_json::to_string(&e))
+                        .transpose()
+                        .ok()
+                        .flatten();
+                    conn.execute(
+                        "UPDATE alerts SET message = ?1, event = ?2 WHERE id = ?3",
+                        &[&text, &event, &id],
+                    )?;
+                    changed += 1;
                 }
-                let mut text = message;
-                for n in &names {
-                    text = text.replace(n.as_str(), crate::store::ERASED_SUBJECT);
-                }
-                if let Some(e) = stored.as_mut().filter(|_| about) {
-                    crate::store::blank_personal(&mut e.event, &personal_metadata);
-                }
-                let event = stored
-                    .map(|e| serde_json::to_string(&e))
-                    .transpose()
-                    .ok()
-                    .flatten();
-                tx.execute(
-                    "UPDATE alerts SET message = ?1, event = ?2 WHERE id = ?3",
-                    rusqlite::params![text, event, id],
-                )?;
-                changed += 1;
-            }
-            tx.commit()?;
-            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-            Ok(changed)
-        })
-        .await
+                Ok(changed)
+            })
+            .await?;
+        // The WAL still holds the old text: emptied once the rewrite has committed.
+        self.inner.db.truncate_sqlite_wal().await?;
+        Ok(changed)
     }
 
     /// The newest alerts first, at most `limit`; only unacknowledged ones when asked.
@@ -432,9 +434,8 @@ impl Alerts {
                     ""
                 }
             );
-            let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt.query_map([i64::from(limit)], alert_from_row)?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            let rows = c.query(&sql, &[&i64::from(limit)])?;
+            Ok(rows.iter().map(alert_from_row).collect::<Result<_, _>>()?)
         })
         .await
     }
@@ -448,10 +449,12 @@ impl Alerts {
         self.with_db(move |c| {
             c.execute(
                 "UPDATE alerts SET acknowledged_at = ?2 WHERE id = ?1 AND acknowledged_at IS NULL",
-                params![id as i64, now_ms],
+                &[&(id as i64), &now_ms],
             )?;
             let sql = format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1");
-            Ok(c.query_row(&sql, [id as i64], alert_from_row).optional()?)
+            Ok(c.query_opt(&sql, &[&(id as i64)])?
+                .map(|r| alert_from_row(&r))
+                .transpose()?)
         })
         .await
     }
@@ -462,20 +465,21 @@ impl Alerts {
     /// The log cannot be read.
     pub async fn deliveries(&self, id: u64) -> Result<Vec<Delivery>, AlertError> {
         self.with_db(move |c| {
-            let mut stmt = c.prepare_cached(
+            let rows = c.query(
                 "SELECT url, attempt, status, error, at FROM deliveries
                  WHERE alert_id = ?1 ORDER BY id",
+                &[&(id as i64)],
             )?;
-            let rows = stmt.query_map([id as i64], |r| {
+            let delivery = |r: &Row| -> Result<Delivery, SqlError> {
                 Ok(Delivery {
-                    url: r.get(0)?,
-                    attempt: r.get(1)?,
-                    status: r.get(2)?,
-                    error: r.get(3)?,
-                    at: r.get(4)?,
+                    url: r.text(0)?,
+                    attempt: u32::try_from(r.int(1)?).unwrap_or(u32::MAX),
+                    status: r.opt_int(2)?.and_then(|s| u16::try_from(s).ok()),
+                    error: r.opt_text(3)?,
+                    at: r.int(4)?,
                 })
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            };
+            Ok(rows.iter().map(delivery).collect::<Result<_, _>>()?)
         })
         .await
     }
@@ -489,20 +493,22 @@ impl Alerts {
                     .event
                     .as_ref()
                     .and_then(|e| serde_json::to_string(e).ok());
-                c.execute(
-                    "INSERT INTO alerts (rule, severity, message, event, count, first_at, last_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    params![
-                        row.rule,
-                        severity_name(row.severity),
-                        row.message,
-                        event,
-                        row.count as i64,
-                        row.first_at,
-                        row.last_at
-                    ],
-                )?;
-                Ok(c.last_insert_rowid().max(0) as u64)
+                let id = c
+                    .query_one(
+                        "INSERT INTO alerts (rule, severity, message, event, count, first_at, last_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+                        &[
+                            &row.rule,
+                            &severity_name(row.severity),
+                            &row.message,
+                            &event,
+                            &(row.count as i64),
+                            &row.first_at,
+                            &row.last_at,
+                        ],
+                    )?
+                    .int(0)?;
+                Ok(id.max(0) as u64)
             })
             .await?;
         self.announce(&alert);
@@ -515,11 +521,15 @@ impl Alerts {
         let updated = self
             .with_db(move |c| {
                 c.execute(
-                    "UPDATE alerts SET count = count + ?2, last_at = MAX(last_at, ?3) WHERE id = ?1",
-                    params![id as i64, joined as i64, last_at],
+                    "UPDATE alerts SET count = count + ?2,
+                         last_at = CASE WHEN last_at > ?3 THEN last_at ELSE ?3 END
+                     WHERE id = ?1",
+                    &[&(id as i64), &(joined as i64), &last_at],
                 )?;
                 let sql = format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1");
-                Ok(c.query_row(&sql, [id as i64], alert_from_row).optional()?)
+                Ok(c.query_opt(&sql, &[&(id as i64)])?
+                    .map(|r| alert_from_row(&r))
+                    .transpose()?)
             })
             .await?;
         if let Some(mut alert) = updated {
@@ -562,7 +572,14 @@ impl Alerts {
                     c.execute(
                         "INSERT INTO deliveries (alert_id, url, attempt, status, error, at)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                        params![id as i64, url, attempt, status, error, now],
+                        &[
+                            &(id as i64),
+                            &url,
+                            &attempt,
+                            &status.map(i64::from),
+                            &error,
+                            &now,
+                        ],
                     )?;
                     Ok(())
                 })

@@ -1252,3 +1252,74 @@ async fn users_sessions_and_tokens_behave_alike_on_both_backends_and_hold_on_eve
     )
     .await;
 }
+
+/// The alert log through `alerts` over `db` (the same database): an alert as a node raising
+/// it stores it, listed, acknowledged once, and its subject erased from it.
+async fn alert_log_behaves(alerts: trailwatch::alerts::Alerts, db: trailwatch::store::sql::Db) {
+    let event = serde_json::to_string(&StoredEvent {
+        seq: Seq(1),
+        event_id: trailwatch::model::EventId("e1".into()),
+        received_at: DateTime::from_timestamp_millis(1_770_000_000_000).unwrap(),
+        hash: "00".into(),
+        event: tagged("alert", 3),
+    })
+    .unwrap();
+    let subject = tagged("alert", 3).user.id;
+    let message = format!("5 denials by {subject} within a minute");
+    let id = db
+        .transaction(move |s| {
+            s.query_one(
+                "INSERT INTO alerts (rule, severity, message, event, count, first_at, last_at)
+                 VALUES ('burst', 'critical', ?1, ?2, 5, 1, 2) RETURNING id",
+                &[&message, &event],
+            )?
+            .int(0)
+        })
+        .await
+        .map_err(|e: trailwatch::store::sql::SqlError| e.to_string())
+        .unwrap() as u64;
+    let listed = alerts.list(10, true).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0].id, listed[0].count), (id, 5));
+    let acked = alerts.acknowledge(id, 1_000).await.unwrap().unwrap();
+    assert_eq!(acked.acknowledged_at, Some(1_000));
+    let again = alerts.acknowledge(id, 2_000).await.unwrap().unwrap();
+    assert_eq!(
+        again.acknowledged_at,
+        Some(1_000),
+        "the first acknowledgement stands"
+    );
+    assert!(alerts.list(10, true).await.unwrap().is_empty());
+    assert_eq!(alerts.acknowledge(id + 99, 1).await.unwrap(), None);
+    assert!(alerts.deliveries(id).await.unwrap().is_empty());
+    let rewritten = alerts
+        .erase_subject(&subject, vec![subject.clone()], Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(rewritten, 1);
+    let erased = &alerts.list(10, false).await.unwrap()[0];
+    assert_eq!(erased.message, "5 denials by [erased] within a minute");
+    assert_eq!(erased.event.as_ref().unwrap().event.user.id, "[erased]");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alert_log_behaves_alike_on_both_backends() {
+    use std::sync::{Arc, Mutex};
+    use trailwatch::alerts::{AlertConfig, Alerts, ALERTS_FILE};
+    use trailwatch::live::{Hub, LiveConfig};
+    use trailwatch::store::sql::Db;
+    let dir = tempfile::tempdir().unwrap();
+    // Alerts announce on a hub; it needs a store, whichever backend keeps the alerts.
+    let store = trailwatch::store::Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let hub = Hub::start(store, LiveConfig::default());
+
+    let on_sqlite = Alerts::open(dir.path(), AlertConfig::default(), hub.clone()).unwrap();
+    let file = rusqlite::Connection::open(dir.path().join(ALERTS_FILE)).unwrap();
+    alert_log_behaves(on_sqlite, Db::Sqlite(Arc::new(Mutex::new(file)))).await;
+
+    let url = cluster().database("alerts").await;
+    let log = EventLog::open(&url, "node-1", StoreOptions::default())
+        .await
+        .unwrap();
+    alert_log_behaves(Alerts::on(log.db(), AlertConfig::default(), hub), log.db()).await;
+}

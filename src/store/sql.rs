@@ -443,6 +443,29 @@ impl Db {
         self.run(true, f).await
     }
 
+    /// Empties an SQLite database's write-ahead log into the file (after a rewrite that must
+    /// leave no old copy behind); nothing on PostgreSQL.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn truncate_sqlite_wal(&self) -> Result<(), SqlError> {
+        match self {
+            Db::Sqlite(conn) => {
+                let conn = conn.clone();
+                tokio::task::spawn_blocking(move || {
+                    let conn = conn
+                        .lock()
+                        .map_err(|_| SqlError::Store(StoreError::Closed))?;
+                    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+                    Ok(())
+                })
+                .await
+                .map_err(|e| SqlError::Store(StoreError::Io(std::io::Error::other(e))))?
+            }
+            Db::Postgres(_) => Ok(()),
+        }
+    }
+
     async fn run<T, E, F>(&self, snapshot: bool, f: F) -> Result<T, E>
     where
         T: Send + 'static,

@@ -86,6 +86,31 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "users, tokens, sessions and settings",
         sql: AUTH,
     },
+    Migration {
+        version: 10,
+        name: "alerts and their deliveries",
+        sql: "CREATE TABLE alerts (
+                  id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                  rule            text   NOT NULL,
+                  severity        text   NOT NULL,
+                  message         text   NOT NULL,
+                  event           text,
+                  count           bigint NOT NULL,
+                  first_at        bigint NOT NULL,
+                  last_at         bigint NOT NULL,
+                  acknowledged_at bigint
+              );
+              CREATE TABLE deliveries (
+                  id       bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                  alert_id bigint NOT NULL,
+                  url      text   NOT NULL,
+                  attempt  bigint NOT NULL,
+                  status   bigint,
+                  error    text,
+                  at       bigint NOT NULL
+              );
+              CREATE INDEX deliveries_alert ON deliveries (alert_id);",
+    },
 ];
 
 /// What `auth.db` holds on SQLite (`auth`, `auth::users`, `auth::tokens`, the settings
