@@ -202,6 +202,43 @@ pub struct Principal {
     pub submitter: String,
 }
 
+/// The PostgreSQL channel revocations travel on between the nodes of a cluster.
+pub const REVOCATIONS: &str = "trailwatch_revocations";
+
+/// What the revocation channel carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Revocation {
+    Of(Credential),
+    /// Some may have been missed (the node lost its listening session for a while): every
+    /// open socket asks the database whether its credential still holds.
+    Unknown,
+}
+
+impl Credential {
+    /// How a revocation names this credential between nodes; the admin token is never
+    /// revoked.
+    fn notice(&self) -> Option<String> {
+        match self {
+            Credential::AdminToken => None,
+            Credential::Session(digest) => Some(format!("session:{}", hex::encode(digest))),
+            Credential::Token(name) => Some(format!("token:{name}")),
+            Credential::User(name) => Some(format!("user:{name}")),
+        }
+    }
+
+    fn from_notice(notice: &str) -> Option<Credential> {
+        let (kind, rest) = notice.split_once(':')?;
+        match kind {
+            "session" => Some(Credential::Session(
+                hex::decode(rest).ok()?.try_into().ok()?,
+            )),
+            "token" => Some(Credential::Token(rest.to_string())),
+            "user" => Some(Credential::User(rest.to_string())),
+            _ => None,
+        }
+    }
+}
+
 /// One credential, as revocations name it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Credential {
@@ -294,7 +331,7 @@ pub struct Auth {
     /// Replaced whole by the Settings page.
     policy: Arc<std::sync::RwLock<SessionPolicy>>,
     /// Credentials revoked while the server runs, for the sockets they opened.
-    revocations: tokio::sync::broadcast::Sender<Credential>,
+    revocations: tokio::sync::broadcast::Sender<Revocation>,
     /// Refused sign-ins by address and by user name.
     pub guard: Arc<guard::LoginGuard>,
 }
@@ -489,10 +526,54 @@ impl Auth {
         Ok(())
     }
 
-    /// Tells whatever `credential` opened that it no longer holds.
+    /// Tells whatever `credential` opened that it no longer holds: on this node at once, and
+    /// on a cluster's other nodes through PostgreSQL (see [`Auth::follow_revocations`]).
     pub fn announce_revoked(&self, credential: Credential) {
+        if let (Db::Postgres(pool), Some(notice)) = (&self.db, credential.notice()) {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let sent = match pool.get().await {
+                    Ok(client) => client
+                        .execute("SELECT pg_notify($1, $2)", &[&REVOCATIONS, &notice])
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(e) = sent {
+                    // The other nodes' sockets still close at their next check of the
+                    // credential, at the latest when they next lag or reconnect.
+                    tracing::warn!(error = %e, "could not announce a revocation to the cluster");
+                }
+            });
+        }
         // No receiver means no socket is open: nothing to close.
-        let _ = self.revocations.send(credential);
+        let _ = self.revocations.send(Revocation::Of(credential));
+    }
+
+    /// Passes the revocations other nodes announce (`notices` of [`REVOCATIONS`]) to this
+    /// node's sockets, for as long as the stream lasts.
+    pub fn follow_revocations(
+        &self,
+        mut notices: tokio::sync::mpsc::UnboundedReceiver<crate::store::postgres::Notice>,
+    ) {
+        let revocations = self.revocations.clone();
+        tokio::spawn(async move {
+            use crate::store::postgres::Notice;
+            while let Some(notice) = notices.recv().await {
+                let revocation = match notice {
+                    Notice::Payload(p) => match Credential::from_notice(&p) {
+                        Some(c) => Revocation::Of(c),
+                        None => {
+                            tracing::warn!(notice = %p, "unreadable revocation notice");
+                            continue;
+                        }
+                    },
+                    Notice::Resumed => Revocation::Unknown,
+                };
+                let _ = revocations.send(revocation);
+            }
+        });
     }
 
     /// Completes when `principal`'s credential is revoked while the server runs (never for
@@ -517,9 +598,9 @@ impl Auth {
             }
             loop {
                 match rx.recv().await {
-                    Ok(c) if watched.contains(&c) => return,
-                    Ok(_) => {}
-                    Err(RecvError::Lagged(_)) => {
+                    Ok(Revocation::Of(c)) if watched.contains(&c) => return,
+                    Ok(Revocation::Of(_)) => {}
+                    Ok(Revocation::Unknown) | Err(RecvError::Lagged(_)) => {
                         if !auth.still_valid(&principal.credential).await {
                             return;
                         }

@@ -1323,3 +1323,42 @@ async fn the_alert_log_behaves_alike_on_both_backends() {
         .unwrap();
     alert_log_behaves(Alerts::on(log.db(), AlertConfig::default(), hub), log.db()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_revoked_on_one_node_ends_what_it_opened_on_another() {
+    use trailwatch::auth::{tokens, Auth, Credential, REVOCATIONS};
+    use trailwatch::store::postgres::Notice;
+    let url = cluster().database("revocations").await;
+    let a = EventLog::open(&url, "node-1", StoreOptions::default())
+        .await
+        .unwrap();
+    let b = EventLog::open(&url, "node-2", StoreOptions::default())
+        .await
+        .unwrap();
+    let (on_a, on_b) = (Auth::on(a.db(), "admin"), Auth::on(b.db(), "admin"));
+    for (auth, node) in [(&on_a, &a), (&on_b, &b)] {
+        let mut notices = node.notices(REVOCATIONS);
+        assert_eq!(notices.recv().await, Some(Notice::Resumed), "listening");
+        auth.follow_revocations(notices);
+    }
+    let (_, secret) = on_b
+        .with_tokens(|s| tokens::create(s, "dashboard-feed", tokens::Scope::Read, true))
+        .await
+        .unwrap();
+    // A socket on node 1 opened with the token waits for its revocation.
+    let principal = on_a.check(by_bearer(&secret)).await.unwrap().unwrap();
+    let revoked = tokio::spawn(on_a.revoked(&principal));
+    // Revoked on node 2: the socket on node 1 ends, well within a second of it.
+    assert!(on_b
+        .with_tokens(|s| tokens::revoke(s, "dashboard-feed", true))
+        .await
+        .unwrap());
+    let at = std::time::Instant::now();
+    on_b.announce_revoked(Credential::Token("dashboard-feed".into()));
+    tokio::time::timeout(Duration::from_secs(5), revoked)
+        .await
+        .expect("the revocation reached node 1")
+        .unwrap();
+    assert!(at.elapsed() < Duration::from_secs(1), "{:?}", at.elapsed());
+    assert_eq!(on_a.check(by_bearer(&secret)).await.unwrap(), None);
+}

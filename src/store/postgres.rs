@@ -23,7 +23,7 @@ pub use copy::{copy_sqlite, CopyReport};
 pub use lease::{holder, release, try_acquire, LeaseHolder};
 pub use log::{EventLog, LockHeld};
 pub use migrate::{migrate, Migration, MIGRATIONS};
-pub use notify::{announce, Committed, Listener, CHANNEL};
+pub use notify::{announce, notices, Committed, Listener, Notice, CHANNEL};
 pub use verify::{stored_checkpoints, verify};
 
 /// Why a PostgreSQL operation failed.

@@ -59,6 +59,8 @@ struct Shared {
     personal: Arc<[String]>,
     /// This node's name.
     node: String,
+    /// How this node connects, for sessions of their own (listening).
+    config: tokio_postgres::Config,
     stats: Arc<Mutex<CommitStats>>,
     /// How long the last batches held the chain's lock, for the benchmark.
     held: Arc<Mutex<LockHeld>>,
@@ -236,6 +238,7 @@ impl EventLog {
         let (live, _) = broadcast::channel(options.live_capacity.max(16));
         let (published_tx, published) = watch::channel(head);
         let (local_tx, local_rx) = mpsc::unbounded_channel();
+        let listen_config = config.clone();
         let sequencer = Sequencer {
             pool: pool.clone(),
             config,
@@ -278,6 +281,7 @@ impl EventLog {
                 published,
                 personal: options.personal_metadata.into(),
                 node: node.to_string(),
+                config: listen_config,
                 stats,
                 held,
                 sequencer,
@@ -576,6 +580,12 @@ impl EventLog {
     ) -> Result<crate::store::retention::Pruned, StoreError> {
         let mut client = self.shared.pool.get().await?;
         super::retention::prune(&mut client, key, policy, now.timestamp_millis()).await
+    }
+
+    /// Notices sent on `channel` by any node, from a session of this node's own that
+    /// reconnects by itself (see [`super::notices`]).
+    pub fn notices(&self, channel: &'static str) -> mpsc::UnboundedReceiver<super::Notice> {
+        super::notices(self.shared.config.clone(), channel)
     }
 
     /// The cluster's database for the small tables beside the events (views, settings,

@@ -45,6 +45,69 @@ pub async fn announce(client: &impl GenericClient, committed: Committed) -> Resu
     Ok(())
 }
 
+/// What a [`notices`] stream yields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// A notice's payload.
+    Payload(String),
+    /// Listening (again): notices sent before this, while no session listened, were
+    /// missed. The first one says the stream has started.
+    Resumed,
+}
+
+/// Listens on `channel` from a session of its own for as long as the receiver lives,
+/// reconnecting by itself after the session is lost; each time it listens it says so with
+/// [`Notice::Resumed`].
+pub fn notices(
+    config: tokio_postgres::Config,
+    channel: &'static str,
+) -> mpsc::UnboundedReceiver<Notice> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut wait = std::time::Duration::from_millis(100);
+        while !tx.is_closed() {
+            match config.connect(NoTls).await {
+                Ok((client, mut connection)) => {
+                    let (inner_tx, mut inner) = mpsc::unbounded_channel();
+                    let driver = tokio::spawn(async move {
+                        let mut messages =
+                            futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+                        while let Some(Ok(message)) = messages.next().await {
+                            if let AsyncMessage::Notification(n) = message {
+                                if n.channel() == channel
+                                    && inner_tx.send(n.payload().to_string()).is_err()
+                                {
+                                    return;
+                                }
+                            }
+                        }
+                    });
+                    if client
+                        .batch_execute(&format!("LISTEN {channel}"))
+                        .await
+                        .is_ok()
+                    {
+                        wait = std::time::Duration::from_millis(100);
+                        if tx.send(Notice::Resumed).is_err() {
+                            return;
+                        }
+                        while let Some(payload) = inner.recv().await {
+                            if tx.send(Notice::Payload(payload)).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    driver.abort();
+                }
+                Err(e) => tracing::debug!(error = %e, channel, "cannot listen yet"),
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(std::time::Duration::from_secs(2));
+        }
+    });
+    rx
+}
+
 /// A session listening on [`CHANNEL`].
 pub struct Listener {
     ranges: mpsc::UnboundedReceiver<Committed>,
