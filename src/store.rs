@@ -7,6 +7,7 @@ mod append;
 pub mod chain;
 pub mod checkpoint;
 pub mod cursor;
+mod facade;
 mod flush;
 mod index;
 pub mod postgres;
@@ -26,13 +27,13 @@ use crate::model::{
 };
 use crate::search::{Clause, Pattern, Query, Term};
 use rusqlite::Connection;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 pub use append::ERASED_SUBJECT;
+pub use facade::Store;
 
 /// Blanks the personal fields of a copy of an event kept outside the store (an alert's), as
 /// erasure blanks them inside: the actor, its address, agent and location, and the metadata
@@ -169,7 +170,7 @@ pub struct Following {
 /// Where a follower reads what its live queue dropped: either backend's committed events.
 #[derive(Clone)]
 pub(crate) enum Feed {
-    Sqlite(Store),
+    Sqlite(SqliteStore),
     Postgres(postgres::EventLog),
 }
 
@@ -293,7 +294,7 @@ impl Drop for Threads {
 
 /// A handle to the store; cheap to clone.
 #[derive(Clone)]
-pub struct Store {
+pub struct SqliteStore {
     shared: Arc<Shared>,
 }
 
@@ -306,14 +307,14 @@ pub enum Concerning {
     ActorOrEntity,
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens (creating if needed) the database in `data_dir`, recovers the chain head and starts
     /// the writer thread.
     ///
     /// # Errors
     /// Fails if the directory or database cannot be created or opened, or the schema is newer
     /// than this build understands.
-    pub fn open(data_dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+    pub fn open(data_dir: &Path, options: StoreOptions) -> Result<SqliteStore, StoreError> {
         std::fs::create_dir_all(data_dir)?;
         let path = data_dir.join(DB_FILE);
         let (conn, sync) = schema::open_writer(&path, options.durable)?;
@@ -343,7 +344,7 @@ impl Store {
         let [writing, flushing] =
             append::spawn_writer(conn, jobs, stats.clone(), sync, hooks, key, options)?;
         let indexing = indexer.spawn()?;
-        Ok(Store {
+        Ok(SqliteStore {
             shared: Arc::new(Shared {
                 path,
                 search_path: index::search_path(data_dir),
@@ -660,31 +661,6 @@ impl Store {
     /// Database errors.
     pub async fn distinct(&self, field: DistinctField) -> Result<Vec<ValueCount>, StoreError> {
         self.read(move |c| query::distinct(c, field)).await
-    }
-
-    /// [`Store::distinct`] over the events where `owner` is the actor alone (the `self`
-    /// role's view): counted from those events, since the running totals count everyone's.
-    ///
-    /// # Errors
-    /// Database errors; [`StoreError::Indexing`] while the search index catches up.
-    pub async fn distinct_owned(
-        &self,
-        field: DistinctField,
-        owner: &str,
-    ) -> Result<Vec<ValueCount>, StoreError> {
-        let query = Query::default().owned_by(Some(owner));
-        let counts = self
-            .for_each_matching(query, BTreeMap::<String, u64>::new(), move |counts, e| {
-                let value = match field {
-                    DistinctField::Level => e.event.level.as_str(),
-                    DistinctField::Category => e.event.category.as_str(),
-                    DistinctField::Action => e.event.action.as_str(),
-                };
-                *counts.entry(value.to_string()).or_default() += 1;
-                true
-            })
-            .await?;
-        Ok(query::by_count(counts.into_iter()))
     }
 
     /// The event with this id, if stored.
@@ -1021,7 +997,7 @@ mod tests {
     #[tokio::test]
     async fn the_background_chain_check_gives_way_to_ingest_and_finds_what_verify_finds() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let store = SqliteStore::open(dir.path(), StoreOptions::default()).unwrap();
         let body = b"{\"action\":\"a\"}\n{\"action\":\"b\",\"userId\":\"u1\"}\n";
         let events = parse_body(
             body,

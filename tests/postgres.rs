@@ -1362,3 +1362,89 @@ async fn a_credential_revoked_on_one_node_ends_what_it_opened_on_another() {
     assert!(at.elapsed() < Duration::from_secs(1), "{:?}", at.elapsed());
     assert_eq!(on_a.check(by_bearer(&secret)).await.unwrap(), None);
 }
+
+/// What the server asks of its store, through the one interface it knows.
+async fn store_behaves(store: trailwatch::store::Store) {
+    use common::random::{self, Rng};
+    use trailwatch::store::DistinctField;
+    let mut rng = Rng::new(11);
+    let events: Vec<AuditEvent> = (0..200).map(|i| random::event(&mut rng, i)).collect();
+    let mut follow = store.follow().await.unwrap();
+    for chunk in events.chunks(50) {
+        store.append(chunk.to_vec()).await.unwrap();
+    }
+    let got = take(&mut follow, 200).await;
+    assert_eq!(
+        got.iter().map(|e| e.seq.0).collect::<Vec<_>>(),
+        (1..=200).collect::<Vec<_>>()
+    );
+    assert_eq!(store.head().await.unwrap(), Seq(200));
+    let mut head = store.head_watch();
+    head.wait_for(|h| *h >= 200).await.unwrap();
+    assert_eq!(store.committed_head(), Seq(200));
+    assert!(store.is_writable());
+    assert!(store.stats().events >= 200);
+
+    let owner = got[0].event.user.id.clone();
+    let mut want: BTreeMap<String, u64> = BTreeMap::new();
+    for e in got.iter().filter(|e| e.event.user.id == owner) {
+        *want.entry(e.event.level.as_str().to_string()).or_default() += 1;
+    }
+    let owned = store
+        .distinct_owned(DistinctField::Level, &owner)
+        .await
+        .unwrap();
+    let owned: BTreeMap<String, u64> = owned.into_iter().map(|v| (v.value, v.count)).collect();
+    assert_eq!(owned, want);
+    let page = store
+        .query(
+            trailwatch::search::Query::parse(&format!("user:{owner}")).unwrap(),
+            every(500),
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.total, want.values().sum::<u64>());
+    let detail = store
+        .detail(got[10].event_id.clone(), 3)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(detail.seal.verified);
+
+    assert!(
+        store
+            .checkpoint_head(Duration::from_secs(20))
+            .await
+            .unwrap()
+            >= 200
+    );
+    let report = store.verify().await.unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!((report.checked, report.checkpoints > 0), (200, true));
+    let more = store
+        .verify_from(report.head_seq, {
+            let mut h = [0u8; 32];
+            hex::decode_to_slice(&report.head_hash, &mut h).unwrap();
+            h
+        })
+        .await
+        .unwrap();
+    assert!(more.ok && more.checked == 0, "{more:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_interface_serves_a_cluster_node_as_it_serves_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions::default();
+    store_behaves(trailwatch::store::Store::open(dir.path(), options.clone()).unwrap()).await;
+
+    let url = cluster().database("facade").await;
+    let node_dir = tempfile::tempdir().unwrap();
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let store =
+        trailwatch::store::Store::open_postgres(&url, "node-1", key, node_dir.path(), options)
+            .await
+            .unwrap();
+    assert!(store.postgres().is_some() && store.shared_db().is_some());
+    store_behaves(store).await;
+}

@@ -109,6 +109,7 @@ pub async fn run(log: EventLog, holder: String, key: SigningKey, duty: Duty) {
             Ok(Some(seq)) => {
                 signed_through = seq;
                 since = tokio::time::Instant::now();
+                log.note_checkpointed(seq);
             }
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "checkpoint duty"),

@@ -61,6 +61,10 @@ struct Shared {
     node: String,
     /// How this node connects, for sessions of their own (listening).
     config: tokio_postgres::Config,
+    /// The newest seq a signed checkpoint covers, as this node last saw it.
+    checkpointed: watch::Sender<u64>,
+    /// Whether the database answered this node's last statement.
+    reachable: Arc<std::sync::atomic::AtomicBool>,
     stats: Arc<Mutex<CommitStats>>,
     /// How long the last batches held the chain's lock, for the benchmark.
     held: Arc<Mutex<LockHeld>>,
@@ -217,7 +221,13 @@ impl EventLog {
             .query_one("SELECT seq FROM chain_head WHERE id = 1", &[])
             .await?
             .get(0);
+        let checkpointed: Option<i64> = setup
+            .query_one("SELECT max(seq) FROM checkpoints", &[])
+            .await?
+            .get(0);
+        let checkpointed = checkpointed.unwrap_or(0).max(0) as u64;
         drop(setup);
+        let reachable = Arc::new(std::sync::atomic::AtomicBool::new(true));
 
         let manager = Manager::from_config(
             config.clone(),
@@ -246,6 +256,7 @@ impl EventLog {
             live: live.clone(),
             published: published_tx,
             local: local_rx,
+            reachable: reachable.clone(),
         };
         let sequencer = tokio::spawn(sequencer.run()).abort_handle();
 
@@ -270,6 +281,7 @@ impl EventLog {
             node: node.to_string(),
             stats: stats.clone(),
             held: held.clone(),
+            reachable: reachable.clone(),
         };
         tokio::spawn(appender.run());
         tracing::info!(head, "PostgreSQL event log opened");
@@ -282,6 +294,8 @@ impl EventLog {
                 personal: options.personal_metadata.into(),
                 node: node.to_string(),
                 config: listen_config,
+                checkpointed: watch::channel(checkpointed).0,
+                reachable,
                 stats,
                 held,
                 sequencer,
@@ -588,6 +602,49 @@ impl EventLog {
         super::notices(self.shared.config.clone(), channel)
     }
 
+    /// Whether the database answered this node's last append or read of the head.
+    pub fn is_reachable(&self) -> bool {
+        self.shared
+            .reachable
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The metadata fields declared personal.
+    pub fn personal_metadata(&self) -> &[String] {
+        &self.shared.personal
+    }
+
+    /// The newest seq a signed checkpoint covers, as this node last saw it, followed.
+    pub fn checkpointed(&self) -> watch::Receiver<u64> {
+        self.shared.checkpointed.subscribe()
+    }
+
+    /// Notes that signed checkpoints now cover `seq`.
+    pub(crate) fn note_checkpointed(&self, seq: u64) {
+        self.shared.checkpointed.send_if_modified(|c| {
+            let newer = seq > *c;
+            if newer {
+                *c = seq;
+            }
+            newer
+        });
+    }
+
+    /// [`EventLog::verify`] of the rows after `after`, whose hash is `prev`.
+    ///
+    /// # Errors
+    /// As [`EventLog::verify`].
+    pub async fn verify_from(
+        &self,
+        after: Seq,
+        prev: Hash32,
+        checkpoints: &[crate::store::checkpoint::Checkpoint],
+        key: Option<&ed25519_dalek::VerifyingKey>,
+    ) -> Result<crate::store::VerifyReport, StoreError> {
+        let mut client = self.shared.pool.get().await?;
+        super::verify::verify_from(&mut client, after, prev, checkpoints, key, &mut |_| {}).await
+    }
+
     /// The cluster's database for the small tables beside the events (views, settings,
     /// users, tokens, alerts), through this node's pool.
     pub fn db(&self) -> crate::store::sql::Db {
@@ -659,6 +716,7 @@ struct Appender {
     node: String,
     stats: Arc<Mutex<CommitStats>>,
     held: Arc<Mutex<LockHeld>>,
+    reachable: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Appender {
@@ -690,7 +748,12 @@ impl Appender {
                 (j.events, j.reply)
             })
             .unzip();
-        match self.commit(events, &cursors).await {
+        let committed = self.commit(events, &cursors).await;
+        self.reachable.store(
+            !matches!(committed, Err(StoreError::Unreachable(_))),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        match committed {
             Ok(sealed) => {
                 let mut at = 0;
                 for (reply, &n) in replies.into_iter().zip(&sizes) {
@@ -1342,6 +1405,7 @@ struct Sequencer {
     published: watch::Sender<u64>,
     /// This node's own commits, in commit order.
     local: mpsc::UnboundedReceiver<Vec<Arc<StoredEvent>>>,
+    reachable: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Sequencer {
@@ -1398,7 +1462,12 @@ impl Sequencer {
     /// Reads and publishes the rows after the last published, through `through` (or the
     /// newest). A failure is logged and retried at the next notice or poll.
     async fn catch_up(&mut self, through: Option<u64>) {
-        if let Err(e) = self.read_and_publish(through).await {
+        let read = self.read_and_publish(through).await;
+        self.reachable.store(
+            !matches!(read, Err(StoreError::Unreachable(_))),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        if let Err(e) = read {
             tracing::warn!(error = %e, after = self.last, "could not read committed events");
         }
     }

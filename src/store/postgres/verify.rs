@@ -124,6 +124,22 @@ pub async fn verify(
     key: Option<&VerifyingKey>,
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<VerifyReport, StoreError> {
+    verify_from(client, Seq(0), GENESIS, checkpoints, key, progress).await
+}
+
+/// [`verify`] of the rows after `after`, the seq of a row already verified whose hash is
+/// `prev`: how the background check keeps up without walking the whole chain again.
+///
+/// # Errors
+/// As [`verify`].
+pub async fn verify_from(
+    client: &mut Client,
+    after: Seq,
+    prev: [u8; 32],
+    checkpoints: &[Checkpoint],
+    key: Option<&VerifyingKey>,
+    progress: &mut (dyn FnMut(u64) + Send),
+) -> Result<VerifyReport, StoreError> {
     let tx = client
         .build_transaction()
         .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
@@ -136,7 +152,7 @@ pub async fn verify(
     let head_seq: i64 = head.get(0);
     let head_hash: Vec<u8> = head.get(1);
     let (ledger, ranges) = signed_ranges(&tx, key).await?;
-    let mut walk = match Walk::start(Seq(0), crate::store::chain::GENESIS, checkpoints) {
+    let mut walk = match Walk::start(after, prev, checkpoints) {
         Ok(walk) => walk,
         Err(report) => return Ok(*report),
     };
@@ -149,7 +165,7 @@ pub async fn verify(
         .prepare("SELECT subject, salt FROM subjects WHERE subject = ANY($1)")
         .await?;
     let mut range_at = |seq: u64| Ok(ranges.get(&seq).cloned());
-    let mut after: i64 = 0;
+    let mut after: i64 = after.0 as i64;
     'walk: loop {
         let rows = tx.query(&stmt, &[&after, &CHUNK]).await?;
         let Some(last) = rows.last() else {
