@@ -62,6 +62,22 @@ pub struct ServeConfig {
     pub tls_key: Option<PathBuf>,
     /// Origins allowed to frame the dashboard; empty means none.
     pub frame_ancestors: Vec<String>,
+    /// Several nodes: the PostgreSQL database they share (`None`: the embedded SQLite store).
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `[database]`: what makes this server one node of several sharing a PostgreSQL database.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `postgres://user@host:port/database`.
+    pub url: String,
+    /// This node's name, stable across its restarts (its tail cursors are kept by it)
+    /// [default: the host name and the port].
+    pub node: Option<String>,
+    /// The cluster's checkpoint signing key (64 hex digits in a file), the same file on every
+    /// node [default: checkpoint.key in the data directory, made if missing].
+    pub key_file: Option<PathBuf>,
 }
 
 impl ServeConfig {
@@ -91,8 +107,42 @@ impl ServeConfig {
             tls_cert: None,
             tls_key: None,
             frame_ancestors: Vec::new(),
+            cluster: None,
         }
     }
+}
+
+/// This server as one node of a cluster.
+struct ClusterNode {
+    store: Store,
+    name: String,
+    key: ed25519_dalek::SigningKey,
+}
+
+/// Joins the cluster `cluster` describes: its signing key (the file given to every node, or
+/// this data directory's, made if missing), this node's name, and its share of the database.
+async fn join_cluster(
+    cluster: &ClusterConfig,
+    config: &ServeConfig,
+    options: StoreOptions,
+) -> Result<ClusterNode, ServeError> {
+    use crate::store::checkpoint;
+    let key = match &cluster.key_file {
+        Some(path) => checkpoint::signing_key_at(path),
+        None => checkpoint::Signer::open(&config.data_dir)
+            .and_then(|_| checkpoint::signing_key(&config.data_dir)),
+    }
+    .map_err(|e| ServeError::Config(format!("the cluster's signing key: {e}")))?;
+    let name = cluster.node.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "node".into());
+        format!("{host}:{}", config.addr.port())
+    });
+    let store =
+        Store::open_postgres(&cluster.url, &name, key.clone(), &config.data_dir, options).await?;
+    tracing::info!(node = %name, "joined the cluster");
+    Ok(ClusterNode { store, name, key })
 }
 
 /// Why the server could not start or stopped.
@@ -165,16 +215,21 @@ impl Server {
             .map_err(ServeError::Config)?;
         let (admin_token, token_origin) =
             auth::load_admin_token(&config.data_dir, config.admin_token.clone())?;
-        let store = Store::open(
-            &config.data_dir,
-            StoreOptions {
-                live_capacity: config.live_queue,
-                max_pages: config.max_db_mb.map(|mb| mb * (1024 * 1024 / 4096)),
-                risk: config.risk.clone(),
-                personal_metadata: config.personal_metadata.clone(),
-                ..StoreOptions::default()
-            },
-        )?;
+        let options = StoreOptions {
+            live_capacity: config.live_queue,
+            max_pages: config.max_db_mb.map(|mb| mb * (1024 * 1024 / 4096)),
+            risk: config.risk.clone(),
+            personal_metadata: config.personal_metadata.clone(),
+            ..StoreOptions::default()
+        };
+        let node = match &config.cluster {
+            None => None,
+            Some(cluster) => Some(join_cluster(cluster, config, options.clone()).await?),
+        };
+        let store = match &node {
+            None => Store::open(&config.data_dir, options)?,
+            Some(n) => n.store.clone(),
+        };
         let hub = Hub::start(
             store.clone(),
             LiveConfig {
@@ -184,10 +239,42 @@ impl Server {
         );
         let analytics = Analytics::new(store.clone(), config.anomalies.clone(), zone);
         analytics.watch();
-        let alerts = Alerts::open(&config.data_dir, config.alerts.clone(), hub.clone())?;
-        alerts.watch(&store, analytics.clone());
-        let auth = Auth::open(&config.data_dir, &admin_token)?.with_policy(config.sessions.clone());
-        let views = SavedViews::open(&config.data_dir)?;
+        // On a cluster the small tables live in the shared database, with the events.
+        let (alerts, auth, views) = match store.shared_db() {
+            None => (
+                Alerts::open(&config.data_dir, config.alerts.clone(), hub.clone())?,
+                Auth::open(&config.data_dir, &admin_token)?,
+                SavedViews::open(&config.data_dir)?,
+            ),
+            Some(db) => (
+                Alerts::on(db.clone(), config.alerts.clone(), hub.clone()),
+                Auth::on(db.clone(), &admin_token),
+                SavedViews::on(db),
+            ),
+        };
+        let auth = auth.with_policy(config.sessions.clone());
+        match (&node, store.postgres()) {
+            (Some(node), Some(log)) => {
+                // One node at a time evaluates the alert rules, so an alert fires once for
+                // the cluster; another takes over when that node dies.
+                let (me, store, analytics) = (alerts.clone(), store.clone(), analytics.clone());
+                crate::store::postgres::run_when_held(
+                    log.clone(),
+                    "alerts",
+                    node.name.clone(),
+                    std::time::Duration::from_secs(20),
+                    move || me.watch(&store, analytics),
+                );
+                auth.follow_revocations(log.notices(auth::REVOCATIONS));
+                tokio::spawn(crate::store::postgres::checkpoints::run(
+                    log.clone(),
+                    node.name.clone(),
+                    node.key.clone(),
+                    crate::store::postgres::checkpoints::Duty::default(),
+                ));
+            }
+            _ => alerts.watch(&store, analytics.clone()),
+        }
         let leptos_options = leptos_options(config);
         let pkg = PathBuf::from(&*leptos_options.site_root)
             .join(&*leptos_options.site_pkg_dir)

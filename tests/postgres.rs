@@ -1448,3 +1448,85 @@ async fn the_store_interface_serves_a_cluster_node_as_it_serves_sqlite() {
     assert!(store.postgres().is_some() && store.shared_db().is_some());
     store_behaves(store).await;
 }
+
+/// A node of a cluster on `url`, with the cluster key in `key_file`.
+async fn serve_node(url: &str, name: &str, key_file: &std::path::Path) -> common::TestServer {
+    let (url, name, key_file) = (url.to_string(), name.to_string(), key_file.to_path_buf());
+    common::TestServer::start_with(move |c| {
+        c.cluster = Some(trailwatch::site::ClusterConfig {
+            url,
+            node: Some(name),
+            key_file: Some(key_file),
+        })
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_one_database_behave_as_one() {
+    let url = cluster().database("serve_two").await;
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("cluster.key");
+    std::fs::write(&key_file, hex::encode([21u8; 32])).unwrap();
+    let a = serve_node(&url, "a", &key_file).await;
+    let b = serve_node(&url, "b", &key_file).await;
+
+    // A socket on node b streams what node a takes in.
+    let mut ws = b.socket("").await;
+    ws.subscribe(serde_json::json!({"type": "subscribe", "sinceSeq": 0}))
+        .await;
+    ws.events_until_ready().await;
+    let (status, receipt) = a.post(&common::batch("from-a", 3)).await;
+    assert_eq!(status, 201, "{receipt}");
+    assert_eq!(ws.events(3).await, [1, 2, 3]);
+    let (status, page) = b.get("/api/v1/events?q=from").await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["total"], 3, "{page}");
+
+    // A session made on node a is valid on node b.
+    let cookie = a.admin_session().await;
+    let r = b
+        .http
+        .get(b.url("/api/v1/events"))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // A token made on node a works on node b until node b revokes it; then node a refuses it.
+    let (status, made) = a
+        .http
+        .post(a.url("/api/v1/tokens"))
+        .bearer_auth(common::TOKEN)
+        .json(&serde_json::json!({"name": "shipper", "scope": "ingest"}))
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), r))
+        .unwrap();
+    assert_eq!(status, 201);
+    let made: serde_json::Value = made.json().await.unwrap();
+    let secret = made["token"].as_str().expect("the new token").to_string();
+    let post_with = |s: &common::TestServer, token: &str| {
+        s.http
+            .post(s.url("/api/v1/events"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"action": "x", "user": "u"}))
+            .send()
+    };
+    assert_eq!(post_with(&b, &secret).await.unwrap().status(), 201);
+    let r = b
+        .http
+        .delete(b.url("/api/v1/tokens/shipper"))
+        .bearer_auth(common::TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(post_with(&a, &secret).await.unwrap().status(), 401);
+    assert_eq!(
+        ws.events(1).await,
+        [4],
+        "later events, from either node, reach node b in order"
+    );
+}

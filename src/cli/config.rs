@@ -218,6 +218,17 @@ pub struct ServeArgs {
         requires = "tls_cert"
     )]
     pub tls_key: Option<PathBuf>,
+    /// Keep everything in this PostgreSQL database, shared with the other nodes of a cluster,
+    /// instead of the embedded SQLite store: postgres://user@host:port/database.
+    #[arg(long, env = "TRAILWATCH_DATABASE_URL", value_name = "URL")]
+    pub database: Option<String>,
+    /// This node's name in the cluster, stable across its restarts [default: host:port].
+    #[arg(long, env = "TRAILWATCH_NODE")]
+    pub node_name: Option<String>,
+    /// The cluster's checkpoint signing key file, the same on every node [default:
+    /// checkpoint.key in the data directory].
+    #[arg(long, env = "TRAILWATCH_CLUSTER_KEY", value_name = "FILE")]
+    pub cluster_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -322,6 +333,8 @@ pub struct FileConfig {
     pub tls_key: Option<PathBuf>,
     /// Origins allowed to frame the dashboard (CSP `frame-ancestors`); none by default.
     pub frame_ancestors: Option<Vec<String>>,
+    /// `[database]`: several nodes on one PostgreSQL database.
+    pub database: Option<crate::site::ClusterConfig>,
 }
 
 /// The `[privacy]` section.
@@ -413,6 +426,18 @@ pub fn serve_config(args: ServeArgs, file: FileConfig) -> ServeConfig {
         tls_cert: args.tls_cert.or(file.tls_cert),
         tls_key: args.tls_key.or(file.tls_key),
         frame_ancestors: file.frame_ancestors.unwrap_or_default(),
+        cluster: match (args.database, file.database) {
+            (Some(url), file) => Some(crate::site::ClusterConfig {
+                url,
+                ..file.unwrap_or_default()
+            }),
+            (None, file) => file,
+        }
+        .map(|mut c| {
+            c.node = args.node_name.clone().or(c.node);
+            c.key_file = args.cluster_key.clone().or(c.key_file);
+            c
+        }),
         personal_metadata: {
             let declared = if args.personal_metadata.is_empty() {
                 file.privacy.unwrap_or_default().personal_metadata

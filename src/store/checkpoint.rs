@@ -186,6 +186,14 @@ pub fn signing_key(data_dir: &Path) -> Result<SigningKey, CheckpointError> {
     )?))
 }
 
+/// The signing key in the file at `path` (64 hex digits): a cluster's, given to every node.
+///
+/// # Errors
+/// The file is missing, unreadable or not a key.
+pub fn signing_key_at(path: &Path) -> Result<SigningKey, CheckpointError> {
+    Ok(SigningKey::from_bytes(&read_hex32(path)?))
+}
+
 /// Signs heads into the log of one data directory.
 pub struct Signer {
     key: SigningKey,

@@ -20,7 +20,7 @@ mod verify;
 mod words;
 
 pub use copy::{copy_sqlite, CopyReport};
-pub use lease::{holder, release, try_acquire, LeaseHolder};
+pub use lease::{holder, release, run_when_held, try_acquire, LeaseHolder};
 pub use log::{EventLog, LockHeld};
 pub use migrate::{migrate, Migration, MIGRATIONS};
 pub use notify::{announce, notices, Committed, Listener, Notice, CHANNEL};

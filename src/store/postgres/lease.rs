@@ -77,3 +77,39 @@ pub async fn holder(client: &Client, name: &str) -> Result<Option<LeaseHolder>, 
         expires_at: r.get(2),
     }))
 }
+
+/// Runs `start` once this node (`holder`) takes the lease `name`, and keeps renewing it, for a
+/// job one node of the cluster does at a time (evaluating alerts): if the holder dies, its
+/// lease runs out after `ttl` and another node takes it and starts the job there.
+pub fn run_when_held(
+    log: super::EventLog,
+    name: &'static str,
+    holder: String,
+    ttl: std::time::Duration,
+    start: impl FnOnce() + Send + 'static,
+) {
+    tokio::spawn(async move {
+        let mut start = Some(start);
+        let mut tick = tokio::time::interval(ttl / 4);
+        loop {
+            tick.tick().await;
+            let held = match log.client().await {
+                Ok(client) => try_acquire(&client, name, &holder, ttl).await,
+                Err(e) => {
+                    tracing::debug!(error = %e, lease = name, "cannot ask for the lease");
+                    continue;
+                }
+            };
+            match held {
+                Ok(true) => {
+                    if let Some(start) = start.take() {
+                        tracing::info!(lease = name, "this node now runs the job");
+                        start();
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => tracing::debug!(error = %e, lease = name, "cannot ask for the lease"),
+            }
+        }
+    });
+}
