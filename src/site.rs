@@ -317,6 +317,9 @@ impl Server {
         settings::restore(&state)
             .await
             .map_err(|e| ServeError::Config(format!("saved settings: {e}")))?;
+        if node.is_some() {
+            settings::follow(state.clone());
+        }
         lifecycle::spawn_daily(state.clone(), config.retention_schedule);
         tokens::watch_cli_changes(state.clone());
         let runtime = tokio::runtime::Handle::current();

@@ -1529,4 +1529,36 @@ async fn two_servers_on_one_database_behave_as_one() {
         [4],
         "later events, from either node, reach node b in order"
     );
+
+    // Settings saved on node a apply on node b within a second or two.
+    let (status, page) = a
+        .call_fn("/api/fn/settings", &cookie, &serde_json::json!({}))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let mut next = page["current"].clone();
+    let days = next["retentionDays"].as_u64().unwrap() + 17;
+    next["retentionDays"] = days.into();
+    let cookie_b = b.admin_session().await;
+    let (status, saved) = a
+        .call_fn(
+            "/api/fn/save_settings",
+            &cookie,
+            &serde_json::json!({ "settings": next }),
+        )
+        .await;
+    assert_eq!(status, 200, "{saved}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, on_b) = b
+            .call_fn("/api/fn/settings", &cookie_b, &serde_json::json!({}))
+            .await;
+        if on_b["current"]["retentionDays"] == days {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node b still runs {on_b}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

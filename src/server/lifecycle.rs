@@ -304,6 +304,10 @@ pub fn spawn_daily(state: AppState, schedule: RetentionSchedule) {
             if !policy.enabled {
                 continue;
             }
+            // On a cluster one node runs it: the one that takes the day's lease.
+            if !state.store.take_lease("retention", schedule.every).await {
+                continue;
+            }
             if let Err(e) = run_retention(&state, policy, &Acting::system()).await {
                 tracing::error!(error = ?e, "the daily retention run failed");
             }

@@ -135,6 +135,43 @@ pub(crate) async fn restore(state: &AppState) -> Result<(), SettingsError> {
     Ok(())
 }
 
+/// How soon a node of a cluster puts into effect settings another node saved.
+pub const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// On a cluster: puts into effect, within [`FOLLOW_EVERY`], the settings any node saves, so a
+/// change made on one node applies everywhere. (The node that saved them applied them already;
+/// applying them again changes nothing.)
+pub(crate) fn follow(state: AppState) {
+    tokio::spawn(async move {
+        let mut seen: Option<RuntimeSettings> = None;
+        let mut tick = tokio::time::interval(FOLLOW_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let saved = match read_saved(&state).await {
+                Ok(Some((settings, _, _))) => settings,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot read the saved settings");
+                    continue;
+                }
+            };
+            if seen.as_ref() == Some(&saved) {
+                continue;
+            }
+            if saved != current(&state) {
+                match apply(&state, &saved) {
+                    Ok(()) => tracing::info!("settings saved on another node are in effect"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "settings saved on another node do not apply")
+                    }
+                }
+            }
+            seen = Some(saved);
+        }
+    });
+}
+
 /// What the Settings page shows.
 pub(crate) async fn page(state: &AppState) -> Result<SettingsPage, SettingsError> {
     let saved = read_saved(state).await?;

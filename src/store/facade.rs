@@ -33,10 +33,11 @@ enum Backend {
 }
 
 /// One node of a cluster: its share of the database, the cluster's signing key (checkpoints
-/// and retention records), and its own data directory (keys, the admin token).
+/// and retention records), its name and its own data directory (keys, the admin token).
 struct Node {
     log: postgres::EventLog,
     key: SigningKey,
+    name: String,
     data_dir: PathBuf,
 }
 
@@ -68,6 +69,7 @@ impl Store {
             backend: Backend::Postgres(Arc::new(Node {
                 log,
                 key,
+                name: node.to_string(),
                 data_dir: data_dir.to_path_buf(),
             })),
         })
@@ -85,6 +87,21 @@ impl Store {
     /// live with the events: on a cluster. SQLite keeps them in files of their own.
     pub fn shared_db(&self) -> Option<super::sql::Db> {
         self.postgres().map(postgres::EventLog::db)
+    }
+
+    /// Whether this server should run a job that one node of a cluster runs at a time (the
+    /// daily retention run): always on SQLite; on a cluster, whether this node took (or
+    /// renewed) the lease `name` for `ttl`. A database that cannot be reached says no.
+    pub async fn take_lease(&self, name: &str, ttl: Duration) -> bool {
+        let Backend::Postgres(n) = &self.backend else {
+            return true;
+        };
+        match n.log.client().await {
+            Ok(client) => postgres::try_acquire(&client, name, &n.name, ttl)
+                .await
+                .unwrap_or(false),
+            Err(_) => false,
+        }
     }
 
     /// Appends `events` as one unit; returns once they are durable.
