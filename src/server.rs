@@ -841,6 +841,11 @@ async fn health(State(state): State<AppState>) -> Json<Health> {
     // Ingest is exactly as able as the store it writes to.
     components.insert("ingest".to_string(), store.to_string());
     components.insert("live".to_string(), "active".to_string());
+    // On a cluster the store is the shared database: say so when it is what is down.
+    if state.store.postgres().is_some() {
+        let database = if writable { "reachable" } else { "unreachable" };
+        components.insert("database".to_string(), database.to_string());
+    }
     Json(Health {
         status: if store == "ready" {
             "healthy"

@@ -44,6 +44,9 @@ fn tagged(tag: String) -> AuditEvent {
     }
 }
 
+/// Held by each test for its whole run: they stop and start the one cluster this binary has.
+static OUTAGE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// What the writers have seen so far.
 #[derive(Clone, Debug, Default)]
 struct Tally {
@@ -56,6 +59,7 @@ struct Tally {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_postgresql_is_down_appends_are_refused_and_nothing_acknowledged_is_lost() {
+    let _turn = OUTAGE.lock().await;
     let cluster = cluster();
     let url = cluster.database("faults").await;
     let a = EventLog::open(&url, "node-1", StoreOptions::default())
@@ -166,4 +170,54 @@ async fn while_postgresql_is_down_appends_are_refused_and_nothing_acknowledged_i
         streamed.push(e.seq.0);
     }
     assert_eq!(streamed, seqs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_answers_503_and_says_the_database_is_down_then_recovers_by_itself() {
+    let _turn = OUTAGE.lock().await;
+    let cluster = cluster();
+    let url = cluster.database("serve_faults").await;
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("cluster.key");
+    std::fs::write(&key_file, hex::encode([8u8; 32])).unwrap();
+    let node = common::TestServer::start_with(move |c| {
+        c.cluster = Some(trailwatch::site::ClusterConfig {
+            url,
+            node: Some("solo".into()),
+            key_file: Some(key_file),
+        })
+    })
+    .await;
+    let (status, _) = node.post(&common::batch("before", 2)).await;
+    assert_eq!(status, 201);
+    let (_, health) = node.get("/api/health").await;
+    assert_eq!(health["components"]["database"], "reachable", "{health}");
+
+    cluster.stop_server();
+    let (status, body) = node.post(&common::batch("during", 2)).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "unavailable", "{body}");
+    let (status, health) = node.get("/api/health").await;
+    assert_eq!(status, 200);
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["components"]["database"], "unreachable", "{health}");
+
+    cluster.start_server();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, _) = node.post(&common::batch("after", 2)).await;
+        if status == 201 {
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the node did not recover"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, health) = node.get("/api/health").await;
+    assert_eq!(health["components"]["database"], "reachable", "{health}");
+    let (_, page) = node.get("/api/v1/events?limit=10").await;
+    assert_eq!(page["total"], 4, "nothing refused was stored: {page}");
 }
