@@ -25,7 +25,7 @@ use crate::model::{
     AuditEvent, Counters, DashboardSnapshot, EventDetail, EventId, EventPage, IngestReceipt, Seq,
     StoredEvent, ValueCount,
 };
-use crate::search::{Clause, Pattern, Query, Term};
+use crate::search::{Pattern, Query, Term};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -694,18 +694,7 @@ impl SqliteStore {
                 let Some(term) = term else {
                     return Ok(Vec::new());
                 };
-                let query = Query {
-                    clauses: vec![Clause {
-                        term,
-                        negated: false,
-                    }],
-                };
-                let req = PageRequest {
-                    cursor: None,
-                    page: 1,
-                    limit: related + 1,
-                    count_limit: Some(0),
-                };
+                let (query, req) = query::related(term, related);
                 let mut items = query::page(c, &query, req)?.items;
                 items.retain(|e| e.seq != event.seq);
                 items.truncate(related as usize);
@@ -758,14 +747,6 @@ impl SqliteStore {
     /// Database errors.
     pub async fn counters(&self) -> Result<Counters, StoreError> {
         self.read(query::counters).await
-    }
-
-    /// Walks the whole chain; see [`verify_path`].
-    ///
-    /// # Errors
-    /// Database errors; a broken chain is a report, not an error.
-    pub async fn verify(&self) -> Result<VerifyReport, StoreError> {
-        self.verify_from(Seq(0), chain::GENESIS).await
     }
 
     /// [`Store::verify`] of the rows after `after`, whose hash is `prev`: see
@@ -1030,7 +1011,7 @@ mod tests {
             .verify_from_in_background(Seq(0), chain::GENESIS)
             .await
             .unwrap();
-        let asked = store.verify().await.unwrap();
+        let asked = store.verify_from(Seq(0), chain::GENESIS).await.unwrap();
         assert!(background.ok, "{background:?}");
         assert_eq!(background, asked);
         assert_eq!((background.checked, background.head_seq), (2, Seq(2)));

@@ -14,9 +14,8 @@ use common::TOKEN;
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,30 +25,14 @@ const BIN: &str = env!("CARGO_BIN_EXE_trailwatch");
 
 /// Starts node `name` of the cluster at `url`; returns the process and its base URL.
 fn start(url: &str, name: &str, data: &Path, key: &Path) -> (Child, String) {
-    let mut child = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    command
         .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .args(["--database", url, "--node-name", name, "--cluster-key"])
         .arg(key)
-        .env("TRAILWATCH_ADMIN_TOKEN", TOKEN)
-        .env("TRAILWATCH_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("the node exited before listening")
-            .unwrap();
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (child, base)
+        .env("TRAILWATCH_ADMIN_TOKEN", TOKEN);
+    common::spawn_listening(command)
 }
 
 type Ws =

@@ -9,9 +9,8 @@ mod common;
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,32 +19,14 @@ const BIN: &str = env!("CARGO_BIN_EXE_trailwatch");
 
 /// Starts `trailwatch serve` on a free port and waits for its "listening" log line.
 fn start(data: &Path) -> (Child, String) {
-    let mut child = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    command
         .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
         .arg(data)
-        .env("TRAILWATCH_ADMIN_TOKEN", TOKEN)
-        .env("TRAILWATCH_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("server exited before listening")
-            .unwrap();
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.trim().to_string();
-        }
-    };
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, url)
+        .env("TRAILWATCH_ADMIN_TOKEN", TOKEN);
+    common::spawn_listening(command)
 }
 
-/// Sends `request` with the admin token and decodes the JSON answer.
 async fn json_of(request: reqwest::RequestBuilder) -> Value {
     request
         .bearer_auth(TOKEN)

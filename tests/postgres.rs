@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::postgres::{cluster, connect};
+use common::postgres::{cluster, connect, two_nodes};
 use std::time::Duration;
 use trailwatch::store::postgres::{self, Committed, PgError, MIGRATIONS};
 
@@ -205,48 +205,12 @@ async fn committed_ranges_reach_every_listening_node_in_commit_order_and_only_on
 
 use chrono::DateTime;
 use std::collections::{BTreeMap, BTreeSet};
-use trailwatch::model::{
-    Actor, AuditEvent, Category, Level, Outcome, RequestInfo, Seq, Source, StoredEvent,
-};
+use trailwatch::model::{AuditEvent, Seq, StoredEvent};
 use trailwatch::store::postgres::EventLog;
 use trailwatch::store::risk::{RiskConfig, Scorer};
 use trailwatch::store::StoreOptions;
 
-/// An event tagged `tag` in its metadata; every third one a denial, from few users and
-/// addresses, so that repeated-failure scores depend on what every node appended before.
-fn tagged(tag: &str, n: usize) -> AuditEvent {
-    AuditEvent {
-        timestamp: DateTime::from_timestamp_millis(1_770_000_000_000 + n as i64 * 700).unwrap(),
-        level: Level::Info,
-        category: Category::Authentication,
-        action: format!("login.{}", n % 4),
-        outcome: if n % 3 == 0 {
-            Outcome::Denied
-        } else {
-            Outcome::Success
-        },
-        user: Actor {
-            id: format!("user-{}", n % 5),
-            username: None,
-        },
-        entity: None,
-        request: Some(RequestInfo {
-            ip: Some(format!("10.0.0.{}", n % 3)),
-            ..Default::default()
-        }),
-        location: None,
-        description: Some(format!("event {tag}")),
-        metadata: serde_json::json!({"tag": tag}).as_object().cloned(),
-        changes: None,
-        risk_score: None,
-        risk_reasons: None,
-        correlation_id: None,
-        session_id: None,
-        system: None,
-        source: Source::http(),
-        submitted_by: Some("token:pg-test".into()),
-    }
-}
+use common::tagged;
 
 fn tag_of(e: &StoredEvent) -> String {
     e.event.metadata.as_ref().unwrap()["tag"]
@@ -271,13 +235,7 @@ async fn take(f: &mut trailwatch::store::Following, n: usize) -> Vec<StoredEvent
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_appending_at_once_share_one_gap_free_chain_and_each_streams_all_of_it() {
-    let url = cluster().database("chain_nodes").await;
-    let a = EventLog::open(&url, "node-1", StoreOptions::default())
-        .await
-        .unwrap();
-    let b = EventLog::open(&url, "node-2", StoreOptions::default())
-        .await
-        .unwrap();
+    let (url, a, b) = two_nodes("chain_nodes").await;
     let mut follow_a = a.follow_from(Seq(0));
     let mut follow_b = b.follow_from(Seq(0));
 
@@ -1131,13 +1089,7 @@ async fn saved_views_behave_alike_on_both_backends_and_are_shared_by_every_node(
     let on_sqlite = trailwatch::views::SavedViews::open(dir.path()).unwrap();
     views_behave(on_sqlite.clone(), on_sqlite).await;
 
-    let url = cluster().database("views").await;
-    let a = EventLog::open(&url, "node-1", StoreOptions::default())
-        .await
-        .unwrap();
-    let b = EventLog::open(&url, "node-2", StoreOptions::default())
-        .await
-        .unwrap();
+    let (_, a, b) = two_nodes("views").await;
     views_behave(
         trailwatch::views::SavedViews::on(a.db()),
         trailwatch::views::SavedViews::on(b.db()),
@@ -1239,13 +1191,7 @@ async fn users_sessions_and_tokens_behave_alike_on_both_backends_and_hold_on_eve
     let on_sqlite = trailwatch::auth::Auth::open(dir.path(), "admin-secret").unwrap();
     auth_behaves(on_sqlite.clone(), on_sqlite).await;
 
-    let url = cluster().database("auth").await;
-    let a = EventLog::open(&url, "node-1", StoreOptions::default())
-        .await
-        .unwrap();
-    let b = EventLog::open(&url, "node-2", StoreOptions::default())
-        .await
-        .unwrap();
+    let (_, a, b) = two_nodes("auth").await;
     auth_behaves(
         trailwatch::auth::Auth::on(a.db(), "admin-secret"),
         trailwatch::auth::Auth::on(b.db(), "admin-secret"),
@@ -1328,13 +1274,7 @@ async fn the_alert_log_behaves_alike_on_both_backends() {
 async fn a_credential_revoked_on_one_node_ends_what_it_opened_on_another() {
     use trailwatch::auth::{tokens, Auth, Credential, REVOCATIONS};
     use trailwatch::store::postgres::Notice;
-    let url = cluster().database("revocations").await;
-    let a = EventLog::open(&url, "node-1", StoreOptions::default())
-        .await
-        .unwrap();
-    let b = EventLog::open(&url, "node-2", StoreOptions::default())
-        .await
-        .unwrap();
+    let (_, a, b) = two_nodes("revocations").await;
     let (on_a, on_b) = (Auth::on(a.db(), "admin"), Auth::on(b.db(), "admin"));
     for (auth, node) in [(&on_a, &a), (&on_b, &b)] {
         let mut notices = node.notices(REVOCATIONS);

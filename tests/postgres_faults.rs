@@ -6,43 +6,14 @@
 
 mod common;
 
-use chrono::DateTime;
 use common::postgres::cluster;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use trailwatch::model::{Actor, AuditEvent, Category, Level, Outcome, Seq, Source};
-use trailwatch::store::postgres::EventLog;
-use trailwatch::store::{StoreError, StoreOptions};
-
-fn tagged(tag: String) -> AuditEvent {
-    AuditEvent {
-        timestamp: DateTime::from_timestamp_millis(1_770_000_000_000).unwrap(),
-        level: Level::Info,
-        category: Category::DataManagement,
-        action: "record.update".into(),
-        outcome: Outcome::Success,
-        user: Actor {
-            id: "writer".into(),
-            username: None,
-        },
-        entity: None,
-        request: None,
-        location: None,
-        description: None,
-        metadata: serde_json::json!({ "tag": tag }).as_object().cloned(),
-        changes: None,
-        risk_score: None,
-        risk_reasons: None,
-        correlation_id: None,
-        session_id: None,
-        system: None,
-        source: Source::http(),
-        submitted_by: None,
-    }
-}
+use trailwatch::model::Seq;
+use trailwatch::store::StoreError;
 
 /// Held by each test for its whole run: they stop and start the one cluster this binary has.
 static OUTAGE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -61,13 +32,7 @@ struct Tally {
 async fn while_postgresql_is_down_appends_are_refused_and_nothing_acknowledged_is_lost() {
     let _turn = OUTAGE.lock().await;
     let cluster = cluster();
-    let url = cluster.database("faults").await;
-    let a = EventLog::open(&url, "node-1", StoreOptions::default())
-        .await
-        .unwrap();
-    let b = EventLog::open(&url, "node-2", StoreOptions::default())
-        .await
-        .unwrap();
+    let (_, a, b) = common::postgres::two_nodes("faults").await;
     let mut follow = b.follow_from(Seq(0));
 
     // Two writers, one per node, appending three events at a time until told to stop.
@@ -82,7 +47,7 @@ async fn while_postgresql_is_down_appends_are_refused_and_nothing_acknowledged_i
             while !stop.load(Ordering::Relaxed) {
                 let tags: Vec<String> = (0..3).map(|i| format!("{name}-{n}-{i}")).collect();
                 n += 1;
-                let events = tags.iter().cloned().map(tagged).collect();
+                let events = tags.iter().map(|t| common::tagged(t, n)).collect();
                 match node.append(events).await {
                     Ok(_) => tally_tx.send_modify(|t| t.acknowledged.extend(tags)),
                     Err(StoreError::Unreachable(_)) => {

@@ -372,6 +372,24 @@ impl Plan {
     }
 }
 
+/// The query and page of an event's relatives by `term` (its correlation or session id):
+/// one more than `related`, since the event itself matches; counting nothing.
+pub(crate) fn related(term: Term, related: u32) -> (Query, PageRequest) {
+    let query = Query {
+        clauses: vec![crate::search::Clause {
+            term,
+            negated: false,
+        }],
+    };
+    let req = PageRequest {
+        cursor: None,
+        page: 1,
+        limit: related + 1,
+        count_limit: Some(0),
+    };
+    (query, req)
+}
+
 /// How long a capped count may take before it settles for a lower bound.
 pub const COUNT_BUDGET: std::time::Duration = std::time::Duration::from_millis(25);
 

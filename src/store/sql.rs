@@ -312,11 +312,8 @@ impl<'c> Session<'c> {
                 Ok(stmt.execute(sqlite_params(params))? as u64)
             }
             Inner::Postgres { tx, runtime } => runtime.block_on(async {
-                let stmt = tx.prepare_cached(&numbered(sql)).await?;
-                let values = pg_params(&stmt, params)?;
-                let refs: Vec<&(dyn ToSql + Sync)> =
-                    values.iter().map(|v| v.as_ref() as _).collect();
-                Ok(tx.execute(&stmt, &refs).await?)
+                let (stmt, values) = pg_statement(tx, sql, params).await?;
+                Ok(tx.execute(&stmt, &refs(&values)).await?)
             }),
         }
     }
@@ -350,11 +347,12 @@ impl<'c> Session<'c> {
                 Ok(out)
             }
             Inner::Postgres { tx, runtime } => runtime.block_on(async {
-                let stmt = tx.prepare_cached(&numbered(sql)).await?;
-                let values = pg_params(&stmt, params)?;
-                let refs: Vec<&(dyn ToSql + Sync)> =
-                    values.iter().map(|v| v.as_ref() as _).collect();
-                tx.query(&stmt, &refs).await?.iter().map(row_of).collect()
+                let (stmt, values) = pg_statement(tx, sql, params).await?;
+                tx.query(&stmt, &refs(&values))
+                    .await?
+                    .iter()
+                    .map(row_of)
+                    .collect()
             }),
         }
     }
@@ -394,16 +392,27 @@ fn sqlite_params(params: &[&dyn Param]) -> rusqlite::ParamsFromIter<Vec<rusqlite
     )
 }
 
-fn pg_params(
-    stmt: &tokio_postgres::Statement,
+type Typed = Vec<Box<dyn ToSql + Sync + Send>>;
+
+/// `sql` prepared (and cached) on PostgreSQL, with `params` typed as it expects them.
+async fn pg_statement(
+    tx: &deadpool_postgres::Transaction<'_>,
+    sql: &str,
     params: &[&dyn Param],
-) -> Result<Vec<Box<dyn ToSql + Sync + Send>>, SqlError> {
-    stmt.params()
+) -> Result<(tokio_postgres::Statement, Typed), SqlError> {
+    let stmt = tx.prepare_cached(&numbered(sql)).await?;
+    let values = stmt
+        .params()
         .iter()
         .zip(params)
         .enumerate()
         .map(|(idx, (ty, p))| typed(p.value(), ty, idx))
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok((stmt, values))
+}
+
+fn refs(values: &Typed) -> Vec<&(dyn ToSql + Sync)> {
+    values.iter().map(|v| v.as_ref() as _).collect()
 }
 
 /// A database for small tables: an SQLite file's connection, or a PostgreSQL pool shared by

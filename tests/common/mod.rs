@@ -321,3 +321,65 @@ pub fn batch(tag: &str, n: usize) -> Value {
             .collect(),
     )
 }
+
+/// An event tagged `tag` in its metadata; every third one a denial, from few users and
+/// addresses, so that repeated-failure scores depend on what every node appended before.
+pub fn tagged(tag: &str, n: usize) -> trailwatch::model::AuditEvent {
+    trailwatch::model::AuditEvent {
+        timestamp: chrono::DateTime::from_timestamp_millis(1_770_000_000_000 + n as i64 * 700)
+            .unwrap(),
+        level: trailwatch::model::Level::Info,
+        category: trailwatch::model::Category::Authentication,
+        action: format!("login.{}", n % 4),
+        outcome: if n % 3 == 0 {
+            trailwatch::model::Outcome::Denied
+        } else {
+            trailwatch::model::Outcome::Success
+        },
+        user: trailwatch::model::Actor {
+            id: format!("user-{}", n % 5),
+            username: None,
+        },
+        entity: None,
+        request: Some(trailwatch::model::RequestInfo {
+            ip: Some(format!("10.0.0.{}", n % 3)),
+            ..Default::default()
+        }),
+        location: None,
+        description: Some(format!("event {tag}")),
+        metadata: serde_json::json!({"tag": tag}).as_object().cloned(),
+        changes: None,
+        risk_score: None,
+        risk_reasons: None,
+        correlation_id: None,
+        session_id: None,
+        system: None,
+        source: trailwatch::model::Source::http(),
+        submitted_by: Some("token:pg-test".into()),
+    }
+}
+
+/// Spawns `command` (`trailwatch serve` with its arguments and environment), waits until it
+/// says where it listens, and returns it with its base URL; its later log lines are drained.
+pub fn spawn_listening(mut command: std::process::Command) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = command
+        .env("TRAILWATCH_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("the server exited before listening")
+            .unwrap();
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, url)
+}

@@ -152,3 +152,22 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
     });
     client
 }
+
+/// Two nodes (`node-1`, `node-2`) of a cluster on a new database `name`; its URL too.
+pub async fn two_nodes(
+    name: &str,
+) -> (
+    String,
+    trailwatch::store::postgres::EventLog,
+    trailwatch::store::postgres::EventLog,
+) {
+    use trailwatch::store::{postgres::EventLog, StoreOptions};
+    let url = cluster().database(name).await;
+    let a = EventLog::open(&url, "node-1", StoreOptions::default())
+        .await
+        .unwrap();
+    let b = EventLog::open(&url, "node-2", StoreOptions::default())
+        .await
+        .unwrap();
+    (url, a, b)
+}

@@ -10,7 +10,7 @@ use super::words;
 use crate::model::{
     Counters, DashboardSnapshot, EventDetail, EventId, EventPage, Seq, StoredEvent, ValueCount,
 };
-use crate::search::{Clause, Pattern, Query, Term};
+use crate::search::{Pattern, Query, Term};
 use crate::store::query::{
     by_count, counters_of, like_escaped, like_pattern, DistinctField, PageRequest, COUNTER_NAMES,
 };
@@ -176,6 +176,18 @@ impl Plan {
     }
 }
 
+/// A read-only transaction on one snapshot, so the statements of one answer agree.
+async fn snapshot_of(
+    client: &mut tokio_postgres::Client,
+) -> Result<tokio_postgres::Transaction<'_>, StoreError> {
+    Ok(client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?)
+}
+
 fn events_of(rows: &[tokio_postgres::Row]) -> Result<Vec<StoredEvent>, StoreError> {
     rows.iter()
         .map(|r| {
@@ -225,12 +237,7 @@ pub async fn page(
 ) -> Result<EventPage, StoreError> {
     let page = req.page.max(1);
     let limit = req.limit.clamp(1, 1000);
-    let tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
+    let tx = snapshot_of(client).await?;
     let head_seq = head(&tx).await?;
     let plan = Plan::new(query);
     let (total, total_is_lower_bound) = if query.clauses.is_empty() {
@@ -312,12 +319,7 @@ pub async fn matching_from(
     after: Seq,
     limit: usize,
 ) -> Result<(Vec<StoredEvent>, Seq), StoreError> {
-    let tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
+    let tx = snapshot_of(client).await?;
     let head_seq = head(&tx).await?;
     let plan = Plan::new(query);
     let after_param = after.0 as i64;
@@ -353,12 +355,7 @@ pub async fn for_each<F>(
 where
     F: FnMut(&StoredEvent) -> bool,
 {
-    let tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
+    let tx = snapshot_of(client).await?;
     let plan = Plan::new(query);
     let sql = format!(
         "SELECT {} FROM events e {} ORDER BY e.seq DESC",
@@ -486,18 +483,7 @@ async fn related_by(
     let Some(term) = term else {
         return Ok(Vec::new());
     };
-    let query = Query {
-        clauses: vec![Clause {
-            term,
-            negated: false,
-        }],
-    };
-    let req = PageRequest {
-        cursor: None,
-        page: 1,
-        limit: related + 1,
-        count_limit: Some(0),
-    };
+    let (query, req) = crate::store::query::related(term, related);
     let mut items = page(client, &query, req).await?.items;
     items.retain(|e| e.seq != seq);
     items.truncate(related as usize);
@@ -512,12 +498,7 @@ pub async fn snapshot(
     client: &mut tokio_postgres::Client,
     limit: usize,
 ) -> Result<DashboardSnapshot, StoreError> {
-    let tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
+    let tx = snapshot_of(client).await?;
     let counters = counters(&tx).await?;
     let sql = format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY seq DESC LIMIT $1");
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
