@@ -2,7 +2,9 @@
 //! (against the signed checkpoints too), walks the whole chain again every
 //! [`FULL_EVERY`] (an edit of an old row is found by then), and publishes where the chain
 //! stands, for the dashboard header and `GET /api/v1/chain`. Once the chain is found broken
-//! every pass walks it whole, so a restored database shows as whole again. Server only.
+//! every pass walks it whole, so a restored database shows as whole again. On a cluster one
+//! node at a time runs it, under a lease, and shares its result for the others to show.
+//! Server only.
 
 use crate::model::{ChainStatus, Seq};
 use crate::store::{chain::GENESIS, Store, VerifyReport};
@@ -13,6 +15,12 @@ use tokio::sync::watch;
 pub const INTERVAL: Duration = Duration::from_secs(5);
 /// How often the whole chain is walked again.
 pub const FULL_EVERY: Duration = Duration::from_secs(3600);
+
+/// How long the chain check's lease lasts unrenewed: past a pass or two, so a long whole walk
+/// rarely outlives it.
+fn lease_for(interval: Duration) -> Duration {
+    (interval * 6).max(Duration::from_secs(60))
+}
 
 /// Starts the check; the receiver follows its results.
 pub fn spawn(
@@ -38,6 +46,23 @@ async fn run(
     let mut last_full: Option<tokio::time::Instant> = None;
     loop {
         let now_head = *head.borrow_and_update();
+        // On a cluster one node at a time runs the check (the lease's holder); the others
+        // show what it shared, and start from a whole walk if the duty comes to them.
+        if store.is_clustered() && !store.take_lease("chain-check", lease_for(interval)).await {
+            if let Some(shared) = store.shared_chain_status().await {
+                status.send_if_modified(|s| {
+                    let changed = *s != shared;
+                    *s = shared;
+                    changed
+                });
+            }
+            (through, checked_head, last_full) = ((Seq(0), GENESIS), None, None);
+            if status.is_closed() {
+                return;
+            }
+            tokio::time::sleep(interval).await;
+            continue;
+        }
         let full =
             status.borrow().is_broken() || last_full.is_none_or(|t| t.elapsed() >= full_every);
         if full || checked_head != Some(now_head) {
@@ -63,6 +88,10 @@ async fn run(
                     checked_head = Some(now_head);
                     if full {
                         last_full = Some(tokio::time::Instant::now());
+                    }
+                    let shared = status.borrow().clone();
+                    if let Err(e) = store.share_chain_status(&shared).await {
+                        tracing::warn!(error = %e, "could not share the chain check's result");
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "background chain check failed; retrying"),

@@ -1501,4 +1501,30 @@ async fn two_servers_on_one_database_behave_as_one() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // One node runs the background chain check; both show its result.
+    let (_, head) = b.get("/api/v1/events?limit=1").await;
+    let head = head["headSeq"].as_u64().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    for node in [&a, &b] {
+        loop {
+            let (status, chain) = node.get("/api/v1/chain").await;
+            assert_eq!(status, 200, "{chain}");
+            assert!(chain["brokenAt"].is_null(), "{chain}");
+            if chain["verifiedThrough"].as_u64().unwrap_or(0) >= head {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not checked: {chain}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let checkers = connect(&url)
+        .await
+        .query("SELECT holder FROM leases WHERE name = 'chain-check'", &[])
+        .await
+        .unwrap();
+    assert_eq!(checkers.len(), 1, "one node checks the chain");
 }

@@ -20,6 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 
+/// The `meta` key the chain check's shared result is kept under, on a cluster.
+const CHAIN_STATUS_KEY: &str = "chain_status";
+
 /// A handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -102,6 +105,54 @@ impl Store {
                 .unwrap_or(false),
             Err(_) => false,
         }
+    }
+
+    /// On a cluster, the background chain check's last result, as the node that ran it
+    /// shared it (see [`Store::share_chain_status`]); `None` on SQLite or before any.
+    pub async fn shared_chain_status(&self) -> Option<crate::model::ChainStatus> {
+        let Backend::Postgres(n) = &self.backend else {
+            return None;
+        };
+        let client = n.log.client().await.ok()?;
+        let row = client
+            .query_opt(
+                "SELECT value FROM meta WHERE key = $1",
+                &[&CHAIN_STATUS_KEY],
+            )
+            .await
+            .ok()??;
+        serde_json::from_str(&row.get::<_, String>(0)).ok()
+    }
+
+    /// On a cluster, shares the chain check's result with the nodes that do not run it;
+    /// nothing on SQLite.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn share_chain_status(
+        &self,
+        status: &crate::model::ChainStatus,
+    ) -> Result<(), StoreError> {
+        let Backend::Postgres(n) = &self.backend else {
+            return Ok(());
+        };
+        let value =
+            serde_json::to_string(status).map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
+        n.log
+            .client()
+            .await?
+            .execute(
+                "INSERT INTO meta (key, value) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[&CHAIN_STATUS_KEY, &value],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Whether this is one node of a cluster.
+    pub fn is_clustered(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
     }
 
     /// Appends `events` as one unit; returns once they are durable.
