@@ -426,7 +426,7 @@ impl Auth {
         T: Send + 'static,
         F: FnOnce(&Session<'_>) -> Result<T, tokens::TokenError> + Send + 'static,
     {
-        self.with_db(move |c| Ok(f(c))).await?
+        self.db.transaction(f).await
     }
 
     /// Runs `f` on the auth database (user management from the API).
@@ -438,7 +438,7 @@ impl Auth {
         T: Send + 'static,
         F: FnOnce(&Session<'_>) -> Result<T, users::UserError> + Send + 'static,
     {
-        self.with_db(move |c| Ok(f(c))).await?
+        self.db.transaction(f).await
     }
 
     /// The user `name` if `password` is theirs and they may sign in. The hash is checked off
@@ -703,13 +703,16 @@ impl Auth {
         .await
     }
 
-    /// Runs `f` in one transaction of the auth database, on the blocking pool.
+    /// Runs `f` on the auth database, on the blocking pool, each statement committed on its
+    /// own (see [`Db::statements`]): what every request's credential check does, so it takes
+    /// no write lock. Changes that must be whole go through [`Auth::with_users`] and
+    /// [`Auth::with_tokens`], which run in one transaction.
     pub(crate) async fn with_db<T, F>(&self, f: F) -> Result<T, AuthError>
     where
         T: Send + 'static,
         F: FnOnce(&Session<'_>) -> Result<T, AuthError> + Send + 'static,
     {
-        self.db.transaction(f).await
+        self.db.statements(f).await
     }
 }
 

@@ -415,6 +415,17 @@ fn refs(values: &Typed) -> Vec<&(dyn ToSql + Sync)> {
     values.iter().map(|v| v.as_ref() as _).collect()
 }
 
+/// How [`Db::run`] wraps a closure's statements.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// One transaction that may write.
+    Write,
+    /// One read-only snapshot.
+    Snapshot,
+    /// Each statement on its own (SQLite).
+    Statements,
+}
+
 /// A database for small tables: an SQLite file's connection, or a PostgreSQL pool shared by
 /// every node.
 #[derive(Clone)]
@@ -435,7 +446,7 @@ impl Db {
         E: From<SqlError> + Send + 'static,
         F: FnOnce(&Session<'_>) -> Result<T, E> + Send + 'static,
     {
-        self.run(false, f).await
+        self.run(Mode::Write, f).await
     }
 
     /// Runs `f` over one consistent snapshot that it only reads (on PostgreSQL, a read-only
@@ -449,7 +460,22 @@ impl Db {
         E: From<SqlError> + Send + 'static,
         F: FnOnce(&Session<'_>) -> Result<T, E> + Send + 'static,
     {
-        self.run(true, f).await
+        self.run(Mode::Snapshot, f).await
+    }
+
+    /// Runs `f`'s statements each committed on its own on SQLite, as a request's check of its
+    /// credential does: no write lock is taken for what usually only reads. (On PostgreSQL
+    /// they share one read-committed transaction, which takes no lock either.)
+    ///
+    /// # Errors
+    /// As [`Db::transaction`].
+    pub async fn statements<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<SqlError> + Send + 'static,
+        F: FnOnce(&Session<'_>) -> Result<T, E> + Send + 'static,
+    {
+        self.run(Mode::Statements, f).await
     }
 
     /// Empties an SQLite database's write-ahead log into the file (after a rewrite that must
@@ -475,7 +501,7 @@ impl Db {
         }
     }
 
-    async fn run<T, E, F>(&self, snapshot: bool, f: F) -> Result<T, E>
+    async fn run<T, E, F>(&self, mode: Mode, f: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<SqlError> + Send + 'static,
@@ -491,15 +517,14 @@ impl Db {
                     // A writing transaction takes the write lock first (waiting out the busy
                     // timeout for another process's): a read that later writes could
                     // otherwise find the snapshot stale and fail at once.
-                    let behavior = match snapshot {
-                        true => rusqlite::TransactionBehavior::Deferred,
-                        false => rusqlite::TransactionBehavior::Immediate,
+                    let behavior = match mode {
+                        Mode::Statements => return f(&Session::sqlite(&conn)),
+                        Mode::Snapshot => rusqlite::TransactionBehavior::Deferred,
+                        Mode::Write => rusqlite::TransactionBehavior::Immediate,
                     };
                     let tx = rusqlite::Transaction::new_unchecked(&conn, behavior)
                         .map_err(SqlError::from)?;
-                    let out = f(&Session {
-                        inner: Inner::Sqlite(&tx),
-                    })?;
+                    let out = f(&Session::sqlite(&tx))?;
                     tx.commit().map_err(SqlError::from)?;
                     Ok(out)
                 })
@@ -513,11 +538,11 @@ impl Db {
                 let runtime = tokio::runtime::Handle::current();
                 tokio::task::spawn_blocking(move || {
                     let builder = client.build_transaction();
-                    let builder = match snapshot {
-                        true => builder
+                    let builder = match mode {
+                        Mode::Snapshot => builder
                             .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
                             .read_only(true),
-                        false => builder,
+                        Mode::Write | Mode::Statements => builder,
                     };
                     let tx = runtime.block_on(builder.start()).map_err(SqlError::from)?;
                     let out = f(&Session {
