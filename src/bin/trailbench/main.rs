@@ -8,6 +8,7 @@
 //!
 //! `cargo run --release --features ssr --bin trailbench -- http --events 200000`
 
+mod cluster;
 mod server;
 
 /// See Cargo.toml: events are allocated by request handlers and freed by the writer and
@@ -186,6 +187,38 @@ enum Command {
         #[arg(long, default_value = "/tmp/trailbench-tail-live")]
         dir: PathBuf,
     },
+    /// One SQLite node, then 1, 2 and 3 PostgreSQL nodes against a throwaway PostgreSQL
+    /// server: durable ingest, POST-to-socket latency and search, with the CPU per event and
+    /// the chain lock's hold time.
+    Cluster {
+        /// PostgreSQL node counts after the SQLite node.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+        nodes: Vec<usize>,
+        /// Events sent as NDJSON batches of 1,000, per configuration.
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        /// Events sent one per POST, per configuration.
+        #[arg(long, default_value_t = 20_000)]
+        singles: u64,
+        /// WebSocket clients for the latency measurement.
+        #[arg(long, default_value_t = 100)]
+        clients: usize,
+        /// Single-event POSTs a second for the latency measurement.
+        #[arg(long, default_value_t = 1_000)]
+        rate: u64,
+        /// How long latency is measured.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Events in the store searched.
+        #[arg(long, default_value_t = 1_000_000)]
+        search_events: u64,
+        /// Runs of each search.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Where the servers' data, the PostgreSQL server and the searched store live.
+        #[arg(long, default_value = "/tmp/trailbench-cluster")]
+        dir: PathBuf,
+    },
     /// The server the scenarios above start (this binary in a child process).
     #[command(hide = true)]
     ServeChild {
@@ -196,6 +229,13 @@ enum Command {
         /// Files to follow, as `trailwatch serve --tail`.
         #[arg(long = "tail")]
         tails: Vec<String>,
+        /// A cluster node: the database, as `trailwatch serve --database`.
+        #[arg(long)]
+        database: Option<String>,
+        #[arg(long)]
+        node_name: Option<String>,
+        #[arg(long)]
+        cluster_key: Option<PathBuf>,
     },
     /// File tailing: how long a line written to a tailed file takes to be committed and
     /// published (with inotify, and by polling alone), and how fast a backlog is read.
@@ -871,13 +911,46 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         } => server::parse(events, batch, runs).map_err(unsend),
         Command::Size { site_root } => server::size(site_root).map_err(unsend),
         Command::TailLive { lines, dir } => server::tail_live(dir, lines).await.map_err(unsend),
+        Command::Cluster {
+            nodes,
+            events,
+            singles,
+            clients,
+            rate,
+            seconds,
+            search_events,
+            runs,
+            dir,
+        } => cluster::cluster(cluster::Plan {
+            dir,
+            nodes,
+            events,
+            singles,
+            clients,
+            rate,
+            seconds,
+            search_events,
+            runs,
+        })
+        .await
+        .map_err(unsend),
         Command::ServeChild {
             data_dir,
             live_queue,
             tails,
-        } => server::serve_child(data_dir, live_queue, tails)
-            .await
-            .map_err(unsend),
+            database,
+            node_name,
+            cluster_key,
+        } => {
+            let cluster = database.map(|url| trailwatch::site::ClusterConfig {
+                url,
+                node: node_name,
+                key_file: cluster_key,
+            });
+            server::serve_child(data_dir, live_queue, tails, cluster)
+                .await
+                .map_err(unsend)
+        }
     }
 }
 

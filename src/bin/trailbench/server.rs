@@ -16,18 +16,21 @@ use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 use trailwatch::ingest;
 use trailwatch::model::{AuditEvent, Category, EventFilter, Level};
-use trailwatch::site::ServeConfig;
 use trailwatch::site::Server;
+use trailwatch::site::{ClusterConfig, ServeConfig};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const TOKEN: &str = "trailbench-admin-token";
 
 /// The child's side: serve until the parent closes our stdin (or dies), then stop cleanly.
+/// A `stats` line on stdin is answered on stdout with how long this node's appends held the
+/// chain's lock (a cluster node; zeros on SQLite, which has no such lock).
 pub async fn serve_child(
     data_dir: PathBuf,
     live_queue: usize,
     tails: Vec<String>,
+    cluster: Option<ClusterConfig>,
 ) -> Result<(), BoxError> {
     let config = ServeConfig {
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -42,19 +45,34 @@ pub async fn serve_child(
             ingest_burst: 0,
             ..Default::default()
         },
+        cluster,
         ..ServeConfig::defaults(data_dir)
     };
     let server = Server::bind(&config).await?;
     println!("listening {}", server.local_addr()?);
-    let stdin_closed = async {
-        let _ = tokio::task::spawn_blocking(|| {
-            let mut sink = String::new();
+    let store = server.state.store.clone();
+    let stdin_closed = async move {
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
             while std::io::stdin()
                 .lock()
-                .read_line(&mut sink)
+                .read_line(&mut line)
                 .is_ok_and(|n| n > 0)
             {
-                sink.clear();
+                if line.trim() == "stats" {
+                    let held = store
+                        .postgres()
+                        .map(|log| log.lock_held())
+                        .unwrap_or_default();
+                    println!(
+                        "held {} {} {} {}",
+                        held.batches,
+                        held.events,
+                        held.total.as_micros(),
+                        held.longest.as_micros()
+                    );
+                }
+                line.clear();
             }
         })
         .await;
@@ -66,8 +84,19 @@ pub async fn serve_child(
 /// A server in a child process, stopped (cleanly) when dropped.
 pub struct Served {
     child: Child,
+    /// The child's stdout after its `listening` line: its answers to `stats`.
+    replies: std::io::BufReader<std::process::ChildStdout>,
     pub addr: SocketAddr,
     pub dir: PathBuf,
+}
+
+/// How long a node's appending transactions held the chain's lock (see `serve_child`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Held {
+    pub batches: u64,
+    pub events: u64,
+    pub total: Duration,
+    pub longest: Duration,
 }
 
 impl Served {
@@ -83,23 +112,46 @@ impl Served {
     ) -> Result<Served, BoxError> {
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir)?;
-        Self::spawn(dir, live_queue, tail)
+        let mut args = Vec::new();
+        if let Some(tail) = tail {
+            args.push("--tail".into());
+            args.push(tail.as_os_str().to_owned());
+        }
+        Self::spawn(dir, live_queue, &args)
     }
 
     /// A server on the data `dir` already holds, kept as it is.
     pub fn open(dir: &Path) -> Result<Served, BoxError> {
-        Self::spawn(dir, 4096, None)
+        Self::spawn(dir, 4096, &[])
     }
 
-    fn spawn(dir: &Path, live_queue: usize, tail: Option<&Path>) -> Result<Served, BoxError> {
+    /// A node named `node` of the cluster whose database is `url`, signing with `key`; its
+    /// own data directory `dir` is emptied first.
+    pub fn node(dir: &Path, url: &str, node: &str, key: &Path) -> Result<Served, BoxError> {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir)?;
+        let args = [
+            "--database".into(),
+            url.into(),
+            "--node-name".into(),
+            node.into(),
+            "--cluster-key".into(),
+            key.as_os_str().to_owned(),
+        ];
+        Self::spawn(dir, 4096, &args)
+    }
+
+    fn spawn(
+        dir: &Path,
+        live_queue: usize,
+        args: &[std::ffi::OsString],
+    ) -> Result<Served, BoxError> {
         let mut command = Command::new(std::env::current_exe()?);
         command
             .args(["serve-child", "--data-dir"])
             .arg(dir)
-            .args(["--live-queue", &live_queue.to_string()]);
-        if let Some(tail) = tail {
-            command.arg("--tail").arg(tail);
-        }
+            .args(["--live-queue", &live_queue.to_string()])
+            .args(args);
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -107,8 +159,9 @@ impl Served {
             .env("LEPTOS_OUTPUT_NAME", "trailwatch")
             .spawn()?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut replies = std::io::BufReader::new(stdout);
         let mut line = String::new();
-        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        replies.read_line(&mut line)?;
         let addr = line
             .trim()
             .strip_prefix("listening ")
@@ -116,8 +169,40 @@ impl Served {
             .parse()?;
         Ok(Served {
             child,
+            replies,
             addr,
             dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The server process's CPU time so far, user and system.
+    pub fn cpu(&self) -> Duration {
+        process_cpu(self.child.id(), false)
+    }
+
+    /// How long this node's appends have held the chain's lock so far.
+    pub fn lock_held(&mut self) -> Result<Held, BoxError> {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().ok_or("the server is stopping")?;
+        writeln!(stdin, "stats")?;
+        stdin.flush()?;
+        let mut line = String::new();
+        self.replies.read_line(&mut line)?;
+        let numbers: Vec<u64> = line
+            .trim()
+            .strip_prefix("held ")
+            .ok_or_else(|| format!("the server said {line:?}"))?
+            .split(' ')
+            .map(str::parse)
+            .collect::<Result<_, _>>()?;
+        let [batches, events, total, longest] = numbers[..] else {
+            return Err(format!("the server said {line:?}").into());
+        };
+        Ok(Held {
+            batches,
+            events,
+            total: Duration::from_micros(total),
+            longest: Duration::from_micros(longest),
         })
     }
 
@@ -141,7 +226,7 @@ impl Served {
             .sum()
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
@@ -237,19 +322,21 @@ fn http_client(connections: usize) -> Result<reqwest::Client, BoxError> {
 
 /// Posts `bodies` over `connections` concurrent connections as fast as they are acknowledged;
 /// returns the events acknowledged and the wall-clock time.
-async fn post_all(
-    served: &Served,
+/// Connection `i` posts to `nodes[i % nodes.len()]`.
+pub async fn post_all(
+    nodes: &[&Served],
     bodies: Vec<(Vec<u8>, usize)>,
     content_type: &'static str,
     connections: usize,
 ) -> Result<(u64, Duration), BoxError> {
     let client = http_client(connections)?;
     let queue = Arc::new(std::sync::Mutex::new(bodies));
-    let url = served.url("/api/v1/events");
+    let urls: Vec<String> = nodes.iter().map(|n| n.url("/api/v1/events")).collect();
     let started = Instant::now();
     let workers: Vec<_> = (0..connections)
-        .map(|_| {
-            let (client, queue, url) = (client.clone(), queue.clone(), url.clone());
+        .map(|i| {
+            let url = urls[i % urls.len()].clone();
+            let (client, queue) = (client.clone(), queue.clone());
             tokio::spawn(async move {
                 let mut acknowledged = 0u64;
                 loop {
@@ -280,7 +367,7 @@ async fn post_all(
 }
 
 /// The NDJSON bodies scenario 1 sends: `events` realistic events in bodies of `batch`.
-fn ndjson_bodies(
+pub fn ndjson_bodies(
     rng: &mut Rng,
     words: &[String],
     now: i64,
@@ -356,8 +443,13 @@ pub async fn http_ingest(
     let bytes: usize = bodies.iter().map(|(b, _)| b.len()).sum();
 
     let served = Served::start(&dir, 4096)?;
-    let (acknowledged, took) =
-        post_all(&served, bodies, "application/x-ndjson", batch_connections).await?;
+    let (acknowledged, took) = post_all(
+        &[&served],
+        bodies,
+        "application/x-ndjson",
+        batch_connections,
+    )
+    .await?;
     let rate = acknowledged as f64 / took.as_secs_f64();
     println!(
         "NDJSON, {batch}-event batches over {batch_connections} connections: {acknowledged} events \
@@ -390,7 +482,7 @@ pub async fn http_ingest(
         .collect::<Result<_, BoxError>>()?;
     let served = Served::start(&dir, 4096)?;
     let (acknowledged, took) = post_all(
-        &served,
+        &[&served],
         singles_bodies,
         "application/json",
         single_connections,
@@ -458,92 +550,131 @@ pub async fn live(
     println!("|---:|---:|---:|---:|---:|---:|---:|");
     for &n in &clients {
         let served = Served::start(&dir, 4096)?;
-        let total = (rate * seconds) as usize;
-        let sent: Arc<Vec<AtomicU64>> = Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
-        let mut stalled_sockets = Vec::new();
-        for _ in 0..stalled {
-            stalled_sockets.push(subscribe(&served, true).await?);
-        }
-        let mut sockets = Vec::with_capacity(n);
-        while sockets.len() < n {
-            let want = (n - sockets.len()).min(200);
-            for ws in futures::future::join_all((0..want).map(|_| subscribe(&served, false))).await
-            {
-                sockets.push(ws?);
-            }
-        }
-        // The clock starts once every client is subscribed.
-        let t0 = Instant::now();
-        let mut readers = Vec::new();
-        for mut ws in sockets {
-            let sent = sent.clone();
-            readers.push(tokio::spawn(async move {
-                let mut latencies = Vec::with_capacity(total);
-                while latencies.len() < total {
-                    let next = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
-                    let Ok(Some(Ok(msg))) = next else { break };
-                    if let Message::Text(t) = msg {
-                        if let Some(i) = marker(&t) {
-                            let now = t0.elapsed().as_nanos() as u64;
-                            let at = sent.get(i).map_or(0, |s| s.load(Ordering::Acquire));
-                            latencies.push(Duration::from_nanos(now.saturating_sub(at)));
-                        }
-                    }
-                }
-                let _ = ws.close(None).await;
-                latencies
-            }));
-        }
-        let client = http_client(64)?;
-        let url = served.url("/api/v1/events");
-        let mut posts = Vec::with_capacity(total);
-        let interval = Duration::from_nanos(1_000_000_000 / rate.max(1));
-        for i in 0..total {
-            tokio::time::sleep_until((t0 + interval * (i as u32 + 1)).into()).await;
-            let (client, url, sent) = (client.clone(), url.clone(), sent.clone());
-            posts.push(tokio::spawn(async move {
-                let body = format!(r#"{{"action":"bench.latency","description":"lat-{i}"}}"#);
-                sent[i].store(t0.elapsed().as_nanos() as u64, Ordering::Release);
-                client
-                    .post(url)
-                    .bearer_auth(TOKEN)
-                    .header("Content-Type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .map(|r| r.status() == reqwest::StatusCode::CREATED)
-            }));
-        }
-        let mut created = 0;
-        for p in posts {
-            if matches!(p.await, Ok(Ok(true))) {
-                created += 1;
-            }
-        }
-        let mut all = Vec::new();
-        for r in readers {
-            all.extend(r.await?);
-        }
-        drop(stalled_sockets);
-        all.sort();
-        let (p50, p99, max) = if all.is_empty() {
-            (Duration::ZERO, Duration::ZERO, Duration::ZERO)
-        } else {
-            (
-                percentile(&all, 0.5),
-                percentile(&all, 0.99),
-                all[all.len() - 1],
-            )
-        };
-        println!(
-            "| {n} | {stalled} | {created} | {:.1}% | {} | {} | {} |",
-            100.0 * all.len() as f64 / (created.max(1) * n.max(1)) as f64,
-            ms(p50),
-            ms(p99),
-            ms(max)
-        );
+        let row = latency(&[&served], n, rate, seconds, stalled).await?;
+        println!("| {n} | {stalled} | {row} |");
     }
     Ok(())
+}
+
+/// What [`latency`] measured.
+pub struct Latency {
+    pub created: usize,
+    /// Deliveries received over deliveries owed (every created event to every client).
+    pub delivered: f64,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+}
+
+impl std::fmt::Display for Latency {
+    /// `events | delivered | p50 | p99 | max`, as a table's cells.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} | {:.1}% | {} | {} | {}",
+            self.created,
+            100.0 * self.delivered,
+            ms(self.p50),
+            ms(self.p99),
+            ms(self.max)
+        )
+    }
+}
+
+/// `clients` sockets, the `j`th on `nodes[j % nodes.len()]`, plus `stalled` ones on the first
+/// node; then `rate` single-event POSTs a second for `seconds`, the `i`th to
+/// `nodes[i % nodes.len()]`, each timed from just before it is sent to its arrival on every
+/// client.
+pub async fn latency(
+    nodes: &[&Served],
+    clients: usize,
+    rate: u64,
+    seconds: u64,
+    stalled: usize,
+) -> Result<Latency, BoxError> {
+    let total = (rate * seconds) as usize;
+    let sent: Arc<Vec<AtomicU64>> = Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
+    let mut stalled_sockets = Vec::new();
+    for _ in 0..stalled {
+        stalled_sockets.push(subscribe(nodes[0], true).await?);
+    }
+    let mut sockets = Vec::with_capacity(clients);
+    while sockets.len() < clients {
+        let want = (clients - sockets.len()).min(200);
+        let at = sockets.len();
+        let opened = (0..want).map(|j| subscribe(nodes[(at + j) % nodes.len()], false));
+        for ws in futures::future::join_all(opened).await {
+            sockets.push(ws?);
+        }
+    }
+    // The clock starts once every client is subscribed.
+    let t0 = Instant::now();
+    let mut readers = Vec::new();
+    for mut ws in sockets {
+        let sent = sent.clone();
+        readers.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(total);
+            while latencies.len() < total {
+                let next = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
+                let Ok(Some(Ok(msg))) = next else { break };
+                if let Message::Text(t) = msg {
+                    if let Some(i) = marker(&t) {
+                        let now = t0.elapsed().as_nanos() as u64;
+                        let at = sent.get(i).map_or(0, |s| s.load(Ordering::Acquire));
+                        latencies.push(Duration::from_nanos(now.saturating_sub(at)));
+                    }
+                }
+            }
+            let _ = ws.close(None).await;
+            latencies
+        }));
+    }
+    let client = http_client(64)?;
+    let urls: Vec<String> = nodes.iter().map(|n| n.url("/api/v1/events")).collect();
+    let mut posts = Vec::with_capacity(total);
+    let interval = Duration::from_nanos(1_000_000_000 / rate.max(1));
+    for i in 0..total {
+        tokio::time::sleep_until((t0 + interval * (i as u32 + 1)).into()).await;
+        let (client, url, sent) = (client.clone(), urls[i % urls.len()].clone(), sent.clone());
+        posts.push(tokio::spawn(async move {
+            let body = format!(r#"{{"action":"bench.latency","description":"lat-{i}"}}"#);
+            sent[i].store(t0.elapsed().as_nanos() as u64, Ordering::Release);
+            client
+                .post(url)
+                .bearer_auth(TOKEN)
+                .header("Content-Type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .map(|r| r.status() == reqwest::StatusCode::CREATED)
+        }));
+    }
+    let mut created = 0;
+    for p in posts {
+        if matches!(p.await, Ok(Ok(true))) {
+            created += 1;
+        }
+    }
+    let mut all = Vec::new();
+    for r in readers {
+        all.extend(r.await?);
+    }
+    drop(stalled_sockets);
+    all.sort();
+    let at = |p: f64| {
+        if all.is_empty() {
+            Duration::ZERO
+        } else {
+            percentile(&all, p)
+        }
+    };
+    Ok(Latency {
+        created,
+        delivered: all.len() as f64 / (created.max(1) * clients.max(1)) as f64,
+        p50: at(0.5),
+        p99: at(0.99),
+        max: at(1.0),
+    })
 }
 
 /// Scenario 3: a line appended to a tailed JSONL file, to its arrival on a subscribed socket.
@@ -698,27 +829,16 @@ pub fn size(site_root: PathBuf) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// Search and the dashboard's summary and insights through the server's HTTP API, over a
-/// store of `events` (filled in-process first, then served by a child server): the time a
-/// browser waits for each, with the JSON encoding and transfer included.
-pub async fn queries(dir: PathBuf, events: u64, runs: usize) -> Result<(), BoxError> {
-    let dir = dir.join(events.to_string());
-    // The filling store is dropped (its threads joined) before the server opens the files.
-    drop(
-        super::fill_spread(&dir, events, 5_000, 30)
-            .await
-            .map_err(|e| e.to_string())?,
-    );
-    let served = Served::open(&dir)?;
-    let client = reqwest::Client::new();
+/// Issue 7's five shapes of search, the words common (first), mid-frequency and rare (last)
+/// in the stores `fill_spread` makes.
+pub fn search_cases() -> Vec<(&'static str, EventFilter)> {
     let words = vocabulary(3_000);
     let now = chrono::Utc::now();
     let text = |q: &str| EventFilter {
         q: Some(q.to_string()),
         ..EventFilter::default()
     };
-    // Issue 7's five shapes; the words are common (first), mid-frequency and rare (last).
-    let cases: Vec<(&str, EventFilter)> = vec![
+    vec![
         ("full text (common word)", text(&words[0])),
         (
             "field filter (level, category)",
@@ -751,7 +871,67 @@ pub async fn queries(dir: PathBuf, events: u64, runs: usize) -> Result<(), BoxEr
                 ..text(&words[2_900])
             },
         ),
-    ];
+    ]
+}
+
+/// A table of each case's first page over HTTP, `runs` times, the `k`th run asking
+/// `nodes[k % nodes.len()]`: the explorer's server function, or with `rest` the REST API.
+pub async fn first_pages(
+    nodes: &[&Served],
+    cases: &[(&str, EventFilter)],
+    runs: usize,
+    rest: bool,
+) -> Result<(), BoxError> {
+    let client = reqwest::Client::new();
+    println!("| query | total | p50 ms | p95 ms | max ms |");
+    println!("|---|---:|---:|---:|---:|");
+    for (name, filter) in cases {
+        let mut times = Vec::with_capacity(runs);
+        let mut total = String::new();
+        for k in 0..runs {
+            let served = nodes[k % nodes.len()];
+            let request = match rest {
+                false => client
+                    .post(served.url("/api/fn/events"))
+                    .json(&serde_json::json!({ "filter": filter, "cursor": null })),
+                true => client
+                    .get(served.url("/api/v1/events"))
+                    .query(&[("limit", "100")])
+                    .query(&filter.rest_params()),
+            };
+            let t = Instant::now();
+            let response = request.bearer_auth(TOKEN).send().await?;
+            let status = response.status();
+            let body: serde_json::Value = response.json().await?;
+            times.push(t.elapsed());
+            if !status.is_success() {
+                return Err(format!("{name}: {status} {body}").into());
+            }
+            let plus = match body["totalIsLowerBound"].as_bool() {
+                Some(true) => "+",
+                _ => "",
+            };
+            total = format!("{}{plus}", body["total"]);
+        }
+        super::search_row(name, &total, &mut times);
+    }
+    Ok(())
+}
+
+/// Search and the dashboard's summary and insights through the server's HTTP API, over a
+/// store of `events` (filled in-process first, then served by a child server): the time a
+/// browser waits for each, with the JSON encoding and transfer included.
+pub async fn queries(dir: PathBuf, events: u64, runs: usize) -> Result<(), BoxError> {
+    let dir = dir.join(events.to_string());
+    // The filling store is dropped (its threads joined) before the server opens the files.
+    drop(
+        super::fill_spread(&dir, events, 5_000, 30)
+            .await
+            .map_err(|e| e.to_string())?,
+    );
+    let served = Served::open(&dir)?;
+    let client = reqwest::Client::new();
+    let cases = search_cases();
     // The dashboard's explorer (its server function: a count capped at 10,000 or 25 ms), then
     // the REST API, whose `total` is exact as the predecessor's was.
     for rest in [false, true] {
@@ -762,37 +942,7 @@ pub async fn queries(dir: PathBuf, events: u64, runs: usize) -> Result<(), BoxEr
                 true => "GET /api/v1/events?limit=100 (exact total)",
             }
         );
-        println!("| query | total | p50 ms | p95 ms | max ms |");
-        println!("|---|---:|---:|---:|---:|");
-        for (name, filter) in &cases {
-            let request = || match rest {
-                false => client
-                    .post(served.url("/api/fn/events"))
-                    .json(&serde_json::json!({ "filter": filter, "cursor": null })),
-                true => client
-                    .get(served.url("/api/v1/events"))
-                    .query(&[("limit", "100")])
-                    .query(&filter.rest_params()),
-            };
-            let mut times = Vec::with_capacity(runs);
-            let mut total = String::new();
-            for _ in 0..runs {
-                let t = Instant::now();
-                let response = request().bearer_auth(TOKEN).send().await?;
-                let status = response.status();
-                let body: serde_json::Value = response.json().await?;
-                times.push(t.elapsed());
-                if !status.is_success() {
-                    return Err(format!("{name}: {status} {body}").into());
-                }
-                let plus = match body["totalIsLowerBound"].as_bool() {
-                    Some(true) => "+",
-                    _ => "",
-                };
-                total = format!("{}{plus}", body["total"]);
-            }
-            super::search_row(name, &total, &mut times);
-        }
+        first_pages(&[&served], &cases, runs, rest).await?;
     }
     let mut summary = Vec::with_capacity(runs);
     let mut both = Vec::with_capacity(runs);
@@ -827,4 +977,25 @@ pub async fn queries(dir: PathBuf, events: u64, runs: usize) -> Result<(), BoxEr
         ms(percentile(&both, 1.0))
     );
     Ok(())
+}
+
+/// The CPU time of process `pid` from `/proc/PID/stat`, user and system; with `reaped`, also
+/// that of its children that have exited and been waited for.
+pub fn process_cpu(pid: u32, reaped: bool) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Duration::ZERO;
+    };
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+        return Duration::ZERO;
+    };
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // utime, stime, cutime, cstime are fields 14 to 17 of the line; here 11 to 14 (0-based).
+    let take = if reaped { 4 } else { 2 };
+    let ticks: u64 = fields.iter().skip(11).take(take).sum();
+    // The kernel's USER_HZ, 100 on Linux everywhere.
+    Duration::from_millis(ticks * 10)
 }
