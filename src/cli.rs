@@ -108,12 +108,15 @@ pub async fn run() -> ExitCode {
         }
         Command::Token(args) => {
             let dir = config::data_dir(args.data_dir, &file);
-            finish(accounts::token(&dir, &args.command))
+            let url = config::database_url(args.database, &file);
+            finish(accounts::token(&accounts_of(dir, url), &args.command).await)
         }
         Command::User(args) => {
             let dir = config::data_dir(args.data_dir, &file);
+            let url = config::database_url(args.database, &file);
             let mut stdin = std::io::stdin().lock();
-            finish(accounts::user(&dir, &args.command, &mut stdin))
+            let accounts = accounts_of(dir, url);
+            finish(accounts::user(&accounts, &args.command, &mut stdin).await)
         }
         Command::Backup(args) => {
             let dir = config::data_dir(args.data_dir, &file);
@@ -223,6 +226,15 @@ fn verdict(result: Result<crate::store::VerifyReport, impl std::fmt::Display>) -
 }
 
 /// Prints what a management command produced, or its error; the exit code says which.
+/// The users and tokens a command manages: the cluster's, when it has a database, else the
+/// data directory's.
+fn accounts_of(dir: std::path::PathBuf, url: Option<String>) -> accounts::Accounts {
+    match url {
+        Some(url) => accounts::Accounts::Database(url),
+        None => accounts::Accounts::Dir(dir),
+    }
+}
+
 fn finish(result: Result<String, impl std::fmt::Display>) -> std::process::ExitCode {
     match result {
         Ok(out) => {

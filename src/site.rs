@@ -127,6 +127,11 @@ async fn join_cluster(
     options: StoreOptions,
 ) -> Result<ClusterNode, ServeError> {
     use crate::store::checkpoint;
+    // A node keeps little locally (its key when none is given, a mirror), but a first start
+    // makes the directory as a single server's does.
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        ServeError::Config(format!("data directory {}: {e}", config.data_dir.display()))
+    })?;
     let key = match &cluster.key_file {
         Some(path) => checkpoint::signing_key_at(path),
         None => checkpoint::Signer::open(&config.data_dir)
@@ -321,7 +326,20 @@ impl Server {
             settings::follow(state.clone());
         }
         lifecycle::spawn_daily(state.clone(), config.retention_schedule);
-        tokens::watch_cli_changes(state.clone());
+        match (&node, state.store.postgres()) {
+            // One node records what the CLI changed, so each change enters the chain once.
+            (Some(node), Some(log)) => {
+                let state = state.clone();
+                crate::store::postgres::run_when_held(
+                    log.clone(),
+                    "cli-changes",
+                    node.name.clone(),
+                    std::time::Duration::from_secs(20),
+                    move || tokens::watch_cli_changes(state),
+                );
+            }
+            _ => tokens::watch_cli_changes(state.clone()),
+        }
         let runtime = tokio::runtime::Handle::current();
         if let Some(dir) = &config.mirror_dir {
             crate::mirror::spawn(&state.store, dir, runtime.clone()).map_err(|e| {

@@ -606,6 +606,28 @@ async fn each_event_records_the_credential_that_submitted_it_and_a_client_cannot
     // Sealed: the chain verifies with it, and a submitter edited on disk breaks it there.
     let (_, report) = s.get("/api/v1/verify").await;
     assert_eq!(report["ok"], true, "{report}");
+    if let Some(url) = &s.database {
+        // On a cluster the row is edited in PostgreSQL, under the running node.
+        let db = common::postgres::connect(url).await;
+        let seq: i64 = db
+            .query_one(
+                "SELECT seq FROM events WHERE submitted_by = 'token:shipper'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        db.execute(
+            "UPDATE events SET submitted_by = 'admin' WHERE seq = $1",
+            &[&seq],
+        )
+        .await
+        .unwrap();
+        let (_, report) = s.get("/api/v1/verify").await;
+        assert_eq!(report["ok"], false, "{report}");
+        assert_eq!(report["firstBreak"]["seq"], seq, "{report}");
+        return;
+    }
     let mut s = s;
     s.stop().await;
     let db = s.dir.path().join("data").join(trailwatch::store::DB_FILE);

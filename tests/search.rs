@@ -125,7 +125,26 @@ async fn random_server(seed: u64, n: usize) -> (TestServer, Vec<StoredEvent>) {
     let (store, events) = random_store(data.path(), seed, n).await;
     drop(store);
     let path = data.path().to_path_buf();
-    let s = TestServer::start_with(move |c| c.data_dir = path).await;
+    let s = if common::on_postgres() {
+        // The same events, copied into the node's database as `trailwatch migrate` does.
+        let url = common::postgres::cluster()
+            .database(&format!("search_{seed}"))
+            .await;
+        trailwatch::store::postgres::copy_sqlite(&path, &url, &mut |_| {})
+            .await
+            .unwrap();
+        let key = path.join(trailwatch::store::checkpoint::KEY_FILE);
+        TestServer::start_with(move |c| {
+            c.cluster = Some(trailwatch::site::ClusterConfig {
+                url,
+                node: Some("test-node".into()),
+                key_file: Some(key),
+            })
+        })
+        .await
+    } else {
+        TestServer::start_with(move |c| c.data_dir = path).await
+    };
     // The server opened the directory; keep it alive as long as the server.
     std::mem::forget(data);
     (s, events)

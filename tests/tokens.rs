@@ -152,14 +152,14 @@ async fn a_token_made_by_the_cli_while_the_server_runs_works_at_once_and_is_audi
     socket
         .subscribe(json!({"type": "subscribe", "sinceSeq": 0}))
         .await;
-    let data = s.dir.path().join("data");
     let out = trailwatch::cli::accounts::token(
-        &data,
+        &s.accounts(),
         &TokenCommand::Create {
             name: "from-cli".into(),
             scope: "ingest".into(),
         },
     )
+    .await
     .unwrap();
     let token = out.trim();
     assert!(
@@ -189,18 +189,21 @@ async fn a_token_made_by_the_cli_while_the_server_runs_works_at_once_and_is_audi
         json!({"token": "from-cli", "scope": "ingest"})
     );
 
-    let list = trailwatch::cli::accounts::token(&data, &TokenCommand::List).unwrap();
+    let list = trailwatch::cli::accounts::token(&s.accounts(), &TokenCommand::List)
+        .await
+        .unwrap();
     let row = list.lines().find(|l| l.starts_with("from-cli")).unwrap();
     assert!(
         row.contains("ingest") && !row.contains("never"),
         "used: {list}"
     );
     let out = trailwatch::cli::accounts::token(
-        &data,
+        &s.accounts(),
         &TokenCommand::Revoke {
             name: "from-cli".into(),
         },
     )
+    .await
     .unwrap();
     assert_eq!(out, "revoked from-cli\n");
     assert_eq!(
@@ -216,12 +219,13 @@ async fn a_token_made_by_the_cli_while_the_server_runs_works_at_once_and_is_audi
         401
     );
     let err = trailwatch::cli::accounts::token(
-        &data,
+        &s.accounts(),
         &TokenCommand::Create {
             name: "x".into(),
             scope: "root".into(),
         },
     )
+    .await
     .unwrap_err();
     assert!(err.to_string().contains("scope"), "{err}");
 }
@@ -253,11 +257,12 @@ async fn revoking_a_token_closes_the_sockets_it_opened_and_no_other() {
 
     // From the CLI, the server learns of it on its next look (every 2 s).
     trailwatch::cli::accounts::token(
-        &s.dir.path().join("data"),
+        &s.accounts(),
         &TokenCommand::Revoke {
             name: "revoked-by-cli".into(),
         },
     )
+    .await
     .unwrap();
     assert!(by_cli.closed_by_server().await, "closed within seconds");
 

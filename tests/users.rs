@@ -273,12 +273,13 @@ async fn a_self_user_sees_only_their_own_events_through_every_door() {
 #[tokio::test]
 async fn the_setup_link_makes_the_first_admin_once() {
     let s = TestServer::start().await;
-    let data = s.dir.path().join("data");
-    let auth_db = trailwatch::auth::open_db(&data).unwrap();
-    let code =
-        trailwatch::auth::users::new_setup_code(&trailwatch::store::sql::Session::sqlite(&auth_db))
-            .unwrap()
-            .expect("no users yet");
+    let code = s
+        .auth_db()
+        .await
+        .transaction(trailwatch::auth::users::new_setup_code)
+        .await
+        .unwrap()
+        .expect("no users yet");
     let page = s
         .http
         .get(s.url(&format!("/setup?code={code}")))
@@ -524,10 +525,11 @@ async fn a_password_set_by_the_cli_ends_sessions_closes_sockets_and_is_recorded(
         .await;
 
     let out = trailwatch::cli::accounts::user(
-        &s.dir.path().join("data"),
+        &s.accounts(),
         &trailwatch::cli::config::UserCommand::Passwd { name: "gus".into() },
         &mut std::io::Cursor::new("another long password\n"),
     )
+    .await
     .unwrap();
     assert!(out.contains("sessions have ended"), "{out}");
     // The server sees it on its next look (every 2 s), records it and closes the socket.

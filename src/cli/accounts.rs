@@ -1,6 +1,7 @@
 //! `trailwatch token` and `trailwatch user`: the CLI's commands over the auth database of a
-//! data directory, whether or not a server runs on it (the server records what they change
-//! in the chain within seconds). Server build only.
+//! data directory, or over a cluster's PostgreSQL database (`--database`), whether or not a
+//! server runs on it (a server records what they change in the chain within seconds; on a
+//! cluster, one node does). Server build only.
 
 use super::config::{TokenCommand, UserCommand};
 use crate::auth::tokens::{create, list, revoke, Scope, TokenError};
@@ -9,31 +10,53 @@ use crate::auth::{self, random_token, AuthError};
 use crate::model::Role;
 use crate::store::sql::Session;
 
-/// Runs `f` in one transaction of the auth database of the data directory `dir` (made if
-/// missing), committed when it returns `Ok`.
-fn in_transaction<T, E: From<AuthError>>(
-    dir: &std::path::Path,
-    f: impl FnOnce(&Session<'_>) -> Result<T, E>,
-) -> Result<T, E> {
-    std::fs::create_dir_all(dir).map_err(|source| AuthError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let raw = auth::open_db(dir)?;
-    let tx = raw.unchecked_transaction().map_err(AuthError::from)?;
-    let out = f(&Session::sqlite(&tx))?;
-    tx.commit().map_err(AuthError::from)?;
-    Ok(out)
+/// Where the users and tokens live.
+pub enum Accounts {
+    /// The auth database of a data directory (made if missing).
+    Dir(std::path::PathBuf),
+    /// A cluster's PostgreSQL database (its schema made or migrated if need be).
+    Database(String),
 }
 
-/// Runs `trailwatch token ...` on the data directory `dir` and returns what it prints on
+/// Runs `f` in one transaction of `accounts`, committed when it returns `Ok`.
+async fn in_transaction<T, E>(
+    accounts: &Accounts,
+    f: impl FnOnce(&Session<'_>) -> Result<T, E> + Send + 'static,
+) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<AuthError> + From<crate::store::sql::SqlError> + Send + 'static,
+{
+    match accounts {
+        Accounts::Dir(dir) => {
+            std::fs::create_dir_all(dir).map_err(|source| AuthError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+            let raw = auth::open_db(dir)?;
+            let tx = raw.unchecked_transaction().map_err(AuthError::from)?;
+            let out = f(&Session::sqlite(&tx))?;
+            tx.commit().map_err(AuthError::from)?;
+            Ok(out)
+        }
+        Accounts::Database(url) => {
+            let db = crate::store::postgres::small_tables(url)
+                .await
+                .map_err(|e| AuthError::from(crate::store::sql::SqlError::Store(e)))?;
+            db.transaction(f).await
+        }
+    }
+}
+
+/// Runs `trailwatch token ...` on `accounts` and returns what it prints on
 /// stdout: the bare token for `create` (so `$(trailwatch token create ...)` captures it), a
 /// table for `list`. The server records these changes in the chain within seconds.
 ///
 /// # Errors
 /// A bad name or scope, an unknown token, or the database failed.
-pub fn token(dir: &std::path::Path, command: &TokenCommand) -> Result<String, TokenError> {
-    in_transaction(dir, |conn| match command {
+pub async fn token(accounts: &Accounts, command: &TokenCommand) -> Result<String, TokenError> {
+    let command = command.clone();
+    in_transaction(accounts, move |conn| match &command {
         TokenCommand::Create { name, scope } => {
             let scope = Scope::parse(scope).ok_or_else(|| TokenError::Scope(scope.clone()))?;
             let (_, secret) = create(conn, name, scope, false)?;
@@ -61,15 +84,16 @@ pub fn token(dir: &std::path::Path, command: &TokenCommand) -> Result<String, To
             false => format!("{name} was revoked already\n"),
         }),
     })
+    .await
 }
 
-/// Runs `trailwatch user ...` on the data directory `dir`, reading a password from `stdin`
+/// Runs `trailwatch user ...` on `accounts`, reading a password from `stdin`
 /// when asked to, and returns what it prints.
 ///
 /// # Errors
 /// A bad name, role or password, an unknown user, or the database failed.
-pub fn user(
-    dir: &std::path::Path,
+pub async fn user(
+    accounts: &Accounts,
     command: &UserCommand,
     stdin: &mut dyn std::io::BufRead,
 ) -> Result<String, UserError> {
@@ -102,7 +126,7 @@ pub fn user(
                 subject: subject.clone(),
                 password,
             };
-            let info = in_transaction(dir, |s| users::create(s, &user, false))?;
+            let info = in_transaction(accounts, move |s| users::create(s, &user, false)).await?;
             Ok(match shown {
                 Some(p) => format!(
                     "added {} ({}, actor {:?}); password: {p}\n",
@@ -123,7 +147,7 @@ pub fn user(
                 "{:<24} {:<8} {:<24} {:<21} {:<21} {}\n",
                 "NAME", "ROLE", "ACTOR", "CREATED", "LAST SIGN-IN", "DISABLED"
             );
-            for u in in_transaction(dir, users::list)? {
+            for u in in_transaction(accounts, users::list).await? {
                 out.push_str(&format!(
                     "{:<24} {:<8} {:<24} {:<21} {:<21} {}\n",
                     u.name,
@@ -137,14 +161,23 @@ pub fn user(
             Ok(out)
         }
         UserCommand::Disable { name } => Ok(
-            match in_transaction(dir, |s| users::disable(s, name, false))? {
+            match in_transaction(accounts, {
+                let name = name.clone();
+                move |s| users::disable(s, &name, false)
+            })
+            .await?
+            {
                 Some(_) => format!("disabled {name}; their sessions have ended\n"),
                 None => format!("{name} was disabled already\n"),
             },
         ),
         UserCommand::Passwd { name } => {
             let password = read_password(stdin)?;
-            in_transaction(dir, |s| users::set_password(s, name, &password))?;
+            in_transaction(accounts, {
+                let name = name.clone();
+                move |s| users::set_password(s, &name, &password)
+            })
+            .await?;
             Ok(format!(
                 "new password set for {name}; their sessions have ended\n"
             ))

@@ -72,11 +72,15 @@ pub struct UserArgs {
     /// Data directory whose users to manage [default: ./data].
     #[arg(long, env = "TRAILWATCH_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
+    /// Manage the users of a cluster's PostgreSQL database instead (as `serve --database`):
+    /// postgres://user@host:port/database.
+    #[arg(long, env = "TRAILWATCH_DATABASE_URL", global = true)]
+    pub database: Option<String>,
     #[command(subcommand)]
     pub command: UserCommand,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Clone, Debug, Subcommand)]
 pub enum UserCommand {
     /// Add a user. Without --password-stdin a password is generated and printed once.
     Add {
@@ -112,11 +116,15 @@ pub struct TokenArgs {
     /// Data directory whose tokens to manage [default: ./data].
     #[arg(long, env = "TRAILWATCH_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
+    /// Manage the tokens of a cluster's PostgreSQL database instead (as `serve --database`):
+    /// postgres://user@host:port/database.
+    #[arg(long, env = "TRAILWATCH_DATABASE_URL", global = true)]
+    pub database: Option<String>,
     #[command(subcommand)]
     pub command: TokenCommand,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Clone, Debug, Subcommand)]
 pub enum TokenCommand {
     /// Make a token and print it (only it, on stdout); it is not shown again.
     Create {
@@ -390,6 +398,11 @@ impl FileConfig {
 pub fn data_dir(flag: Option<PathBuf>, file: &FileConfig) -> PathBuf {
     flag.or_else(|| file.data_dir.clone())
         .unwrap_or_else(|| DEFAULT_DATA_DIR.into())
+}
+
+/// The cluster's database: the flag (or environment), else the file's `[database] url`.
+pub fn database_url(flag: Option<String>, file: &FileConfig) -> Option<String> {
+    flag.or_else(|| file.database.as_ref().map(|d| d.url.clone()))
 }
 
 /// Merges flags and environment (already in `args`) over the file over the defaults into

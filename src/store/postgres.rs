@@ -3,8 +3,9 @@
 //! start at once, and leases that let one node at a time run a cluster-wide job (retention,
 //! the background chain check, checkpoint signing) and pass it on when that node dies, and
 //! the notices that carry committed seq ranges from node to node.
-//! The event log (`log`): one chain that every node appends to, and every node's live stream.
-//! Server build only. Search, analytics and the rest follow (see the PostgreSQL issue).
+//! The event log (`log`): one chain that every node appends to, and every node's live stream;
+//! search (`query`, `words`), retention, erasure, verification and the copy from SQLite over
+//! it. Server build only.
 
 pub mod checkpoints;
 mod copy;
@@ -21,7 +22,7 @@ mod words;
 
 pub use copy::{copy_sqlite, CopyReport};
 pub use lease::{holder, release, run_when_held, try_acquire, LeaseHolder};
-pub use log::{EventLog, LockHeld};
+pub use log::{small_tables, EventLog, LockHeld};
 pub use migrate::{migrate, Migration, MIGRATIONS};
 pub use notify::{announce, notices, Committed, Listener, Notice, CHANNEL};
 pub use verify::{stored_checkpoints, verify};

@@ -79,6 +79,8 @@ pub async fn login(s: &TestServer, name: &str, password: &str) -> Result<String,
 pub struct TestServer {
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
+    /// The cluster database it is a node of, when the suites run on PostgreSQL.
+    pub database: Option<String>,
     pub http: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     serving: Option<tokio::task::JoinHandle<()>>,
@@ -94,15 +96,37 @@ pub fn serve_config(dir: &std::path::Path) -> ServeConfig {
     }
 }
 
+/// Whether the REST suites run against a cluster node rather than the embedded SQLite store:
+/// `make test` runs them a second time with `TRAILWATCH_TEST_BACKEND=postgres`, so the same
+/// test functions hold both backends to the same answers.
+pub fn on_postgres() -> bool {
+    std::env::var("TRAILWATCH_TEST_BACKEND").as_deref() == Ok("postgres")
+}
+
 impl TestServer {
     pub async fn start() -> TestServer {
         Self::start_with(|_| {}).await
     }
 
+    /// A server with `tweak`ed settings: on SQLite in a temporary data directory, or (see
+    /// [`on_postgres`]) a node of its own fresh database on the test binary's PostgreSQL
+    /// cluster, its data directory holding only what a node keeps locally.
     pub async fn start_with(tweak: impl FnOnce(&mut ServeConfig)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let mut config = serve_config(dir.path());
+        if on_postgres() {
+            static DATABASES: std::sync::atomic::AtomicUsize =
+                std::sync::atomic::AtomicUsize::new(0);
+            let n = DATABASES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let url = postgres::cluster().database(&format!("rest_{n}")).await;
+            config.cluster = Some(trailwatch::site::ClusterConfig {
+                url,
+                node: Some("test-node".into()),
+                key_file: None,
+            });
+        }
         tweak(&mut config);
+        let database = config.cluster.as_ref().map(|c| c.url.clone());
         let server = Server::bind(&config).await.unwrap();
         let addr = server.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -120,6 +144,7 @@ impl TestServer {
         TestServer {
             addr,
             dir,
+            database,
             http,
             stop: Some(stop),
             serving: Some(serving),
@@ -138,6 +163,26 @@ impl TestServer {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// The database of this server's users and tokens, opened beside it as the CLI does.
+    pub async fn auth_db(&self) -> trailwatch::store::sql::Db {
+        match &self.database {
+            Some(url) => trailwatch::store::postgres::small_tables(url)
+                .await
+                .unwrap(),
+            None => trailwatch::store::sql::Db::Sqlite(std::sync::Arc::new(std::sync::Mutex::new(
+                trailwatch::auth::open_db(&self.dir.path().join("data")).unwrap(),
+            ))),
+        }
+    }
+
+    /// Where `trailwatch token` and `trailwatch user` find this server's users and tokens.
+    pub fn accounts(&self) -> trailwatch::cli::accounts::Accounts {
+        match &self.database {
+            Some(url) => trailwatch::cli::accounts::Accounts::Database(url.clone()),
+            None => trailwatch::cli::accounts::Accounts::Dir(self.dir.path().join("data")),
+        }
     }
 
     /// POSTs JSON events with the admin token; returns status and body.

@@ -15,7 +15,7 @@
 //! back from the rows. A poll of the head every second covers a notice lost while the
 //! listening session was down.
 
-use super::notify::{announce, Committed, Listener};
+use super::notify::{Committed, Listener};
 use super::{partition, PgError};
 use crate::model::{AuditEvent, IngestReceipt, Seq, StoredEvent};
 use crate::store::chain::Hash32;
@@ -184,6 +184,63 @@ fn hash32(bytes: Vec<u8>, seq: i64, what: &str) -> Result<Hash32, StoreError> {
     })
 }
 
+/// The connection settings of `url`, with our defaults where it sets none.
+fn config_of(url: &str) -> Result<tokio_postgres::Config, StoreError> {
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e: tokio_postgres::Error| StoreError::Postgres(e.to_string()))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("trailwatch");
+    }
+    Ok(config)
+}
+
+/// A session on `config`'s database whose schema it has brought up to this build's.
+async fn migrated(config: &tokio_postgres::Config) -> Result<tokio_postgres::Client, StoreError> {
+    let (mut client, connection) = config.connect(NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "setup session ended");
+        }
+    });
+    super::migrate(&mut client).await?;
+    Ok(client)
+}
+
+/// A pool of up to `size` sessions on `config`'s database.
+fn pool_of(config: &tokio_postgres::Config, size: usize) -> Result<Pool, StoreError> {
+    let manager = Manager::from_config(
+        config.clone(),
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .create_timeout(Some(CONNECT_TIMEOUT))
+        .wait_timeout(Some(CONNECT_TIMEOUT * 2))
+        .build()
+        .map_err(|e| StoreError::Postgres(e.to_string()))
+}
+
+/// The small tables beside the events (users, tokens, settings) of the database at `url`, for
+/// a command that runs no node (`trailwatch token --database`): the schema made or migrated
+/// first, as a starting node would.
+///
+/// # Errors
+/// The URL is invalid, the database cannot be reached, or its schema is newer than this
+/// build's.
+pub async fn small_tables(url: &str) -> Result<crate::store::sql::Db, StoreError> {
+    let config = config_of(url)?;
+    drop(migrated(&config).await?);
+    Ok(crate::store::sql::Db::Postgres(pool_of(&config, 1)?))
+}
+
 impl EventLog {
     /// Connects to `url` as the node named `node` (stable across its restarts: its tail
     /// cursors are kept by that name), migrates the schema if it is behind, makes this month's
@@ -197,25 +254,8 @@ impl EventLog {
         node: &str,
         options: StoreOptions,
     ) -> Result<EventLog, StoreError> {
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e: tokio_postgres::Error| StoreError::Postgres(e.to_string()))?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        if config.get_application_name().is_none() {
-            config.application_name("trailwatch");
-        }
-        let mut setup = {
-            let (client, connection) = config.connect(NoTls).await?;
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::debug!(error = %e, "setup session ended");
-                }
-            });
-            client
-        };
-        super::migrate(&mut setup).await?;
+        let config = config_of(url)?;
+        let mut setup = migrated(&config).await?;
         let covered_until = partition::ensure(&mut setup, now_millis().timestamp_millis()).await?;
         let head: i64 = setup
             .query_one("SELECT seq FROM chain_head WHERE id = 1", &[])
@@ -229,20 +269,7 @@ impl EventLog {
         drop(setup);
         let reachable = Arc::new(std::sync::atomic::AtomicBool::new(true));
 
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .create_timeout(Some(CONNECT_TIMEOUT))
-            .wait_timeout(Some(CONNECT_TIMEOUT * 2))
-            .build()
-            .map_err(|e| StoreError::Postgres(e.to_string()))?;
+        let pool = pool_of(&config, POOL_SIZE)?;
 
         let head = head.max(0) as u64;
         let (live, _) = broadcast::channel(options.live_capacity.max(16));
@@ -465,6 +492,9 @@ impl EventLog {
     /// Calls `each` with `state` and every event matching `query`, newest first, from one
     /// snapshot, until it returns `false`; gives `state` back. Memory stays flat.
     ///
+    /// As on SQLite, `each` runs on a blocking thread, so it may block (an export's writer
+    /// waits there for a slow client); the rows reach it through a short queue.
+    ///
     /// # Errors
     /// Database errors.
     pub async fn for_each_matching<S, F>(
@@ -474,11 +504,27 @@ impl EventLog {
         mut each: F,
     ) -> Result<S, StoreError>
     where
-        F: FnMut(&mut S, &StoredEvent) -> bool,
+        S: Send + 'static,
+        F: FnMut(&mut S, &StoredEvent) -> bool + Send + 'static,
     {
+        /// Rows read ahead of the callback.
+        const AHEAD: usize = 256;
+        let (rows, mut queue) = mpsc::channel::<StoredEvent>(AHEAD);
+        let consumer = tokio::task::spawn_blocking(move || {
+            while let Some(event) = queue.blocking_recv() {
+                if !each(&mut state, &event) {
+                    // Dropping the queue tells the reader to stop.
+                    break;
+                }
+            }
+            state
+        });
         let mut client = self.shared.pool.get().await?;
-        super::query::for_each(&mut client, query, |e| each(&mut state, e)).await?;
-        Ok(state)
+        let read = super::query::send_each(&mut client, query, rows).await;
+        let state = consumer
+            .await
+            .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
+        read.map(|_| state)
     }
 
     /// Each level, category or action that occurs, with its count, most frequent first.
@@ -796,6 +842,12 @@ impl Appender {
         jobs: Vec<Vec<Prepared>>,
         cursors: &[TailCursor],
     ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        // What needs no seq is done before the chain's lock is taken: each event's words.
+        let words: Vec<String> = jobs
+            .iter()
+            .flatten()
+            .map(|p| super::words::tsvector(&p.event))
+            .collect();
         let mut client = self.pool.get().await?;
         let now_ms = now_millis().timestamp_millis();
         if now_ms + partition::AHEAD_MS >= self.covered_until {
@@ -829,13 +881,15 @@ impl Appender {
                 .map(|p| p.event.user.id.clone())
                 .collect()
         };
-        let (salts, new_salts) = salts_for(&tx, &users).await?;
         let needed: Vec<String> = users
             .iter()
             .filter(|u| self.scorer.needs_profile(u))
             .cloned()
             .collect();
-        load_profiles(&tx, &mut self.scorer, &needed).await?;
+        let ((salts, new_salts), ()) = futures::try_join!(
+            salts_for(&tx, &users),
+            load_profiles(&tx, &mut self.scorer, &needed)
+        )?;
 
         // Arrival time never goes back along the chain, whatever this node's clock says.
         let received_ms = now_ms.max(head_received);
@@ -860,37 +914,61 @@ impl Appender {
         let Sealer {
             seq, prev, tally, ..
         } = sealer;
-        for chunk in rows.chunks(INSERT_CHUNK) {
-            insert(&tx, chunk, received_ms).await?;
-        }
-        write_counters(&tx, &tally).await?;
         let mut rollups = crate::store::rollup::Increments::default();
         for row in &rows {
             rollups.add(&row.stored.event);
         }
-        write_rollups(&tx, &rollups).await?;
+        // Every write of the batch at once: the statements travel together on the session,
+        // rather than one round trip after another while the lock is held.
+        let inserts = futures::future::try_join_all(
+            rows.chunks(INSERT_CHUNK)
+                .zip(words.chunks(INSERT_CHUNK))
+                .map(|(chunk, words)| insert(&tx, chunk, words, received_ms)),
+        );
         // In seq order, so of two cursors of one file the later one wins.
-        for cursor in cursors {
-            save_cursor(&tx, &self.node, cursor, received_ms).await?;
-        }
-        if self.scorer.flush_due() {
-            write_profiles(&tx, &mut self.scorer, seq).await?;
-        }
-        if seq > head_seq {
-            tx.execute(
-                "UPDATE chain_head SET seq = $1, hash = $2, received_at = $3 WHERE id = 1",
-                &[&(seq as i64), &prev.as_slice(), &received_ms],
-            )
-            .await?;
-            announce(
-                &*tx,
-                Committed {
+        let node = self.node.as_str();
+        let cursors = async {
+            for cursor in cursors {
+                save_cursor(&tx, node, cursor, received_ms).await?;
+            }
+            Ok::<_, StoreError>(())
+        };
+        let profiles = async {
+            if self.scorer.flush_due() {
+                write_profiles(&tx, &mut self.scorer, seq).await?;
+            }
+            Ok(())
+        };
+        let head = async {
+            if seq > head_seq {
+                exec(
+                    &tx,
+                    "UPDATE chain_head SET seq = $1, hash = $2, received_at = $3 WHERE id = 1",
+                    &[&(seq as i64), &prev.as_slice(), &received_ms],
+                )
+                .await?;
+                // As `notify::announce`, prepared once: it goes with every commit.
+                let range = Committed {
                     first: head_seq + 1,
                     last: seq,
-                },
-            )
-            .await?;
-        }
+                };
+                exec(
+                    &tx,
+                    "SELECT pg_notify($1, $2)",
+                    &[&super::notify::CHANNEL, &range.payload()],
+                )
+                .await?;
+            }
+            Ok(())
+        };
+        futures::try_join!(
+            inserts,
+            write_counters(&tx, &tally),
+            write_rollups(&tx, &rollups),
+            cursors,
+            profiles,
+            head
+        )?;
         tx.commit().await?;
         let held = locked.elapsed();
         self.known = seq;
@@ -1048,7 +1126,8 @@ async fn write_profiles(
         users.push(user);
     }
     if !users.is_empty() {
-        tx.execute(
+        exec(
+            tx,
             "INSERT INTO risk_profile (user_id, hours, countries)
                  SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[])
              ON CONFLICT (user_id) DO UPDATE
@@ -1057,13 +1136,25 @@ async fn write_profiles(
         )
         .await?;
     }
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO meta (key, value) VALUES ($1, $2)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         &[&crate::store::risk::THROUGH_KEY, &through.to_string()],
     )
     .await?;
     Ok(())
+}
+
+/// Runs `sql` as a statement prepared once per session, so that it costs one round trip, and
+/// the statements of a batch awaited together travel together.
+async fn exec(
+    tx: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<u64, StoreError> {
+    let stmt = tx.prepare_cached(sql).await?;
+    Ok(tx.execute(&stmt, params).await?)
 }
 
 type Salts = HashMap<String, [u8; 32]>;
@@ -1095,7 +1186,8 @@ async fn salts_for(
     if !fresh.is_empty() {
         let (names, values): (Vec<&String>, Vec<&[u8]>) =
             fresh.iter().map(|(k, v)| (k, v.as_slice())).unzip();
-        tx.execute(
+        exec(
+            tx,
             "INSERT INTO subjects (subject, salt) SELECT * FROM unnest($1::text[], $2::bytea[])
              ON CONFLICT (subject) DO UPDATE SET salt = excluded.salt",
             &[&names, &values],
@@ -1112,7 +1204,8 @@ async fn save_cursor(
     cursor: &TailCursor,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO tail_cursors
              (node, source, dev, ino, \"offset\", fingerprint, fp_len, lines, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -1171,8 +1264,7 @@ async fn write_rollups(
                  denied = r.denied + excluded.denied, failed = r.failed + excluded.failed,
                  errors = r.errors + excluded.errors, critical = r.critical + excluded.critical"
         );
-        tx.execute(&sql, &[&keys, &n, &denied, &failed, &errors, &critical])
-            .await?;
+        exec(tx, &sql, &[&keys, &n, &denied, &failed, &errors, &critical]).await?;
     }
     let (mut kinds, mut values, mut hours, mut counts) = (vec![], vec![], vec![], vec![]);
     for (kind, value, hour, n) in inc.hours() {
@@ -1182,7 +1274,8 @@ async fn write_rollups(
         counts.push(n as i64);
     }
     if !kinds.is_empty() {
-        tx.execute(
+        exec(
+            tx,
             "INSERT INTO rollup_hour AS r (kind, value, hour, n)
                  SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[])
              ON CONFLICT (kind, value, hour) DO UPDATE SET n = r.n + excluded.n",
@@ -1200,7 +1293,8 @@ async fn write_rollups(
         failed.push(t.failed as i64);
     }
     if !hours.is_empty() {
-        tx.execute(
+        exec(
+            tx,
             "INSERT INTO rollup_user_hour AS r (hour, user_id, n, denied, failed)
                  SELECT * FROM unnest($1::int8[], $2::text[], $3::int8[], $4::int8[], $5::int8[])
              ON CONFLICT (hour, user_id) DO UPDATE SET n = r.n + excluded.n,
@@ -1228,7 +1322,8 @@ async fn write_counters(tx: &impl GenericClient, tally: &Tally) -> Result<(), St
     if names.is_empty() {
         return Ok(());
     }
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO counters (name, value) SELECT * FROM unnest($1::text[], $2::int8[])
          ON CONFLICT (name) DO UPDATE SET value = counters.value + excluded.value",
         &[&names, &values],
@@ -1241,6 +1336,7 @@ async fn write_counters(tx: &impl GenericClient, tally: &Tally) -> Result<(), St
 async fn insert(
     tx: &impl GenericClient,
     rows: &[Sealed],
+    words: &[String],
     received_ms: i64,
 ) -> Result<(), StoreError> {
     #[derive(Default)]
@@ -1280,10 +1376,10 @@ async fn insert(
         risk_reasons: Vec<Option<&'a str>>,
         personal: Vec<Option<&'a str>>,
         submitted_by: Vec<Option<&'a str>>,
-        words: Vec<String>,
+        words: Vec<&'a str>,
     }
     let mut c = Cols::default();
-    for row in rows {
+    for (i, row) in rows.iter().enumerate() {
         let e = &row.stored.event;
         let entity = e.entity.as_ref();
         let req = e.request.as_ref();
@@ -1328,7 +1424,7 @@ async fn insert(
         c.risk_reasons.push(row.json.risk_reasons.as_deref());
         c.personal.push(row.json.personal.as_deref());
         c.submitted_by.push(e.submitted_by.as_deref());
-        c.words.push(super::words::tsvector(e));
+        c.words.push(words.get(i).map_or("", String::as_str));
     }
     let stmt = tx
         .prepare_cached(

@@ -19,7 +19,7 @@ pub struct Committed {
 }
 
 impl Committed {
-    fn payload(self) -> String {
+    pub(super) fn payload(self) -> String {
         format!("{}-{}", self.first, self.last)
     }
 

@@ -342,19 +342,16 @@ pub async fn matching_from(
     Ok((items, reached))
 }
 
-/// Calls `each` with every event matching `query`, newest first, from one snapshot, until it
-/// returns `false`; rows stream, so memory stays flat. Returns how many it was given.
+/// Sends every event matching `query` to `to`, newest first, from one snapshot, until `to`
+/// closes; rows stream, so memory stays flat. Returns how many were sent.
 ///
 /// # Errors
 /// Database errors.
-pub async fn for_each<F>(
+pub async fn send_each(
     client: &mut tokio_postgres::Client,
     query: &Query,
-    mut each: F,
-) -> Result<u64, StoreError>
-where
-    F: FnMut(&StoredEvent) -> bool,
-{
+    to: tokio::sync::mpsc::Sender<StoredEvent>,
+) -> Result<u64, StoreError> {
     let tx = snapshot_of(client).await?;
     let plan = Plan::new(query);
     let sql = format!(
@@ -369,12 +366,12 @@ where
         pin_mut!(stream);
         let mut n = 0;
         while let Some(row) = stream.try_next().await? {
-            let event = events_of(std::slice::from_ref(&row))?;
-            let Some(event) = event.first() else {
+            let Some(event) = events_of(std::slice::from_ref(&row))?.pop() else {
                 continue;
             };
             n += 1;
-            if !each(event) {
+            if to.send(event).await.is_err() {
+                // The consumer has stopped.
                 break;
             }
         }
