@@ -607,6 +607,21 @@ async fn every_filter_answers_on_postgresql_as_on_sqlite_and_as_the_reference_ma
         .await
         .unwrap();
     assert_eq!((capped.total, capped.total_is_lower_bound), (100, true));
+    // Under the cap, counted over several fetches, the count is exact.
+    let under = pg
+        .query(
+            &everything,
+            trailwatch::store::PageRequest {
+                count_limit: Some(10_000),
+                ..every(10)
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (under.total, under.total_is_lower_bound),
+        (events.len() as u64, false)
+    );
 
     // The running totals and the distinct values agree.
     assert_eq!(

@@ -433,5 +433,8 @@ pub async fn copy_sqlite(
     report.checkpoints = checkpoints.len() as u64;
     tx.commit().await?;
     conn.execute_batch("COMMIT")?;
+    // Statistics now rather than when autovacuum comes by: without them the first searches
+    // are planned blind.
+    client.batch_execute("ANALYZE").await?;
     Ok(report)
 }

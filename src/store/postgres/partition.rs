@@ -35,6 +35,9 @@ fn partition_of(ms: i64) -> Option<(String, i64, i64)> {
     ))
 }
 
+/// The statistics target of each month's words (see migration 11).
+const WORDS_STATISTICS: u32 = 400;
+
 /// Makes the partitions for the month holding `at_ms` and the one after; returns where they
 /// end (the first millisecond they do not cover). Safe when several nodes do it at once.
 ///
@@ -64,7 +67,8 @@ pub async fn ensure_range(client: &mut Client, from_ms: i64, to_ms: i64) -> Resu
         // Names and bounds are ours (digits), never a sender's.
         tx.batch_execute(&format!(
             "CREATE TABLE IF NOT EXISTS {name} PARTITION OF events
-                 FOR VALUES FROM ({from}) TO ({to})"
+                 FOR VALUES FROM ({from}) TO ({to});
+             ALTER TABLE {name} ALTER COLUMN words SET STATISTICS {WORDS_STATISTICS}"
         ))
         .await?;
         end = to;
