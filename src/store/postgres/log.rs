@@ -853,6 +853,7 @@ impl Appender {
         if now_ms + partition::AHEAD_MS >= self.covered_until {
             self.covered_until = partition::ensure(&mut client, now_ms).await?;
         }
+        self.follow_ahead(&mut client).await?;
         let tx = client.transaction().await?;
         let head = tx
             .query_one(
@@ -995,7 +996,49 @@ impl Appender {
         }
         if !self.scorer.is_warm() {
             warm(tx, &mut self.scorer).await?;
-        } else if head > self.known {
+        } else {
+            self.count_others(tx, head).await?;
+        }
+        self.known = head;
+        Ok(())
+    }
+
+    /// Counts, before the chain's lock is taken, what other nodes committed since this node's
+    /// last batch, from one snapshot (as if the lock were held at that head): under the lock
+    /// only what they commit meanwhile remains to be read. A cold or oversized risk state
+    /// waits for the lock, where it is rebuilt or written.
+    async fn follow_ahead(
+        &mut self,
+        client: &mut deadpool_postgres::Client,
+    ) -> Result<(), StoreError> {
+        if !self.scorer.is_warm() || self.scorer.oversized() {
+            return Ok(());
+        }
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let head: i64 = tx
+            .query_one("SELECT seq FROM chain_head WHERE id = 1", &[])
+            .await?
+            .get(0);
+        let head = head.max(0) as u64;
+        self.count_others(&tx, head).await?;
+        tx.commit().await?;
+        self.known = self.known.max(head);
+        Ok(())
+    }
+
+    /// Counts the events after `self.known` through `head` into the risk state, exactly as
+    /// they were counted where they were sealed.
+    async fn count_others(
+        &mut self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        head: u64,
+    ) -> Result<(), StoreError> {
+        if head > self.known {
             let mut after = self.known;
             while after < head {
                 let events = read_after(tx, after, Some(head), READ_CHUNK as usize).await?;
@@ -1018,8 +1061,8 @@ impl Appender {
                         .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
                 }
             }
+            self.known = head;
         }
-        self.known = head;
         Ok(())
     }
 }
