@@ -5,7 +5,7 @@
 //! retention records) stays behind it.
 
 use super::{
-    chain, checkpoint, postgres, query, retention, rollup, CommitStats, Concerning, DistinctField,
+    chain, checkpoint, postgres, reads, retention, rollup, CommitStats, Concerning, DistinctField,
     Following, PageRequest, SqliteStore, StoreError, StoreOptions, VerifyReport,
 };
 use crate::model::{
@@ -385,7 +385,7 @@ impl Store {
                 true
             })
             .await?;
-        Ok(query::by_count(counts.into_iter()))
+        Ok(reads::by_count(counts.into_iter()))
     }
 
     /// The event with this id, if stored.

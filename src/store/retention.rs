@@ -440,7 +440,7 @@ impl Ledger {
     /// Database errors.
     pub fn load(conn: &Connection, key: Option<&VerifyingKey>) -> Result<Ledger, StoreError> {
         let mut ledger = Ledger::default();
-        if !super::schema::table_exists(conn, "prunes")? {
+        if !crate::store::sqlite::schema::table_exists(conn, "prunes")? {
             return Ok(ledger);
         }
         let mut records = conn.prepare(
@@ -544,7 +544,7 @@ impl<'c> Ranges<'c> {
     /// # Errors
     /// Database errors.
     pub fn new(conn: &'c Connection) -> Result<Option<Ranges<'c>>, StoreError> {
-        if !super::schema::table_exists(conn, "pruned_ranges")? {
+        if !crate::store::sqlite::schema::table_exists(conn, "pruned_ranges")? {
             return Ok(None);
         }
         Ok(Some(Ranges {
@@ -586,7 +586,7 @@ impl<'c> Ranges<'c> {
 /// # Errors
 /// Database errors.
 pub fn range_ending_at(conn: &Connection, seq: u64) -> Result<Option<Hash32>, StoreError> {
-    if !super::schema::table_exists(conn, "pruned_ranges")? {
+    if !crate::store::sqlite::schema::table_exists(conn, "pruned_ranges")? {
         return Ok(None);
     }
     let hash: Option<Vec<u8>> = conn

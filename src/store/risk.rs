@@ -581,7 +581,7 @@ impl Scorer {
         let mut rows = stmt.query(params![
             through as i64,
             SYSTEM_ACTOR,
-            super::append::ERASED_SUBJECT
+            crate::store::ERASED_SUBJECT
         ])?;
         while let Some(row) = rows.next()? {
             let ts: i64 = row.get(0)?;
@@ -808,7 +808,7 @@ impl Scorer {
 
     /// A stored failure or denial at `ts` by `user` from `ip`, counted into the windows.
     pub fn recall_failure(&mut self, ts: i64, user: &str, ip: Option<&str>) {
-        if user != SYSTEM_ACTOR && user != super::append::ERASED_SUBJECT {
+        if user != SYSTEM_ACTOR && user != crate::store::ERASED_SUBJECT {
             remember(&mut self.users, user, ts);
         }
         if let Some(ip) = ip.map(str::trim).filter(|ip| !ip.is_empty()) {

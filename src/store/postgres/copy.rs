@@ -8,7 +8,8 @@
 use super::partition;
 use crate::store::checkpoint::{self, Checkpoint};
 use crate::store::row::EVENT_COLUMNS;
-use crate::store::{schema, StoreError, DB_FILE};
+use crate::store::sqlite::schema;
+use crate::store::{StoreError, DB_FILE};
 use futures::pin_mut;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags};

@@ -248,7 +248,7 @@ CREATE INDEX pruned_ranges_prune ON pruned_ranges (prune_id, first_seq);
 ";
 
 /// The events, sealed in one chain whichever node appends them. Columns and their encodings
-/// are SQLite's (`store::schema`), so rows read back through one decoder (`store::row`) and
+/// are SQLite's (`store::sqlite::schema`), so rows read back through one decoder (`store::row`) and
 /// copy across unchanged; every integer is a bigint for the same reason.
 const EVENTS: &str = r"
 -- The chain's head: the one row every appending transaction locks first, so seqs are

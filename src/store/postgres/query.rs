@@ -1,7 +1,7 @@
 //! The query language on PostgreSQL: a compiled [`Query`] as one `WHERE` clause with numbered
 //! parameters, and the reads built on it (a page newest first with its count, the matches
 //! after a seq for live catch-up, every match for exports, the running totals). Every clause
-//! means what it means on SQLite (`store::query`) and in the browser (`search`): full text by
+//! means what it means on SQLite (`store::sqlite::query`) and in the browser (`search`): full text by
 //! the same tokens and phrases (`postgres::words`), prefixes case-sensitive, substrings
 //! ignoring ASCII case only, a negated condition true where its column is empty. Words are
 //! written in the appending transaction, so an answer is never behind the head.
@@ -11,7 +11,7 @@ use crate::model::{
     Counters, DashboardSnapshot, EventDetail, EventId, EventPage, Seq, StoredEvent, ValueCount,
 };
 use crate::search::{Pattern, Query, Term};
-use crate::store::query::{
+use crate::store::reads::{
     by_count, counters_of, like_escaped, like_pattern, DistinctField, PageRequest, COUNTER_NAMES,
 };
 use crate::store::row::{self, EVENT_COLUMNS};
@@ -259,7 +259,7 @@ pub async fn page(
                 let sql = format!("SELECT 1 FROM events e {filter} LIMIT {}", plan.next(1));
                 let stmt = tx.prepare(&sql).await?;
                 let portal = tx.bind(&stmt, &plan.params(&[&cap_param])).await?;
-                let deadline = std::time::Instant::now() + crate::store::query::COUNT_BUDGET;
+                let deadline = std::time::Instant::now() + crate::store::reads::COUNT_BUDGET;
                 let mut n = 0_u64;
                 let mut cut_short = false;
                 loop {
@@ -496,7 +496,7 @@ async fn related_by(
     let Some(term) = term else {
         return Ok(Vec::new());
     };
-    let (query, req) = crate::store::query::related(term, related);
+    let (query, req) = crate::store::reads::related(term, related);
     let mut items = page(client, &query, req).await?.items;
     items.retain(|e| e.seq != seq);
     items.truncate(related as usize);

@@ -6,14 +6,16 @@
 //! Rollups are updated in the same transaction; indexing for search happens after, on the
 //! indexer's thread (see `index`).
 
-use super::chain::{Hash32, GENESIS};
 use super::flush::{self, Committed};
-use super::retention::Pruned;
-use super::risk::Scorer;
-use super::rollup;
-use super::seal::{now_millis, seal_alongside, Prepared, Sealed, Sealer, Tally, PIPELINE_EVENTS};
-use super::{CommitStats, StoreError, StoreOptions};
 use crate::model::{IngestReceipt, Seq, StoredEvent};
+use crate::store::chain::{Hash32, GENESIS};
+use crate::store::retention::Pruned;
+use crate::store::risk::Scorer;
+use crate::store::rollup;
+use crate::store::seal::{
+    now_millis, seal_alongside, Prepared, Sealed, Sealer, Tally, PIPELINE_EVENTS,
+};
+use crate::store::{CommitStats, StoreError, StoreOptions};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 // Seeded per process, so keys chosen by senders cannot be made to collide.
 use foldhash::HashMap;
@@ -25,7 +27,7 @@ pub enum Work {
     Append(Job),
     /// Remove what retention says has expired.
     Prune {
-        policy: super::retention::RetentionPolicy,
+        policy: crate::store::retention::RetentionPolicy,
         now_ms: i64,
         reply: oneshot::Sender<Result<Pruned, StoreError>>,
     },
@@ -52,7 +54,7 @@ pub const ERASED_SUBJECT: &str = "[erased]";
 pub struct Job {
     pub events: Vec<Prepared>,
     /// For lines read from a tailed file: where the file was read up to, committed with them.
-    pub cursor: Option<super::cursor::TailCursor>,
+    pub cursor: Option<crate::store::cursor::TailCursor>,
     pub reply: oneshot::Sender<Result<IngestReceipt, StoreError>>,
 }
 
@@ -120,11 +122,13 @@ pub fn spawn_writer(
     hooks.head.send_replace(head_seq);
     if head_seq > 0 {
         // A head left unsigned by a stop is signed within a minute of the start.
-        let _ = hooks.checkpoints.try_send(super::checkpoint::Position {
-            seq: head_seq,
-            hash: head_hash,
-            urgent: false,
-        });
+        let _ = hooks
+            .checkpoints
+            .try_send(crate::store::checkpoint::Position {
+                seq: head_seq,
+                hash: head_hash,
+                urgent: false,
+            });
     }
     let (flush, flushing) = flush::spawn(sync.clone(), hooks)?;
     let mut writer = Writer {
@@ -223,18 +227,23 @@ impl Writer {
         }
     }
 
-    /// Removes every expired event, a transaction of at most [`super::retention::CHUNK`] at
+    /// Removes every expired event, a transaction of at most [`crate::store::retention::CHUNK`] at
     /// a time, each signed; then gives freed pages back.
     fn prune(
         &mut self,
-        policy: &super::retention::RetentionPolicy,
+        policy: &crate::store::retention::RetentionPolicy,
         now_ms: i64,
     ) -> Result<Pruned, StoreError> {
         let mut out = Pruned::default();
         loop {
             let tx = self.conn.transaction().map_err(StoreError::from_sqlite)?;
-            let chunk =
-                super::retention::prune_chunk(&tx, &self.key, policy, now_ms, self.head_seq)?;
+            let chunk = crate::store::retention::prune_chunk(
+                &tx,
+                &self.key,
+                policy,
+                now_ms,
+                self.head_seq,
+            )?;
             tx.commit().map_err(StoreError::from_sqlite)?;
             if chunk.events == 0 {
                 break;
@@ -250,7 +259,7 @@ impl Writer {
         }
         // Even a run that removed nothing may have freed a page (its bookkeeping moves
         // rows between pages); a free list left for later would never be given back.
-        out.freed_bytes = super::retention::release_free_pages(&self.conn)?;
+        out.freed_bytes = crate::store::retention::release_free_pages(&self.conn)?;
         if out.events > 0 {
             tracing::info!(
                 events = out.events,
@@ -402,7 +411,7 @@ impl Writer {
     fn commit(
         &mut self,
         jobs: Vec<Vec<Prepared>>,
-        cursors: &[super::cursor::TailCursor],
+        cursors: &[crate::store::cursor::TailCursor],
     ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
         let received_at = now_millis();
         let received_ms = received_at.timestamp_millis();
@@ -491,7 +500,8 @@ impl Writer {
             })?;
             // In seq order, so of two cursors of one file the later one wins.
             for cursor in cursors {
-                super::cursor::save(&tx, cursor, received_ms).map_err(StoreError::from_sqlite)?;
+                crate::store::cursor::save(&tx, cursor, received_ms)
+                    .map_err(StoreError::from_sqlite)?;
             }
             (seq, prev)
         };

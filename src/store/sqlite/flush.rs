@@ -15,10 +15,10 @@
 //! so frames not yet synced here are never overwritten. A killed process loses nothing the
 //! kernel was given; only an acknowledgement needs the sync, and none is sent before it.
 
-use super::chain::Hash32;
-use super::checkpoint::{Position, EVERY_EVENTS};
-use super::StoreError;
 use crate::model::{IngestReceipt, StoredEvent};
+use crate::store::chain::Hash32;
+use crate::store::checkpoint::{Position, EVERY_EVENTS};
+use crate::store::StoreError;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

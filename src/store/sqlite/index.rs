@@ -10,8 +10,9 @@
 //! head it saw (see [`crate::store::Store::query`]), so an acknowledged event is searchable by
 //! the next query that asks.
 
-use super::{query, schema, StoreError};
+use super::{query, schema};
 use crate::model::{Seq, StoredEvent};
+use crate::store::StoreError;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};

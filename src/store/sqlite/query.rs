@@ -1,17 +1,20 @@
 //! Reads: rows back into events, newest-first pages with filters, read-from-seq for live
 //! catch-up, and the dashboard snapshot.
 
-use super::StoreError;
 use crate::model::{Counters, DashboardSnapshot, EventId, EventPage, Seq, StoredEvent, ValueCount};
 use crate::search::{Pattern, Query, Term};
+use crate::store::reads::{
+    by_count, counters_of, like_pattern, DistinctField, PageRequest, COUNTER_NAMES, COUNT_BUDGET,
+};
+use crate::store::StoreError;
 use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, Row, ToSql};
 
-pub use super::row::EVENT_COLUMNS;
+pub use crate::store::row::EVENT_COLUMNS;
 
-/// [`super::row::event_from_row`] for SQLite's row callbacks.
+/// [`crate::store::row::event_from_row`] for SQLite's row callbacks.
 pub fn event_from_row(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
-    Ok(super::row::event_from_row(row)?)
+    Ok(crate::store::row::event_from_row(row)?)
 }
 
 /// The newest seq (0 when empty).
@@ -45,7 +48,7 @@ pub fn read_from(
 pub fn by_id(conn: &Connection, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {
     let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq = ?1 AND event_id = ?2");
     let mut at_seq = conn.prepare_cached(&sql)?;
-    for seq in super::seal::seq_candidates(&id.0) {
+    for seq in crate::store::seal::seq_candidates(&id.0) {
         let Ok(seq) = i64::try_from(seq) else {
             continue;
         };
@@ -74,33 +77,6 @@ pub fn by_id(conn: &Connection, id: &EventId) -> Result<Option<StoredEvent>, Sto
         .optional()?)
 }
 
-/// The running totals' names, as both backends' `counters` tables hold them.
-pub(crate) const COUNTER_NAMES: [&str; 4] = [
-    "total",
-    "outcome:denied",
-    "outcome:failure",
-    "level:critical",
-];
-
-/// Running totals from their named rows (see [`COUNTER_NAMES`]), as of `as_of`.
-pub(crate) fn counters_of(as_of: Seq, named: impl IntoIterator<Item = (String, i64)>) -> Counters {
-    let mut c = Counters {
-        as_of,
-        ..Counters::default()
-    };
-    for (name, value) in named {
-        let value = value.max(0) as u64;
-        match name.as_str() {
-            "total" => c.total = value,
-            "outcome:denied" => c.denied = value,
-            "outcome:failure" => c.failures = value,
-            "level:critical" => c.critical = value,
-            _ => {}
-        }
-    }
-    c
-}
-
 /// Running totals.
 pub fn counters(conn: &Connection) -> Result<Counters, StoreError> {
     let mut stmt =
@@ -127,23 +103,6 @@ pub fn snapshot(conn: &Connection, limit: usize) -> Result<DashboardSnapshot, St
         counters,
         server_time: Utc::now(),
     })
-}
-
-/// A `LIKE ... ESCAPE '\'` pattern for strings containing `s`.
-pub(crate) fn like_pattern(s: &str) -> String {
-    format!("%{}%", like_escaped(s))
-}
-
-/// `s` with `%`, `_` and `\` escaped for a `LIKE ... ESCAPE '\'` pattern.
-pub(crate) fn like_escaped(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    for ch in s.chars() {
-        if matches!(ch, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(ch);
-    }
-    out
 }
 
 /// A `GLOB` pattern matching strings that start with `prefix`: `*`, `?` and `[` are escaped as
@@ -372,38 +331,6 @@ impl Plan {
     }
 }
 
-/// The query and page of an event's relatives by `term` (its correlation or session id):
-/// one more than `related`, since the event itself matches; counting nothing.
-pub(crate) fn related(term: Term, related: u32) -> (Query, PageRequest) {
-    let query = Query {
-        clauses: vec![crate::search::Clause {
-            term,
-            negated: false,
-        }],
-    };
-    let req = PageRequest {
-        cursor: None,
-        page: 1,
-        limit: related + 1,
-        count_limit: Some(0),
-    };
-    (query, req)
-}
-
-/// How long a capped count may take before it settles for a lower bound.
-pub const COUNT_BUDGET: std::time::Duration = std::time::Duration::from_millis(25);
-
-/// How a page is asked for: by keyset `cursor` (the seq to go below), or by `page` number as
-/// the predecessor did; `count_limit` caps the count for speed, and makes it stop at
-/// [`COUNT_BUDGET`] with a lower bound.
-#[derive(Clone, Copy, Debug)]
-pub struct PageRequest {
-    pub cursor: Option<Seq>,
-    pub page: u32,
-    pub limit: u32,
-    pub count_limit: Option<u64>,
-}
-
 /// The events matching `query`, newest first, one page of them, and how many match.
 pub fn page(conn: &Connection, query: &Query, req: PageRequest) -> Result<EventPage, StoreError> {
     let page = req.page.max(1);
@@ -607,27 +534,10 @@ pub fn distinct(conn: &Connection, field: DistinctField) -> Result<Vec<ValueCoun
     ))
 }
 
-/// Values with their counts, most frequent first (ties by value), as [`distinct`] answers.
-pub fn by_count(counts: impl Iterator<Item = (String, u64)>) -> Vec<ValueCount> {
-    let mut out: Vec<ValueCount> = counts
-        .map(|(value, count)| ValueCount { value, count })
-        .filter(|v| v.count > 0)
-        .collect();
-    out.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
-    out
-}
-
-/// The fields [`distinct`] lists.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DistinctField {
-    Level,
-    Category,
-    Action,
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{fts_phrase, glob_prefix, like_pattern};
+    use super::{fts_phrase, glob_prefix};
+    use crate::store::reads::like_pattern;
 
     #[test]
     fn like_patterns_escape_wildcards() {

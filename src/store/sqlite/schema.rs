@@ -1,7 +1,7 @@
 //! The database layout and connection set-up: WAL, fsync on commit, and the tables for events,
 //! per-subject salts, running counters and login sessions.
 
-use super::StoreError;
+use crate::store::StoreError;
 use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
 use std::time::Duration;
@@ -63,7 +63,7 @@ CREATE TABLE IF NOT EXISTS events (
 -- whose upkeep is off the writer's path (a b-tree on users halved ingest speed).
 CREATE INDEX IF NOT EXISTS events_ts     ON events (ts);
 
--- The full-text index lives in its own file: see `store::index`.
+-- The full-text index lives in its own file: see `store::sqlite::index`.
 
 -- One salt per data subject, apart from the events: deleting it crypto-shreds the subject.
 CREATE TABLE IF NOT EXISTS subjects (
@@ -129,10 +129,10 @@ pub fn open_writer(
     // every 64 MiB rather than SQLite's 4 MiB copies each far fewer times.
     conn.pragma_update(None, "wal_autocheckpoint", 16_384)?;
     conn.execute_batch(SCHEMA)?;
-    conn.execute_batch(super::rollup::SCHEMA)?;
-    conn.execute_batch(super::risk::SCHEMA)?;
-    conn.execute_batch(super::retention::SCHEMA)?;
-    conn.execute_batch(super::cursor::SCHEMA)?;
+    conn.execute_batch(crate::store::rollup::SCHEMA)?;
+    conn.execute_batch(crate::store::risk::SCHEMA)?;
+    conn.execute_batch(crate::store::retention::SCHEMA)?;
+    conn.execute_batch(crate::store::cursor::SCHEMA)?;
     let version: Option<String> = conn
         .query_row(
             "SELECT value FROM meta WHERE key = 'schema_version'",
@@ -148,7 +148,7 @@ pub fn open_writer(
             )?;
             conn.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, '0')",
-                [super::risk::THROUGH_KEY],
+                [crate::store::risk::THROUGH_KEY],
             )?;
         }
         Some(v) if v > SCHEMA_VERSION => {
@@ -219,7 +219,7 @@ fn upgrade_to_3(conn: &Connection) -> Result<(), StoreError> {
 /// Schema 4 added the rollups, computed here from the events already stored.
 fn upgrade_to_4(conn: &Connection) -> Result<(), StoreError> {
     let tx = conn.unchecked_transaction()?;
-    super::rollup::rebuild(&tx)?;
+    crate::store::rollup::rebuild(&tx)?;
     tx.execute(
         "UPDATE meta SET value = '4' WHERE key = 'schema_version'",
         [],
@@ -231,7 +231,7 @@ fn upgrade_to_4(conn: &Connection) -> Result<(), StoreError> {
 /// Schema 5 added the hour totals, computed here from the minute rollups.
 fn upgrade_to_5(conn: &Connection) -> Result<(), StoreError> {
     let tx = conn.unchecked_transaction()?;
-    super::rollup::rebuild_hour_totals(&tx)?;
+    crate::store::rollup::rebuild_hour_totals(&tx)?;
     tx.execute(
         "UPDATE meta SET value = '5' WHERE key = 'schema_version'",
         [],
@@ -269,7 +269,7 @@ fn upgrade_to_7(conn: &Connection) -> Result<(), StoreError> {
     tx.execute(
         "INSERT OR REPLACE INTO meta (key, value)
          SELECT ?1, CAST(COALESCE(MAX(seq), 0) AS TEXT) FROM events",
-        [super::risk::THROUGH_KEY],
+        [crate::store::risk::THROUGH_KEY],
     )?;
     tx.execute(
         "UPDATE meta SET value = '7' WHERE key = 'schema_version'",
