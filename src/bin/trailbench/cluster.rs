@@ -347,6 +347,9 @@ pub async fn cluster(plan: Plan) -> Result<(), BoxError> {
         println!("| {label} | {row} |");
     }
 
+    if plan.search_events == 0 {
+        return Ok(());
+    }
     search(&plan, &pg).await
 }
 

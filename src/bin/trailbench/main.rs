@@ -209,7 +209,7 @@ enum Command {
         /// How long latency is measured.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
-        /// Events in the store searched.
+        /// Events in the store searched (0: no search).
         #[arg(long, default_value_t = 1_000_000)]
         search_events: u64,
         /// Runs of each search.

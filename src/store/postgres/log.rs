@@ -138,6 +138,13 @@ impl StoreError {
     }
 }
 
+fn bad_column(idx: usize, detail: &str) -> BadColumn {
+    BadColumn {
+        idx,
+        detail: detail.to_string(),
+    }
+}
+
 fn corrupt(seq: i64) -> impl Fn(BadColumn) -> StoreError {
     move |e| StoreError::Corrupt {
         seq: seq.max(0) as u64,
@@ -1041,23 +1048,22 @@ impl Appender {
         if head > self.known {
             let mut after = self.known;
             while after < head {
-                let events = read_after(tx, after, Some(head), READ_CHUNK as usize).await?;
-                let Some(last) = events.last() else {
+                let events = read_for_risk(tx, after, head).await?;
+                let Some((last, _, _)) = events.last() else {
                     break;
                 };
-                after = last.seq.0;
+                after = *last;
                 let mut seen = HashSet::default();
                 let needed: Vec<String> = events
                     .iter()
-                    .map(|e| e.event.user.id.as_str())
+                    .map(|(_, _, e)| e.user.id.as_str())
                     .filter(|u| seen.insert(*u) && self.scorer.needs_profile(u))
                     .map(str::to_string)
                     .collect();
                 load_profiles(tx, &mut self.scorer, &needed).await?;
-                for mut stored in events {
-                    let at = stored.received_at.timestamp_millis();
+                for (_, received_ms, mut event) in events {
                     self.scorer
-                        .observe_loaded(&mut stored.event, at)
+                        .observe_loaded(&mut event, received_ms)
                         .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
                 }
             }
@@ -1065,6 +1071,64 @@ impl Appender {
         }
         Ok(())
     }
+}
+
+/// Up to [`READ_CHUNK`] events after `after` through `through`, oldest first, as the risk state
+/// counts an event sealed elsewhere: its seq, arrival and what the rules look at (when, who,
+/// how it ended, from which address and country). Its score is sealed already, so none is
+/// computed again, and none of the rest is read: this runs while the chain's lock is held.
+async fn read_for_risk(
+    tx: &impl GenericClient,
+    after: u64,
+    through: u64,
+) -> Result<Vec<(u64, i64, AuditEvent)>, StoreError> {
+    let stmt = tx
+        .prepare_cached(
+            "SELECT seq, ts, received_at, user_id, outcome, req_ip, country FROM events
+             WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
+        )
+        .await?;
+    let rows = tx
+        .query(&stmt, &[&(after as i64), &(through as i64), &READ_CHUNK])
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let seq: i64 = r.get(0);
+            let outcome: String = r.get(4);
+            let timestamp = chrono::DateTime::from_timestamp_millis(r.get(1))
+                .ok_or_else(|| corrupt(seq)(bad_column(1, "time out of range")))?;
+            let outcome = crate::model::Outcome::parse(&outcome)
+                .ok_or_else(|| corrupt(seq)(bad_column(4, "unknown outcome")))?;
+            let ip: Option<String> = r.get(5);
+            let country: Option<String> = r.get(6);
+            let event = AuditEvent {
+                request: ip.map(|ip| crate::model::RequestInfo {
+                    ip: Some(ip),
+                    ..Default::default()
+                }),
+                location: country.map(|country| crate::model::Location {
+                    country: Some(country),
+                    city: None,
+                }),
+                // Sealed where it was appended; counting it must not score it again, so its
+                // level and category (which only scoring reads) are placeholders.
+                risk_score: Some(0),
+                ..AuditEvent::new(
+                    timestamp,
+                    crate::model::Level::Info,
+                    crate::model::Category::Authentication,
+                    "",
+                    outcome,
+                    crate::model::Actor {
+                        id: r.get(3),
+                        username: None,
+                    },
+                    crate::model::Source::http(),
+                )
+            };
+            Ok((seq.max(0) as u64, r.get::<_, i64>(2), event))
+        })
+        .collect()
 }
 
 /// Rebuilds the risk state from the rows: the failures within the window of the newest event
