@@ -50,7 +50,8 @@ pub fn blank_personal(event: &mut AuditEvent, personal_metadata: &[String]) {
 }
 pub use retention::RetentionPolicy;
 pub use risk::RiskConfig;
-pub use verify::{progress_bar, stored_count, verify_path, VerifyReport};
+pub use sqlite::verify::{stored_count, verify_path};
+pub use verify::{progress_bar, VerifyReport};
 
 /// How long a search waits for the index to reach the head before it answers with what is
 /// indexed (and says how far that is).

@@ -371,7 +371,7 @@ pub fn prune_chunk(
          DELETE FROM temp.doomed;
          DELETE FROM temp.doomed_counts;",
     )?;
-    super::rollup::rebuild_span(tx, span.0, span.1)?;
+    crate::store::sqlite::rollup::rebuild_span(tx, span.0, span.1)?;
     Ok(Chunk {
         events: seqs.len() as u64,
         ranges: ranges.len() as u64,

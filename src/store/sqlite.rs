@@ -4,14 +4,17 @@
 //! kept by its own thread (`index`), and the schema (`schema`). Server build only.
 
 mod append;
+pub mod cursor;
 mod flush;
 mod index;
 pub(crate) mod query;
+pub(crate) mod rollup;
 pub(crate) mod schema;
+pub mod verify;
 
 use super::{
-    chain, checkpoint, cursor, retention, rollup, seal, sql, verify, CommitStats, Concerning, Feed,
-    Following, RetentionPolicy, StoreError, StoreOptions, VerifyReport, DB_FILE,
+    chain, checkpoint, retention, seal, sql, CommitStats, Concerning, Feed, Following,
+    RetentionPolicy, StoreError, StoreOptions, VerifyReport, DB_FILE,
 };
 use crate::model::{
     AuditEvent, Counters, DashboardSnapshot, EventDetail, EventId, EventPage, IngestReceipt, Seq,
@@ -167,7 +170,7 @@ impl SqliteStore {
     pub async fn append_tailed(
         &self,
         events: Vec<AuditEvent>,
-        cursor: cursor::TailCursor,
+        cursor: crate::store::cursor::TailCursor,
     ) -> Result<IngestReceipt, StoreError> {
         self.append_with(events, Some(cursor)).await
     }
@@ -179,7 +182,7 @@ impl SqliteStore {
     pub async fn tail_cursor(
         &self,
         source: &str,
-    ) -> Result<Option<cursor::TailCursor>, StoreError> {
+    ) -> Result<Option<crate::store::cursor::TailCursor>, StoreError> {
         let source = source.to_string();
         self.read(move |c| cursor::load(c, &source).map_err(StoreError::from))
             .await
@@ -188,7 +191,7 @@ impl SqliteStore {
     async fn append_with(
         &self,
         events: Vec<AuditEvent>,
-        cursor: Option<cursor::TailCursor>,
+        cursor: Option<crate::store::cursor::TailCursor>,
     ) -> Result<IngestReceipt, StoreError> {
         if events.is_empty() && cursor.is_none() {
             // Nothing to seal; the writer's receipts assume every job has an event.
@@ -513,12 +516,12 @@ impl SqliteStore {
     pub async fn with_rollups<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&rollup::Reader<'_, '_>) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&crate::store::rollup::Reader<'_, '_>) -> Result<T, StoreError> + Send + 'static,
     {
         self.read(move |c| {
             let tx = c.unchecked_transaction()?;
             let session = sql::Session::sqlite(&tx);
-            let out = f(&rollup::Reader::new(&session, true))?;
+            let out = f(&crate::store::rollup::Reader::new(&session, true))?;
             tx.finish()?;
             Ok(out)
         })

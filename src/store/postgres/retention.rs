@@ -216,7 +216,7 @@ async fn uncount(
 }
 
 /// Counts the rollups of the hours from `from_ms` to `to_ms` (event time, both inclusive)
-/// again from the events still stored in them, as `store::rollup::rebuild_span` does.
+/// again from the events still stored in them, as `store::sqlite::rollup::rebuild_span` does.
 async fn rebuild_span(tx: &Transaction<'_>, from_ms: i64, to_ms: i64) -> Result<(), StoreError> {
     use crate::store::rollup::HOUR_MS;
     let first_hour = from_ms.div_euclid(HOUR_MS);

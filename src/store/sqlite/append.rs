@@ -494,14 +494,13 @@ impl Writer {
             for stored in &sealed {
                 rollups.add(&stored.event);
             }
-            rollups.write(&tx).map_err(|e| match e {
+            super::rollup::write(&rollups, &tx).map_err(|e| match e {
                 StoreError::Sqlite(e) => StoreError::from_sqlite(e),
                 other => other,
             })?;
             // In seq order, so of two cursors of one file the later one wins.
             for cursor in cursors {
-                crate::store::cursor::save(&tx, cursor, received_ms)
-                    .map_err(StoreError::from_sqlite)?;
+                super::cursor::save(&tx, cursor, received_ms).map_err(StoreError::from_sqlite)?;
             }
             (seq, prev)
         };

@@ -129,10 +129,10 @@ pub fn open_writer(
     // every 64 MiB rather than SQLite's 4 MiB copies each far fewer times.
     conn.pragma_update(None, "wal_autocheckpoint", 16_384)?;
     conn.execute_batch(SCHEMA)?;
-    conn.execute_batch(crate::store::rollup::SCHEMA)?;
+    conn.execute_batch(super::rollup::SCHEMA)?;
     conn.execute_batch(crate::store::risk::SCHEMA)?;
     conn.execute_batch(crate::store::retention::SCHEMA)?;
-    conn.execute_batch(crate::store::cursor::SCHEMA)?;
+    conn.execute_batch(super::cursor::SCHEMA)?;
     let version: Option<String> = conn
         .query_row(
             "SELECT value FROM meta WHERE key = 'schema_version'",
@@ -219,7 +219,7 @@ fn upgrade_to_3(conn: &Connection) -> Result<(), StoreError> {
 /// Schema 4 added the rollups, computed here from the events already stored.
 fn upgrade_to_4(conn: &Connection) -> Result<(), StoreError> {
     let tx = conn.unchecked_transaction()?;
-    crate::store::rollup::rebuild(&tx)?;
+    super::rollup::rebuild(&tx)?;
     tx.execute(
         "UPDATE meta SET value = '4' WHERE key = 'schema_version'",
         [],
@@ -231,7 +231,7 @@ fn upgrade_to_4(conn: &Connection) -> Result<(), StoreError> {
 /// Schema 5 added the hour totals, computed here from the minute rollups.
 fn upgrade_to_5(conn: &Connection) -> Result<(), StoreError> {
     let tx = conn.unchecked_transaction()?;
-    crate::store::rollup::rebuild_hour_totals(&tx)?;
+    super::rollup::rebuild_hour_totals(&tx)?;
     tx.execute(
         "UPDATE meta SET value = '5' WHERE key = 'schema_version'",
         [],
