@@ -1021,6 +1021,7 @@ impl Appender {
         if !self.scorer.is_warm() || self.scorer.oversized() {
             return Ok(());
         }
+        // Not `query::snapshot_of`: the pool's transaction keeps its statement cache.
         let tx = client
             .build_transaction()
             .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
@@ -1040,11 +1041,7 @@ impl Appender {
 
     /// Counts the events after `self.known` through `head` into the risk state, exactly as
     /// they were counted where they were sealed.
-    async fn count_others(
-        &mut self,
-        tx: &deadpool_postgres::Transaction<'_>,
-        head: u64,
-    ) -> Result<(), StoreError> {
+    async fn count_others(&mut self, tx: &impl GenericClient, head: u64) -> Result<(), StoreError> {
         if head > self.known {
             let mut after = self.known;
             while after < head {

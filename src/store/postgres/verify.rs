@@ -140,12 +140,7 @@ pub async fn verify_from(
     key: Option<&VerifyingKey>,
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<VerifyReport, StoreError> {
-    let tx = client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
+    let tx = super::query::snapshot_of(client).await?;
     let head = tx
         .query_one("SELECT seq, hash FROM chain_head WHERE id = 1", &[])
         .await?;
