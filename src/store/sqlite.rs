@@ -8,13 +8,14 @@ pub mod cursor;
 mod flush;
 mod index;
 pub(crate) mod query;
+pub(crate) mod retention;
 pub(crate) mod rollup;
 pub(crate) mod schema;
 pub mod verify;
 
 use super::{
-    chain, checkpoint, retention, seal, sql, CommitStats, Concerning, Feed, Following,
-    RetentionPolicy, StoreError, StoreOptions, VerifyReport, DB_FILE,
+    chain, checkpoint, seal, sql, CommitStats, Concerning, Feed, Following, RetentionPolicy,
+    StoreError, StoreOptions, VerifyReport, DB_FILE,
 };
 use crate::model::{
     AuditEvent, Counters, DashboardSnapshot, EventDetail, EventId, EventPage, IngestReceipt, Seq,
@@ -236,7 +237,7 @@ impl SqliteStore {
         &self,
         policy: RetentionPolicy,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<retention::Pruned, StoreError> {
+    ) -> Result<crate::store::retention::Pruned, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.shared
             .writer

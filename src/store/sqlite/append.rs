@@ -237,13 +237,8 @@ impl Writer {
         let mut out = Pruned::default();
         loop {
             let tx = self.conn.transaction().map_err(StoreError::from_sqlite)?;
-            let chunk = crate::store::retention::prune_chunk(
-                &tx,
-                &self.key,
-                policy,
-                now_ms,
-                self.head_seq,
-            )?;
+            let chunk =
+                super::retention::prune_chunk(&tx, &self.key, policy, now_ms, self.head_seq)?;
             tx.commit().map_err(StoreError::from_sqlite)?;
             if chunk.events == 0 {
                 break;
@@ -259,7 +254,7 @@ impl Writer {
         }
         // Even a run that removed nothing may have freed a page (its bookkeeping moves
         // rows between pages); a free list left for later would never be given back.
-        out.freed_bytes = crate::store::retention::release_free_pages(&self.conn)?;
+        out.freed_bytes = super::retention::release_free_pages(&self.conn)?;
         if out.events > 0 {
             tracing::info!(
                 events = out.events,

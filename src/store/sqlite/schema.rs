@@ -131,7 +131,7 @@ pub fn open_writer(
     conn.execute_batch(SCHEMA)?;
     conn.execute_batch(super::rollup::SCHEMA)?;
     conn.execute_batch(crate::store::risk::SCHEMA)?;
-    conn.execute_batch(crate::store::retention::SCHEMA)?;
+    conn.execute_batch(super::retention::SCHEMA)?;
     conn.execute_batch(super::cursor::SCHEMA)?;
     let version: Option<String> = conn
         .query_row(

@@ -1,10 +1,10 @@
 //! Verification of an SQLite store: its rows, in seq order, through the shared [`Walk`], on
 //! a live database or offline (`trailwatch verify`), and one row's seal on its own.
 
+use super::retention::{ledger, Ranges};
 use crate::model::{EventSeal, Seq};
 use crate::store::chain::{Verifier, GENESIS};
 use crate::store::checkpoint::Checkpoint;
-use crate::store::retention::{Ledger, Ranges};
 use crate::store::row::{sealed_columns, SealedRow};
 use crate::store::verify::{VerifyReport, Walk};
 use crate::store::StoreError;
@@ -56,7 +56,7 @@ pub fn verify_from(
         Err(report) => return Ok(*report),
     };
     let tx = conn.unchecked_transaction()?;
-    let ledger = Ledger::load(&tx, key)?;
+    let ledger = ledger(&tx, key)?;
     let mut ranges = Ranges::new(&tx)?;
     let sql = format!(
         "SELECT {} FROM events WHERE seq > ?1 ORDER BY seq",
@@ -113,7 +113,7 @@ pub fn verify_one(conn: &Connection, seq: Seq) -> Result<Option<EventSeal>, Stor
         // Removed by retention: its signed range holds its hash.
         let pruned = match hash {
             Some(_) => None,
-            None => crate::store::retention::range_ending_at(conn, seq.0 - 1)?,
+            None => super::retention::range_ending_at(conn, seq.0 - 1)?,
         };
         match (hash, pruned) {
             (Some(h), _) => hash32(h, seq.0 - 1, "hash")?,
