@@ -370,37 +370,32 @@ pub fn batch(tag: &str, n: usize) -> Value {
 /// An event tagged `tag` in its metadata; every third one a denial, from few users and
 /// addresses, so that repeated-failure scores depend on what every node appended before.
 pub fn tagged(tag: &str, n: usize) -> trailwatch::model::AuditEvent {
-    trailwatch::model::AuditEvent {
-        timestamp: chrono::DateTime::from_timestamp_millis(1_770_000_000_000 + n as i64 * 700)
-            .unwrap(),
-        level: trailwatch::model::Level::Info,
-        category: trailwatch::model::Category::Authentication,
-        action: format!("login.{}", n % 4),
-        outcome: if n % 3 == 0 {
-            trailwatch::model::Outcome::Denied
-        } else {
-            trailwatch::model::Outcome::Success
-        },
-        user: trailwatch::model::Actor {
-            id: format!("user-{}", n % 5),
-            username: None,
-        },
-        entity: None,
-        request: Some(trailwatch::model::RequestInfo {
+    use trailwatch::model::{Actor, AuditEvent, Category, Level, Outcome, RequestInfo, Source};
+    let outcome = if n % 3 == 0 {
+        Outcome::Denied
+    } else {
+        Outcome::Success
+    };
+    AuditEvent {
+        request: Some(RequestInfo {
             ip: Some(format!("10.0.0.{}", n % 3)),
             ..Default::default()
         }),
-        location: None,
         description: Some(format!("event {tag}")),
         metadata: serde_json::json!({"tag": tag}).as_object().cloned(),
-        changes: None,
-        risk_score: None,
-        risk_reasons: None,
-        correlation_id: None,
-        session_id: None,
-        system: None,
-        source: trailwatch::model::Source::http(),
         submitted_by: Some("token:pg-test".into()),
+        ..AuditEvent::new(
+            chrono::DateTime::from_timestamp_millis(1_770_000_000_000 + n as i64 * 700).unwrap(),
+            Level::Info,
+            Category::Authentication,
+            format!("login.{}", n % 4),
+            outcome,
+            Actor {
+                id: format!("user-{}", n % 5),
+                username: None,
+            },
+            Source::http(),
+        )
     }
 }
 

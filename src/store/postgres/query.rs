@@ -283,7 +283,9 @@ pub async fn page(
         Some(_) => 0,
         None => i64::from(page - 1) * i64::from(limit),
     };
-    let order = match few_in_a_past_window(&tx, query, &plan).await? {
+    // An exact count already says how many match; only a capped one leaves it to be found.
+    let known = (!total_is_lower_bound).then_some(total);
+    let order = match few_in_a_past_window(&tx, query, &plan, known).await? {
         // Read through the filter's own index and sorted: the `+ 0` keeps the planner from
         // walking the whole chain newest first to reach a window far from the head.
         true => "e.seq + 0 DESC",
@@ -337,12 +339,14 @@ const SORTED_AT_MOST: i64 = 50_000;
 /// few enough events match to sort them. The planner takes time and seq to be independent, so
 /// for such a window it would walk the chain from the newest event, through everything since,
 /// to find a first page that the time index reaches at once (200 ms against 9 ms on SQLite at
-/// a million events, BENCHMARKS.md). Counting the matches up to the bound costs at most that
-/// many index entries.
+/// a million events, BENCHMARKS.md). `matching` is the number of matches when the page's count
+/// is exact; otherwise they are counted up to the bound, which costs at most that many index
+/// entries.
 async fn few_in_a_past_window(
     tx: &impl GenericClient,
     query: &Query,
     plan: &Plan,
+    matching: Option<u64>,
 ) -> Result<bool, StoreError> {
     let ends = query
         .clauses
@@ -350,6 +354,9 @@ async fn few_in_a_past_window(
         .any(|c| !c.negated && matches!(c.term, Term::Time { end: Some(_), .. }));
     if !ends {
         return Ok(false);
+    }
+    if let Some(n) = matching {
+        return Ok(n <= SORTED_AT_MOST as u64);
     }
     let sql = format!(
         "SELECT count(*) FROM (SELECT 1 FROM events e {} LIMIT {}) AS m",
