@@ -3,7 +3,7 @@
 
 use crate::error::AppError;
 use crate::model::{
-    DashboardSnapshot, EventDetail, EventFilter, EventPage, ReplayBatch, SavedView,
+    DashboardSnapshot, EventDetail, EventFilter, EventOrder, EventPage, ReplayBatch, SavedView,
 };
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
@@ -218,30 +218,33 @@ pub const EXPLORER_PAGE: u32 = 100;
 /// The explorer counts matches up to this many, so a broad query stays fast.
 pub const EXPLORER_COUNT_CAP: u64 = 10_000;
 
-/// One page of the explorer: the events matching `filter`, newest first, below `cursor`.
+/// One page of the explorer: the events matching `filter`, in `order` (event time, newest
+/// first, when `None`), after `cursor`.
 ///
 /// # Errors
-/// [`AppError::BadRequest`] naming the field of a filter that does not compile (a bad `q`);
-/// [`AppError::Internal`] when the store fails.
+/// [`AppError::BadRequest`] naming the field of a filter that does not compile (a bad `q`)
+/// or a cursor made for another order; [`AppError::Internal`] when the store fails.
 #[server(prefix = "/api/fn", endpoint = "events", input = Json)]
 pub async fn list_events(
     filter: EventFilter,
+    order: Option<EventOrder>,
     cursor: Option<String>,
 ) -> Result<EventPage, AppError> {
     let principal = authorize(crate::model::Permission::ReadOwn)?;
-    use crate::model::Seq;
+    let order = order.unwrap_or_default();
     use crate::server::AppState;
-    use crate::store::PageRequest;
+    use crate::store::{Cursor, PageRequest};
     let state = use_context::<AppState>().ok_or(AppError::Internal)?;
     let query = filter
         .compile()
         .map_err(|e| AppError::BadRequest(e.to_string()))?
         .owned_by(principal.owner.as_deref());
     let cursor = cursor
-        .map(|c| c.parse::<u64>().map(Seq))
+        .map(|c| Cursor::parse(&c, order))
         .transpose()
-        .map_err(|_| AppError::BadRequest("cursor: not a cursor this server returned".into()))?;
+        .map_err(|e| AppError::BadRequest(format!("cursor: {e}")))?;
     let req = PageRequest {
+        order,
         cursor,
         page: 1,
         limit: EXPLORER_PAGE,

@@ -27,7 +27,7 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 pub use facade::Store;
-pub use reads::{DistinctField, PageRequest};
+pub use reads::{Cursor, DistinctField, PageRequest};
 pub use sqlite::{SqliteStore, ERASED_SUBJECT, SCHEMA_VERSION, SEARCH_FILE};
 
 /// Blanks the personal fields of a copy of an event kept outside the store (an alert's), as

@@ -205,7 +205,7 @@ async fn committed_ranges_reach_every_listening_node_in_commit_order_and_only_on
 
 use chrono::DateTime;
 use std::collections::{BTreeMap, BTreeSet};
-use trailwatch::model::{AuditEvent, Seq, StoredEvent};
+use trailwatch::model::{AuditEvent, EventOrder, Seq, StoredEvent};
 use trailwatch::store::postgres::EventLog;
 use trailwatch::store::risk::{RiskConfig, Scorer};
 use trailwatch::store::StoreOptions;
@@ -519,6 +519,7 @@ async fn both_backends(
 
 fn every(limit: u32) -> trailwatch::store::PageRequest {
     trailwatch::store::PageRequest {
+        order: trailwatch::model::EventOrder::ARRIVAL,
         cursor: None,
         page: 1,
         limit,
@@ -555,23 +556,55 @@ async fn every_filter_answers_on_postgresql_as_on_sqlite_and_as_the_reference_ma
         );
         proper += usize::from(!want.is_empty() && want.len() < N);
 
-        if round % 8 == 0 {
+        // Each order, both ways, by the shared comparator, as on SQLite.
+        let order = random::order(round);
+        let sorted = random::sorted(&events, &query, order);
+        let ordered =
+            |req: trailwatch::store::PageRequest| trailwatch::store::PageRequest { order, ..req };
+        let page = pg.query(&query, ordered(every(1000))).await.unwrap();
+        let got: Vec<u64> = page.items.iter().map(|e| e.seq.0).collect();
+        assert_eq!(got, sorted, "round {round} {order:?}: {filter:?}");
+        let on_sqlite = sqlite
+            .query(query.clone(), ordered(every(1000)))
+            .await
+            .unwrap();
+        assert_eq!(
+            on_sqlite.items.iter().map(|e| e.seq.0).collect::<Vec<_>>(),
+            sorted,
+            "round {round} {order:?} on SQLite: {filter:?}"
+        );
+
+        if round % 4 == 0 {
             // Keyset pages of 13 walk the same list with no gap and no repeat.
             let mut walked = Vec::new();
             let mut cursor = None;
             loop {
                 let req = trailwatch::store::PageRequest {
                     cursor,
-                    ..every(13)
+                    ..ordered(every(13))
                 };
                 let page = pg.query(&query, req).await.unwrap();
                 walked.extend(page.items.iter().map(|e| e.seq.0));
                 match page.next_cursor {
-                    Some(c) => cursor = Some(Seq(c.parse().unwrap())),
+                    Some(c) => cursor = Some(trailwatch::store::Cursor::parse(&c, order).unwrap()),
                     None => break,
                 }
             }
-            assert_eq!(walked, want, "round {round} by cursor: {filter:?}");
+            assert_eq!(
+                walked, sorted,
+                "round {round} {order:?} by cursor: {filter:?}"
+            );
+            let exported = pg
+                .for_each_matching(&query, order, Vec::new(), |all, e| {
+                    all.push(e.seq.0);
+                    true
+                })
+                .await
+                .unwrap();
+            assert_eq!(
+                exported, sorted,
+                "round {round} {order:?} export: {filter:?}"
+            );
             // Live catch-up from the middle, oldest first, and every match for an export.
             let after = Seq(N as u64 / 2);
             let (items, reached) = pg.matching_from(&query, after, 1000).await.unwrap();
@@ -580,7 +613,7 @@ async fn every_filter_answers_on_postgresql_as_on_sqlite_and_as_the_reference_ma
             assert_eq!(items.iter().map(|e| e.seq.0).collect::<Vec<_>>(), tail);
             assert_eq!(reached, Seq(N as u64));
             let exported = pg
-                .for_each_matching(&query, Vec::new(), |all, e| {
+                .for_each_matching(&query, EventOrder::ARRIVAL, Vec::new(), |all, e| {
                     all.push(e.seq.0);
                     true
                 })

@@ -10,8 +10,8 @@ use common::random::{self, Rng};
 use common::{TestServer, TOKEN};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use trailwatch::model::{AuditEvent, EventFilter, Seq, StoredEvent};
-use trailwatch::store::{PageRequest, Store, StoreOptions};
+use trailwatch::model::{AuditEvent, EventFilter, EventOrder, Seq, StoredEvent};
+use trailwatch::store::{Cursor, PageRequest, Store, StoreOptions};
 
 const EVENTS: usize = 700;
 
@@ -48,6 +48,7 @@ fn reference(filter: &EventFilter, events: &[StoredEvent]) -> Vec<u64> {
 
 fn all(limit: u32) -> PageRequest {
     PageRequest {
+        order: trailwatch::model::EventOrder::ARRIVAL,
         cursor: None,
         page: 1,
         limit,
@@ -71,24 +72,46 @@ async fn every_filter_combination_agrees_with_brute_force_through_the_store() {
         assert_eq!(page.total, want.len() as u64, "round {round}: {filter:?}");
         nonempty += usize::from(!want.is_empty() && want.len() < EVENTS);
 
-        if round % 8 == 0 {
+        // Each order, both ways, by the shared comparator.
+        let order = random::order(round);
+        let want = random::sorted(&events, &query, order);
+        let page = store
+            .query(query.clone(), PageRequest { order, ..all(1000) })
+            .await
+            .unwrap();
+        let got: Vec<u64> = page.items.iter().map(|e| e.seq.0).collect();
+        assert_eq!(got, want, "round {round} {order:?}: {filter:?}");
+
+        if round % 4 == 0 {
             // Keyset pages of 13 walk the same list with no gap and no repeat.
             let mut walked = Vec::new();
             let mut cursor = None;
             loop {
                 let req = PageRequest {
+                    order,
                     cursor,
-                    limit: 13,
                     ..all(13)
                 };
                 let page = store.query(query.clone(), req).await.unwrap();
                 walked.extend(page.items.iter().map(|e| e.seq.0));
                 match page.next_cursor {
-                    Some(c) => cursor = Some(Seq(c.parse().unwrap())),
+                    Some(c) => cursor = Some(Cursor::parse(&c, order).unwrap()),
                     None => break,
                 }
             }
-            assert_eq!(walked, want, "round {round} by cursor: {filter:?}");
+            assert_eq!(
+                walked, want,
+                "round {round} {order:?} by cursor: {filter:?}"
+            );
+            // An export lists the same events in the same order.
+            let exported = store
+                .for_each_matching(query.clone(), order, Vec::new(), |all, e| {
+                    all.push(e.seq.0);
+                    true
+                })
+                .await
+                .unwrap();
+            assert_eq!(exported, want, "round {round} {order:?} export: {filter:?}");
         }
     }
     assert!(
@@ -177,9 +200,17 @@ async fn every_filter_combination_agrees_with_brute_force_through_rest() {
     let mut rng = Rng::new(5);
     for round in 0..120 {
         let filter = random::filter(&mut rng, events.len());
-        let want = reference(&filter, &events);
         let mut query = filter.rest_params();
         query.push(("limit".into(), "500".into()));
+        // Event time, newest first, unless `sort` says otherwise.
+        let order = if round % 2 == 0 {
+            EventOrder::default()
+        } else {
+            let order = random::order(round / 2);
+            query.push(("sort".into(), order.as_param()));
+            order
+        };
+        let want = random::sorted(&events, &filter.compile().unwrap(), order);
         let (status, page) = get(&s, "/api/v1/events", &query).await;
         assert_eq!(status, 200, "round {round}: {filter:?}: {page}");
         assert_eq!(seqs(&page), want, "round {round}: {filter:?}");
@@ -190,10 +221,11 @@ async fn every_filter_combination_agrees_with_brute_force_through_rest() {
 #[tokio::test]
 async fn rest_pages_by_cursor_and_by_page_number() {
     let (s, events) = random_server(12, 120).await;
-    let newest: Vec<u64> = events.iter().rev().map(|e| e.seq.0).collect();
+    let query = trailwatch::search::Query::default();
+    let newest = random::sorted(&events, &query, EventOrder::default());
     let limit = ("limit".to_string(), "50".to_string());
     let (_, first) = get(&s, "/api/v1/events", std::slice::from_ref(&limit)).await;
-    assert_eq!(seqs(&first), newest[..50]);
+    assert_eq!(seqs(&first), newest[..50], "event time, newest first");
     assert_eq!(first["headSeq"], 120);
     let cursor = first["nextCursor"].as_str().unwrap().to_string();
     let (_, second) = get(
@@ -215,6 +247,118 @@ async fn rest_pages_by_cursor_and_by_page_number() {
         Value::Null,
         "the last page has no cursor"
     );
+    // Arrival order keeps the bare-seq cursors clients already hold.
+    let arrival: Vec<u64> = events.iter().rev().map(|e| e.seq.0).collect();
+    let by_seq = ("sort".to_string(), "seq".to_string());
+    let (_, first) = get(&s, "/api/v1/events", &[limit.clone(), by_seq.clone()]).await;
+    assert_eq!(seqs(&first), arrival[..50]);
+    assert_eq!(first["nextCursor"], "71");
+    let (_, second) = get(
+        &s,
+        "/api/v1/events",
+        &[limit.clone(), by_seq, ("cursor".into(), "71".into())],
+    )
+    .await;
+    assert_eq!(seqs(&second), arrival[50..100]);
+}
+
+/// Walks every page of `sort` with pages of 10 while new events, with event times all over
+/// the stored ones, arrive between pages: no stored event is skipped or repeated, and a new
+/// event shows exactly when it sorts after the page the cursor left.
+#[tokio::test]
+async fn cursor_pages_stay_exact_while_events_arrive() {
+    let (s, events) = random_server(14, 150).await;
+    let mut rng = Rng::new(77);
+    let mut all: Vec<StoredEvent> = events;
+    for order in [
+        "timestamp:desc",
+        "timestamp:asc",
+        "risk:desc",
+        "user:asc",
+        "level:desc",
+    ] {
+        let order = EventOrder::parse(order).unwrap();
+        let stored = all.clone();
+        let mut seen: Vec<u64> = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut arrived = Vec::new();
+        loop {
+            let mut query = vec![
+                ("limit".to_string(), "10".to_string()),
+                ("sort".to_string(), order.as_param()),
+            ];
+            query.extend(cursor.clone().map(|c| ("cursor".to_string(), c)));
+            let (status, page) = get(&s, "/api/v1/events", &query).await;
+            assert_eq!(status, 200, "{page}");
+            let items: Vec<StoredEvent> = serde_json::from_value(page["items"].clone()).unwrap();
+            // Each page continues exactly where the last one stopped, in order.
+            if let (Some(last), Some(next)) = (
+                all.iter().find(|e| Some(&e.seq.0) == seen.last()),
+                items.first(),
+            ) {
+                assert!(
+                    order.compare(last, next).is_lt(),
+                    "{order:?}: page out of order"
+                );
+            }
+            seen.extend(items.iter().map(|e| e.seq.0));
+            let Some(next) = page["nextCursor"].as_str() else {
+                break;
+            };
+            cursor = Some(next.to_string());
+            // Two new events land somewhere in the order before the next page is read.
+            let mut batch = Vec::new();
+            for i in 0..2 {
+                let at = rng.below(150) + i;
+                let mut e = random::event(&mut rng, at);
+                e.action = format!("late.{}", arrived.len());
+                let mut e = serde_json::to_value(&e).unwrap();
+                // The server assigns these.
+                e.as_object_mut().unwrap().remove("source");
+                e.as_object_mut().unwrap().remove("submittedBy");
+                batch.push(e);
+            }
+            let (status, receipt) = s.post(&Value::Array(batch)).await;
+            assert_eq!(status, 201, "{receipt}");
+            // Everything stored since (the server may record events of its own too).
+            let (_, newest) = get(
+                &s,
+                "/api/v1/events",
+                &[("limit".into(), "50".into()), ("sort".into(), "seq".into())],
+            )
+            .await;
+            let known = all.iter().map(|e| e.seq).max().unwrap_or(Seq(0));
+            let fresh: Vec<StoredEvent> = serde_json::from_value(newest["items"].clone()).unwrap();
+            let fresh: Vec<StoredEvent> = fresh.into_iter().filter(|e| e.seq > known).collect();
+            let boundary = all
+                .iter()
+                .find(|e| Some(&e.seq.0) == seen.last())
+                .cloned()
+                .unwrap_or_else(|| panic!("{order:?}: #{:?} {page}", seen.last()));
+            for e in fresh {
+                // Only ours: the server's own records are written when it gets to them, so
+                // a page may have been read after they were stored.
+                if e.event.action.starts_with("late.") {
+                    arrived.push((e.seq.0, order.compare(&e, &boundary).is_gt()));
+                }
+                all.push(e);
+            }
+        }
+        let mut unique = seen.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), seen.len(), "{order:?}: an event was repeated");
+        for e in &stored {
+            assert!(
+                seen.contains(&e.seq.0),
+                "{order:?}: #{} was skipped",
+                e.seq.0
+            );
+        }
+        for (seq, below_cursor) in arrived {
+            assert_eq!(seen.contains(&seq), below_cursor, "{order:?}: new #{seq}");
+        }
+    }
 }
 
 #[tokio::test]
@@ -228,7 +372,14 @@ async fn bad_parameters_are_refused_with_their_names() {
         ("min_risk=101", "min_risk", "0 to 100"),
         ("min_risk=80&max_risk=20", "min_risk", "above max_risk"),
         ("cursor=abc", "cursor", "nextCursor"),
-        ("cursor=5&page=2", "cursor", "not both"),
+        ("sort=seq&cursor=5&page=2", "cursor", "not both"),
+        (
+            "sort=risk&cursor=5",
+            "cursor",
+            "nextCursor returned for sort=risk:desc",
+        ),
+        ("sort=loudness", "sort", "not one of"),
+        ("sort=risk:up", "sort", "asc or desc"),
         ("limit=0", "limit", "1 to 500"),
         ("user_id=a&user_id=b", "user_id", "more than once"),
         ("start_date=yesterday", "start_date", "RFC 3339"),

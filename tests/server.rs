@@ -144,7 +144,8 @@ async fn ingest_accepts_object_array_and_ndjson_and_answers_after_commit() {
         json!({"accepted": 2, "firstSeq": 5, "lastSeq": 6})
     );
 
-    let (_, page) = s.get("/api/v1/events?limit=2").await;
+    // In arrival order: these two say they happened in February, before the others.
+    let (_, page) = s.get("/api/v1/events?limit=2&sort=seq").await;
     assert_eq!(page["total"], 6);
     assert_eq!(
         (page["page"].as_u64(), page["limit"].as_u64()),

@@ -58,6 +58,7 @@ fn q(filter: EventFilter) -> trailwatch::search::Query {
 
 fn req(page: u32, limit: u32) -> PageRequest {
     PageRequest {
+        order: trailwatch::model::EventOrder::ARRIVAL,
         cursor: None,
         page,
         limit,
@@ -463,10 +464,15 @@ fn remove_search_index(dir: &Path) {
 /// How many events an export of `query` would write.
 async fn exported(store: &Store, query: &str) -> Result<u64, trailwatch::store::StoreError> {
     store
-        .for_each_matching(text(query), 0_u64, |n, _| {
-            *n += 1;
-            true
-        })
+        .for_each_matching(
+            text(query),
+            trailwatch::model::EventOrder::ARRIVAL,
+            0_u64,
+            |n, _| {
+                *n += 1;
+                true
+            },
+        )
         .await
 }
 

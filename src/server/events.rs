@@ -4,9 +4,9 @@
 
 use super::{percent_decode, ApiError, AppState, Owner};
 use crate::export::{ExportFormat, ExportWriter};
-use crate::model::{Category, EventFilter, EventId, Level, Outcome, Seq};
+use crate::model::{Category, EventFilter, EventId, EventOrder, Level, Outcome};
 use crate::search::Query;
-use crate::store::{DistinctField, PageRequest};
+use crate::store::{Cursor, DistinctField, PageRequest};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderValue};
@@ -212,28 +212,41 @@ pub(super) fn date(
     })
 }
 
-/// A keyset cursor: the seq to continue below.
-fn cursor(raw: Option<&str>) -> Result<Option<Seq>, ApiError> {
+/// A keyset cursor made for `order`.
+fn cursor(raw: Option<&str>, order: EventOrder) -> Result<Option<Cursor>, ApiError> {
     raw.map(|raw| {
-        raw.parse::<u64>().map(Seq).map_err(|_| ApiError::Param {
+        Cursor::parse(raw, order).map_err(|message| ApiError::Param {
             field: "cursor".into(),
-            message: format!("{raw:?} is not a cursor returned as nextCursor"),
+            message,
         })
     })
     .transpose()
 }
 
-/// `GET /api/v1/events`: newest first, filtered, by keyset `cursor` or by `page`.
+/// The `sort` parameter: event time, newest first, when absent.
+pub(super) fn sort(raw: Option<&str>) -> Result<EventOrder, ApiError> {
+    raw.map_or(Ok(EventOrder::default()), |raw| {
+        EventOrder::parse(raw).map_err(|message| ApiError::Param {
+            field: "sort".into(),
+            message,
+        })
+    })
+}
+
+/// `GET /api/v1/events`: in `sort` order (event time, newest first, by default), filtered, by
+/// keyset `cursor` or by `page`.
 pub(super) async fn list_events(
     State(state): State<AppState>,
     Owner(owner): Owner,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let params = Params::parse(raw.as_deref(), &["page", "limit", "cursor"])?;
+    let params = Params::parse(raw.as_deref(), &["page", "limit", "cursor", "sort"])?;
     let (_, query) = params.filter()?;
     let query = query.owned_by(owner.as_deref());
+    let order = sort(params.one("sort"))?;
     let req = PageRequest {
-        cursor: cursor(params.one("cursor"))?,
+        order,
+        cursor: cursor(params.one("cursor"), order)?,
         page: number("page", params.one("page"), 1, u32::MAX)?,
         limit: number("limit", params.one("limit"), 50, 500)?,
         count_limit: None,
@@ -302,15 +315,16 @@ pub(super) async fn actions(State(state): State<AppState>) -> Result<Response, A
 const EXPORT_CHUNK: usize = 64 * 1024;
 const EXPORT_CHUNKS_IN_FLIGHT: usize = 4;
 
-/// `GET /api/v1/events/export?format=csv|json|ndjson` with the list's filters: every match,
-/// newest first, streamed from one snapshot with flat memory.
+/// `GET /api/v1/events/export?format=csv|json|ndjson` with the list's filters and `sort`:
+/// every match in the list's order, streamed from one snapshot with flat memory.
 pub(super) async fn export_events(
     State(state): State<AppState>,
     crate::selfaudit::ActingFrom(acting): crate::selfaudit::ActingFrom,
     Owner(owner): Owner,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let params = Params::parse(raw.as_deref(), &["format"])?;
+    let params = Params::parse(raw.as_deref(), &["format", "sort"])?;
+    let order = sort(params.one("sort"))?;
     let format = match params.one("format").unwrap_or("json") {
         "csv" => ExportFormat::Csv,
         "json" => ExportFormat::Json,
@@ -332,7 +346,7 @@ pub(super) async fn export_events(
         let writer = ExportWriter::new(format, EXPORT_CHUNK);
         let sink = tx.clone();
         let scanned = store
-            .for_each_matching(query, writer, move |writer, event| {
+            .for_each_matching(query, order, writer, move |writer, event| {
                 match writer.push(event) {
                     // A closed channel means the client went away: stop scanning.
                     Some(chunk) => sink.blocking_send(Ok(Bytes::from(chunk))).is_ok(),

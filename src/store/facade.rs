@@ -9,8 +9,8 @@ use super::{
     Following, PageRequest, SqliteStore, StoreError, StoreOptions, VerifyReport,
 };
 use crate::model::{
-    AuditEvent, Counters, DashboardSnapshot, EventDetail, EventId, EventPage, IngestReceipt, Seq,
-    StoredEvent, ValueCount,
+    AuditEvent, Counters, DashboardSnapshot, EventDetail, EventId, EventOrder, EventPage,
+    IngestReceipt, Seq, StoredEvent, ValueCount,
 };
 use crate::search::Query;
 use ed25519_dalek::SigningKey;
@@ -339,6 +339,7 @@ impl Store {
     pub async fn for_each_matching<S, F>(
         &self,
         query: Query,
+        order: EventOrder,
         state: S,
         each: F,
     ) -> Result<S, StoreError>
@@ -347,8 +348,8 @@ impl Store {
         F: FnMut(&mut S, &StoredEvent) -> bool + Send + 'static,
     {
         match &self.backend {
-            Backend::Sqlite(s) => s.for_each_matching(query, state, each).await,
-            Backend::Postgres(n) => n.log.for_each_matching(&query, state, each).await,
+            Backend::Sqlite(s) => s.for_each_matching(query, order, state, each).await,
+            Backend::Postgres(n) => n.log.for_each_matching(&query, order, state, each).await,
         }
     }
 
@@ -375,15 +376,20 @@ impl Store {
     ) -> Result<Vec<ValueCount>, StoreError> {
         let query = Query::default().owned_by(Some(owner));
         let counts = self
-            .for_each_matching(query, BTreeMap::<String, u64>::new(), move |counts, e| {
-                let value = match field {
-                    DistinctField::Level => e.event.level.as_str(),
-                    DistinctField::Category => e.event.category.as_str(),
-                    DistinctField::Action => e.event.action.as_str(),
-                };
-                *counts.entry(value.to_string()).or_default() += 1;
-                true
-            })
+            .for_each_matching(
+                query,
+                EventOrder::ARRIVAL,
+                BTreeMap::<String, u64>::new(),
+                move |counts, e| {
+                    let value = match field {
+                        DistinctField::Level => e.event.level.as_str(),
+                        DistinctField::Category => e.event.category.as_str(),
+                        DistinctField::Action => e.event.action.as_str(),
+                    };
+                    *counts.entry(value.to_string()).or_default() += 1;
+                    true
+                },
+            )
             .await?;
         Ok(reads::by_count(counts.into_iter()))
     }

@@ -2,7 +2,7 @@
 //! request and its count budget, the running totals' names, the distinct-value fields, LIKE
 //! patterns and the query for an event's relatives. The SQL that answers is each backend's.
 
-use crate::model::{Counters, Seq, ValueCount};
+use crate::model::{Counters, EventOrder, Level, Seq, SortField, SortKey, StoredEvent, ValueCount};
 use crate::search::{Query, Term};
 
 /// The running totals' names, as both backends' `counters` tables hold them.
@@ -59,6 +59,7 @@ pub fn related(term: Term, related: u32) -> (Query, PageRequest) {
         }],
     };
     let req = PageRequest {
+        order: EventOrder::ARRIVAL,
         cursor: None,
         page: 1,
         limit: related + 1,
@@ -70,12 +71,13 @@ pub fn related(term: Term, related: u32) -> (Query, PageRequest) {
 /// How long a capped count may take before it settles for a lower bound.
 pub const COUNT_BUDGET: std::time::Duration = std::time::Duration::from_millis(25);
 
-/// How a page is asked for: by keyset `cursor` (the seq to go below), or by `page` number as
-/// the predecessor did; `count_limit` caps the count for speed, and makes it stop at
-/// [`COUNT_BUDGET`] with a lower bound.
-#[derive(Clone, Copy, Debug)]
+/// How a page is asked for: in `order`, by keyset `cursor` (the event to continue after), or
+/// by `page` number as the predecessor did; `count_limit` caps the count for speed, and makes
+/// it stop at [`COUNT_BUDGET`] with a lower bound.
+#[derive(Clone, Debug)]
 pub struct PageRequest {
-    pub cursor: Option<Seq>,
+    pub order: EventOrder,
+    pub cursor: Option<Cursor>,
     pub page: u32,
     pub limit: u32,
     pub count_limit: Option<u64>,
@@ -97,4 +99,145 @@ pub enum DistinctField {
     Level,
     Category,
     Action,
+}
+
+/// Where a keyset page continues: after the event at `seq`, whose place in the page's order is
+/// `key`. Exact under any order because seq breaks ties: an event stored while a reader pages
+/// lands above or below the cursor, never on it, so no event is skipped or shown twice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    pub seq: Seq,
+    pub key: SortKey,
+}
+
+impl Cursor {
+    /// The cursor after `e` in `order`.
+    pub fn after(order: EventOrder, e: &StoredEvent) -> Cursor {
+        Cursor {
+            seq: e.seq,
+            key: order.key(e),
+        }
+    }
+
+    /// The `nextCursor` text: a bare seq in arrival order, newest first (what cursors were
+    /// before there were orders); otherwise `field.dir:seq:key`, so a cursor given with another
+    /// order is refused rather than misread.
+    pub fn encode(&self, order: EventOrder) -> String {
+        if order == EventOrder::ARRIVAL {
+            return self.seq.0.to_string();
+        }
+        let dir = if order.descending { "desc" } else { "asc" };
+        let key = match &self.key {
+            SortKey::Int(i) => i.to_string(),
+            SortKey::Text(t) => t.clone(),
+        };
+        format!("{}.{dir}:{}:{key}", order.field.as_str(), self.seq.0)
+    }
+
+    /// Reads a cursor [`Cursor::encode`] made for `order`.
+    ///
+    /// # Errors
+    /// A message for the `cursor` parameter: not a cursor, or one made for another order.
+    pub fn parse(raw: &str, order: EventOrder) -> Result<Cursor, String> {
+        let wrong = || {
+            format!(
+                "{raw:?} is not a nextCursor returned for sort={}",
+                order.as_param()
+            )
+        };
+        if order == EventOrder::ARRIVAL {
+            let seq = raw.parse::<u64>().map_err(|_| wrong())?;
+            return Ok(Cursor {
+                seq: Seq(seq),
+                key: SortKey::Int(seq as i64),
+            });
+        }
+        let mut parts = raw.splitn(3, ':');
+        let (Some(tag), Some(seq), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(wrong());
+        };
+        let dir = if order.descending { "desc" } else { "asc" };
+        if tag != format!("{}.{dir}", order.field.as_str()) {
+            return Err(wrong());
+        }
+        let seq = Seq(seq.parse::<u64>().map_err(|_| wrong())?);
+        let key = match order.field {
+            SortField::Action | SortField::User => SortKey::Text(key.to_string()),
+            _ => SortKey::Int(key.parse::<i64>().map_err(|_| wrong())?),
+        };
+        Ok(Cursor { seq, key })
+    }
+}
+
+/// The `nextCursor` of a full page in `order` whose last row is `last`.
+pub fn next_cursor(order: EventOrder, items: &[StoredEvent], limit: u32) -> Option<String> {
+    (items.len() == limit as usize)
+        .then(|| items.last().map(|e| Cursor::after(order, e).encode(order)))
+        .flatten()
+}
+
+/// Which backend an order's SQL is for: they differ in how text compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// The SQL expression of `field` over the `e` alias: the value [`EventOrder::key`] gives,
+/// compared the same way (text byte by byte, a missing risk below every score).
+pub fn key_sql(field: SortField, dialect: Dialect) -> String {
+    let text = |column: &str| match dialect {
+        Dialect::Sqlite => column.to_string(),
+        // The database's collation may follow a language; the browser compares bytes.
+        Dialect::Postgres => format!("{column} COLLATE \"C\""),
+    };
+    match field {
+        SortField::Timestamp => "e.ts".into(),
+        SortField::ReceivedAt => "e.received_at".into(),
+        SortField::Seq => "e.seq".into(),
+        SortField::Level => {
+            let arms: String = Level::ALL
+                .iter()
+                .map(|l| format!(" WHEN '{}' THEN {}", l.as_str(), l.rank()))
+                .collect();
+            let cast = if dialect == Dialect::Postgres {
+                "::bigint"
+            } else {
+                ""
+            };
+            format!("(CASE e.level{arms} ELSE 0 END){cast}")
+        }
+        SortField::Risk => "COALESCE(e.risk, -1)".into(),
+        SortField::Action => text("e.action"),
+        SortField::User => text("e.user_id"),
+    }
+}
+
+/// `ORDER BY` terms for `order`, with `seq` the expression of the event's seq.
+pub fn order_by(order: EventOrder, seq: &str, dialect: Dialect) -> String {
+    let dir = if order.descending { "DESC" } else { "ASC" };
+    match order.field {
+        SortField::Seq => format!("{seq} {dir}"),
+        field => format!("{} {dir}, {seq} {dir}", key_sql(field, dialect)),
+    }
+}
+
+/// The condition that an event comes after the cursor in `order`, with `key` and `seq` the
+/// placeholders of the cursor's key and seq. The key's appears twice, before the seq's: bare
+/// `?` placeholders take the key, the key again and the seq, in that order (the seq alone
+/// when the order is by seq).
+pub fn after_cursor(order: EventOrder, seq: &str, dialect: Dialect, key: &str, at: &str) -> String {
+    let (before, or_equal) = if order.descending {
+        ("<", "<=")
+    } else {
+        (">", ">=")
+    };
+    match order.field {
+        SortField::Seq => format!("{seq} {before} {at}"),
+        field => {
+            let k = key_sql(field, dialect);
+            // The first bound alone is what an index on the key can range over.
+            format!("{k} {or_equal} {key} AND ({k} {before} {key} OR {seq} {before} {at})")
+        }
+    }
 }

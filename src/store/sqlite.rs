@@ -416,7 +416,7 @@ impl SqliteStore {
             .await
     }
 
-    /// Calls `each` with `state` and every event matching `query`, newest first, from one
+    /// Calls `each` with `state` and every event matching `query`, in `order`, from one
     /// consistent snapshot, on a blocking thread, until it returns `false`; gives `state`
     /// back. Memory stays flat however many events match.
     ///
@@ -425,6 +425,7 @@ impl SqliteStore {
     pub async fn for_each_matching<S, F>(
         &self,
         query: Query,
+        order: crate::model::EventOrder,
         mut state: S,
         mut each: F,
     ) -> Result<S, StoreError>
@@ -437,7 +438,7 @@ impl SqliteStore {
             return Err(StoreError::Indexing { indexed, head });
         }
         self.read(move |c| {
-            query::for_each(c, &query, |e| each(&mut state, e))?;
+            query::for_each(c, &query, order, |e| each(&mut state, e))?;
             Ok(state)
         })
         .await

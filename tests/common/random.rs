@@ -86,7 +86,9 @@ fn sentence(rng: &mut Rng) -> String {
 pub fn event(rng: &mut Rng, i: usize) -> AuditEvent {
     let user = *rng.pick(&USERS);
     AuditEvent {
-        timestamp: DateTime::from_timestamp_millis(T0 + i as i64 * 1000).unwrap(),
+        // Event time out of arrival order, as a backfill or a late shipper sends it, with
+        // ties (seq breaks them); drawn from `i` alone, so the other fields stay as drawn.
+        timestamp: DateTime::from_timestamp_millis(T0 + (i as i64 * 389 % 500) * 1000).unwrap(),
         level: *rng.pick(&Level::ALL),
         category: *rng.pick(&Category::ALL),
         action: rng.pick(&ACTIONS).to_string(),
@@ -218,4 +220,28 @@ pub fn filter(rng: &mut Rng, events: usize) -> EventFilter {
         f.q = Some((0..n).map(|_| term(rng)).collect::<Vec<_>>().join(" "));
     }
     f
+}
+
+/// The `round`th of every order a list can be asked for, each field both ways.
+pub fn order(round: usize) -> trailwatch::model::EventOrder {
+    use trailwatch::model::{EventOrder, SortField};
+    let field = SortField::ALL[round % SortField::ALL.len()];
+    let by = EventOrder::by(field);
+    if (round / SortField::ALL.len()) % 2 == 0 {
+        by
+    } else {
+        by.reversed()
+    }
+}
+
+/// The seqs of the events `query` matches, in `order`, by the shared matcher and comparator.
+pub fn sorted(
+    events: &[trailwatch::model::StoredEvent],
+    query: &trailwatch::search::Query,
+    order: trailwatch::model::EventOrder,
+) -> Vec<u64> {
+    let mut matching: Vec<&trailwatch::model::StoredEvent> =
+        events.iter().filter(|e| query.matches(e)).collect();
+    matching.sort_by(|a, b| order.compare(a, b));
+    matching.iter().map(|e| e.seq.0).collect()
 }

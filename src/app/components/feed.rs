@@ -1,5 +1,6 @@
-//! The live activity feed: the newest events first, each sliding in as it arrives, coloured by
-//! outcome and level, with a relative time that ticks.
+//! The live activity feed: the newest arrivals first, each sliding in as it arrives, coloured
+//! by outcome and level, with a relative time that ticks. A feed lists what arrived in the
+//! order it arrived, whatever time an event says it happened (the explorer sorts by that).
 
 use crate::app::live::use_live;
 use crate::model::{relative_time, Outcome, StoredEvent};
@@ -14,8 +15,8 @@ pub fn LiveFeed(#[prop(default = "Live activity")] title: &'static str) -> impl 
         <section class="panel feed-panel">
             <div class="panel-head">
                 <h2 id="feed-title">{title}</h2>
-                <span class="muted small">
-                    {move || format!("newest {} of {}", live.feed.with(Vec::len), crate::app::components::counter::group_thousands(live.counters.get().total))}
+                <span class="muted small" title="A late or backfilled event shows here when it arrives; the Explorer lists events by when they happened">
+                    {move || format!("in order of arrival · newest {} of {}", live.feed.with(Vec::len), crate::app::components::counter::group_thousands(live.counters.get().total))}
                 </span>
             </div>
             <Show when=empty>

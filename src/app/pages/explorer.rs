@@ -1,7 +1,7 @@
-//! `/events`: the log explorer. Server-side search and filters with keyset "load more",
-//! matches highlighted, new matching events streaming in at the top through a filtered
-//! subscription, the whole view in the URL, keyboard navigation, exports. The event detail
-//! dialog opens over it at `/events/{eventId}`.
+//! `/events`: the log explorer. Server-side search and filters with keyset "load more", in
+//! event-time order or sorted by a column, matches highlighted, new matching events streaming
+//! in at their place through a filtered subscription, the whole view in the URL, keyboard
+//! navigation, exports. The event detail dialog opens over it at `/events/{eventId}`.
 
 pub mod view;
 
@@ -12,7 +12,8 @@ use crate::app::components::event_dialog::{format_time, use_local_offset, RiskBa
 use crate::app::components::{ConnectionBadge, TopBar};
 use crate::app::live::{follow, Follower};
 use crate::model::{
-    Category, ConnectionState, EventFilter, EventPage, Level, Outcome, Seq, StoredEvent,
+    Category, ConnectionState, EventFilter, EventOrder, EventPage, Level, Outcome, Seq, SortField,
+    StoredEvent,
 };
 use crate::search::{Column, Query, RiskBand, Run};
 use leptos::prelude::*;
@@ -49,18 +50,19 @@ pub fn ExplorerPage() -> impl IntoView {
         params.with(|p| ExplorerView::from_params(p.latest_values().map(|(k, v)| (k.as_ref(), v))))
     });
     // Pausing changes the URL but not the data.
-    let key = Memo::new(move |_| view.with(|v| (v.filter.clone(), v.range)));
+    let key = Memo::new(move |_| view.with(|v| (v.filter.clone(), v.range, v.order)));
     let page = Resource::new(
         move || key.get(),
-        |(filter, range)| async move {
+        |(filter, range, order)| async move {
             let v = ExplorerView {
                 filter,
                 range,
+                order,
                 paused: false,
             };
             let effective = v.effective_filter(chrono::Utc::now());
-            let result = list_events(effective.clone(), None).await;
-            (effective, result)
+            let result = list_events(effective.clone(), Some(order), None).await;
+            (effective, order, result)
         },
     );
     let connection = RwSignal::new(ConnectionState::Connecting);
@@ -75,8 +77,8 @@ pub fn ExplorerPage() -> impl IntoView {
             <Transition fallback=|| view! { <p class="loading">"Searching…"</p> }>
                 {move || Suspend::new(async move {
                     match page.await {
-                        (filter, Ok(p)) => view! { <Results filter page=p view connection /> }.into_any(),
-                        (_, Err(e)) => view! {
+                        (filter, order, Ok(p)) => view! { <Results filter order page=p view connection /> }.into_any(),
+                        (_, _, Err(e)) => view! {
                             <div class="panel notice" role="alert">
                                 <strong>"The search could not run. "</strong>
                                 <span>{e.to_string()}</span>
@@ -529,15 +531,77 @@ fn SavedViewsMenu(view: Memo<ExplorerView>) -> impl IntoView {
 /// The rows the explorer shows and what the live socket adds to them.
 #[derive(Clone, Copy)]
 struct ExplorerLive {
+    /// The rows, in `order`.
     rows: RwSignal<Vec<StoredEvent>>,
-    /// Matches that arrived while the reader was scrolled down or paused, newest first.
+    order: EventOrder,
+    /// Matches that arrived while the reader was paused, or that belong at the top while
+    /// the reader is scrolled down: they wait behind the "new events" pill.
     pending: RwSignal<Vec<StoredEvent>>,
+    /// Matches that belong below the last loaded row (older, in time order): counted, and
+    /// shown when the pages reach them, never inserted out of place.
+    below: RwSignal<Vec<StoredEvent>>,
+    /// Where the next page starts; `None` when every match is loaded.
+    cursor: RwSignal<Option<String>>,
     /// The newest seq the stream has covered; resume after it.
     position: RwSignal<Seq>,
     total: RwSignal<u64>,
     filter: StoredValue<EventFilter>,
-    hold: Signal<bool>,
+    paused: Signal<bool>,
+    at_top: RwSignal<bool>,
     connection: RwSignal<ConnectionState>,
+}
+
+impl ExplorerLive {
+    /// Puts a new match where the order puts it: in the loaded rows; behind the pill when
+    /// that is the top and the reader is scrolled away from it (unless `top_ok`); or with
+    /// the uncounted rows below the last loaded one.
+    fn place(&self, event: StoredEvent, top_ok: bool) {
+        // A page read after the event was stored may already hold it.
+        if self
+            .rows
+            .with_untracked(|r| r.iter().any(|x| x.seq == event.seq))
+        {
+            return;
+        }
+        let order = self.order;
+        let (at, len) = self.rows.with_untracked(|r| {
+            (
+                r.partition_point(|x| order.compare(x, &event).is_lt()),
+                r.len(),
+            )
+        });
+        if at == len && self.cursor.with_untracked(Option::is_some) {
+            self.below.update(|b| b.push(event));
+        } else if at == 0 && !top_ok && !self.at_top.get_untracked() {
+            self.pending.update(|p| p.push(event));
+        } else {
+            self.rows.update(|r| r.insert(at, event));
+        }
+    }
+
+    /// Places what waited behind the pill.
+    fn flush(&self) {
+        let fresh = self.pending.try_update(std::mem::take).unwrap_or_default();
+        for event in fresh {
+            self.place(event, true);
+        }
+    }
+
+    /// Appends a further page: rows already shown are left out, and the waiting rows it
+    /// reached are no longer counted as below.
+    fn extend(&self, page: EventPage) {
+        let order = self.order;
+        self.rows.update(|r| {
+            let shown: std::collections::HashSet<Seq> = r.iter().map(|e| e.seq).collect();
+            r.extend(page.items.into_iter().filter(|e| !shown.contains(&e.seq)));
+        });
+        let more = page.next_cursor.is_some();
+        self.cursor.set(page.next_cursor);
+        let last = self.rows.with_untracked(|r| r.last().cloned());
+        self.below.update(|b| {
+            b.retain(|e| more && last.as_ref().is_some_and(|l| order.compare(e, l).is_gt()))
+        });
+    }
 }
 
 impl Follower for ExplorerLive {
@@ -555,10 +619,10 @@ impl Follower for ExplorerLive {
         }
         self.position.set(event.seq);
         self.total.update(|t| *t += 1);
-        if self.hold.get_untracked() {
-            self.pending.update(|p| p.insert(0, event));
+        if self.paused.get_untracked() {
+            self.pending.update(|p| p.push(event));
         } else {
-            self.rows.update(|r| r.insert(0, event));
+            self.place(event, false);
         }
     }
 
@@ -577,6 +641,7 @@ impl Follower for ExplorerLive {
 #[component]
 fn Results(
     filter: EventFilter,
+    order: EventOrder,
     page: EventPage,
     view: Memo<ExplorerView>,
     connection: RwSignal<ConnectionState>,
@@ -584,19 +649,23 @@ fn Results(
     let highlight = StoredValue::new(filter.compile().unwrap_or_default());
     let at_top = RwSignal::new(true);
     let paused = Memo::new(move |_| view.with(|v| v.paused));
+    let cursor = RwSignal::new(page.next_cursor);
     let live = ExplorerLive {
         rows: RwSignal::new(page.items),
+        order,
         pending: RwSignal::new(Vec::new()),
+        below: RwSignal::new(Vec::new()),
+        cursor,
         position: RwSignal::new(page.head_seq),
         total: RwSignal::new(page.total),
         filter: StoredValue::new(filter.clone()),
-        hold: Signal::derive(move || paused.get() || !at_top.get()),
+        paused: paused.into(),
+        at_top,
         connection,
     };
     let capped = page.total_is_lower_bound;
     // The search index was still catching up with a burst: say how far this answer reaches.
     let indexing = page.search_indexed_through;
-    let cursor = RwSignal::new(page.next_cursor);
     let loading_more = RwSignal::new(false);
     let selected = RwSignal::new(None::<Seq>);
     let follows = view.with_untracked(ExplorerView::follows_live);
@@ -605,19 +674,13 @@ fn Results(
     }
 
     let flush = move || {
-        let mut fresh = live.pending.try_update(std::mem::take).unwrap_or_default();
-        if !fresh.is_empty() {
-            live.rows.update(|r| {
-                fresh.append(r);
-                *r = fresh;
-            });
-        }
+        live.flush();
         browser::scroll_to_top();
     };
     // Back at the top and not paused: what waited joins the rows.
     Effect::new(move |_| {
-        if !live.hold.get() && live.pending.with(|p| !p.is_empty()) {
-            flush();
+        if !paused.get() && at_top.get() && live.pending.with(|p| !p.is_empty()) {
+            live.flush();
         }
     });
     let scroll = window_event_listener(leptos::ev::scroll, move |_| {
@@ -697,21 +760,95 @@ fn Results(
         loading_more.set(true);
         let filter = live.filter.get_value();
         leptos::task::spawn_local(async move {
-            if let Ok(next) = list_events(filter, Some(c)).await {
-                live.rows.update(|r| r.extend(next.items));
-                cursor.set(next.next_cursor);
+            if let Ok(next) = list_events(filter, Some(order), Some(c)).await {
+                live.extend(next);
             }
             loading_more.set(false);
         });
     };
-    let toggle_pause = move |_| {
-        let mut v = view.get_untracked();
-        v.paused = !v.paused;
-        go(&v);
+    let toggle_pause = {
+        let go = go.clone();
+        move |_| {
+            let mut v = view.get_untracked();
+            v.paused = !v.paused;
+            go(&v);
+        }
     };
     let export = move |format: &'static str| {
         let rest = rest_query(&live.filter.get_value());
-        format!("/api/v1/events/export?format={format}{rest}")
+        let sort = if order == EventOrder::default() {
+            String::new()
+        } else {
+            format!("&sort={}", encode(&order.as_param()))
+        };
+        format!("/api/v1/events/export?format={format}{rest}{sort}")
+    };
+    let sort_by = {
+        let go = go.clone();
+        move |field: SortField| {
+            let mut v = view.get_untracked();
+            v.order = if v.order.field == field {
+                v.order.reversed()
+            } else {
+                EventOrder::by(field)
+            };
+            go(&v);
+        }
+    };
+    let header = {
+        let sort_by = sort_by.clone();
+        move |field: SortField, label: &'static str, class: &'static str| {
+            let sort_by = sort_by.clone();
+            let on = order.field == field;
+            let aria = match (on, order.descending) {
+                (false, _) => "none",
+                (true, true) => "descending",
+                (true, false) => "ascending",
+            };
+            let arrow = match (on, order.descending) {
+                (false, _) => "",
+                (true, true) => " ↓",
+                (true, false) => " ↑",
+            };
+            view! {
+                <th scope="col" class=class aria-sort=aria>
+                    <button
+                        type="button"
+                        class=if on { "sort on" } else { "sort" }
+                        title=format!("Sort by {}", label.to_lowercase())
+                        on:click=move |_| sort_by(field)
+                    >
+                        {label}
+                        <span class="sort-arrow" aria-hidden="true">{arrow}</span>
+                    </button>
+                </th>
+            }
+        }
+    };
+    let set_sort = {
+        let go = go.clone();
+        move |ev: leptos::ev::Event| {
+            if let Some(field) = SortField::parse(&event_target_value(&ev)) {
+                let mut v = view.get_untracked();
+                v.order = EventOrder::by(field);
+                go(&v);
+            }
+        }
+    };
+    let flip = move |_| {
+        let mut v = view.get_untracked();
+        v.order = v.order.reversed();
+        go(&v);
+    };
+    let below_text = move || {
+        let n = live.below.with(Vec::len);
+        let noun = if n == 1 { "event" } else { "events" };
+        let place = match (order.field, order.descending) {
+            (SortField::Timestamp, true) => "earlier in time",
+            (SortField::Timestamp, false) => "later in time",
+            _ => "further down",
+        };
+        format!("{n} new {noun} {place}")
     };
     let count_text = move || {
         let n = live.total.get();
@@ -732,7 +869,26 @@ fn Results(
         <section class="panel results" aria-label="Events">
             <div class="results-head">
                 <span class="results-count" role="status">{count_text}</span>
+                <Show when=move || live.below.with(|b| !b.is_empty())>
+                    <span class="below-note" role="status" title="They belong further down the list, and show when Load more reaches them">
+                        {below_text}
+                    </span>
+                </Show>
                 <div class="results-actions">
+                    <label class="field inline sort-field">
+                        <span>"Sort"</span>
+                        <select name="sort" aria-label="Sort by" on:change=set_sort prop:value=order.field.as_str()>
+                            {SortField::ALL.iter().map(|f| view! { <option value=f.as_str()>{sort_label(*f)}</option> }).collect_view()}
+                        </select>
+                    </label>
+                    <button
+                        type="button"
+                        class="button small ghost sort-direction"
+                        aria-label=if order.descending { "Descending; sort ascending" } else { "Ascending; sort descending" }
+                        on:click=flip
+                    >
+                        {direction_label(order)}
+                    </button>
                     {follows.then(|| view! {
                         <button type="button" class="button small" on:click=toggle_pause aria-pressed=move || paused.get().to_string()>
                             {move || if paused.get() { "Resume live" } else { "Pause" }}
@@ -767,14 +923,14 @@ fn Results(
                 <table class="events-table">
                     <thead>
                         <tr>
-                            <th scope="col">"Time"</th>
-                            <th scope="col">"Level"</th>
+                            {header(SortField::Timestamp, "Time", "")}
+                            {header(SortField::Level, "Level", "")}
                             <th scope="col" class="col-category">"Category"</th>
-                            <th scope="col">"Action"</th>
-                            <th scope="col">"User"</th>
+                            {header(SortField::Action, "Action", "")}
+                            {header(SortField::User, "User", "")}
                             <th scope="col" class="col-entity">"Entity"</th>
                             <th scope="col">"Outcome"</th>
-                            <th scope="col" class="col-risk">"Risk"</th>
+                            {header(SortField::Risk, "Risk", "col-risk")}
                             <th scope="col" class="col-description">"Description"</th>
                         </tr>
                     </thead>
@@ -806,6 +962,31 @@ fn Results(
         </section>
     }
     .into_any()
+}
+
+/// What the sort menu calls `field`.
+fn sort_label(field: SortField) -> &'static str {
+    match field {
+        SortField::Timestamp => "Event time",
+        SortField::ReceivedAt => "Received",
+        SortField::Seq => "Arrival (seq)",
+        SortField::Level => "Level",
+        SortField::Risk => "Risk",
+        SortField::Action => "Action",
+        SortField::User => "User",
+    }
+}
+
+/// The direction button's words for `order`.
+fn direction_label(order: EventOrder) -> &'static str {
+    match (order.field, order.descending) {
+        (SortField::Timestamp | SortField::ReceivedAt | SortField::Seq, true) => "↓ Newest first",
+        (SortField::Timestamp | SortField::ReceivedAt | SortField::Seq, false) => "↑ Oldest first",
+        (SortField::Action | SortField::User, false) => "↓ A to Z",
+        (SortField::Action | SortField::User, true) => "↑ Z to A",
+        (_, true) => "↓ Highest first",
+        (_, false) => "↑ Lowest first",
+    }
 }
 
 /// `filter` as REST query parameters (`&level=error&...`), for the export links.

@@ -358,7 +358,7 @@ pub async fn cluster(plan: Plan) -> Result<(), BoxError> {
 async fn search(plan: &Plan, pg: &Postgres) -> Result<(), BoxError> {
     let dir = plan.dir.join(format!("search-{}", plan.search_events));
     drop(
-        super::fill_spread(&dir, plan.search_events, 5_000, 30)
+        super::fill_spread(&dir, plan.search_events, 5_000, 30, false)
             .await
             .map_err(|e| e.to_string())?,
     );
@@ -393,7 +393,7 @@ async fn search(plan: &Plan, pg: &Postgres) -> Result<(), BoxError> {
                 },
                 plan.runs
             );
-            first_pages(&nodes.refs(), &cases, plan.runs, rest).await?;
+            first_pages(&nodes.refs(), &cases, trailwatch::model::EventOrder::ARRIVAL, plan.runs, rest).await?;
         }
     }
     Ok(())

@@ -158,6 +158,13 @@ enum Command {
         /// Where the stores live (one per size, reused when it holds enough events).
         #[arg(long, default_value = "/tmp/trailbench-queries")]
         dir: PathBuf,
+        /// Event times drawn at random over the 30 days, so arrival order is shuffled against
+        /// event time (a backfill, late shippers); the explorer is then timed in both orders.
+        #[arg(long)]
+        shuffled: bool,
+        /// Runs of each REST request, whose exact totals take seconds at 10M events.
+        #[arg(long)]
+        rest_runs: Option<usize>,
     },
     /// What a request worker spends per event: parsing the realistic NDJSON bodies of `http`
     /// into validated events, on one thread, with no server.
@@ -445,6 +452,7 @@ async fn explorer(
         let mut capped = false;
         for _ in 0..runs {
             let req = PageRequest {
+                order: trailwatch::model::EventOrder::ARRIVAL,
                 cursor: None,
                 page: 1,
                 limit: 100,
@@ -467,6 +475,7 @@ async fn explorer(
     let (writer, samples, bytes) = store
         .for_each_matching(
             EventFilter::default().compile()?,
+            trailwatch::model::EventOrder::ARRIVAL,
             (
                 ExportWriter::new(ExportFormat::Csv, 64 * 1024),
                 samples,
@@ -622,6 +631,7 @@ async fn ingest(load: Load, durable: bool, dir: PathBuf) -> Result<(), Box<dyn s
         .query(
             probe,
             PageRequest {
+                order: trailwatch::model::EventOrder::ARRIVAL,
                 cursor: None,
                 page: 1,
                 limit: 1,
@@ -694,7 +704,7 @@ async fn analytics(
 ) -> Result<(), Box<dyn std::error::Error>> {
     use trailwatch::analytics::AnomalyConfig;
     use trailwatch::insights::{last_hours, Analytics};
-    let store = fill_spread(&dir, events, users, days).await?;
+    let store = fill_spread(&dir, events, users, days, false).await?;
     let rows = |table: &str| -> Result<i64, rusqlite::Error> {
         rusqlite::Connection::open(dir.join(DB_FILE))?.query_row(
             &format!("SELECT COUNT(*) FROM {table}"),
@@ -761,6 +771,7 @@ async fn fill_spread(
     events: u64,
     users: u64,
     days: u64,
+    shuffled: bool,
 ) -> Result<Store, Box<dyn std::error::Error>> {
     std::fs::create_dir_all(dir)?;
     let store = Store::open(
@@ -777,7 +788,10 @@ async fn fill_spread(
     let label = format!("with rollups, {users} users, fsync off");
     fill_to(&store, events, 0xA11A, &label, |rng, words, k| {
         let mut e = event(rng, words, k);
-        let at = start + (k as i128 * span as i128 / events as i128) as i64;
+        let at = match shuffled {
+            true => start + rng.below(span as u64) as i64,
+            false => start + (k as i128 * span as i128 / events as i128) as i64,
+        };
         e.timestamp = DateTime::from_timestamp_millis(at).unwrap_or_default();
         e.user.id = format!("u{}", rng.skewed(users.max(1)));
         e
@@ -901,9 +915,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await
             .map_err(unsend),
         Command::Memory { clients, dir } => server::memory(dir, clients).await.map_err(unsend),
-        Command::Queries { events, runs, dir } => {
-            server::queries(dir, events, runs).await.map_err(unsend)
-        }
+        Command::Queries {
+            events,
+            runs,
+            dir,
+            shuffled,
+            rest_runs,
+        } => server::queries(dir, events, runs, rest_runs.unwrap_or(runs), shuffled)
+            .await
+            .map_err(unsend),
         Command::Parse {
             events,
             batch,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 use trailwatch::ingest;
-use trailwatch::model::{AuditEvent, Category, EventFilter, Level};
+use trailwatch::model::{AuditEvent, Category, EventFilter, EventOrder, Level};
 use trailwatch::site::Server;
 use trailwatch::site::{ClusterConfig, ServeConfig};
 
@@ -874,11 +874,13 @@ pub fn search_cases() -> Vec<(&'static str, EventFilter)> {
     ]
 }
 
-/// A table of each case's first page over HTTP, `runs` times, the `k`th run asking
-/// `nodes[k % nodes.len()]`: the explorer's server function, or with `rest` the REST API.
+/// A table of each case's first page over HTTP in `order`, `runs` times, the `k`th run
+/// asking `nodes[k % nodes.len()]`: the explorer's server function, or with `rest` the REST
+/// API.
 pub async fn first_pages(
     nodes: &[&Served],
     cases: &[(&str, EventFilter)],
+    order: EventOrder,
     runs: usize,
     rest: bool,
 ) -> Result<(), BoxError> {
@@ -893,10 +895,10 @@ pub async fn first_pages(
             let request = match rest {
                 false => client
                     .post(served.url("/api/fn/events"))
-                    .json(&serde_json::json!({ "filter": filter, "cursor": null })),
+                    .json(&serde_json::json!({ "filter": filter, "order": order, "cursor": null })),
                 true => client
                     .get(served.url("/api/v1/events"))
-                    .query(&[("limit", "100")])
+                    .query(&[("limit", "100".to_string()), ("sort", order.as_param())])
                     .query(&filter.rest_params()),
             };
             let t = Instant::now();
@@ -921,11 +923,20 @@ pub async fn first_pages(
 /// Search and the dashboard's summary and insights through the server's HTTP API, over a
 /// store of `events` (filled in-process first, then served by a child server): the time a
 /// browser waits for each, with the JSON encoding and transfer included.
-pub async fn queries(dir: PathBuf, events: u64, runs: usize) -> Result<(), BoxError> {
-    let dir = dir.join(events.to_string());
+pub async fn queries(
+    dir: PathBuf,
+    events: u64,
+    runs: usize,
+    rest_runs: usize,
+    shuffled: bool,
+) -> Result<(), BoxError> {
+    let dir = match shuffled {
+        true => dir.join(format!("{events}-shuffled")),
+        false => dir.join(events.to_string()),
+    };
     // The filling store is dropped (its threads joined) before the server opens the files.
     drop(
-        super::fill_spread(&dir, events, 5_000, 30)
+        super::fill_spread(&dir, events, 5_000, 30, shuffled)
             .await
             .map_err(|e| e.to_string())?,
     );
@@ -933,16 +944,28 @@ pub async fn queries(dir: PathBuf, events: u64, runs: usize) -> Result<(), BoxEr
     let client = reqwest::Client::new();
     let cases = search_cases();
     // The dashboard's explorer (its server function: a count capped at 10,000 or 25 ms), then
-    // the REST API, whose `total` is exact as the predecessor's was.
-    for rest in [false, true] {
+    // the REST API, whose `total` is exact as the predecessor's was; by event time, newest
+    // first (the default), and by arrival (as every list was before there were orders).
+    for (order, rest) in [
+        (EventOrder::default(), false),
+        (EventOrder::ARRIVAL, false),
+        (EventOrder::default(), true),
+        (EventOrder::ARRIVAL, true),
+    ] {
+        let runs = if rest { rest_runs } else { runs };
+        if runs == 0 {
+            continue;
+        }
         println!(
-            "\n{events} events; first page over HTTP, {}, {runs} runs each:",
+            "\n{events} events{}; first page over HTTP, sort={}, {}, {runs} runs each:",
+            if shuffled { " (event times shuffled against arrival)" } else { "" },
+            order.as_param(),
             match rest {
                 false => "POST /api/fn/events (the explorer: 100 rows, count capped)",
                 true => "GET /api/v1/events?limit=100 (exact total)",
             }
         );
-        first_pages(&[&served], &cases, runs, rest).await?;
+        first_pages(&[&served], &cases, order, runs, rest).await?;
     }
     let mut summary = Vec::with_capacity(runs);
     let mut both = Vec::with_capacity(runs);

@@ -496,7 +496,7 @@ impl EventLog {
         super::query::matching_from(&mut client, query, after, limit).await
     }
 
-    /// Calls `each` with `state` and every event matching `query`, newest first, from one
+    /// Calls `each` with `state` and every event matching `query`, in `order`, from one
     /// snapshot, until it returns `false`; gives `state` back. Memory stays flat.
     ///
     /// As on SQLite, `each` runs on a blocking thread, so it may block (an export's writer
@@ -507,6 +507,7 @@ impl EventLog {
     pub async fn for_each_matching<S, F>(
         &self,
         query: &crate::search::Query,
+        order: crate::model::EventOrder,
         mut state: S,
         mut each: F,
     ) -> Result<S, StoreError>
@@ -527,7 +528,7 @@ impl EventLog {
             state
         });
         let mut client = self.shared.pool.get().await?;
-        let read = super::query::send_each(&mut client, query, rows).await;
+        let read = super::query::send_each(&mut client, query, order, rows).await;
         let state = consumer
             .await
             .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;

@@ -8,11 +8,13 @@
 
 use super::words;
 use crate::model::{
-    Counters, DashboardSnapshot, EventDetail, EventId, EventPage, Seq, StoredEvent, ValueCount,
+    Counters, DashboardSnapshot, EventDetail, EventId, EventOrder, EventPage, Seq, SortField,
+    SortKey, StoredEvent, ValueCount,
 };
 use crate::search::{Pattern, Query, Term};
 use crate::store::reads::{
-    by_count, counters_of, like_escaped, like_pattern, DistinctField, PageRequest, COUNTER_NAMES,
+    after_cursor, by_count, counters_of, like_escaped, like_pattern, next_cursor, order_by,
+    Dialect, DistinctField, PageRequest, COUNTER_NAMES,
 };
 use crate::store::row::{self, EVENT_COLUMNS};
 use crate::store::{Concerning, StoreError};
@@ -277,36 +279,54 @@ pub async fn page(
             }
         }
     };
-    let cursor = req.cursor.map(|c| c.0 as i64);
+    let order = req.order;
     let limit_param = i64::from(limit);
-    let offset = match cursor {
+    let offset = match req.cursor {
         Some(_) => 0,
         None => i64::from(page - 1) * i64::from(limit),
     };
     // An exact count already says how many match; only a capped one leaves it to be found.
     let known = (!total_is_lower_bound).then_some(total);
-    let order = match few_in_a_past_window(&tx, query, &plan, known).await? {
-        // Read through the filter's own index and sorted: the `+ 0` keeps the planner from
-        // walking the whole chain newest first to reach a window far from the head.
-        true => "e.seq + 0 DESC",
-        false => "e.seq DESC",
-    };
-    let rows = match &cursor {
+    let sort =
+        if order == EventOrder::ARRIVAL && few_in_a_past_window(&tx, query, &plan, known).await? {
+            // Read through the filter's own index and sorted: the `+ 0` keeps the planner from
+            // walking the whole chain newest first to reach a window far from the head.
+            "e.seq + 0 DESC".to_string()
+        } else {
+            order_by(order, "e.seq", Dialect::Postgres)
+        };
+    let rows = match &req.cursor {
         Some(c) => {
-            let filter = plan.where_clause(&[format!("e.seq < {}", plan.next(1))]);
+            let seq = c.seq.0 as i64;
+            // An order by seq compares the seq alone; others the key, then the seq. Each
+            // placeholder is typed by the column it is compared with.
+            let key: Option<&(dyn ToSql + Sync)> = match (&c.key, order.field) {
+                (_, SortField::Seq) => None,
+                (SortKey::Int(k), _) => Some(k),
+                (SortKey::Text(k), _) => Some(k),
+            };
+            let mut extra: Vec<&(dyn ToSql + Sync)> = key.into_iter().collect();
+            extra.push(&seq);
+            let (k, at) = match key {
+                Some(_) => (plan.next(1), plan.next(2)),
+                None => (plan.next(1), plan.next(1)),
+            };
+            let after = after_cursor(order, "e.seq", Dialect::Postgres, &k, &at);
+            let filter = plan.where_clause(&[after]);
             let sql = format!(
-                "SELECT {} FROM events e {filter} ORDER BY {order} LIMIT {} OFFSET {}",
+                "SELECT {} FROM events e {filter} ORDER BY {sort} LIMIT {} OFFSET {}",
                 *COLUMNS,
-                plan.next(2),
-                plan.next(3)
+                plan.next(extra.len() + 1),
+                plan.next(extra.len() + 2)
             );
-            tx.query(&sql, &plan.params(&[c, &limit_param, &offset]))
-                .await?
+            extra.push(&limit_param);
+            extra.push(&offset);
+            tx.query(&sql, &plan.params(&extra)).await?
         }
         None => {
             let filter = plan.where_clause(&[]);
             let sql = format!(
-                "SELECT {} FROM events e {filter} ORDER BY {order} LIMIT {} OFFSET {}",
+                "SELECT {} FROM events e {filter} ORDER BY {sort} LIMIT {} OFFSET {}",
                 *COLUMNS,
                 plan.next(1),
                 plan.next(2)
@@ -317,9 +337,7 @@ pub async fn page(
     };
     let items = events_of(&rows)?;
     tx.commit().await?;
-    let next_cursor = (items.len() == limit as usize)
-        .then(|| items.last().map(|e| e.seq.0.to_string()))
-        .flatten();
+    let next_cursor = next_cursor(order, &items, limit);
     Ok(EventPage {
         search_indexed_through: None,
         items,
@@ -402,7 +420,7 @@ pub async fn matching_from(
     Ok((items, reached))
 }
 
-/// Sends every event matching `query` to `to`, newest first, from one snapshot, until `to`
+/// Sends every event matching `query` to `to`, in `order`, from one snapshot, until `to`
 /// closes; rows stream, so memory stays flat. Returns how many were sent.
 ///
 /// # Errors
@@ -410,14 +428,16 @@ pub async fn matching_from(
 pub async fn send_each(
     client: &mut tokio_postgres::Client,
     query: &Query,
+    order: EventOrder,
     to: tokio::sync::mpsc::Sender<StoredEvent>,
 ) -> Result<u64, StoreError> {
     let tx = snapshot_of(client).await?;
     let plan = Plan::new(query);
     let sql = format!(
-        "SELECT {} FROM events e {} ORDER BY e.seq DESC",
+        "SELECT {} FROM events e {} ORDER BY {}",
         *COLUMNS,
-        plan.where_clause(&[])
+        plan.where_clause(&[]),
+        order_by(order, "e.seq", Dialect::Postgres)
     );
     // In a block of its own, so the stream is gone before the commit (an early stop leaves
     // rows unread, and they are discarded with it).

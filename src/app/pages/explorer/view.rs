@@ -1,7 +1,7 @@
-//! The explorer's view state and its place in the URL: query, filters, time range and
+//! The explorer's view state and its place in the URL: query, filters, time range, order and
 //! live/paused, so a copied URL opens the same live view and back/forward work. Pure; shared.
 
-use crate::model::{Category, EventFilter, Level, Outcome};
+use crate::model::{Category, EventFilter, EventOrder, Level, Outcome};
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 
 /// The time window of the explorer.
@@ -66,6 +66,8 @@ pub struct ExplorerView {
     /// The filter, without its time bounds (those come from `range`).
     pub filter: EventFilter,
     pub range: TimeRange,
+    /// The rows' order; event time, newest first, unless a header was clicked.
+    pub order: EventOrder,
     /// Paused: new matches wait behind the "new events" pill.
     pub paused: bool,
 }
@@ -108,6 +110,7 @@ impl ExplorerView {
                 "from" => from = time(value),
                 "to" => to = time(value),
                 "live" => v.paused = value == "0",
+                "sort" => v.order = EventOrder::parse(value).unwrap_or_default(),
                 _ => {}
             }
         }
@@ -160,6 +163,9 @@ impl ExplorerView {
                 push("to", to.map(|t| t.to_rfc3339()));
             }
             preset => push("range", Some(preset.name().into())),
+        }
+        if self.order != EventOrder::default() {
+            push("sort", Some(self.order.as_param()));
         }
         if self.paused {
             push("live", Some("0".into()));
@@ -275,7 +281,12 @@ mod tests {
                     ..EventFilter::default()
                 },
                 range: TimeRange::Hour1,
+                order: EventOrder::parse("risk:asc").unwrap(),
                 paused: true,
+            },
+            ExplorerView {
+                order: EventOrder::by(crate::model::SortField::User),
+                ..ExplorerView::default()
             },
             ExplorerView {
                 range: TimeRange::Custom {
@@ -304,6 +315,8 @@ mod tests {
             ExplorerView::from_params([("level", "error,loud"), ("min_risk", "900"), ("zzz", "1")]);
         assert_eq!(v.filter.level, vec![Level::Error]);
         assert_eq!(v.filter.min_risk, None);
+        let v = ExplorerView::from_params([("sort", "loudness:desc")]);
+        assert_eq!(v.order, EventOrder::default());
     }
 
     #[test]
