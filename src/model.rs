@@ -811,9 +811,202 @@ pub fn relative_time(then_ms: i64, now_ms: i64) -> String {
     }
 }
 
+/// A column a list of events can be ordered by: `sort=` in the REST API, the explorer's URL
+/// and its headers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SortField {
+    /// When the event happened, as its sender says.
+    #[default]
+    Timestamp,
+    /// When this server received it.
+    ReceivedAt,
+    /// Arrival order in the chain.
+    Seq,
+    /// By severity (debug lowest).
+    Level,
+    Risk,
+    Action,
+    /// The actor's id.
+    User,
+}
+
+impl SortField {
+    pub const ALL: [SortField; 7] = [
+        SortField::Timestamp,
+        SortField::ReceivedAt,
+        SortField::Seq,
+        SortField::Level,
+        SortField::Risk,
+        SortField::Action,
+        SortField::User,
+    ];
+
+    /// The name `sort=` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SortField::Timestamp => "timestamp",
+            SortField::ReceivedAt => "receivedAt",
+            SortField::Seq => "seq",
+            SortField::Level => "level",
+            SortField::Risk => "risk",
+            SortField::Action => "action",
+            SortField::User => "user",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SortField> {
+        SortField::ALL.into_iter().find(|f| f.as_str() == s)
+    }
+
+    /// The direction a first click sorts in: newest, most severe and riskiest first; names
+    /// from A.
+    pub fn first_descending(self) -> bool {
+        !matches!(self, SortField::Action | SortField::User)
+    }
+}
+
+/// The order of a list of events: a field and a direction, ties broken by seq in the same
+/// direction, so the order is total and a keyset cursor is exact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct EventOrder {
+    pub field: SortField,
+    pub descending: bool,
+}
+
+impl Default for EventOrder {
+    /// Event time, newest first: what an investigator reads.
+    fn default() -> Self {
+        EventOrder::by(SortField::Timestamp)
+    }
+}
+
+/// An event's place in an [`EventOrder`], before the seq that breaks ties.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SortKey {
+    Int(i64),
+    /// Compared byte by byte, as both databases compare it.
+    Text(String),
+}
+
+impl EventOrder {
+    /// Arrival order, newest first: the live feed's.
+    pub const ARRIVAL: EventOrder = EventOrder {
+        field: SortField::Seq,
+        descending: true,
+    };
+
+    /// `field` in the direction a first click sorts it.
+    pub fn by(field: SortField) -> EventOrder {
+        EventOrder {
+            field,
+            descending: field.first_descending(),
+        }
+    }
+
+    /// Reads `field`, `field:asc` or `field:desc`.
+    ///
+    /// # Errors
+    /// A message naming what was not understood.
+    pub fn parse(raw: &str) -> Result<EventOrder, String> {
+        let (name, dir) = match raw.split_once(':') {
+            Some((name, dir)) => (name, Some(dir)),
+            None => (raw, None),
+        };
+        let field = SortField::parse(name).ok_or_else(|| {
+            let known: Vec<&str> = SortField::ALL.iter().map(|f| f.as_str()).collect();
+            format!("{name:?} is not one of: {}", known.join(", "))
+        })?;
+        let descending = match dir {
+            None => field.first_descending(),
+            Some("desc") => true,
+            Some("asc") => false,
+            Some(other) => return Err(format!("{other:?} is not asc or desc")),
+        };
+        Ok(EventOrder { field, descending })
+    }
+
+    /// As [`EventOrder::parse`] reads it: `timestamp:desc`.
+    pub fn as_param(self) -> String {
+        let dir = if self.descending { "desc" } else { "asc" };
+        format!("{}:{dir}", self.field.as_str())
+    }
+
+    /// The same field the other way.
+    pub fn reversed(self) -> EventOrder {
+        EventOrder {
+            descending: !self.descending,
+            ..self
+        }
+    }
+
+    /// Where `e` sorts on this order's field.
+    pub fn key(self, e: &StoredEvent) -> SortKey {
+        match self.field {
+            SortField::Timestamp => SortKey::Int(e.event.timestamp.timestamp_millis()),
+            SortField::ReceivedAt => SortKey::Int(e.received_at.timestamp_millis()),
+            SortField::Seq => SortKey::Int(e.seq.0 as i64),
+            SortField::Level => SortKey::Int(e.event.level.rank()),
+            // No score sorts below every score, as the databases' `COALESCE(risk, -1)` has it.
+            SortField::Risk => SortKey::Int(e.event.risk_score.map_or(-1, i64::from)),
+            SortField::Action => SortKey::Text(e.event.action.clone()),
+            SortField::User => SortKey::Text(e.event.user.id.clone()),
+        }
+    }
+
+    /// Whether `a` comes before (`Less`) or after `b` in a list in this order.
+    pub fn compare(self, a: &StoredEvent, b: &StoredEvent) -> std::cmp::Ordering {
+        let ascending = self.key(a).cmp(&self.key(b)).then(a.seq.cmp(&b.seq));
+        if self.descending {
+            ascending.reverse()
+        } else {
+            ascending
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn orders_parse_and_compare_with_seq_breaking_ties() {
+        assert_eq!(EventOrder::parse("timestamp"), Ok(EventOrder::default()));
+        assert_eq!(
+            EventOrder::parse("user"),
+            Ok(EventOrder {
+                field: SortField::User,
+                descending: false
+            })
+        );
+        assert_eq!(
+            EventOrder::parse("risk:asc").map(EventOrder::as_param),
+            Ok("risk:asc".into())
+        );
+        assert!(EventOrder::parse("loudness")
+            .unwrap_err()
+            .contains("receivedAt"));
+        assert!(EventOrder::parse("risk:up")
+            .unwrap_err()
+            .contains("asc or desc"));
+
+        let (a, b) = (
+            stored(1, Outcome::Success, Level::Error),
+            stored(2, Outcome::Success, Level::Info),
+        );
+        let by_level = EventOrder::by(SortField::Level);
+        assert!(
+            by_level.compare(&a, &b).is_lt(),
+            "error before info, descending"
+        );
+        assert!(by_level.reversed().compare(&a, &b).is_gt());
+        // Equal times: the newer seq first when descending.
+        assert!(EventOrder::default().compare(&b, &a).is_lt());
+        // No risk score sorts below a score of 0.
+        let mut scored = a.clone();
+        scored.event.risk_score = Some(0);
+        assert!(EventOrder::by(SortField::Risk).compare(&scored, &b).is_lt());
+    }
 
     fn stored(seq: u64, outcome: Outcome, level: Level) -> StoredEvent {
         StoredEvent {
@@ -1190,159 +1383,5 @@ impl ChainStatus {
     /// Whether a break or an untrusted checkpoint log was found.
     pub fn is_broken(&self) -> bool {
         self.problem.is_some()
-    }
-}
-
-/// A column a list of events can be ordered by: `sort=` in the REST API, the explorer's URL
-/// and its headers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum SortField {
-    /// When the event happened, as its sender says.
-    #[default]
-    Timestamp,
-    /// When this server received it.
-    ReceivedAt,
-    /// Arrival order in the chain.
-    Seq,
-    /// By severity (debug lowest).
-    Level,
-    Risk,
-    Action,
-    /// The actor's id.
-    User,
-}
-
-impl SortField {
-    pub const ALL: [SortField; 7] = [
-        SortField::Timestamp,
-        SortField::ReceivedAt,
-        SortField::Seq,
-        SortField::Level,
-        SortField::Risk,
-        SortField::Action,
-        SortField::User,
-    ];
-
-    /// The name `sort=` takes.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SortField::Timestamp => "timestamp",
-            SortField::ReceivedAt => "receivedAt",
-            SortField::Seq => "seq",
-            SortField::Level => "level",
-            SortField::Risk => "risk",
-            SortField::Action => "action",
-            SortField::User => "user",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<SortField> {
-        SortField::ALL.into_iter().find(|f| f.as_str() == s)
-    }
-
-    /// The direction a first click sorts in: newest, most severe and riskiest first; names
-    /// from A.
-    pub fn first_descending(self) -> bool {
-        !matches!(self, SortField::Action | SortField::User)
-    }
-}
-
-/// The order of a list of events: a field and a direction, ties broken by seq in the same
-/// direction, so the order is total and a keyset cursor is exact.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct EventOrder {
-    pub field: SortField,
-    pub descending: bool,
-}
-
-impl Default for EventOrder {
-    /// Event time, newest first: what an investigator reads.
-    fn default() -> Self {
-        EventOrder::by(SortField::Timestamp)
-    }
-}
-
-/// An event's place in an [`EventOrder`], before the seq that breaks ties.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum SortKey {
-    Int(i64),
-    /// Compared byte by byte, as both databases compare it.
-    Text(String),
-}
-
-impl EventOrder {
-    /// Arrival order, newest first: the live feed's.
-    pub const ARRIVAL: EventOrder = EventOrder {
-        field: SortField::Seq,
-        descending: true,
-    };
-
-    /// `field` in the direction a first click sorts it.
-    pub fn by(field: SortField) -> EventOrder {
-        EventOrder {
-            field,
-            descending: field.first_descending(),
-        }
-    }
-
-    /// Reads `field`, `field:asc` or `field:desc`.
-    ///
-    /// # Errors
-    /// A message naming what was not understood.
-    pub fn parse(raw: &str) -> Result<EventOrder, String> {
-        let (name, dir) = match raw.split_once(':') {
-            Some((name, dir)) => (name, Some(dir)),
-            None => (raw, None),
-        };
-        let field = SortField::parse(name).ok_or_else(|| {
-            let known: Vec<&str> = SortField::ALL.iter().map(|f| f.as_str()).collect();
-            format!("{name:?} is not one of: {}", known.join(", "))
-        })?;
-        let descending = match dir {
-            None => field.first_descending(),
-            Some("desc") => true,
-            Some("asc") => false,
-            Some(other) => return Err(format!("{other:?} is not asc or desc")),
-        };
-        Ok(EventOrder { field, descending })
-    }
-
-    /// As [`EventOrder::parse`] reads it: `timestamp:desc`.
-    pub fn as_param(self) -> String {
-        let dir = if self.descending { "desc" } else { "asc" };
-        format!("{}:{dir}", self.field.as_str())
-    }
-
-    /// The same field the other way.
-    pub fn reversed(self) -> EventOrder {
-        EventOrder {
-            descending: !self.descending,
-            ..self
-        }
-    }
-
-    /// Where `e` sorts on this order's field.
-    pub fn key(self, e: &StoredEvent) -> SortKey {
-        match self.field {
-            SortField::Timestamp => SortKey::Int(e.event.timestamp.timestamp_millis()),
-            SortField::ReceivedAt => SortKey::Int(e.received_at.timestamp_millis()),
-            SortField::Seq => SortKey::Int(e.seq.0 as i64),
-            SortField::Level => SortKey::Int(e.event.level.rank()),
-            // No score sorts below every score, as the databases' `COALESCE(risk, -1)` has it.
-            SortField::Risk => SortKey::Int(e.event.risk_score.map_or(-1, i64::from)),
-            SortField::Action => SortKey::Text(e.event.action.clone()),
-            SortField::User => SortKey::Text(e.event.user.id.clone()),
-        }
-    }
-
-    /// Whether `a` comes before (`Less`) or after `b` in a list in this order.
-    pub fn compare(self, a: &StoredEvent, b: &StoredEvent) -> std::cmp::Ordering {
-        let ascending = self.key(a).cmp(&self.key(b)).then(a.seq.cmp(&b.seq));
-        if self.descending {
-            ascending.reverse()
-        } else {
-            ascending
-        }
     }
 }

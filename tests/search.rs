@@ -75,8 +75,18 @@ async fn every_filter_combination_agrees_with_brute_force_through_the_store() {
         // Each order, both ways, by the shared comparator.
         let order = random::order(round);
         let want = random::sorted(&events, &query, order);
+        // A count cut short (as the explorer's often is) sends a full-text query in event
+        // time through the time index rather than sorting the index's matches: both ways.
+        let count_limit = (round % 2 == 1).then_some(3);
         let page = store
-            .query(query.clone(), PageRequest { order, ..all(1000) })
+            .query(
+                query.clone(),
+                PageRequest {
+                    order,
+                    count_limit,
+                    ..all(1000)
+                },
+            )
             .await
             .unwrap();
         let got: Vec<u64> = page.items.iter().map(|e| e.seq.0).collect();
@@ -90,6 +100,7 @@ async fn every_filter_combination_agrees_with_brute_force_through_the_store() {
                 let req = PageRequest {
                     order,
                     cursor,
+                    count_limit: Some(3),
                     ..all(13)
                 };
                 let page = store.query(query.clone(), req).await.unwrap();

@@ -241,3 +241,61 @@ pub fn after_cursor(order: EventOrder, seq: &str, dialect: Dialect, key: &str, a
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{after_cursor, order_by, Cursor, Dialect};
+    use crate::model::{EventOrder, Seq, SortField, SortKey};
+
+    #[test]
+    fn cursors_round_trip_for_their_own_order_only() {
+        let cases = [
+            (EventOrder::default(), SortKey::Int(1_770_000_000_000)),
+            (EventOrder::by(SortField::Risk).reversed(), SortKey::Int(-1)),
+            (
+                EventOrder::by(SortField::User),
+                SortKey::Text("a:b c".into()),
+            ),
+            (
+                EventOrder::by(SortField::Action),
+                SortKey::Text(String::new()),
+            ),
+        ];
+        for (order, key) in cases {
+            let cursor = Cursor { seq: Seq(42), key };
+            let text = cursor.encode(order);
+            assert_eq!(Cursor::parse(&text, order), Ok(cursor), "{text}");
+            assert!(Cursor::parse(&text, order.reversed()).is_err(), "{text}");
+            assert!(Cursor::parse(&text, EventOrder::ARRIVAL).is_err(), "{text}");
+        }
+        // Arrival order keeps the bare seq cursors always had.
+        let arrival = Cursor::parse("17", EventOrder::ARRIVAL).unwrap();
+        assert_eq!(arrival.encode(EventOrder::ARRIVAL), "17");
+        assert!(Cursor::parse("17", EventOrder::default()).is_err());
+        assert!(Cursor::parse("timestamp.desc:x:1", EventOrder::default()).is_err());
+    }
+
+    #[test]
+    fn orders_become_index_friendly_sql() {
+        let time = EventOrder::default();
+        assert_eq!(
+            order_by(time, "e.seq", Dialect::Sqlite),
+            "e.ts DESC, e.seq DESC"
+        );
+        assert_eq!(
+            after_cursor(time, "e.seq", Dialect::Sqlite, "?", "?"),
+            "e.ts <= ? AND (e.ts < ? OR e.seq < ?)"
+        );
+        let arrival = EventOrder::ARRIVAL.reversed();
+        assert_eq!(order_by(arrival, "f.rowid", Dialect::Sqlite), "f.rowid ASC");
+        assert_eq!(
+            after_cursor(arrival, "f.rowid", Dialect::Sqlite, "?", "?"),
+            "f.rowid > ?"
+        );
+        let user = EventOrder::by(SortField::User);
+        assert_eq!(
+            order_by(user, "e.seq", Dialect::Postgres),
+            "e.user_id COLLATE \"C\" ASC, e.seq ASC"
+        );
+    }
+}

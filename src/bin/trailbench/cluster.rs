@@ -393,7 +393,14 @@ async fn search(plan: &Plan, pg: &Postgres) -> Result<(), BoxError> {
                 },
                 plan.runs
             );
-            first_pages(&nodes.refs(), &cases, trailwatch::model::EventOrder::ARRIVAL, plan.runs, rest).await?;
+            first_pages(
+                &nodes.refs(),
+                &cases,
+                trailwatch::model::EventOrder::ARRIVAL,
+                plan.runs,
+                rest,
+            )
+            .await?;
         }
     }
     Ok(())

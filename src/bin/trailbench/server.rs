@@ -958,7 +958,11 @@ pub async fn queries(
         }
         println!(
             "\n{events} events{}; first page over HTTP, sort={}, {}, {runs} runs each:",
-            if shuffled { " (event times shuffled against arrival)" } else { "" },
+            if shuffled {
+                " (event times shuffled against arrival)"
+            } else {
+                ""
+            },
             order.as_param(),
             match rest {
                 false => "POST /api/fn/events (the explorer: 100 rows, count capped)",

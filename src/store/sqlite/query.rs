@@ -308,10 +308,16 @@ impl Plan {
     /// parameters in order. The FTS table drives the scan when there is a MATCH, so rows come
     /// in seq order straight from the index with no sort.
     fn sql_from_where(&self, extra: &[&str]) -> (String, Vec<&dyn ToSql>, &'static str) {
+        self.sql_driven(Drive::Matches, extra)
+    }
+
+    /// [`Plan::sql_from_where`] with the scan driven as `drive` says.
+    fn sql_driven(&self, drive: Drive, extra: &[&str]) -> (String, Vec<&dyn ToSql>, &'static str) {
         let mut conditions: Vec<&str> = Vec::new();
         let mut params: Vec<&dyn ToSql> = Vec::new();
-        let (from, seq) = match &self.fts_match {
-            Some(m) => {
+        let (from, seq) = match (&self.fts_match, drive) {
+            (None, _) => ("events e", "e.seq"),
+            (Some(m), Drive::Matches) => {
                 conditions.push("events_fts MATCH ?");
                 params.push(m as &dyn ToSql);
                 (
@@ -319,7 +325,13 @@ impl Plan {
                     "f.rowid",
                 )
             }
-            None => ("events e", "e.seq"),
+            (Some(m), Drive::TimeInSet) => {
+                conditions.push(
+                    "e.seq IN (SELECT rowid FROM search.events_fts WHERE events_fts MATCH ?)",
+                );
+                params.push(m as &dyn ToSql);
+                ("events e INDEXED BY events_ts", "e.seq")
+            }
         };
         conditions.extend(self.conditions.iter().map(String::as_str));
         params.extend(self.params.iter().map(|p| p.as_ref()));
@@ -333,7 +345,40 @@ impl Plan {
     }
 }
 
-/// The events matching `query`, newest first, one page of them, and how many match.
+/// How a page with full-text terms is read when it is ordered by event time.
+///
+/// Measured at 10M events with event times shuffled against arrival (BENCHMARKS.md): sorting
+/// a common word's 213k matches by time took 440 ms through HTTP, since each match's row is
+/// read to sort it; walking the time index newest first and keeping the seqs in the word's
+/// set of matches (built once, with a Bloom filter) took a fifth of that. Probing the index
+/// for each row walked instead was tried and dropped: 44 µs a row for a word, and for a prefix
+/// (every bare word is one) FTS5 merges the prefix's doclists again at every probe, which took
+/// 58 s for one page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Drive {
+    /// The index's matches drive, joined to their rows (and sorted, unless by seq).
+    Matches,
+    /// The time index drives; a seq counts if it is in the set of the index's matches.
+    TimeInSet,
+}
+
+/// At most this many matches are sorted by reading their rows; more are found by walking the
+/// time index, which for this many reads about `events / matches` index entries per row kept.
+const SORTED_AT_MOST: u64 = 5_000;
+
+/// How to read a page of `plan` in `order`, given what the count found (`total`, and whether
+/// it is only a lower bound): by event time with full-text terms matching more than a few
+/// events, the time index drives; otherwise the index's matches do.
+fn drive_for(plan: &Plan, order: EventOrder, total: u64, lower_bound: bool) -> Drive {
+    let many = lower_bound || total > SORTED_AT_MOST;
+    if plan.fts_match.is_some() && order.field == SortField::Timestamp && many {
+        Drive::TimeInSet
+    } else {
+        Drive::Matches
+    }
+}
+
+/// The events matching `query`, in the request's order, one page of them, and how many match.
 pub fn page(conn: &Connection, query: &Query, req: PageRequest) -> Result<EventPage, StoreError> {
     let page = req.page.max(1);
     let limit = req.limit.clamp(1, 1000);
@@ -388,7 +433,8 @@ pub fn page(conn: &Connection, query: &Query, req: PageRequest) -> Result<EventP
         cursor_params.push(Box::new(c.seq.0 as i64));
     }
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-    let (from_where, mut params, seq) = plan.sql_from_where(&extra);
+    let drive = drive_for(&plan, order, total, total_is_lower_bound);
+    let (from_where, mut params, seq) = plan.sql_driven(drive, &extra);
     params.extend(cursor_params.iter().map(|p| p.as_ref()));
     let limit_param = i64::from(limit);
     let offset = if req.cursor.is_some() {
