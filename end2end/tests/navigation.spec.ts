@@ -58,3 +58,34 @@ for (const width of [1280, 1440]) {
     expect(fits).toEqual({ nameWhole: true, name: "admin", signOutOneLine: true, noOverflow: true });
   });
 }
+
+for (const width of [360, 390, 768]) {
+  test(`at ${width} px the bar fits on one line and the user's name is whole, in the bar or the menu`, async ({ page, server }) => {
+    await page.setViewportSize({ width, height: 800 });
+    await signIn(page);
+    await server.post({ action: "deploy.finish", user: { id: "ops" } });
+    // The explorer's bar holds the most: the live badge beside the chain's.
+    await page.goto("/events");
+    await expect(page.getByRole("status", { name: "Connection: live" })).toBeVisible();
+    const fits = await page.evaluate(() => {
+      const signOut = [...document.querySelectorAll("button")].find((b) => b.textContent === "Sign out")!;
+      const line = parseFloat(getComputedStyle(signOut).lineHeight) || 20;
+      const bar = document.querySelector(".topbar-inner") as HTMLElement;
+      return {
+        signOutOneLine: signOut.getBoundingClientRect().height < line * 2,
+        barOneRow: bar.getBoundingClientRect().height < 80,
+        noOverflow: document.documentElement.scrollWidth <= window.innerWidth,
+      };
+    });
+    expect(fits).toEqual({ signOutOneLine: true, barOneRow: true, noOverflow: true });
+    const name = page.locator(".whoami-name");
+    if (await name.isVisible()) {
+      await expect(name).toHaveText("admin");
+      expect(await name.evaluate((n) => n.scrollWidth <= n.clientWidth)).toBe(true);
+    } else {
+      // The phone's bar leaves the name to the menu.
+      await page.getByRole("button", { name: /^Menu:/ }).click();
+      await expect(page.getByRole("navigation", { name: "Main" }).getByText("Signed in as admin")).toBeVisible();
+    }
+  });
+}

@@ -37,13 +37,21 @@ pub fn TopBar(
         .map_or("Menu", |(_, label, ..)| *label);
     let class = move || class.map_or("topbar", |c| c.get());
     let nav = move |me: Option<Whoami>| {
-        NAV.iter()
+        let links = NAV
+            .iter()
             .filter(|(.., needed)| me.as_ref().is_some_and(|m| m.grant.allows(*needed)))
             .map(|(href, label, key, _)| {
                 let here = *key == current;
                 view! { <a href=*href aria-current=here.then_some("page")>{*label}</a> }
             })
-            .collect_view()
+            .collect_view();
+        // A phone's bar has no room for the name: the open menu says who is signed in.
+        let signed_in = me.map(|m| {
+            view! {
+                <p class="nav-who">"Signed in as " <strong>{m.name}</strong></p>
+            }
+        });
+        (links, signed_in)
     };
     let who = move |me: Option<Whoami>| {
         me.map(|m| {
