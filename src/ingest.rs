@@ -20,6 +20,95 @@ pub const MAX_DESCRIPTION_LEN: usize = 65_536;
 /// runaway line cannot make the parser build a huge value.
 pub const MAX_LINE_BYTES: usize = 1024 * 1024;
 
+/// How far ahead of the server's clock an event's `timestamp` may be. A date in the far future
+/// would head every time-sorted view and outlive every retention period; a clock a little
+/// ahead is common.
+pub const MAX_AHEAD: chrono::Duration = chrono::Duration::hours(24);
+
+/// Reads one JSON text as RFC 7493 (I-JSON) demands of member names: an object whose names
+/// repeat is refused, at any depth. serde_json would keep the last value, while another
+/// reader of the same sealed bytes (a verifier, an export, a predecessor) may keep the first:
+/// two readers of the chain must never disagree on what was signed.
+///
+/// # Errors
+/// Not JSON, or a name repeated in one object (with the line and column).
+pub fn parse_json(bytes: &[u8]) -> Result<Value, serde_json::Error> {
+    use serde::Deserialize;
+    Ok(Strict::deserialize(&mut serde_json::Deserializer::from_slice(bytes))?.0)
+}
+
+/// A JSON value whose objects' member names are unique (see [`parse_json`]).
+struct Strict(Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        serde_json::Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("a number JSON cannot hold"))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        use serde::de::Error;
+        let mut members = Map::new();
+        while let Some(name) = map.next_key::<String>()? {
+            if members.contains_key(&name) {
+                return Err(A::Error::custom(format!(
+                    "the name {name:?} appears twice in one object (RFC 7493: names are unique)"
+                )));
+            }
+            let Strict(v) = map.next_value()?;
+            members.insert(name, v);
+        }
+        Ok(Value::Object(members))
+    }
+}
+
 /// How a request body is framed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BodyFormat {
@@ -51,7 +140,7 @@ pub fn parse_body(
     // Each record with its index, or why it could not even be read as JSON.
     let mut records: Vec<(usize, Result<Value, String>)> = Vec::new();
     match format {
-        BodyFormat::Json => match serde_json::from_slice::<Value>(body) {
+        BodyFormat::Json => match parse_json(body) {
             Ok(Value::Array(items)) => records.extend(items.into_iter().map(Ok).enumerate()),
             Ok(value) => records.push((0, Ok(value))),
             Err(e) => records.push((0, Err(format!("body is not valid JSON: {e}")))),
@@ -70,8 +159,7 @@ pub fn parse_body(
                     records.push((i, Err(message)));
                     continue;
                 }
-                let parsed = serde_json::from_slice::<Value>(line)
-                    .map_err(|e| format!("line is not valid JSON: {e}"));
+                let parsed = parse_json(line).map_err(|e| format!("line is not valid JSON: {e}"));
                 records.push((i, parsed));
             }
         }
@@ -131,7 +219,7 @@ pub fn normalize(
     };
     f.reject_unknown();
 
-    let timestamp = f.timestamp("timestamp").unwrap_or(now);
+    let timestamp = f.timestamp("timestamp", now).unwrap_or(now);
     let action = match f.string("action", MAX_ACTION_LEN) {
         Some(a) if !a.trim().is_empty() => Some(a.trim().to_string()),
         Some(_) => {
@@ -306,7 +394,9 @@ impl<'a> Fields<'a> {
         parsed
     }
 
-    fn timestamp(&mut self, key: &str) -> Option<DateTime<Utc>> {
+    /// `key` as a time between 1970 and [`MAX_AHEAD`] past `now`. Backfills of old events are
+    /// accepted; a time before the epoch is not a time any audited system recorded.
+    fn timestamp(&mut self, key: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let parsed = match self.get(key)? {
             Value::String(s) => DateTime::parse_from_rfc3339(s.trim())
                 .map(|t| t.with_timezone(&Utc))
@@ -317,6 +407,21 @@ impl<'a> Fields<'a> {
                 .ok_or_else(|| format!("{n} is not a valid epoch-milliseconds time")),
             _ => Err("must be an RFC 3339 string or epoch milliseconds".to_string()),
         };
+        let latest = now + MAX_AHEAD;
+        let parsed = parsed.and_then(|t| {
+            if t.timestamp_millis() < 0 {
+                Err(format!("{} is before 1970", t.to_rfc3339()))
+            } else if t > latest {
+                Err(format!(
+                    "{} is more than {} hours ahead of the server's clock ({})",
+                    t.to_rfc3339(),
+                    MAX_AHEAD.num_hours(),
+                    now.to_rfc3339()
+                ))
+            } else {
+                Ok(t)
+            }
+        });
         match parsed {
             // The chain seals milliseconds; finer precision would not survive storage.
             Ok(t) => DateTime::from_timestamp_millis(t.timestamp_millis()),
@@ -753,6 +858,55 @@ mod tests {
         assert_eq!(fields(&errs), ["userId"]);
         let errs = one(json!({"action": "a", "metadata": {}, "details": {}})).unwrap_err();
         assert_eq!(fields(&errs), ["details"]);
+    }
+
+    #[test]
+    fn a_name_repeated_in_one_object_is_refused_at_any_depth() {
+        for body in [
+            r#"{"action": "file.read", "action": "file.delete"}"#,
+            r#"{"action": "a", "metadata": {"k": 1, "nested": {"x": 1, "x": 2}}}"#,
+            r#"[{"action": "a"}, {"action": "b", "user": {"id": "u", "id": "v"}}]"#,
+        ] {
+            let err = parse_body(body.as_bytes(), BodyFormat::Json, &Source::http(), now());
+            let Err(IngestError::Invalid(errs)) = err else {
+                panic!("{body} was accepted");
+            };
+            assert!(errs[0].message.contains("appears twice"), "{errs:?}");
+        }
+        let ndjson = b"{\"action\": \"a\"}\n{\"action\": \"b\", \"outcome\": \"denied\", \"outcome\": \"success\"}\n";
+        let Err(IngestError::Invalid(errs)) =
+            parse_body(ndjson, BodyFormat::Ndjson, &Source::http(), now())
+        else {
+            panic!("NDJSON with a repeated name was accepted");
+        };
+        assert_eq!((errs.len(), errs[0].index), (1, 1), "{errs:?}");
+        // The same names in different objects are fine, and values keep their types.
+        let v = parse_json(br#"{"a": {"id": 1.5}, "b": {"id": [true, null, "x", -3]}}"#).unwrap();
+        assert_eq!(
+            v,
+            json!({"a": {"id": 1.5}, "b": {"id": [true, null, "x", -3]}})
+        );
+    }
+
+    #[test]
+    fn timestamps_are_refused_outside_1970_to_a_day_ahead() {
+        let at = |t: Value| one(json!({"action": "a", "timestamp": t}));
+        let far = at(json!("9999-12-31T23:59:59Z")).unwrap_err();
+        assert_eq!(fields(&far), ["timestamp"]);
+        assert!(
+            far[0].message.contains("ahead of the server's clock"),
+            "{far:?}"
+        );
+        let early = at(json!(-1)).unwrap_err();
+        assert!(early[0].message.contains("before 1970"), "{early:?}");
+        // A clock a little ahead, and a backfill of old events, are accepted.
+        let ahead = now() + MAX_AHEAD - chrono::Duration::minutes(1);
+        assert_eq!(at(json!(ahead.to_rfc3339())).unwrap().timestamp, ahead);
+        assert!(at(json!("1999-01-01T00:00:00Z")).is_ok());
+        assert!(at(json!(
+            (now() + MAX_AHEAD + chrono::Duration::seconds(1)).to_rfc3339()
+        ))
+        .is_err());
     }
 
     #[test]

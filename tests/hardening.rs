@@ -805,3 +805,70 @@ async fn an_open_websocket_holds_its_place_under_the_connection_cap() {
         String::from_utf8_lossy(&answer)
     );
 }
+
+/// One ingest contract for every body: a name repeated in one object (which serde_json would
+/// read as its last value while another reader may take the first) and a timestamp far in the
+/// future (which would head every time-sorted view and never expire) are refused with a 400
+/// naming the record and field, and nothing of the request is stored.
+#[tokio::test]
+async fn ingest_refuses_repeated_names_and_far_future_times() {
+    let s = TestServer::start().await;
+    let post = |body: &'static str, kind: &'static str| {
+        s.http
+            .post(s.url("/api/v1/events"))
+            .bearer_auth(TOKEN)
+            .header("Content-Type", kind)
+            .body(body)
+            .send()
+    };
+    let (_, before) = s.get("/api/v1/events?limit=1&sort=seq").await;
+    let cases: [(&str, &str, &str); 4] = [
+        (
+            r#"{"action": "file.read", "action": "file.delete"}"#,
+            "application/json",
+            "appears twice",
+        ),
+        (
+            r#"{"action": "a", "metadata": {"owner": "x", "owner": "y"}}"#,
+            "application/json",
+            "appears twice",
+        ),
+        (
+            "{\"action\": \"a\"}\n{\"action\": \"b\", \"allowed\": true, \"allowed\": false}\n",
+            "application/x-ndjson",
+            "appears twice",
+        ),
+        (
+            r#"{"action": "a", "timestamp": "9999-12-31T23:59:59Z"}"#,
+            "application/json",
+            "ahead of the server's clock",
+        ),
+    ];
+    for (body, kind, message) in cases {
+        let r = post(body, kind).await.unwrap();
+        let status = r.status().as_u16();
+        let answer: Value = r.json().await.unwrap();
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert!(answer.to_string().contains(message), "{body}: {answer}");
+    }
+    let timestamp_error = &post(
+        r#"{"action": "a", "timestamp": "9999-12-31T23:59:59Z"}"#,
+        "application/json",
+    )
+    .await
+    .unwrap()
+    .json::<Value>()
+    .await
+    .unwrap()["errors"][0];
+    assert_eq!(timestamp_error["field"], "timestamp");
+    let (_, after) = s.get("/api/v1/events?limit=1&sort=seq").await;
+    assert_eq!(after["headSeq"], before["headSeq"], "nothing was stored");
+    // A backfill of old events is still welcome.
+    let r = post(
+        r#"{"action": "a", "timestamp": "2001-09-09T01:46:40Z"}"#,
+        "application/json",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+}

@@ -78,8 +78,8 @@ pub fn event_for_line(
 }
 
 fn jsonl_event(text: &str, source: &Source, now: DateTime<Utc>) -> Result<AuditEvent, String> {
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| format!("the line is not valid JSON: {e}"))?;
+    let value: Value = ingest::parse_json(text.as_bytes())
+        .map_err(|e| format!("the line is not valid JSON: {e}"))?;
     ingest::normalize(&value, source, now).map_err(|errors| {
         errors
             .iter()
