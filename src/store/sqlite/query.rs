@@ -360,45 +360,58 @@ const SORTED_AT_MOST: u64 = 5_000;
 /// How to read a page of `plan` in `order`, given what the count found (`total`, and whether
 /// it is only a lower bound): by event time with full-text terms matching more than a few
 /// events, the time index drives; otherwise the index's matches do.
-fn drive_for(plan: &Plan, order: EventOrder, total: u64, lower_bound: bool) -> Drive {
+fn drive_for(
+    set: Option<&std::collections::HashSet<i64>>,
+    order: EventOrder,
+    total: u64,
+    lower_bound: bool,
+) -> Drive {
     let many = lower_bound || total > SORTED_AT_MOST;
-    if plan.fts_match.is_some() && order.field == SortField::Timestamp && many {
+    let sized = set.is_some_and(|s| s.len() as u64 > SORTED_AT_MOST);
+    if set.is_some() && order.field == SortField::Timestamp && (many || sized) {
         Drive::TimeWalk
     } else {
         Drive::Matches
     }
 }
 
+/// The seqs of the full-text matches of `plan`, or `None` without full-text terms.
+fn matches_set(
+    tx: &Connection,
+    plan: &Plan,
+) -> Result<Option<std::collections::HashSet<i64>>, StoreError> {
+    let Some(fts) = &plan.fts_match else {
+        return Ok(None);
+    };
+    let mut set = std::collections::HashSet::new();
+    let mut stmt =
+        tx.prepare_cached("SELECT rowid FROM search.events_fts WHERE events_fts MATCH ?1")?;
+    let mut rows = stmt.query([fts])?;
+    while let Some(row) = rows.next()? {
+        set.insert(row.get::<_, i64>(0)?);
+    }
+    Ok(Some(set))
+}
+
 /// How many candidates (seqs in the matches' set) are checked against the rest of the query
 /// at once.
 const CHECK_BATCH: usize = 256;
 
-/// The seqs of a page in event time (`order` is by timestamp): the full-text matches' seqs go
-/// into a hash set; the time index is walked in order from the cursor, within the query's own
-/// time bounds, and each seq in the set is a candidate; candidates are checked against the
-/// rest of the query in batches, reading only their rows. Skips `skip` matches, then keeps
-/// up to `limit`.
+/// The seqs of a page in event time (`req`'s order is by timestamp): the time index is walked
+/// in order from the request's cursor, within the query's own time bounds, and each seq in
+/// `set` (the full-text matches, see [`matches_set`]) is a candidate; candidates are checked
+/// against the rest of the query in batches, reading only their rows. Skips `skip` matches,
+/// then keeps up to `limit`.
 fn walk_in_time(
     tx: &Connection,
     plan: &Plan,
+    set: &std::collections::HashSet<i64>,
     query: &Query,
-    order: EventOrder,
-    cursor: Option<&crate::store::reads::Cursor>,
+    req: &PageRequest,
     skip: u64,
     limit: u32,
 ) -> Result<Vec<i64>, StoreError> {
-    let Some(fts) = &plan.fts_match else {
-        return Ok(Vec::new());
-    };
-    let mut set = std::collections::HashSet::new();
-    {
-        let mut stmt =
-            tx.prepare_cached("SELECT rowid FROM search.events_fts WHERE events_fts MATCH ?1")?;
-        let mut rows = stmt.query([fts])?;
-        while let Some(row) = rows.next()? {
-            set.insert(row.get::<_, i64>(0)?);
-        }
-    }
+    let (order, cursor) = (req.order, req.cursor.as_ref());
     // The walk reads the index alone: the query's time bounds and the cursor are ranges of it.
     let mut bounds: Vec<String> = Vec::new();
     let mut params: Vec<Box<dyn ToSql>> = Vec::new();
@@ -490,8 +503,25 @@ pub fn page(conn: &Connection, query: &Query, req: PageRequest) -> Result<EventP
     let head_seq = head(&tx)?;
     let plan = Plan::new(query);
 
+    // In event time, the full-text matches' set decides how the page is read (and is read
+    // once): for a query of words alone, a set at least as large as the count's cap answers
+    // the capped count as well, without merging a prefix's doclists a second time.
+    let set = match req.order.field {
+        SortField::Timestamp => matches_set(&tx, &plan)?,
+        _ => None,
+    };
+    let text_only = query
+        .clauses
+        .iter()
+        .all(|c| matches!(c.term, Term::Text { .. }));
+    let capped_by_set = match (&set, req.count_limit) {
+        (Some(set), Some(cap)) if text_only && set.len() as u64 >= cap => Some(cap),
+        _ => None,
+    };
     let (total, total_is_lower_bound) = if query.clauses.is_empty() {
         (counters(&tx)?.total, false)
+    } else if let Some(cap) = capped_by_set {
+        (cap, true)
     } else {
         let (from_where, mut params, _) = plan.sql_from_where(&[]);
         match req.count_limit {
@@ -542,10 +572,13 @@ pub fn page(conn: &Connection, query: &Query, req: PageRequest) -> Result<EventP
     } else {
         i64::from(page - 1) * i64::from(limit)
     };
-    let items = match drive_for(&plan, order, total, total_is_lower_bound) {
-        Drive::TimeWalk => {
+    let items = match (
+        drive_for(set.as_ref(), order, total, total_is_lower_bound),
+        &set,
+    ) {
+        (Drive::TimeWalk, Some(set)) => {
             let skip = offset.max(0) as u64;
-            let seqs = walk_in_time(&tx, &plan, query, order, req.cursor.as_ref(), skip, limit)?;
+            let seqs = walk_in_time(&tx, &plan, set, query, &req, skip, limit)?;
             let json = format!(
                 "[{}]",
                 seqs.iter()
@@ -561,7 +594,7 @@ pub fn page(conn: &Connection, query: &Query, req: PageRequest) -> Result<EventP
                 .query_map([json], event_from_row)?
                 .collect::<Result<Vec<_>, _>>()?
         }
-        Drive::Matches => {
+        _ => {
             let (from_where, mut params, seq) = plan.sql_from_where(&extra);
             params.extend(cursor_params.iter().map(|p| p.as_ref()));
             let limit_param = i64::from(limit);
