@@ -16,6 +16,16 @@ use foldhash::HashMap;
 pub const MINUTE_MS: i64 = 60_000;
 pub const HOUR_MS: i64 = 3_600_000;
 
+/// The per-hour counts `rollup_hour` keeps, as rebuilt from the events: each kind with the
+/// column it counts by and the condition an event must also meet.
+pub const HOUR_KINDS: [(&str, &str, &str); 5] = [
+    ("level", "level", ""),
+    ("category", "category", ""),
+    ("outcome", "outcome", ""),
+    ("action", "action", ""),
+    ("denied", "action", "AND outcome = 'denied'"),
+];
+
 /// The dimensions `rollup_hour` counts by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Dimension {

@@ -260,13 +260,7 @@ async fn rebuild_span(tx: &Transaction<'_>, from_ms: i64, to_ms: i64) -> Result<
         &[&first_minute, &end_minute],
     )
     .await?;
-    for (kind, column, filter) in [
-        ("level", "level", ""),
-        ("category", "category", ""),
-        ("outcome", "outcome", ""),
-        ("action", "action", ""),
-        ("denied", "action", "AND outcome = 'denied'"),
-    ] {
+    for (kind, column, filter) in crate::store::rollup::HOUR_KINDS {
         tx.execute(
             &format!(
                 "INSERT INTO rollup_hour (kind, value, hour, n)

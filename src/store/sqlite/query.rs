@@ -333,46 +333,37 @@ impl Plan {
     }
 }
 
-/// How a page with full-text terms is read when it is ordered by event time.
-///
-/// Measured at 10M events with event times shuffled against arrival (BENCHMARKS.md): sorting
-/// a common word's 213k matches by time took 440 ms through HTTP, since each match's row is
-/// read to sort it. Walking the time index newest first and keeping the seqs in the matches'
-/// set is far cheaper: the index holds the seqs, so a row is read only for a seq in the set.
-/// SQLite can walk so itself (`seq IN (SELECT rowid ... MATCH ...)`), but builds the set as a
-/// b-tree and reads each candidate's row to check the rest of the query as it walks; a hash
-/// set here and batched checks took the page from 78 to 66 ms (p50). Probing the index
-/// for each row walked instead was tried and dropped: 44 µs a row for a word, and for a prefix
-/// (every bare word is one) FTS5 merges the prefix's doclists again at every probe, which took
-/// 58 s for one page.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Drive {
-    /// The index's matches drive, joined to their rows (and sorted, unless by seq).
-    Matches,
-    /// The time index drives; see [`walk_in_time`].
-    TimeWalk,
-}
-
 /// At most this many matches are sorted by reading their rows; more are found by walking the
 /// time index, which for this many reads about `events / matches` index entries per row kept.
 const SORTED_AT_MOST: u64 = 5_000;
 
-/// How to read a page of `plan` in `order`, given what the count found (`total`, and whether
-/// it is only a lower bound): by event time with full-text terms matching more than a few
-/// events, the time index drives; otherwise the index's matches do.
-fn drive_for(
+/// The matches' set to walk the time index with ([`walk_in_time`]), when the full-text terms
+/// match more than a few events (the set is larger than [`SORTED_AT_MOST`], or the count
+/// found more or stopped short); otherwise the index's matches drive and are sorted.
+fn set_to_walk(
     set: Option<&std::collections::HashSet<i64>>,
-    order: EventOrder,
     total: u64,
     lower_bound: bool,
-) -> Drive {
+) -> Option<&std::collections::HashSet<i64>> {
     let many = lower_bound || total > SORTED_AT_MOST;
-    let sized = set.is_some_and(|s| s.len() as u64 > SORTED_AT_MOST);
-    if set.is_some() && order.field == SortField::Timestamp && (many || sized) {
-        Drive::TimeWalk
-    } else {
-        Drive::Matches
+    set.filter(|s| many || s.len() as u64 > SORTED_AT_MOST)
+}
+
+/// A JSON array of seqs, which `json_each(?)` reads back as a table.
+fn json_array(seqs: &[i64]) -> String {
+    let items: Vec<String> = seqs.iter().map(i64::to_string).collect();
+    format!("[{}]", items.join(","))
+}
+
+/// The parameters [`after_cursor`]'s condition takes for `cursor` in `order`, in order.
+fn cursor_params(order: EventOrder, cursor: &crate::store::reads::Cursor) -> Vec<Box<dyn ToSql>> {
+    let mut params: Vec<Box<dyn ToSql>> = Vec::new();
+    if order.field != SortField::Seq {
+        params.push(key_param(&cursor.key));
+        params.push(key_param(&cursor.key));
     }
+    params.push(Box::new(cursor.seq.0 as i64));
+    params
 }
 
 /// The seqs of the full-text matches of `plan`, or `None` without full-text terms.
@@ -402,6 +393,16 @@ const CHECK_BATCH: usize = 256;
 /// `set` (the full-text matches, see [`matches_set`]) is a candidate; candidates are checked
 /// against the rest of the query in batches, reading only their rows. Skips `skip` matches,
 /// then keeps up to `limit`.
+///
+/// Measured at 10M events with event times shuffled against arrival (BENCHMARKS.md): sorting
+/// a common word's 213k matches by time took 440 ms through HTTP, since each match's row is
+/// read to sort it; the index holds the seqs, so walking it reads a row only for a seq in the
+/// set. SQLite can walk so itself (`seq IN (SELECT rowid ... MATCH ...)`), but builds the set
+/// as a b-tree and reads each candidate's row to check the rest of the query as it walks; a
+/// hash set here and batched checks took the page from 78 to 66 ms (p50). Probing the index
+/// for each row walked instead was tried and dropped: 44 µs a row for a word, and for a prefix
+/// (every bare word is one) FTS5 merges the prefix's doclists again at every probe, which took
+/// 58 s for one page.
 fn walk_in_time(
     tx: &Connection,
     plan: &Plan,
@@ -429,9 +430,7 @@ fn walk_in_time(
     }
     if let Some(c) = cursor {
         bounds.push(after_cursor(order, "e.seq", Dialect::Sqlite, "?", "?"));
-        params.push(key_param(&c.key));
-        params.push(key_param(&c.key));
-        params.push(Box::new(c.seq.0 as i64));
+        params.extend(cursor_params(order, c));
     }
     let filter = if bounds.is_empty() {
         String::new()
@@ -469,14 +468,7 @@ fn walk_in_time(
         }
         done = seq.is_none();
         if batch.len() >= CHECK_BATCH || (done && !batch.is_empty()) {
-            let json = format!(
-                "[{}]",
-                batch
-                    .iter()
-                    .map(i64::to_string)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            );
+            let json = json_array(&batch);
             let mut check_params: Vec<&dyn ToSql> = vec![&json];
             check_params.extend(plan.params.iter().map(|p| p.as_ref()));
             let passed: std::collections::HashSet<i64> = check_stmt
@@ -557,14 +549,10 @@ pub fn page(conn: &Connection, query: &Query, req: PageRequest) -> Result<EventP
 
     let order = req.order;
     let mut extra: Vec<String> = Vec::new();
-    let mut cursor_params: Vec<Box<dyn ToSql>> = Vec::new();
+    let mut after: Vec<Box<dyn ToSql>> = Vec::new();
     if let Some(c) = &req.cursor {
         extra.push(after_cursor(order, "{seq}", Dialect::Sqlite, "?", "?"));
-        if order.field != SortField::Seq {
-            cursor_params.push(key_param(&c.key));
-            cursor_params.push(key_param(&c.key));
-        }
-        cursor_params.push(Box::new(c.seq.0 as i64));
+        after = cursor_params(order, c);
     }
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let offset = if req.cursor.is_some() {
@@ -572,20 +560,11 @@ pub fn page(conn: &Connection, query: &Query, req: PageRequest) -> Result<EventP
     } else {
         i64::from(page - 1) * i64::from(limit)
     };
-    let items = match (
-        drive_for(set.as_ref(), order, total, total_is_lower_bound),
-        &set,
-    ) {
-        (Drive::TimeWalk, Some(set)) => {
+    let items = match set_to_walk(set.as_ref(), total, total_is_lower_bound) {
+        Some(set) => {
             let skip = offset.max(0) as u64;
             let seqs = walk_in_time(&tx, &plan, set, query, &req, skip, limit)?;
-            let json = format!(
-                "[{}]",
-                seqs.iter()
-                    .map(i64::to_string)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            );
+            let json = json_array(&seqs);
             let sql = rows_of(
                 "SELECT value FROM json_each(?)",
                 &order_by(order, "e.seq", Dialect::Sqlite),
@@ -594,9 +573,9 @@ pub fn page(conn: &Connection, query: &Query, req: PageRequest) -> Result<EventP
                 .query_map([json], event_from_row)?
                 .collect::<Result<Vec<_>, _>>()?
         }
-        _ => {
+        None => {
             let (from_where, mut params, seq) = plan.sql_from_where(&extra);
-            params.extend(cursor_params.iter().map(|p| p.as_ref()));
+            params.extend(after.iter().map(|p| p.as_ref()));
             let limit_param = i64::from(limit);
             params.push(&limit_param);
             params.push(&offset);

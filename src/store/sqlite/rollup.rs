@@ -175,13 +175,7 @@ pub fn rebuild_span(tx: &Transaction<'_>, from_ms: i64, to_ms: i64) -> Result<()
              FROM rollup_minute WHERE minute >= ?1 AND minute < ?2 GROUP BY 1",
         params![first_minute, end_minute],
     )?;
-    for (kind, column, filter) in [
-        ("level", "level", ""),
-        ("category", "category", ""),
-        ("outcome", "outcome", ""),
-        ("action", "action", ""),
-        ("denied", "action", "AND outcome = 'denied'"),
-    ] {
+    for (kind, column, filter) in crate::store::rollup::HOUR_KINDS {
         tx.execute(
             &format!(
                 "INSERT INTO rollup_hour (kind, value, hour, n)
