@@ -75,8 +75,7 @@ async fn every_filter_combination_agrees_with_brute_force_through_the_store() {
         // Each order, both ways, by the shared comparator.
         let order = random::order(round);
         let want = random::sorted(&events, &query, order);
-        // A count cut short (as the explorer's often is) sends a full-text query in event
-        // time through the time index rather than sorting the index's matches: both ways.
+        // Counted exactly and capped (as the explorer's is), in turn: the page is the same.
         let count_limit = (round % 2 == 1).then_some(3);
         let page = store
             .query(
@@ -165,6 +164,119 @@ async fn counting_stops_at_the_cap_and_says_so() {
         .await
         .unwrap();
     assert_eq!((exact.total, exact.total_is_lower_bound), (300, false));
+}
+
+/// Full-text matches past the store's sorting threshold (5,000) are found in event time by
+/// walking the time index, and in arrival order from the matches' set: pages, cursors, page
+/// numbers and counts agree with the shared matcher either way, with fields and negations.
+#[tokio::test]
+async fn many_full_text_matches_page_and_count_exactly_in_every_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, events) = random_store(dir.path(), 21, 8_500).await;
+    let mut walked_sets = 0;
+    for (q, orders) in [
+        ("a", [EventOrder::default(), EventOrder::ARRIVAL]),
+        (
+            "a level:error,warning",
+            [
+                EventOrder::default().reversed(),
+                EventOrder::ARRIVAL.reversed(),
+            ],
+        ),
+        ("a -user:bob", [EventOrder::default(), EventOrder::ARRIVAL]),
+    ] {
+        let query = EventFilter {
+            q: Some(q.into()),
+            ..Default::default()
+        }
+        .compile()
+        .unwrap();
+        // The words alone decide the path: more than the threshold, whatever else is asked.
+        let words = EventFilter {
+            q: Some("a".into()),
+            ..Default::default()
+        }
+        .compile()
+        .unwrap();
+        walked_sets += usize::from(events.iter().filter(|e| words.matches(e)).count() > 5_000);
+        for order in orders {
+            let want = random::sorted(&events, &query, order);
+            let mut walked = Vec::new();
+            let mut cursor = None;
+            loop {
+                let req = PageRequest {
+                    order,
+                    cursor,
+                    count_limit: Some(10_000),
+                    ..all(97)
+                };
+                let page = store.query(query.clone(), req).await.unwrap();
+                // A capped count never claims more than match, and says when it stopped.
+                assert!(page.total <= want.len() as u64, "{q} {order:?}");
+                assert_eq!(
+                    page.total_is_lower_bound,
+                    page.total < want.len() as u64,
+                    "{q} {order:?}: {} of {}",
+                    page.total,
+                    want.len()
+                );
+                walked.extend(page.items.iter().map(|e| e.seq.0));
+                match page.next_cursor {
+                    Some(c) => cursor = Some(Cursor::parse(&c, order).unwrap()),
+                    None => break,
+                }
+            }
+            assert_eq!(walked, want, "{q} {order:?} by cursor");
+            let third = store
+                .query(
+                    query.clone(),
+                    PageRequest {
+                        order,
+                        page: 3,
+                        ..all(97)
+                    },
+                )
+                .await
+                .unwrap();
+            let got: Vec<u64> = third.items.iter().map(|e| e.seq.0).collect();
+            let want_third: Vec<u64> = want.iter().copied().skip(194).take(97).collect();
+            assert_eq!(got, want_third, "{q} {order:?} page 3");
+            assert_eq!(
+                (third.total, third.total_is_lower_bound),
+                (want.len() as u64, false),
+                "{q} {order:?} exact count"
+            );
+        }
+    }
+    assert_eq!(walked_sets, 3, "the word must match more than 5,000 events");
+}
+
+/// A first page shorter than its limit is its own exact count, however small the cap.
+#[tokio::test]
+async fn a_short_first_page_is_counted_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, events) = random_store(dir.path(), 5, 300).await;
+    for q in ["user:alice level:error", "door user:bob"] {
+        let query = EventFilter {
+            q: Some(q.into()),
+            ..Default::default()
+        }
+        .compile()
+        .unwrap();
+        let want = random::sorted(&events, &query, EventOrder::default());
+        assert!(!want.is_empty() && want.len() < 100, "{q}: {}", want.len());
+        let req = PageRequest {
+            order: EventOrder::default(),
+            count_limit: Some(1),
+            ..all(100)
+        };
+        let page = store.query(query, req).await.unwrap();
+        assert_eq!(
+            (page.total, page.total_is_lower_bound),
+            (want.len() as u64, false),
+            "{q}"
+        );
+    }
 }
 
 /// A server over a data directory filled with random events.

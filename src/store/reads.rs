@@ -68,12 +68,25 @@ pub fn related(term: Term, related: u32) -> (Query, PageRequest) {
     (query, req)
 }
 
-/// How long a capped count may take before it settles for a lower bound.
+/// How long an answer with a capped count may take: its count settles for a lower bound once
+/// the answer has taken this long since its read began ([`count_deadline`]).
 pub const COUNT_BUDGET: std::time::Duration = std::time::Duration::from_millis(25);
+
+/// The least time a capped count gets of its own, however long the page took to read.
+pub const COUNT_AT_LEAST: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// When the capped count of an answer whose read began at `started` stops: at
+/// [`COUNT_BUDGET`] after the start, or [`COUNT_AT_LEAST`] from now if that is later. The
+/// budget is the answer's, not the count's: a page in event time that walked the time index
+/// for 20 ms leaves the count what is left, so the answer stays near the budget whatever its
+/// shape, and its count says "N or more".
+pub fn count_deadline(started: std::time::Instant) -> std::time::Instant {
+    (started + COUNT_BUDGET).max(std::time::Instant::now() + COUNT_AT_LEAST)
+}
 
 /// How a page is asked for: in `order`, by keyset `cursor` (the event to continue after), or
 /// by `page` number as the predecessor did; `count_limit` caps the count for speed, and makes
-/// it stop at [`COUNT_BUDGET`] with a lower bound.
+/// it stop at [`count_deadline`] with a lower bound.
 #[derive(Clone, Debug)]
 pub struct PageRequest {
     pub order: EventOrder,

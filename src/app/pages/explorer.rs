@@ -5,7 +5,7 @@
 
 pub mod view;
 
-use crate::api::{list_events, list_views, DeleteView, SaveView, EXPLORER_COUNT_CAP};
+use crate::api::{list_events, list_views, DeleteView, SaveView};
 use crate::app::browser;
 use crate::app::components::counter::group_thousands;
 use crate::app::components::event_dialog::{format_time, use_local_offset, RiskBadge};
@@ -850,20 +850,7 @@ fn Results(
         };
         format!("{n} new {noun} {place}")
     };
-    let count_text = move || {
-        let n = live.total.get();
-        let shown = live.rows.with(Vec::len);
-        let plus = if capped && n >= EXPLORER_COUNT_CAP {
-            "+"
-        } else {
-            ""
-        };
-        format!(
-            "{} of {}{plus} matching",
-            group_thousands(shown as u64),
-            group_thousands(n)
-        )
-    };
+    let count_text = move || count_line(live.rows.with(Vec::len) as u64, live.total.get(), capped);
     let offset = use_local_offset();
     view! {
         <section class="panel results" aria-label="Events">
@@ -964,6 +951,17 @@ fn Results(
     .into_any()
 }
 
+/// The results' count line: rows shown of the matches, with "+" when the count is a lower
+/// bound (stopped by its cap, or by the answer's time budget short of it).
+fn count_line(shown: u64, total: u64, lower_bound: bool) -> String {
+    let plus = if lower_bound { "+" } else { "" };
+    format!(
+        "{} of {}{plus} matching",
+        group_thousands(shown),
+        group_thousands(total)
+    )
+}
+
 /// What the sort menu calls `field`.
 fn sort_label(field: SortField) -> &'static str {
     match field {
@@ -1062,5 +1060,17 @@ fn Row(
             <td class="col-risk"><RiskBadge score=e.risk_score /></td>
             <td class="col-description">{runs_view(description_runs)}</td>
         </tr>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_line;
+
+    #[test]
+    fn a_lower_bound_count_says_so_below_the_cap_too() {
+        assert_eq!(count_line(100, 493, true), "100 of 493+ matching");
+        assert_eq!(count_line(100, 10_000, true), "100 of 10,000+ matching");
+        assert_eq!(count_line(37, 37, false), "37 of 37 matching");
     }
 }

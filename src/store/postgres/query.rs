@@ -237,6 +237,7 @@ pub async fn page(
     query: &Query,
     req: PageRequest,
 ) -> Result<EventPage, StoreError> {
+    let started = std::time::Instant::now();
     let page = req.page.max(1);
     let limit = req.limit.clamp(1, 1000);
     let tx = snapshot_of(client).await?;
@@ -261,7 +262,7 @@ pub async fn page(
                 let sql = format!("SELECT 1 FROM events e {filter} LIMIT {}", plan.next(1));
                 let stmt = tx.prepare(&sql).await?;
                 let portal = tx.bind(&stmt, &plan.params(&[&cap_param])).await?;
-                let deadline = std::time::Instant::now() + crate::store::reads::COUNT_BUDGET;
+                let deadline = crate::store::reads::count_deadline(started);
                 let mut n = 0_u64;
                 let mut cut_short = false;
                 loop {
