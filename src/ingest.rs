@@ -1,6 +1,7 @@
 //! Turning bytes into validated events: HTTP bodies (one JSON object, an array, or NDJSON) in
 //! the event-logging shape or the older `{userId, action, allowed}` JSONL shape. Every problem
-//! is reported with the record's index and the field's name. Server build only.
+//! is reported with the record's index and the field's name. Server build only. [`otlp`]
+//! maps OpenTelemetry log records onto the same shape and rules.
 
 use crate::model::{
     Actor, AuditEvent, Category, Change, Entity, FieldError, Level, Location, Outcome, RequestInfo,
@@ -9,6 +10,8 @@ use crate::model::{
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+
+pub mod otlp;
 
 /// Longest accepted `action`, in bytes.
 pub const MAX_ACTION_LEN: usize = 256;
@@ -583,13 +586,19 @@ impl<'a> Fields<'a> {
         let s = self.object("system")?;
         let e = &mut self.errors;
         let info = SystemInfo {
+            service: string_in(s, "service", "system.service", MAX_SHORT_LEN, e)
+                .map(str::to_string),
             server: string_in(s, "server", "system.server", MAX_SHORT_LEN, e).map(str::to_string),
             environment: string_in(s, "environment", "system.environment", MAX_SHORT_LEN, e)
                 .map(str::to_string),
             version: string_in(s, "version", "system.version", MAX_SHORT_LEN, e)
                 .map(str::to_string),
         };
-        self.unknown_keys(s, "system", &["server", "environment", "version"]);
+        self.unknown_keys(
+            s,
+            "system",
+            &["service", "server", "environment", "version"],
+        );
         (info != SystemInfo::default()).then_some(info)
     }
 

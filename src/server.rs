@@ -8,6 +8,7 @@ mod events;
 pub mod lifecycle;
 pub mod limits;
 mod logs;
+mod otlp;
 pub(crate) mod settings;
 pub mod tls;
 pub(crate) mod tokens;
@@ -108,6 +109,8 @@ impl FromRef<AppState> for LeptosOptions {
 /// Server functions (`/api/fn/*` except login) and dashboard pages are protected too.
 pub const PROTECTED_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/events"),
+    ("POST", "/v1/logs"),
+    ("POST", "/otlp/v1/logs"),
     ("GET", "/api/v1/events"),
     ("GET", "/api/v1/events/00000000-0000-0000-0000-000000000000"),
     ("GET", "/api/v1/events/export"),
@@ -208,6 +211,8 @@ pub fn api_routes() -> Router<AppState> {
             axum::routing::delete(users::disable),
         )
         .route("/ws/audit", get(ws_audit))
+        .route(otlp::PATHS[0], axum::routing::post(otlp::export_logs))
+        .route(otlp::PATHS[1], axum::routing::post(otlp::export_logs))
 }
 
 /// `routes` behind the middleware every answer passes: body and connection limits,
@@ -387,7 +392,11 @@ fn classify(method: &Method, path: &str) -> Access {
     {
         return Access::Public;
     }
-    if path.starts_with("/api/") || path == "/api" || path.starts_with("/ws/") {
+    if path.starts_with("/api/")
+        || path == "/api"
+        || path.starts_with("/ws/")
+        || otlp::PATHS.contains(&path)
+    {
         return Access::Api;
     }
     let last = path.rsplit('/').next().unwrap_or_default();
@@ -428,7 +437,7 @@ const READ_OWN_FNS: [&str; 4] = [
 /// everything else (analytics, alerts, the chain's state, the mirror). Public so that the
 /// scope tests walk every route a role may call from this very table.
 pub fn needed_permission(method: &Method, path: &str) -> Permission {
-    if path == "/api/v1/events" && method == Method::POST {
+    if method == Method::POST && (path == "/api/v1/events" || otlp::PATHS.contains(&path)) {
         return Permission::Ingest;
     }
     let admin = path == "/api/v1/tokens"
@@ -902,6 +911,56 @@ fn source_of(headers: &HeaderMap) -> Result<Source, ApiError> {
     }
 }
 
+/// Takes one request from the sender's ingest budget, or refuses it (and records the refusal
+/// once per burst, so a flood leaves one trace, not thousands).
+async fn take_ingest_budget(
+    state: &AppState,
+    acting: &crate::selfaudit::Acting,
+) -> Result<(), ApiError> {
+    let Err(refused) = state.limiter.take(&acting.user, std::time::Instant::now()) else {
+        return Ok(());
+    };
+    if refused.record {
+        let mut metadata = serde_json::Map::new();
+        metadata.insert("holder".into(), json!(acting.user));
+        metadata.insert(
+            "retryAfterMs".into(),
+            json!(refused.retry_after.as_millis() as u64),
+        );
+        crate::selfaudit::record(
+            &state.store,
+            acting,
+            crate::selfaudit::Record {
+                action: "ingest.rate_limited",
+                category: crate::model::Category::Security,
+                outcome: crate::model::Outcome::Denied,
+                level: crate::model::Level::Warning,
+                description: format!(
+                    "{} sent faster than the ingest limit; refused for now",
+                    acting.user
+                ),
+                metadata,
+            },
+        )
+        .await;
+    }
+    Err(ApiError::RateLimited(refused.retry_after))
+}
+
+/// The request's body, or why it could not be read (over the limit: `413`).
+fn body_bytes(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(state.max_body_bytes)
+        } else {
+            ApiError::Param {
+                field: "body".into(),
+                message: rejection.body_text(),
+            }
+        }
+    })
+}
+
 /// `POST /api/v1/events`: one object, an array, or NDJSON; all or nothing; `201` only after
 /// the commit is on disk.
 async fn ingest_events(
@@ -911,45 +970,10 @@ async fn ingest_events(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    if let Err(refused) = state.limiter.take(&acting.user, std::time::Instant::now()) {
-        if refused.record {
-            let mut metadata = serde_json::Map::new();
-            metadata.insert("holder".into(), json!(acting.user));
-            metadata.insert(
-                "retryAfterMs".into(),
-                json!(refused.retry_after.as_millis() as u64),
-            );
-            crate::selfaudit::record(
-                &state.store,
-                &acting,
-                crate::selfaudit::Record {
-                    action: "ingest.rate_limited",
-                    category: crate::model::Category::Security,
-                    outcome: crate::model::Outcome::Denied,
-                    level: crate::model::Level::Warning,
-                    description: format!(
-                        "{} sent faster than the ingest limit; refused for now",
-                        acting.user
-                    ),
-                    metadata,
-                },
-            )
-            .await;
-        }
-        return Err(ApiError::RateLimited(refused.retry_after));
-    }
+    take_ingest_budget(&state, &acting).await?;
     let format = body_format(&headers)?;
     let source = source_of(&headers)?;
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge(state.max_body_bytes)
-        } else {
-            ApiError::Param {
-                field: "body".into(),
-                message: rejection.body_text(),
-            }
-        }
-    })?;
+    let body = body_bytes(&state, body)?;
     let mut events =
         ingest::parse_body(&body, format, &source, Utc::now()).map_err(|e| match e {
             IngestError::Invalid(errors) => ApiError::Invalid(errors),

@@ -287,6 +287,17 @@ fn DetailBody(
             </section>
         }
     });
+    let system = e.system.clone().map(|x| {
+        view! {
+            <section class="detail-section">
+                <h3>"System"</h3>
+                <dl class="detail-grid">
+                    {row("Service", x.service.clone())}{row("Host", x.server.clone())}
+                    {row("Environment", x.environment.clone())}{row("Version", x.version.clone())}
+                </dl>
+            </section>
+        }
+    });
     let changes = e.changes.clone().filter(|c| !c.is_empty()).map(|c| {
         view! {
             <section class="detail-section">
@@ -359,6 +370,7 @@ fn DetailBody(
             {request}
             {place}
             {entity}
+            {system}
             {metadata}
             <section class="detail-section">
                 <h3>"Integrity"</h3>

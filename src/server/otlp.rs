@@ -1,0 +1,144 @@
+//! `POST /v1/logs` (also under `/otlp/v1/logs`, where collectors put an `otlphttp` base path):
+//! OpenTelemetry log exports over HTTP, in protobuf or JSON, gzip or not. The same credential,
+//! permission (`ingest`), rate limit and body limit as `POST /api/v1/events`; answers as the
+//! OTLP/HTTP specification says, so exporters retry what may be retried and drop nothing else
+//! silently. The mapping itself is [`crate::ingest::otlp`].
+
+use super::{ApiError, AppState};
+use crate::auth;
+use crate::ingest::otlp::{self, Encoding};
+use crate::selfaudit::ActingFrom;
+use crate::store::StoreError;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use std::io::Read;
+
+/// The paths an exporter may post logs to.
+pub const PATHS: [&str; 2] = ["/v1/logs", "/otlp/v1/logs"];
+
+/// How long a refused export is told to wait before it tries again (the store is down or full).
+const RETRY_AFTER_SECS: &str = "5";
+
+/// `POST /v1/logs`.
+pub(super) async fn export_logs(
+    State(state): State<AppState>,
+    ActingFrom(acting): ActingFrom,
+    principal: Option<axum::Extension<auth::Principal>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    super::take_ingest_budget(&state, &acting).await?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Some(encoding) = Encoding::from_content_type(content_type) else {
+        return Ok(refuse(
+            Encoding::Json,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &format!(
+                "Content-Type {content_type:?} is not an OTLP encoding: \
+                 use application/x-protobuf or application/json"
+            ),
+        ));
+    };
+    let body = super::body_bytes(&state, body)?;
+    let body = match headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("" | "identity") => body,
+        Some("gzip") => match gunzip(&body, state.max_body_bytes) {
+            Ok(inflated) => Bytes::from(inflated),
+            Err(Inflate::TooLarge) => return Err(ApiError::TooLarge(state.max_body_bytes)),
+            Err(Inflate::Corrupt(e)) => {
+                return Ok(refuse(
+                    encoding,
+                    StatusCode::BAD_REQUEST,
+                    &format!("the gzip body cannot be read: {e}"),
+                ))
+            }
+        },
+        Some(other) => {
+            return Ok(refuse(
+                encoding,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                &format!("Content-Encoding {other:?} is not accepted: send gzip or no encoding"),
+            ))
+        }
+    };
+    let request = match otlp::decode(&body, encoding) {
+        Ok(request) => request,
+        Err(message) => return Ok(refuse(encoding, StatusCode::BAD_REQUEST, &message)),
+    };
+    let mut mapped = otlp::map_request(&request, Utc::now());
+    let axum::Extension(principal) = principal.ok_or(ApiError::Unauthorized)?;
+    if !mapped.events.is_empty() {
+        for event in &mut mapped.events {
+            event.submitted_by = Some(principal.submitter.clone());
+        }
+        let events = std::mem::take(&mut mapped.events);
+        if let Err(e) = state.store.append(events).await {
+            return Ok(match e {
+                // OTLP exporters retry 503 (with its Retry-After) and drop a 507: a full disk
+                // or an unreachable database passes, and the records must not be lost.
+                StoreError::Full | StoreError::Closed | StoreError::Unreachable(_) => {
+                    let mut r = refuse(
+                        encoding,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the store is not accepting writes; nothing from this request was stored",
+                    );
+                    r.headers_mut().insert(
+                        header::RETRY_AFTER,
+                        HeaderValue::from_static(RETRY_AFTER_SECS),
+                    );
+                    r
+                }
+                other => ApiError::from(other).into_response(),
+            });
+        }
+    }
+    let body = otlp::response(encoding, mapped.partial_success());
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, encoding.content_type())],
+        body,
+    )
+        .into_response())
+}
+
+/// A refused export: its status and a `google.rpc.Status` saying why.
+fn refuse(encoding: Encoding, status: StatusCode, message: &str) -> Response {
+    let body = otlp::status(encoding, otlp::INVALID_ARGUMENT, message);
+    (
+        status,
+        [(header::CONTENT_TYPE, encoding.content_type())],
+        body,
+    )
+        .into_response()
+}
+
+enum Inflate {
+    TooLarge,
+    Corrupt(std::io::Error),
+}
+
+/// The inflated body, refused past `limit` bytes: a small gzip body may inflate to gigabytes,
+/// and the limit on what is sent must hold for what is read.
+fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, Inflate> {
+    let mut out = Vec::new();
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    flate2::read::GzDecoder::new(body)
+        .take(cap)
+        .read_to_end(&mut out)
+        .map_err(Inflate::Corrupt)?;
+    if out.len() > limit {
+        return Err(Inflate::TooLarge);
+    }
+    Ok(out)
+}

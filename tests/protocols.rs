@@ -1,0 +1,436 @@
+//! The ecosystem's senders against a real server: OpenTelemetry's Python SDK exporting logs
+//! over OTLP/HTTP, and OTLP requests encoded by `opentelemetry-proto` in both encodings. The
+//! Python packages live in `.ci/tools/venv` (`.ci/setup test` installs them).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{TestServer, TOKEN};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use prost::Message;
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// The venv's Python, which has the OpenTelemetry SDK.
+fn python() -> PathBuf {
+    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".ci/tools/venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run `.ci/setup test` to install the protocol tests' Python packages",
+        python.display()
+    );
+    python
+}
+
+/// Runs `tests/fixtures/otel_send.py` with `plan`; returns its exit status and output.
+async fn otel_send(plan: Value) -> (bool, String) {
+    tokio::task::spawn_blocking(move || {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/otel_send.py");
+        let mut child = Command::new(python())
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(plan.to_string().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    })
+    .await
+    .unwrap()
+}
+
+/// Reads `n` events from the socket, as JSON.
+async fn live_events(socket: &mut common::Socket, n: usize) -> Vec<Value> {
+    let mut events = Vec::new();
+    while events.len() < n {
+        let m = socket.next_json().await;
+        if m["type"] == "event" {
+            events.push(m["event"].clone());
+        }
+    }
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_lands_events_with_the_mapped_fields_live_and_in_the_explorer() {
+    let server = TestServer::start().await;
+    let mut socket = server.socket("").await;
+    socket.events_until_ready().await;
+    let when_ns: u64 = 1_767_225_600_123_000_000; // 2026-01-01T00:00:00.123Z
+    let plan = json!({
+        "endpoint": server.url("/v1/logs"),
+        "token": TOKEN,
+        "resource": {
+            "service.name": "billing",
+            "service.version": "2.4.1",
+            "host.name": "app-7",
+            "deployment.environment.name": "production",
+        },
+        "records": [{
+            "event_name": "auth.login",
+            "severity": "WARN",
+            "body": "password refused for alice",
+            "timestamp_ns": when_ns,
+            "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+            "span_id": "00f067aa0ba902b7",
+            "attributes": {
+                "user.id": "u-42",
+                "user.name": "alice",
+                "client.address": "203.0.113.9",
+                "user_agent.original": "Mozilla/5.0",
+                "http.request.method": "POST",
+                "url.path": "/login",
+                "http.response.status_code": 401,
+                "tenant": "acme",
+                "attempt": 3,
+            },
+        }, {
+            "event_name": "invoice.update",
+            "severity": "INFO",
+            "body": "invoice 17 paid",
+            "attributes": {"enduser.id": "u-7", "audit.outcome": "success",
+                           "audit.entity.type": "invoice", "audit.entity.id": "17"},
+        }],
+        "logging": [{"level": "ERROR", "message": "payment provider unreachable"}],
+    });
+    let (ok, out) = otel_send(plan).await;
+    assert!(ok, "the SDK's exports failed: {out}");
+
+    let events = live_events(&mut socket, 3).await;
+    let login = &events[0];
+    assert_eq!(login["source"], "otlp");
+    assert_eq!(login["action"], "auth.login");
+    assert_eq!(login["level"], "warning");
+    assert_eq!(login["outcome"], "denied");
+    assert_eq!(login["category"], "authentication");
+    assert_eq!(login["timestamp"], "2026-01-01T00:00:00.123Z");
+    assert_eq!(login["description"], "password refused for alice");
+    assert_eq!(login["user"], json!({"id": "u-42", "username": "alice"}));
+    assert_eq!(
+        login["request"],
+        json!({"method": "POST", "path": "/login", "ip": "203.0.113.9",
+               "userAgent": "Mozilla/5.0", "statusCode": 401})
+    );
+    assert_eq!(login["correlationId"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(
+        login["system"],
+        json!({"service": "billing", "server": "app-7", "environment": "production",
+               "version": "2.4.1"})
+    );
+    let meta = &login["metadata"];
+    assert_eq!(meta["tenant"], "acme");
+    assert_eq!(meta["attempt"], 3);
+    assert_eq!(meta["otel.span_id"], "00f067aa0ba902b7");
+    assert_eq!(meta["otel.scope.name"], "billing.audit");
+    assert_eq!(meta["otel.resource"]["telemetry.sdk.language"], "python");
+    assert!(
+        login["submittedBy"].as_str().unwrap().contains("admin"),
+        "{login}"
+    );
+
+    let update = &events[1];
+    assert_eq!(update["action"], "invoice.update");
+    assert_eq!(update["user"]["id"], "u-7");
+    assert_eq!(update["entity"], json!({"type": "invoice", "id": "17"}));
+    // Python's own logging, through the SDK's handler: a plain record, kept whole.
+    let logged = &events[2];
+    assert_eq!(logged["action"], "log.record");
+    assert_eq!(logged["level"], "error");
+    assert_eq!(logged["description"], "payment provider unreachable");
+    assert_eq!(logged["metadata"]["otel.scope.name"], "billing.legacy");
+
+    // The explorer (its server function) finds them by source, and so does the REST list.
+    let cookie = server.admin_session().await;
+    let (status, page) = server
+        .call_fn(
+            "/api/fn/events",
+            &cookie,
+            &json!({"filter": {"source": "otlp"}, "cursor": null}),
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let actions: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions.len(), 3, "{page}");
+    for action in ["auth.login", "invoice.update", "log.record"] {
+        assert!(actions.contains(&action), "{actions:?}");
+    }
+    let (status, list) = server.get("/api/v1/events?q=source:otlp%20user:u-42").await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["items"][0]["action"], "auth.login", "{list}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_exporter_is_refused_without_an_ingest_credential() {
+    let server = TestServer::start().await;
+    let (status, body) = common::call(
+        &server,
+        "POST",
+        "/api/v1/tokens",
+        &common::Cred::Bearer(TOKEN.into()),
+        Some(json!({"name": "reader", "scope": "read"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let reader = body["token"].as_str().unwrap().to_string();
+    for token in [reader.as_str(), "not-a-token"] {
+        let plan = json!({
+            "endpoint": server.url("/otlp/v1/logs"),
+            "token": token,
+            "records": [{"event_name": "auth.login", "body": "x"}],
+        });
+        let (ok, out) = otel_send(plan).await;
+        assert!(!ok, "a {token} credential exported: {out}");
+        assert!(out.contains("FAILURE"), "{out}");
+    }
+    let (_, list) = server.get("/api/v1/events?q=source:otlp").await;
+    assert_eq!(list["items"], json!([]), "nothing was stored: {list}");
+}
+
+fn kv(key: &str, value: any_value::Value) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
+}
+
+fn record(name: &str, attributes: Vec<KeyValue>) -> LogRecord {
+    LogRecord {
+        event_name: name.into(),
+        severity_number: 9,
+        attributes,
+        ..Default::default()
+    }
+}
+
+fn export(records: Vec<LogRecord>) -> ExportLogsServiceRequest {
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: records,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// Posts `body` to `/v1/logs` as `content_type`, gzipped when asked.
+async fn post_otlp(
+    server: &TestServer,
+    content_type: &str,
+    body: Vec<u8>,
+    gzip: bool,
+) -> reqwest::Response {
+    let mut request = server
+        .http
+        .post(server.url("/v1/logs"))
+        .bearer_auth(TOKEN)
+        .header("Content-Type", content_type);
+    let body = match gzip {
+        false => body,
+        true => {
+            request = request.header("Content-Encoding", "gzip");
+            let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            z.write_all(&body).unwrap();
+            z.finish().unwrap()
+        }
+    };
+    request.body(body).send().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_records_come_back_as_partial_success_and_the_rest_are_stored() {
+    let server = TestServer::start().await;
+    let far = LogRecord {
+        time_unix_nano: 4_102_444_800_000_000_000, // 2100
+        ..record("future.thing", vec![])
+    };
+    let request = export(vec![
+        record(
+            "good.one",
+            vec![kv("user.id", any_value::Value::StringValue("a".into()))],
+        ),
+        far,
+        record(
+            "bad.status",
+            vec![kv(
+                "http.response.status_code",
+                any_value::Value::IntValue(42),
+            )],
+        ),
+        record("good.two", vec![]),
+    ]);
+    // Protobuf, gzipped, as exporters send by default.
+    let r = post_otlp(
+        &server,
+        "application/x-protobuf",
+        request.encode_to_vec(),
+        true,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/x-protobuf");
+    let answer = ExportLogsServiceResponse::decode(r.bytes().await.unwrap()).unwrap();
+    let partial = answer.partial_success.unwrap();
+    assert_eq!(partial.rejected_log_records, 2);
+    assert!(
+        partial
+            .error_message
+            .contains("logRecords[1]: timeUnixNano:")
+            && partial
+                .error_message
+                .contains("ahead of the server's clock"),
+        "{}",
+        partial.error_message
+    );
+    assert!(
+        partial
+            .error_message
+            .contains("logRecords[2]: http.response.status_code:"),
+        "{}",
+        partial.error_message
+    );
+    // The same request in OTLP's JSON encoding gets the same answer, in JSON.
+    let r = post_otlp(
+        &server,
+        "application/json",
+        serde_json::to_vec(&request).unwrap(),
+        false,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(
+        answer["partialSuccess"]["rejectedLogRecords"], 2,
+        "{answer}"
+    );
+
+    let (_, list) = server
+        .get("/api/v1/events?q=source:otlp&sort=seq:asc")
+        .await;
+    let actions: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["good.one", "good.two", "good.one", "good.two"]);
+
+    // A fully taken request answers with no partial success at all.
+    let r = post_otlp(
+        &server,
+        "application/json",
+        serde_json::to_vec(&export(vec![record("good.three", vec![])])).unwrap(),
+        true,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_export_is_refused_with_a_status_that_says_why() {
+    let server = TestServer::start().await;
+    // OTLP JSON as the specification's example writes it, by hand, with a name repeated.
+    let dup = br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[
+        {"eventName":"a","eventName":"b","timeUnixNano":"1767225600000000000"}]}]}]}"#;
+    let r = post_otlp(&server, "application/json", dup.to_vec(), false).await;
+    assert_eq!(r.status(), 400);
+    let status: Value = r.json().await.unwrap();
+    assert!(
+        status["message"].as_str().unwrap().contains("eventName"),
+        "{status}"
+    );
+    let r = post_otlp(&server, "application/x-protobuf", vec![0xff, 0xff], false).await;
+    assert_eq!(r.status(), 400);
+    let r = post_otlp(
+        &server,
+        "application/x-protobuf",
+        b"not gzip".to_vec(),
+        false,
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let r = server
+        .http
+        .post(server.url("/v1/logs"))
+        .bearer_auth(TOKEN)
+        .header("Content-Type", "application/x-protobuf")
+        .header("Content-Encoding", "gzip")
+        .body(b"not gzip".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = post_otlp(&server, "text/plain", b"{}".to_vec(), false).await;
+    assert_eq!(r.status(), 415);
+    // A gzip bomb: a few kilobytes that inflate past the body limit.
+    let huge = vec![b' '; 64 * 1024 * 1024];
+    let r = post_otlp(&server, "application/json", huge, true).await;
+    assert_eq!(r.status(), 413);
+    // And a spec-shaped JSON body, with string-encoded 64-bit numbers, is read.
+    let good = br#"{"resourceLogs":[{"resource":{"attributes":[
+        {"key":"service.name","value":{"stringValue":"shop"}}]},
+        "scopeLogs":[{"logRecords":[{"timeUnixNano":"1767225600000000000",
+        "severityNumber":17,"body":{"stringValue":"card declined"},
+        "traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174",
+        "attributes":[{"key":"event.name","value":{"stringValue":"payment.charge"}},
+        {"key":"retries","value":{"intValue":"2"}}]}]}]}]}"#;
+    let r = post_otlp(&server, "application/json", good.to_vec(), false).await;
+    assert_eq!(r.status(), 200);
+    let (_, list) = server.get("/api/v1/events?q=source:otlp").await;
+    let e = &list["items"][0];
+    assert_eq!(e["action"], "payment.charge", "{list}");
+    assert_eq!(e["level"], "error");
+    assert_eq!(e["timestamp"], "2026-01-01T00:00:00Z");
+    assert_eq!(e["system"]["service"], "shop");
+    assert_eq!(e["metadata"]["retries"], 2);
+    assert_eq!(e["correlationId"], "5b8efff798038103d269b633813fc60c");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_exports_share_the_senders_ingest_rate_limit() {
+    let server = TestServer::start_with(|c| {
+        c.limits = trailwatch::server::limits::LimitsConfig {
+            ingest_per_second: 0.5,
+            ingest_burst: 2,
+            ..Default::default()
+        };
+    })
+    .await;
+    assert_eq!(server.post(&json!({"action": "over.http"})).await.0, 201);
+    let body = export(vec![record("over.otlp", vec![])]).encode_to_vec();
+    let taken = post_otlp(&server, "application/x-protobuf", body.clone(), false).await;
+    assert_eq!(taken.status(), 200);
+    // The third request of the burst, whichever door it comes through, waits: OTLP
+    // exporters retry a 429 after its Retry-After.
+    let refused = post_otlp(&server, "application/x-protobuf", body, false).await;
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    let (_, list) = server.get("/api/v1/events?action=over.otlp").await;
+    assert_eq!(list["total"], 1, "{list}");
+}
