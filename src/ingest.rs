@@ -1,7 +1,8 @@
 //! Turning bytes into validated events: HTTP bodies (one JSON object, an array, or NDJSON) in
 //! the event-logging shape or the older `{userId, action, allowed}` JSONL shape. Every problem
 //! is reported with the record's index and the field's name. Server build only. [`otlp`]
-//! maps OpenTelemetry log records onto the same shape and rules.
+//! and [`kubernetes`] map OpenTelemetry log records and Kubernetes audit events onto the same
+//! shape and rules.
 
 use crate::model::{
     Actor, AuditEvent, Category, Change, Entity, FieldError, Level, Location, Outcome, RequestInfo,
@@ -11,6 +12,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
+pub mod kubernetes;
 pub mod otlp;
 
 /// Longest accepted `action`, in bytes.

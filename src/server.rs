@@ -111,6 +111,7 @@ pub const PROTECTED_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/events"),
     ("POST", "/v1/logs"),
     ("POST", "/otlp/v1/logs"),
+    ("POST", "/api/v1/kubernetes/audit"),
     ("GET", "/api/v1/events"),
     ("GET", "/api/v1/events/00000000-0000-0000-0000-000000000000"),
     ("GET", "/api/v1/events/export"),
@@ -198,6 +199,10 @@ pub fn api_routes() -> Router<AppState> {
             axum::routing::post(lifecycle::erase_subject),
         )
         .route("/api/v1/logs", get(logs::mirrored_logs))
+        .route(
+            KUBERNETES_AUDIT,
+            axum::routing::post(ingest_kubernetes_audit),
+        )
         .route("/api/v1/verify", get(verify_chain))
         .route("/api/v1/chain", get(chain_status))
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
@@ -437,7 +442,9 @@ const READ_OWN_FNS: [&str; 4] = [
 /// everything else (analytics, alerts, the chain's state, the mirror). Public so that the
 /// scope tests walk every route a role may call from this very table.
 pub fn needed_permission(method: &Method, path: &str) -> Permission {
-    if method == Method::POST && (path == "/api/v1/events" || otlp::PATHS.contains(&path)) {
+    if method == Method::POST
+        && (path == "/api/v1/events" || path == KUBERNETES_AUDIT || otlp::PATHS.contains(&path))
+    {
         return Permission::Ingest;
     }
     let admin = path == "/api/v1/tokens"
@@ -985,6 +992,38 @@ async fn ingest_events(
         })?;
     // `source` is what the sender says; the credential the middleware accepted is what the
     // server knows, and it is sealed with each event.
+    let axum::Extension(principal) = principal.ok_or(ApiError::Unauthorized)?;
+    for event in &mut events {
+        event.submitted_by = Some(principal.submitter.clone());
+    }
+    let receipt = state.store.append(events).await?;
+    Ok((StatusCode::CREATED, Json(receipt)).into_response())
+}
+
+/// Where the Kubernetes API server's audit webhook posts.
+pub const KUBERNETES_AUDIT: &str = "/api/v1/kubernetes/audit";
+
+/// `POST /api/v1/kubernetes/audit`: an `audit.k8s.io/v1` `EventList` from the API server's
+/// webhook backend, one event per item (see [`ingest::kubernetes`]); `201` once on disk.
+async fn ingest_kubernetes_audit(
+    State(state): State<AppState>,
+    ActingFrom(acting): ActingFrom,
+    principal: Option<axum::Extension<auth::Principal>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    take_ingest_budget(&state, &acting).await?;
+    if body_format(&headers)? != BodyFormat::Json {
+        return Err(ApiError::UnsupportedType(
+            "the webhook posts application/json".into(),
+        ));
+    }
+    let body = body_bytes(&state, body)?;
+    let mut events =
+        ingest::kubernetes::parse_batch(&body, Utc::now()).map_err(|message| ApiError::Param {
+            field: "body".into(),
+            message,
+        })?;
     let axum::Extension(principal) = principal.ok_or(ApiError::Unauthorized)?;
     for event in &mut events {
         event.submitted_by = Some(principal.submitter.clone());

@@ -434,3 +434,161 @@ async fn otlp_exports_share_the_senders_ingest_rate_limit() {
     let (_, list) = server.get("/api/v1/events?action=over.otlp").await;
     assert_eq!(list["total"], 1, "{list}");
 }
+
+/// The webhook's sample batch (`tests/fixtures/k8s-audit-eventlist.json`, in the documented
+/// `audit.k8s.io/v1` shape), repeated to `n` items with unique audit ids.
+fn kubernetes_batch(n: usize) -> Value {
+    let text = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/k8s-audit-eventlist.json"),
+    )
+    .unwrap();
+    let mut list: Value = serde_json::from_str(&text).unwrap();
+    let samples = list["items"].as_array().unwrap().clone();
+    let items: Vec<Value> = (0..n)
+        .map(|i| {
+            let mut item = samples[i % samples.len()].clone();
+            item["auditID"] = json!(format!("audit-{i:04}"));
+            item
+        })
+        .collect();
+    list["items"] = json!(items);
+    list
+}
+
+/// A token with only the `ingest` scope, as the API server's webhook kubeconfig would hold.
+async fn ingest_token(server: &TestServer, name: &str) -> String {
+    let (status, body) = common::call(
+        server,
+        "POST",
+        "/api/v1/tokens",
+        &common::Cred::Bearer(TOKEN.into()),
+        Some(json!({"name": name, "scope": "ingest"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    body["token"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubernetes_webhook_batch_of_400_lands_whole_with_the_mapped_fields() {
+    let server = TestServer::start().await;
+    let token = ingest_token(&server, "kube-apiserver").await;
+    let mut socket = server.socket("").await;
+    socket.events_until_ready().await;
+    let r = server
+        .http
+        .post(server.url("/api/v1/kubernetes/audit"))
+        .bearer_auth(&token)
+        .json(&kubernetes_batch(400))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let receipt: Value = r.json().await.unwrap();
+    assert_eq!(receipt["accepted"], 400, "{receipt}");
+    let live = live_events(&mut socket, 400).await;
+    assert!(live.iter().all(|e| e["source"] == "kubernetes"));
+
+    let (_, forbidden) = server.get("/api/v1/events?correlation_id=audit-0000").await;
+    let e = &forbidden["items"][0];
+    assert_eq!(e["action"], "k8s.secrets.get", "{forbidden}");
+    assert_eq!(e["outcome"], "denied");
+    assert_eq!(e["category"], "security");
+    assert_eq!(e["user"]["id"], "system:serviceaccount:ci:deployer");
+    assert_eq!(
+        e["entity"],
+        json!({"type": "secrets", "id": "payments/stripe-key", "name": "stripe-key"})
+    );
+    assert_eq!(e["request"]["ip"], "10.244.1.17");
+    assert_eq!(e["request"]["statusCode"], 403);
+    assert_eq!(e["timestamp"], "2026-11-30T09:15:02.417Z");
+    assert_eq!(e["metadata"]["k8s.stage"], "ResponseComplete");
+    assert_eq!(e["metadata"]["k8s.auditID"], "audit-0000");
+    assert!(
+        e["description"].as_str().unwrap().contains("Forbidden"),
+        "{e}"
+    );
+
+    let (_, binding) = server.get("/api/v1/events?correlation_id=audit-0001").await;
+    let e = &binding["items"][0];
+    assert_eq!(e["action"], "k8s.rolebindings.create");
+    assert_eq!(e["category"], "authorization");
+    assert_eq!(
+        e["entity"]["type"],
+        "rolebindings.rbac.authorization.k8s.io"
+    );
+    assert_eq!(
+        e["metadata"]["k8s.requestObject"]["subjects"][0]["name"],
+        "mallory@example.com"
+    );
+    assert_eq!(
+        e["metadata"]["k8s.impersonatedUser"]["username"],
+        "system:admin"
+    );
+
+    let (_, exec) = server.get("/api/v1/events?correlation_id=audit-0002").await;
+    assert_eq!(exec["items"][0]["action"], "k8s.pods.exec.create");
+    assert_eq!(exec["items"][0]["category"], "security");
+    let (_, probe) = server.get("/api/v1/events?correlation_id=audit-0003").await;
+    assert_eq!(probe["items"][0]["action"], "k8s.get");
+    assert_eq!(probe["items"][0]["request"]["path"], "/healthz");
+
+    let (_, all) = server.get("/api/v1/events?q=source:kubernetes").await;
+    assert_eq!(all["total"], 400, "every item is one event");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubernetes_item_that_cannot_be_read_is_kept_and_its_batch_lands() {
+    let server = TestServer::start().await;
+    let token = ingest_token(&server, "kube-apiserver").await;
+    let mut batch = kubernetes_batch(2);
+    let mut odd = batch["items"][0].clone();
+    odd["auditID"] = json!("odd-1");
+    odd["verb"] = json!(7);
+    batch["items"].as_array_mut().unwrap().insert(1, odd);
+    let post = |body: Value, token: Option<&str>| {
+        let mut r = server
+            .http
+            .post(server.url("/api/v1/kubernetes/audit"))
+            .json(&body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    let r = post(batch, Some(&token)).await.unwrap();
+    assert_eq!(r.status(), 201);
+    let (_, list) = server
+        .get("/api/v1/events?q=source:kubernetes&sort=seq:asc")
+        .await;
+    let actions: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["k8s.secrets.get", "log.unparsed", "k8s.rolebindings.create"]
+    );
+    let odd = &list["items"][1];
+    assert_eq!(odd["correlationId"], "odd-1");
+    assert!(odd["metadata"]["raw"]
+        .as_str()
+        .unwrap()
+        .contains("\"verb\":7"));
+    assert!(odd["metadata"]["error"].as_str().unwrap().contains("verb"));
+
+    // Not an EventList: refused whole, with the body named. No credential: 401.
+    let r = post(
+        json!({"kind": "PodList", "apiVersion": "v1", "items": [{}]}),
+        Some(&token),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["field"], "body", "{body}");
+    let r = post(kubernetes_batch(1), None).await.unwrap();
+    assert_eq!(r.status(), 401);
+}

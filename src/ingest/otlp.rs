@@ -70,8 +70,13 @@ pub fn decode(body: &[u8], encoding: Encoding) -> Result<ExportLogsServiceReques
             .map_err(|e| format!("body is not an OTLP ExportLogsServiceRequest: {e}")),
         Encoding::Json => {
             let value = parse_json(body).map_err(|e| format!("body is not valid JSON: {e}"))?;
-            serde_json::from_value(value)
-                .map_err(|e| format!("body is not an OTLP ExportLogsServiceRequest: {e}"))
+            serde_path_to_error::deserialize(value).map_err(|e| {
+                format!(
+                    "body is not an OTLP ExportLogsServiceRequest: {}: {}",
+                    e.path(),
+                    e.inner()
+                )
+            })
         }
     }
 }
@@ -653,5 +658,12 @@ mod tests {
         let err = decode(dup, Encoding::Json).unwrap_err();
         assert!(err.contains("resourceLogs"), "{err}");
         assert!(decode(b"\xff\xff", Encoding::Protobuf).is_err());
+        let typo =
+            br#"{"resourceLogs": [{"scopeLogs": [{"logRecords": [{"severityNumber": "loud"}]}]}]}"#;
+        let err = decode(typo, Encoding::Json).unwrap_err();
+        assert!(
+            err.contains("resourceLogs[0].scopeLogs[0].logRecords[0].severityNumber"),
+            "{err}"
+        );
     }
 }
