@@ -344,6 +344,9 @@ pub struct Statistics {
     pub by_level: Vec<ValueCount>,
     pub by_category: Vec<ValueCount>,
     pub by_outcome: Vec<ValueCount>,
+    /// Events by the channel that brought them (`http`, `otlp`, `syslog:…`, `tail:…`).
+    #[serde(default)]
+    pub by_source: Vec<ValueCount>,
     pub top_users: Vec<UserCount>,
     pub top_actions: Vec<ValueCount>,
     pub top_denied_actions: Vec<ValueCount>,
@@ -462,6 +465,7 @@ impl Overview {
             bump(&mut st.by_level, e.level.as_str(), usize::MAX);
             bump(&mut st.by_category, e.category.as_str(), usize::MAX);
             bump(&mut st.by_outcome, e.outcome.as_str(), usize::MAX);
+            bump(&mut st.by_source, &e.source.0, usize::MAX);
             bump(&mut st.top_actions, &e.action, TOP);
             if t.denied > 0 {
                 bump(&mut st.top_denied_actions, &e.action, TOP);
@@ -583,6 +587,7 @@ mod tests {
             by_level: Vec::new(),
             by_category: Vec::new(),
             by_outcome: Vec::new(),
+            by_source: Vec::new(),
             top_users: vec![UserCount {
                 user: "alice".into(),
                 count: 1,

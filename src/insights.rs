@@ -551,6 +551,7 @@ fn statistics(r: &Reader<'_, '_>, range: TimeRange) -> Result<Statistics, StoreE
         by_level: r.values(Dimension::Level, from, to, usize::MAX >> 1)?,
         by_category: r.values(Dimension::Category, from, to, usize::MAX >> 1)?,
         by_outcome: r.values(Dimension::Outcome, from, to, usize::MAX >> 1)?,
+        by_source: r.values(Dimension::Source, from, to, usize::MAX >> 1)?,
         top_users,
         top_actions: r.values(Dimension::Action, from, to, TOP)?,
         top_denied_actions: r.values(Dimension::DeniedAction, from, to, TOP)?,

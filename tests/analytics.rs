@@ -49,6 +49,7 @@ fn fields(e: &AuditEvent) -> Fields<'_> {
         action: &e.action,
         outcome: e.outcome.as_str(),
         user: &e.user.id,
+        source: &e.source.0,
     }
 }
 

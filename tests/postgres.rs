@@ -935,6 +935,7 @@ fn rollup_picture(
         Dimension::Outcome,
         Dimension::Action,
         Dimension::DeniedAction,
+        Dimension::Source,
     ] {
         out += &format!(
             "{:?}\n{:?}\n",

@@ -18,8 +18,9 @@ pub const HOUR_MS: i64 = 3_600_000;
 
 /// The per-hour counts `rollup_hour` keeps, as rebuilt from the events: each kind with the
 /// column it counts by and the condition an event must also meet.
-pub const HOUR_KINDS: [(&str, &str, &str); 5] = [
+pub const HOUR_KINDS: [(&str, &str, &str); 6] = [
     ("level", "level", ""),
+    ("source", "source", ""),
     ("category", "category", ""),
     ("outcome", "outcome", ""),
     ("action", "action", ""),
@@ -35,6 +36,8 @@ pub enum Dimension {
     Action,
     /// Actions that were denied.
     DeniedAction,
+    /// The channel that brought the event (`http`, `otlp`, `syslog:…`, `tail:…`).
+    Source,
 }
 
 impl Dimension {
@@ -46,6 +49,7 @@ impl Dimension {
             Dimension::Outcome => "outcome",
             Dimension::Action => "action",
             Dimension::DeniedAction => "denied",
+            Dimension::Source => "source",
         }
     }
 }
@@ -79,6 +83,7 @@ impl<'a> Increments<'a> {
             Some((Dimension::Category, e.category.as_str())),
             Some((Dimension::Outcome, e.outcome.as_str())),
             Some((Dimension::Action, e.action.as_str())),
+            Some((Dimension::Source, e.source.0.as_str())),
             denied,
         ];
         for (dim, value) in dims.into_iter().flatten() {

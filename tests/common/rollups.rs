@@ -17,6 +17,7 @@ pub struct Fields<'a> {
     pub action: &'a str,
     pub outcome: &'a str,
     pub user: &'a str,
+    pub source: &'a str,
 }
 
 /// The rollups `events` should produce, counted in Rust, independently of the writer's SQL.
@@ -44,6 +45,7 @@ pub fn recount<'a>(events: impl IntoIterator<Item = Fields<'a>>) -> Rollups {
             ("category", e.category),
             ("outcome", e.outcome),
             ("action", e.action),
+            ("source", e.source),
         ] {
             bump(format!("hour:{kind}:{value}:{hour}"), &[1]);
         }
@@ -123,9 +125,9 @@ pub fn stored(path: &Path) -> Rollups {
 pub fn recount_stored(path: &Path) -> Rollups {
     let conn = Connection::open(path).unwrap();
     let mut stmt = conn
-        .prepare("SELECT ts, level, category, action, outcome, user_id FROM events")
+        .prepare("SELECT ts, level, category, action, outcome, user_id, source FROM events")
         .unwrap();
-    let rows: Vec<(i64, String, String, String, String, String)> = stmt
+    let rows: Vec<(i64, String, String, String, String, String, String)> = stmt
         .query_map([], |r| {
             Ok((
                 r.get(0)?,
@@ -134,18 +136,20 @@ pub fn recount_stored(path: &Path) -> Rollups {
                 r.get(3)?,
                 r.get(4)?,
                 r.get(5)?,
+                r.get(6)?,
             ))
         })
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    recount(rows.iter().map(|(ts, l, c, a, o, u)| Fields {
+    recount(rows.iter().map(|(ts, l, c, a, o, u, s)| Fields {
         ts: *ts,
         level: l,
         category: c,
         action: a,
         outcome: o,
         user: u,
+        source: s,
     }))
 }
 

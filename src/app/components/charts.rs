@@ -330,6 +330,9 @@ pub fn BarList(
     #[prop(default = "")]
     tone: &'static str,
     #[prop(default = "Nothing in this range.")] empty: &'static str,
+    /// The explorer filter each name links to (`source` links `/events?source=otlp`).
+    #[prop(optional)]
+    filter: Option<&'static str>,
 ) -> impl IntoView {
     let id = format!("bars-{}", title.to_ascii_lowercase().replace(' ', "-"));
     let labelled = id.clone();
@@ -357,9 +360,16 @@ pub fn BarList(
                                 };
                                 let name = v.value.replace('_', " ");
                                 let aria = format!("{}: {}", name, v.count);
+                                let label = match filter {
+                                    Some(param) => {
+                                        let href = format!("/events?{param}={}", crate::app::pages::encode(&v.value));
+                                        view! { <a class="bar-name" href=href title=format!("Show these events: {}", v.value)>{name}</a> }.into_any()
+                                    }
+                                    None => view! { <span class="bar-name" title=v.value.clone()>{name}</span> }.into_any(),
+                                };
                                 view! {
                                     <li aria-label=aria>
-                                        <span class="bar-name" title=v.value.clone()>{name}</span>
+                                        {label}
                                         <span class="bar-track"><span class=class style=format!("width:{width:.1}%")></span></span>
                                         <span class="bar-count" title=format!("{share:.1}%")>{group_thousands(v.count)}</span>
                                     </li>

@@ -164,6 +164,7 @@ fn Overview() -> impl IntoView {
         <div class="cards-grid">
             <BarList title="By level" tone="level-" items=Signal::derive(move || stats().map(|s| s.by_level).unwrap_or_default()) />
             <BarList title="By category" items=Signal::derive(move || stats().map(|s| s.by_category).unwrap_or_default()) />
+            <BarList title="By source" filter="source" items=Signal::derive(move || stats().map(|s| s.by_source).unwrap_or_default()) />
             <TopUsers users=Signal::derive(move || stats().map(|s| s.top_users).unwrap_or_default()) />
             <BarList title="Top actions" items=Signal::derive(move || stats().map(|s| s.top_actions).unwrap_or_default()) />
             <BarList title="Top denied actions" tone="bar-denied" empty="Nothing was denied in this range."

@@ -435,7 +435,7 @@ fn SearchBar(view: Memo<ExplorerView>) -> impl IntoView {
                         {field("user_id", "User")}
                         {field("action", "Action (prefix*)")}
                         {field("entity", "Entity")}
-                        {field("source", "Source")}
+                        {field("source", "Source (prefix*)")}
                         {field("submitted_by", "Submitted by (token:*)")}
                         {field("session_id", "Session id")}
                         {field("correlation_id", "Correlation id")}

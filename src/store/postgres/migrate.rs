@@ -120,6 +120,16 @@ pub const MIGRATIONS: &[Migration] = &[
         // each new month.
         sql: "ALTER TABLE events ALTER COLUMN words SET STATISTICS 400;",
     },
+    Migration {
+        version: 12,
+        name: "hourly counts by source",
+        // The hours already stored, counted as the writer counts new events from now on.
+        sql: "DELETE FROM rollup_hour WHERE kind = 'source';
+              INSERT INTO rollup_hour (kind, value, hour, n)
+              SELECT 'source', source, (ts - ((ts % 3600000) + 3600000) % 3600000) / 3600000,
+                     count(*)
+              FROM events GROUP BY 2, 3;",
+    },
 ];
 
 /// What `auth.db` holds on SQLite (`auth`, `auth::users`, `auth::tokens`, the settings

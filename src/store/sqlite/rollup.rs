@@ -115,27 +115,35 @@ pub fn rebuild(tx: &Transaction<'_>) -> Result<(), StoreError> {
                     SUM(outcome = 'failure' OR level IN ('error', 'critical')),
                     SUM(level = 'critical')
              FROM events GROUP BY 1;
-         INSERT INTO rollup_hour (kind, value, hour, n)
-             SELECT 'level', level, ts / 3600000 - (ts % 3600000 < 0), COUNT(*)
-             FROM events GROUP BY 2, 3;
-         INSERT INTO rollup_hour (kind, value, hour, n)
-             SELECT 'category', category, ts / 3600000 - (ts % 3600000 < 0), COUNT(*)
-             FROM events GROUP BY 2, 3;
-         INSERT INTO rollup_hour (kind, value, hour, n)
-             SELECT 'outcome', outcome, ts / 3600000 - (ts % 3600000 < 0), COUNT(*)
-             FROM events GROUP BY 2, 3;
-         INSERT INTO rollup_hour (kind, value, hour, n)
-             SELECT 'action', action, ts / 3600000 - (ts % 3600000 < 0), COUNT(*)
-             FROM events GROUP BY 2, 3;
-         INSERT INTO rollup_hour (kind, value, hour, n)
-             SELECT 'denied', action, ts / 3600000 - (ts % 3600000 < 0), COUNT(*)
-             FROM events WHERE outcome = 'denied' GROUP BY 2, 3;
          INSERT INTO rollup_user_hour (hour, user_id, n, denied, failed)
              SELECT ts / 3600000 - (ts % 3600000 < 0), user_id, COUNT(*),
                     SUM(outcome = 'denied'), SUM(outcome = 'failure')
              FROM events GROUP BY 1, 2;",
     )?;
+    for (kind, _, _) in crate::store::rollup::HOUR_KINDS {
+        count_hours_of(tx, kind)?;
+    }
     rebuild_hour_totals(tx)
+}
+
+/// Counts one kind of `rollup_hour` afresh from every stored event.
+pub fn count_hours_of(tx: &Transaction<'_>, kind: &str) -> Result<(), StoreError> {
+    let Some((kind, column, filter)) = crate::store::rollup::HOUR_KINDS
+        .into_iter()
+        .find(|(k, _, _)| *k == kind)
+    else {
+        return Ok(());
+    };
+    tx.execute("DELETE FROM rollup_hour WHERE kind = ?1", [kind])?;
+    tx.execute(
+        &format!(
+            "INSERT INTO rollup_hour (kind, value, hour, n)
+             SELECT '{kind}', {column}, ts / 3600000 - (ts % 3600000 < 0), COUNT(*)
+             FROM events WHERE 1 {filter} GROUP BY 2, 3"
+        ),
+        [],
+    )?;
+    Ok(())
 }
 
 /// Recomputes every rollup of the hours from `from_ms` to `to_ms` (event time, both

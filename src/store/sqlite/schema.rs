@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 /// The schema version this build writes; a newer database is refused rather than misread.
-pub const SCHEMA_VERSION: i64 = 11;
+pub const SCHEMA_VERSION: i64 = 12;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -179,6 +179,9 @@ pub fn open_writer(
             if v < 11 {
                 add_column(&conn, "submitted_by")?;
             }
+            if v < 12 {
+                count_sources(&conn)?;
+            }
             set_version(&conn)?;
             tracing::info!(from = v, to = SCHEMA_VERSION, "database schema upgraded");
         }
@@ -275,6 +278,15 @@ fn upgrade_to_7(conn: &Connection) -> Result<(), StoreError> {
         "UPDATE meta SET value = '7' WHERE key = 'schema_version'",
         [],
     )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Schema 12 counts events per hour by source as well; the hours already stored are counted
+/// here. One transaction: an interrupted upgrade counts them again from the start.
+fn count_sources(conn: &Connection) -> Result<(), StoreError> {
+    let tx = conn.unchecked_transaction()?;
+    super::rollup::count_hours_of(&tx, "source")?;
     tx.commit()?;
     Ok(())
 }
