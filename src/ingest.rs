@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 
 pub mod kubernetes;
 pub mod otlp;
+pub mod syslog;
 
 /// Longest accepted `action`, in bytes.
 pub const MAX_ACTION_LEN: usize = 256;
@@ -25,10 +26,95 @@ pub const MAX_DESCRIPTION_LEN: usize = 65_536;
 /// runaway line cannot make the parser build a huge value.
 pub const MAX_LINE_BYTES: usize = 1024 * 1024;
 
-/// How far ahead of the server's clock an event's `timestamp` may be. A date in the far future
-/// would head every time-sorted view and outlive every retention period; a clock a little
-/// ahead is common.
+/// How far ahead of the server's clock an event's `timestamp` may be by default. A date in the
+/// far future would head every time-sorted view and outlive every retention period; a clock a
+/// little ahead is common.
 pub const MAX_AHEAD: chrono::Duration = chrono::Duration::hours(24);
+
+/// The times an event may carry (`[ingest]` in the config file): from `not_before` to
+/// `max_ahead` past the server's clock. Every source obeys the same window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "WindowConfig")]
+pub struct TimeWindow {
+    pub not_before: DateTime<Utc>,
+    pub max_ahead: chrono::Duration,
+}
+
+impl Default for TimeWindow {
+    /// Not before 1970 (no audited system recorded an earlier time), not more than
+    /// [`MAX_AHEAD`] ahead; old events, such as a backfill, stay possible.
+    fn default() -> Self {
+        TimeWindow {
+            not_before: DateTime::UNIX_EPOCH,
+            max_ahead: MAX_AHEAD,
+        }
+    }
+}
+
+/// `[ingest]` as written: `not_before = "2015-01-01T00:00:00Z"`, `max_ahead_hours = 24`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WindowConfig {
+    not_before: Option<DateTime<Utc>>,
+    max_ahead_hours: Option<u32>,
+}
+
+/// The most hours ahead a window may reach: a year. More would let a far-future date head
+/// every time-sorted view again.
+const MAX_AHEAD_HOURS: u32 = 24 * 366;
+
+impl TryFrom<WindowConfig> for TimeWindow {
+    type Error = String;
+
+    fn try_from(c: WindowConfig) -> Result<Self, String> {
+        let d = TimeWindow::default();
+        let not_before = c.not_before.unwrap_or(d.not_before);
+        if not_before < DateTime::UNIX_EPOCH {
+            return Err(format!(
+                "ingest.not_before: {} is before 1970",
+                not_before.to_rfc3339()
+            ));
+        }
+        if not_before > Utc::now() {
+            return Err(format!(
+                "ingest.not_before: {} is in the future; no event could be accepted",
+                not_before.to_rfc3339()
+            ));
+        }
+        let hours = c.max_ahead_hours.unwrap_or(MAX_AHEAD.num_hours() as u32);
+        if hours > MAX_AHEAD_HOURS {
+            return Err(format!(
+                "ingest.max_ahead_hours: {hours} is more than {MAX_AHEAD_HOURS} (a year)"
+            ));
+        }
+        Ok(TimeWindow {
+            not_before,
+            max_ahead: chrono::Duration::hours(i64::from(hours)),
+        })
+    }
+}
+
+impl TimeWindow {
+    /// The window seen at `now`.
+    pub fn at(self, now: DateTime<Utc>) -> Clock {
+        Clock { now, window: self }
+    }
+}
+
+/// The moment records are read at, which stands in for a missing time, and the window their
+/// times must fall in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Clock {
+    pub now: DateTime<Utc>,
+    pub window: TimeWindow,
+}
+
+impl From<DateTime<Utc>> for Clock {
+    /// `now` with the default window.
+    fn from(now: DateTime<Utc>) -> Clock {
+        TimeWindow::default().at(now)
+    }
+}
 
 /// Reads one JSON text as RFC 7493 (I-JSON) demands of member names: an object whose names
 /// repeat is refused, at any depth. serde_json would keep the last value, while another
@@ -135,13 +221,15 @@ pub enum IngestError {
 }
 
 /// Parses a whole request body into events, all or nothing: any bad record fails the request,
-/// and every bad record and field is named. `now` stands in for missing timestamps.
+/// and every bad record and field is named. The clock's `now` stands in for missing
+/// timestamps.
 pub fn parse_body(
     body: &[u8],
     format: BodyFormat,
     source: &Source,
-    now: DateTime<Utc>,
+    clock: impl Into<Clock>,
 ) -> Result<Vec<AuditEvent>, IngestError> {
+    let clock = clock.into();
     // Each record with its index, or why it could not even be read as JSON.
     let mut records: Vec<(usize, Result<Value, String>)> = Vec::new();
     match format {
@@ -174,7 +262,7 @@ pub fn parse_body(
     for (index, record) in records {
         match record
             .map_err(|m| vec![record_error(0, m)])
-            .and_then(|v| normalize(&v, source, now))
+            .and_then(|v| normalize(&v, source, clock))
         {
             Ok(event) => events.push(event),
             Err(errs) => errors.extend(errs.into_iter().map(|e| FieldError { index, ..e })),
@@ -210,8 +298,10 @@ fn record_error(index: usize, message: String) -> FieldError {
 pub fn normalize(
     value: &Value,
     source: &Source,
-    now: DateTime<Utc>,
+    clock: impl Into<Clock>,
 ) -> Result<AuditEvent, Vec<FieldError>> {
+    let clock = clock.into();
+    let now = clock.now;
     let Value::Object(obj) = value else {
         return Err(vec![record_error(
             0,
@@ -224,7 +314,7 @@ pub fn normalize(
     };
     f.reject_unknown();
 
-    let timestamp = f.timestamp("timestamp", now).unwrap_or(now);
+    let timestamp = f.timestamp("timestamp", clock).unwrap_or(now);
     let action = match f.string("action", MAX_ACTION_LEN) {
         Some(a) if !a.trim().is_empty() => Some(a.trim().to_string()),
         Some(_) => {
@@ -399,9 +489,9 @@ impl<'a> Fields<'a> {
         parsed
     }
 
-    /// `key` as a time between 1970 and [`MAX_AHEAD`] past `now`. Backfills of old events are
-    /// accepted; a time before the epoch is not a time any audited system recorded.
-    fn timestamp(&mut self, key: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    /// `key` as a time in the clock's window (by default, from 1970 to [`MAX_AHEAD`] past now).
+    fn timestamp(&mut self, key: &str, clock: Clock) -> Option<DateTime<Utc>> {
+        let Clock { now, window } = clock;
         let parsed = match self.get(key)? {
             Value::String(s) => DateTime::parse_from_rfc3339(s.trim())
                 .map(|t| t.with_timezone(&Utc))
@@ -412,15 +502,21 @@ impl<'a> Fields<'a> {
                 .ok_or_else(|| format!("{n} is not a valid epoch-milliseconds time")),
             _ => Err("must be an RFC 3339 string or epoch milliseconds".to_string()),
         };
-        let latest = now + MAX_AHEAD;
+        let latest = now + window.max_ahead;
         let parsed = parsed.and_then(|t| {
-            if t.timestamp_millis() < 0 {
+            if t < window.not_before && window.not_before == DateTime::UNIX_EPOCH {
                 Err(format!("{} is before 1970", t.to_rfc3339()))
+            } else if t < window.not_before {
+                Err(format!(
+                    "{} is before {}, the earliest time this server accepts",
+                    t.to_rfc3339(),
+                    window.not_before.to_rfc3339()
+                ))
             } else if t > latest {
                 Err(format!(
                     "{} is more than {} hours ahead of the server's clock ({})",
                     t.to_rfc3339(),
-                    MAX_AHEAD.num_hours(),
+                    window.max_ahead.num_hours(),
                     now.to_rfc3339()
                 ))
             } else {
@@ -897,6 +993,30 @@ mod tests {
             v,
             json!({"a": {"id": 1.5}, "b": {"id": [true, null, "x", -3]}})
         );
+    }
+
+    #[test]
+    fn a_configured_window_moves_both_bounds() {
+        let window = TimeWindow {
+            not_before: DateTime::parse_from_rfc3339("2020-01-01T00:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
+            max_ahead: chrono::Duration::hours(1),
+        };
+        let at = |t: &str| {
+            normalize(
+                &json!({"action": "a", "timestamp": t}),
+                &Source::http(),
+                window.at(now()),
+            )
+        };
+        let early = at("2019-12-31T23:59:59Z").unwrap_err();
+        assert_eq!(fields(&early), ["timestamp"]);
+        assert!(early[0].message.contains("earliest time"), "{early:?}");
+        let ahead = (now() + chrono::Duration::minutes(61)).to_rfc3339();
+        assert!(at(&ahead).unwrap_err()[0].message.contains("1 hours ahead"));
+        assert!(at("2020-01-01T00:00:00Z").is_ok());
+        assert!(at(&(now() + chrono::Duration::minutes(59)).to_rfc3339()).is_ok());
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod limits;
 mod logs;
 mod otlp;
 pub(crate) mod settings;
+pub mod syslog;
 pub mod tls;
 pub(crate) mod tokens;
 pub(crate) mod users;
@@ -67,6 +68,8 @@ pub struct Shared {
     pub chain: tokio::sync::watch::Receiver<crate::model::ChainStatus>,
     pub leptos_options: LeptosOptions,
     pub max_body_bytes: usize,
+    /// The times an ingested event may carry, whatever its source.
+    pub window: crate::ingest::TimeWindow,
     /// What retention keeps, for the daily run and the cleanup endpoint; the Settings page
     /// changes it while the server runs.
     pub(crate) retention: Arc<std::sync::RwLock<crate::store::RetentionPolicy>>,
@@ -981,8 +984,8 @@ async fn ingest_events(
     let format = body_format(&headers)?;
     let source = source_of(&headers)?;
     let body = body_bytes(&state, body)?;
-    let mut events =
-        ingest::parse_body(&body, format, &source, Utc::now()).map_err(|e| match e {
+    let mut events = ingest::parse_body(&body, format, &source, state.window.at(Utc::now()))
+        .map_err(|e| match e {
             IngestError::Invalid(errors) => ApiError::Invalid(errors),
             IngestError::Empty => ApiError::Invalid(vec![FieldError {
                 index: 0,
@@ -1020,9 +1023,11 @@ async fn ingest_kubernetes_audit(
     }
     let body = body_bytes(&state, body)?;
     let mut events =
-        ingest::kubernetes::parse_batch(&body, Utc::now()).map_err(|message| ApiError::Param {
-            field: "body".into(),
-            message,
+        ingest::kubernetes::parse_batch(&body, state.window.at(Utc::now())).map_err(|message| {
+            ApiError::Param {
+                field: "body".into(),
+                message,
+            }
         })?;
     let axum::Extension(principal) = principal.ok_or(ApiError::Unauthorized)?;
     for event in &mut events {

@@ -52,6 +52,11 @@ pub struct ServeConfig {
     pub retention_schedule: RetentionSchedule,
     /// Log files to follow (`PATH[:jsonl|text]`), checked when the server starts.
     pub tails: Vec<String>,
+    /// Syslog listeners (`tcp://ADDR:PORT`, `udp://…`, `tls://…`), checked when the server
+    /// starts.
+    pub syslog: Vec<String>,
+    /// The times an ingested event may carry (`[ingest]`).
+    pub window: crate::ingest::TimeWindow,
     pub mirror_dir: Option<PathBuf>,
     /// Metadata fields declared personal: trimmed, without blanks or repeats.
     pub personal_metadata: Vec<String>,
@@ -100,6 +105,8 @@ impl ServeConfig {
             retention: RetentionPolicy::default(),
             retention_schedule: RetentionSchedule::default(),
             tails: Vec::new(),
+            syslog: Vec::new(),
+            window: crate::ingest::TimeWindow::default(),
             mirror_dir: None,
             personal_metadata: Vec::new(),
             limits: crate::server::limits::LimitsConfig::default(),
@@ -191,6 +198,8 @@ pub struct Server {
     pub state: AppState,
     /// The followed log files, stopped when the server stops.
     tailers: Option<crate::tail::Tailers>,
+    /// The syslog listeners, closed when the server stops.
+    syslog: crate::server::syslog::SyslogListeners,
 }
 
 impl Server {
@@ -216,6 +225,12 @@ impl Server {
             .tails
             .iter()
             .map(|t| t.parse::<crate::tail::TailSpec>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ServeError::Config)?;
+        let syslog_specs = config
+            .syslog
+            .iter()
+            .map(|s| s.parse::<crate::server::syslog::SyslogSpec>())
             .collect::<Result<Vec<_>, _>>()
             .map_err(ServeError::Config)?;
         let (admin_token, token_origin) =
@@ -305,6 +320,7 @@ impl Server {
             chain,
             leptos_options,
             max_body_bytes: config.max_body_bytes,
+            window: config.window,
             retention: Arc::new(std::sync::RwLock::new(config.retention.clone())),
             mirror_dir: config.mirror_dir.clone(),
             limiter: Arc::new(limits::RateLimiter::new(config.limits.clone())),
@@ -351,10 +367,16 @@ impl Server {
             false => Some(crate::tail::Tailers::start(
                 &state.store,
                 &tails,
-                &crate::tail::TailOptions::default(),
+                &crate::tail::TailOptions {
+                    window: config.window,
+                    ..crate::tail::TailOptions::default()
+                },
                 runtime,
             )?),
         };
+        let syslog = crate::server::syslog::start(&state, &syslog_specs, tls.clone())
+            .await
+            .map_err(ServeError::Config)?;
         let tcp = TcpListener::bind(config.addr)
             .await
             .map_err(|source| ServeError::Bind {
@@ -373,7 +395,13 @@ impl Server {
             setup_code,
             state,
             tailers,
+            syslog,
         })
+    }
+
+    /// Each syslog listener's source name and bound address (useful with port 0).
+    pub fn syslog_addrs(&self) -> &[(String, SocketAddr)] {
+        &self.syslog.bound
     }
 
     /// The address actually bound (useful with port 0).
@@ -403,6 +431,7 @@ impl Server {
     ) -> Result<(), ServeError> {
         let store = self.state.store.clone();
         let tailers = self.tailers;
+        let syslog = self.syslog;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let limits = conn::ConnLimits::of(&self.state.limiter.config());
         type Serving = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
@@ -418,6 +447,8 @@ impl Server {
                 tokio::time::sleep(Duration::from_secs(2)).await;
             } => {}
         }
+        // Syslog senders are cut off here; what they sent and was read is stored already.
+        drop(syslog);
         // Lines read are stored with their cursor; the rest is read again by the next start.
         if let Some(tailers) = tailers {
             let _ = tokio::task::spawn_blocking(move || tailers.stop()).await;

@@ -83,6 +83,8 @@ pub struct TailOptions {
     pub notify: bool,
     /// How often to look without being told (the fallback).
     pub poll: Duration,
+    /// The times a line's event may carry.
+    pub window: crate::ingest::TimeWindow,
 }
 
 impl Default for TailOptions {
@@ -90,6 +92,7 @@ impl Default for TailOptions {
         TailOptions {
             notify: true,
             poll: Duration::from_secs(1),
+            window: crate::ingest::TimeWindow::default(),
         }
     }
 }
@@ -117,7 +120,8 @@ impl Tailers {
         let mut threads = Vec::new();
         for spec in specs {
             let (wake, woken) = mpsc::channel();
-            let tail = Tail::new(spec.clone(), store.clone(), runtime.clone(), stop.clone());
+            let mut tail = Tail::new(spec.clone(), store.clone(), runtime.clone(), stop.clone());
+            tail.ctx.window = options.window;
             let watcher = options
                 .notify
                 .then(|| watch_directory(&spec.path, wake.clone()))
@@ -229,6 +233,7 @@ struct Ctx {
     runtime: tokio::runtime::Handle,
     /// Set when the server stops: a long backlog is left between two chunks.
     stop: Arc<AtomicBool>,
+    window: crate::ingest::TimeWindow,
 }
 
 impl Ctx {
@@ -268,6 +273,7 @@ impl Tail {
                 store,
                 runtime,
                 stop,
+                window: crate::ingest::TimeWindow::default(),
             },
             cursor: None,
             loaded: false,
@@ -474,7 +480,7 @@ fn read_lines(
             None if to_end && filled > 0 => (filled, false),
             None => return Ok(true),
         };
-        let now = Utc::now();
+        let clock = ctx.window.at(Utc::now());
         let mut events = Vec::new();
         let mut pieces = data[..take].split_inclusive(|b| *b == b'\n').peekable();
         while let Some(piece) = pieces.next() {
@@ -486,7 +492,7 @@ fn read_lines(
                 file: &ctx.key,
                 line: lines,
             };
-            events.extend(event_for_line(line, ctx.spec.format, &origin, cut, now));
+            events.extend(event_for_line(line, ctx.spec.format, &origin, cut, clock));
         }
         let fp_len = (FINGERPRINT_BYTES as usize).min(take);
         let next = TailCursor {

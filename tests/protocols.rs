@@ -592,3 +592,357 @@ async fn a_kubernetes_item_that_cannot_be_read_is_kept_and_its_batch_lands() {
     let r = post(kubernetes_batch(1), None).await.unwrap();
     assert_eq!(r.status(), 401);
 }
+
+/// A server with a TCP and a UDP syslog listener on free ports.
+async fn syslog_server() -> TestServer {
+    TestServer::start_with(|c| {
+        c.syslog = vec!["tcp://127.0.0.1:0".into(), "udp://127.0.0.1:0".into()];
+    })
+    .await
+}
+
+/// The listener of `transport`: its source name and address.
+fn listener(server: &TestServer, transport: &str) -> (String, std::net::SocketAddr) {
+    server
+        .syslog
+        .iter()
+        .find(|(source, _)| source.starts_with(&format!("syslog:{transport}://")))
+        .cloned()
+        .unwrap()
+}
+
+/// Runs util-linux `logger` with `args` and the message; it must succeed.
+async fn logger(args: Vec<String>) {
+    let out = tokio::task::spawn_blocking(move || Command::new("logger").args(&args).output())
+        .await
+        .unwrap()
+        .expect("util-linux logger runs");
+    assert!(
+        out.status.success(),
+        "logger failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn logger_args(addr: std::net::SocketAddr, transport: &[&str], rest: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "--server".into(),
+        addr.ip().to_string(),
+        "--port".into(),
+        addr.port().to_string(),
+    ];
+    args.extend(transport.iter().map(|s| s.to_string()));
+    args.extend(rest.iter().map(|s| s.to_string()));
+    args
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logger_over_tcp_with_octet_counting_lands_rfc5424_messages() {
+    let server = syslog_server().await;
+    let (source, addr) = listener(&server, "tcp");
+    let mut socket = server.socket("").await;
+    socket.events_until_ready().await;
+    let tcp = ["--tcp", "--octet-count", "--rfc5424"];
+    logger(logger_args(
+        addr,
+        &tcp,
+        &[
+            "--tag",
+            "sshd",
+            "--id=4123",
+            "-p",
+            "authpriv.notice",
+            "--msgid",
+            "user.login",
+            "--sd-id",
+            "auth@32473",
+            "--sd-param",
+            "user=\"alice\"",
+            "--sd-param",
+            "method=\"publickey\"",
+            "Accepted publickey for alice from 203.0.113.5",
+        ],
+    ))
+    .await;
+    let e = &live_events(&mut socket, 1).await[0];
+    assert_eq!(e["source"], source.as_str());
+    assert_eq!(e["action"], "user.login");
+    assert_eq!(e["level"], "info");
+    assert_eq!(
+        e["category"], "authentication",
+        "authpriv is authentication"
+    );
+    assert_eq!(e["user"]["id"], "alice");
+    assert_eq!(
+        e["description"],
+        "Accepted publickey for alice from 203.0.113.5"
+    );
+    assert_eq!(e["system"]["service"], "sshd");
+    assert!(
+        e["system"]["server"].is_string(),
+        "logger sends its host name: {e}"
+    );
+    assert_eq!(e["metadata"]["auth@32473"]["method"], "publickey");
+    assert_eq!(e["metadata"]["syslog.procid"], "4123");
+    assert_eq!(e["metadata"]["syslog.protocol"], "rfc5424");
+    assert!(e["submittedBy"]
+        .as_str()
+        .unwrap()
+        .starts_with("syslog:127.0.0.1"));
+
+    // Several lines in one connection, newline-framed this time (no --octet-count), and a
+    // line that is no syslog message at all: kept, not dropped.
+    let lines = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(lines.path(), "first line\nsecond line\n").unwrap();
+    let path = lines.path().display().to_string();
+    logger(logger_args(
+        addr,
+        &["--tcp", "--rfc5424"],
+        &["--tag", "batch", "-p", "user.warning", "-f", &path],
+    ))
+    .await;
+    let two = live_events(&mut socket, 2).await;
+    assert_eq!(
+        two.iter()
+            .map(|e| e["description"].clone())
+            .collect::<Vec<_>>(),
+        ["first line", "second line"]
+    );
+    assert!(two
+        .iter()
+        .all(|e| e["level"] == "warning" && e["action"] == "syslog.batch"));
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut raw = tokio::net::TcpStream::connect(addr).await.unwrap();
+        raw.write_all(b"this is not syslog\n").await.unwrap();
+        raw.shutdown().await.unwrap();
+    }
+    let odd = &live_events(&mut socket, 1).await[0];
+    assert_eq!(odd["action"], "log.unparsed");
+    assert_eq!(odd["metadata"]["raw"], "this is not syslog");
+    assert_eq!(odd["source"], source.as_str());
+
+    // The health page's statistics count the listener as a source of its own.
+    let (status, stats) = server.get("/api/v1/events/statistics?range=24h").await;
+    assert_eq!(status, 200, "{stats}");
+    let by_source = stats["bySource"].as_array().unwrap();
+    let row = by_source.iter().find(|v| v["value"] == source.as_str());
+    assert_eq!(row.map(|v| v["count"].clone()), Some(json!(4)), "{stats}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logger_over_udp_lands_rfc5424_and_rfc3164_messages() {
+    let server = syslog_server().await;
+    let (source, addr) = listener(&server, "udp");
+    let mut socket = server.socket("").await;
+    socket.events_until_ready().await;
+    logger(logger_args(
+        addr,
+        &["--udp", "--rfc5424"],
+        &[
+            "--tag",
+            "billing",
+            "-p",
+            "local0.err",
+            "--msgid",
+            "invoice.void",
+            "invoice 17 voided",
+        ],
+    ))
+    .await;
+    let e = &live_events(&mut socket, 1).await[0];
+    assert_eq!(e["source"], source.as_str());
+    assert_eq!(e["action"], "invoice.void");
+    assert_eq!(e["level"], "error");
+    assert_eq!(e["description"], "invoice 17 voided");
+    assert_eq!(e["metadata"]["syslog.facility"], "local0");
+    logger(logger_args(
+        addr,
+        &["--udp", "--rfc3164"],
+        &["--tag", "cron", "-p", "cron.crit", "backup job failed"],
+    ))
+    .await;
+    let e = &live_events(&mut socket, 1).await[0];
+    assert_eq!(e["action"], "syslog.cron");
+    assert_eq!(e["level"], "critical");
+    assert_eq!(e["description"], "backup job failed");
+    assert_eq!(e["metadata"]["syslog.protocol"], "rfc3164");
+}
+
+/// Debian's rsyslogd, in the foreground with its own configuration, killed when dropped.
+struct Rsyslogd(std::process::Child);
+
+impl Drop for Rsyslogd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rsyslog_forwards_a_file_with_omfwd() {
+    let server = syslog_server().await;
+    let (source, addr) = listener(&server, "tcp");
+    let mut socket = server.socket("").await;
+    socket.events_until_ready().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("payments.log");
+    std::fs::write(&log, "refund 991 approved by carol\n").unwrap();
+    // The documented configuration of the README ("From syslog"), around an imfile input.
+    let conf = format!(
+        r#"global(workDirectory="{dir}")
+module(load="imfile")
+input(type="imfile" file="{log}" tag="payments" facility="local3" severity="warning")
+action(type="omfwd" target="{ip}" port="{port}" protocol="tcp"
+       tcp_framing="octet-counted" template="RSYSLOG_SyslogProtocol23Format")
+"#,
+        dir = dir.path().display(),
+        log = log.display(),
+        ip = addr.ip(),
+        port = addr.port(),
+    );
+    let conf_path = dir.path().join("rsyslog.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let rsyslogd = ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("rsyslogd is installed (.ci/setup test installs Debian's rsyslog)");
+    let child = Command::new(rsyslogd)
+        .arg("-n")
+        .arg("-f")
+        .arg(&conf_path)
+        .arg("-i")
+        .arg(dir.path().join("rsyslogd.pid"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _rsyslogd = Rsyslogd(child);
+    let first = &live_events(&mut socket, 1).await[0];
+    // A line appended while rsyslog follows the file arrives too.
+    {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        writeln!(f, "refund 992 refused: over the limit").unwrap();
+    }
+    let second = &live_events(&mut socket, 1).await[0];
+    for (e, text) in [
+        (first, "refund 991 approved by carol"),
+        (second, "refund 992 refused: over the limit"),
+    ] {
+        assert_eq!(e["source"], source.as_str());
+        assert_eq!(e["description"], text);
+        assert_eq!(e["action"], "syslog.payments");
+        assert_eq!(e["level"], "warning");
+        assert_eq!(e["metadata"]["syslog.facility"], "local3");
+        assert_eq!(e["metadata"]["syslog.protocol"], "rfc5424");
+    }
+}
+
+#[tokio::test]
+async fn syslog_listeners_that_cannot_work_are_refused_at_start() {
+    for (spec, says) in [
+        ("tls://127.0.0.1:0", "--tls-cert"),
+        ("tcp:127.0.0.1:514", "tcp://ADDR:PORT"),
+        ("sctp://127.0.0.1:514", "not one of tcp, udp, tls"),
+        ("udp://syslog.example:514", "not an IP address"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = common::serve_config(dir.path());
+        config.syslog = vec![spec.into()];
+        let err = match trailwatch::site::Server::bind(&config).await {
+            Ok(_) => panic!("{spec} was accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains(says), "{spec}: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_configured_time_window_holds_for_every_source() {
+    let outside = tempfile::tempdir().unwrap();
+    let tailed = outside.path().join("app.log");
+    std::fs::write(&tailed, "").unwrap();
+    let server = TestServer::start_with(|c| {
+        c.window = trailwatch::ingest::TimeWindow {
+            not_before: chrono::DateTime::parse_from_rfc3339("2020-01-01T00:00:00Z")
+                .unwrap()
+                .with_timezone(&chrono::Utc),
+            max_ahead: chrono::Duration::hours(1),
+        };
+        c.syslog = vec!["tcp://127.0.0.1:0".into()];
+        c.tails = vec![format!("{}:text", tailed.display())];
+    })
+    .await;
+    let mut socket = server.socket("").await;
+    socket.events_until_ready().await;
+    let old = "2019-06-01T00:00:00Z";
+
+    // Our JSON API: refused whole, with the field named.
+    let (status, body) = server.post(&json!({"action": "a", "timestamp": old})).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["errors"][0]["field"], "timestamp", "{body}");
+    // OTLP: the record is refused in the partial success.
+    let record = LogRecord {
+        time_unix_nano: 1_559_347_200_000_000_000, // 2019-06-01
+        ..record("old.otlp", vec![])
+    };
+    let r = post_otlp(
+        &server,
+        "application/json",
+        serde_json::to_vec(&export(vec![record])).unwrap(),
+        false,
+    )
+    .await;
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(
+        answer["partialSuccess"]["rejectedLogRecords"], 1,
+        "{answer}"
+    );
+    // Kubernetes, syslog and a tailed text line (whose own time was once its only check):
+    // kept as log.unparsed with the reason, not stored as dated.
+    let mut batch = kubernetes_batch(1);
+    batch["items"][0]["requestReceivedTimestamp"] = json!(old);
+    let r = server
+        .http
+        .post(server.url("/api/v1/kubernetes/audit"))
+        .bearer_auth(TOKEN)
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut tcp = tokio::net::TcpStream::connect(server.syslog[0].1)
+            .await
+            .unwrap();
+        tcp.write_all(format!("<13>1 {old} host app - - - old news\n").as_bytes())
+            .await
+            .unwrap();
+        tcp.shutdown().await.unwrap();
+    }
+    let mut kept = live_events(&mut socket, 2).await;
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&tailed)
+            .unwrap();
+        writeln!(f, "[2999-01-01T00:00:00Z] dated far ahead").unwrap();
+    }
+    kept.extend(live_events(&mut socket, 1).await);
+    for e in &kept {
+        assert_eq!(e["action"], "log.unparsed", "{e}");
+        let error = e["metadata"]["error"].as_str().unwrap();
+        assert!(error.contains("timestamp"), "{error}");
+    }
+    let sources: Vec<&str> = kept.iter().map(|e| e["source"].as_str().unwrap()).collect();
+    assert!(sources.contains(&"kubernetes"), "{sources:?}");
+    assert!(
+        sources.iter().any(|s| s.starts_with("syslog:tcp://")),
+        "{sources:?}"
+    );
+    assert!(
+        sources.iter().any(|s| s.starts_with("tail:")),
+        "{sources:?}"
+    );
+}

@@ -241,6 +241,7 @@ async fn polling_alone_finds_new_lines() {
     let mut fx = Fixture::with(TailOptions {
         notify: false,
         poll: Duration::from_millis(20),
+        ..TailOptions::default()
     });
     fx.start();
     append(&fx.log(), &lines(1..=2));

@@ -1,7 +1,7 @@
 //! HTTPS and WSS through a real server with the test certificate in `tests/fixtures/tls`
 //! (self-signed for localhost and 127.0.0.1, valid until 2126): the API over TLS with HSTS,
-//! a Secure session cookie, the live socket over WSS, and settings that cannot work refused
-//! at start with the file named.
+//! a Secure session cookie, the live socket over WSS, syslog over TLS (RFC 5425), and settings
+//! that cannot work refused at start with the file named.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 #![cfg(feature = "ssr")]
 
@@ -32,8 +32,13 @@ async fn tls_server() -> TestServer {
     .await
 }
 
-/// A TLS connection that trusts only the test certificate.
+/// A TLS connection to the server that trusts only the test certificate.
 async fn connect(s: &TestServer) -> TlsStream<TcpStream> {
+    connect_to(s.addr).await
+}
+
+/// A TLS connection to `addr` that trusts only the test certificate.
+async fn connect_to(addr: std::net::SocketAddr) -> TlsStream<TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(fixture("cert.pem")).unwrap() {
         roots.add(cert.unwrap()).unwrap();
@@ -45,7 +50,7 @@ async fn connect(s: &TestServer) -> TlsStream<TcpStream> {
     .unwrap()
     .with_root_certificates(roots)
     .with_no_client_auth();
-    let tcp = TcpStream::connect(s.addr).await.unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
     TlsConnector::from(Arc::new(config))
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
@@ -140,6 +145,61 @@ async fn the_live_socket_works_over_wss() {
         .unwrap();
     let msg: serde_json::Value = serde_json::from_str(first.to_text().unwrap()).unwrap();
     assert_eq!(msg["type"], "ready", "{msg}");
+}
+
+/// The next event message of a live socket.
+async fn next_event<S>(ws: &mut S) -> serde_json::Value
+where
+    S: futures::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    loop {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(m.to_text().unwrap()).unwrap();
+        if v["type"] == "event" {
+            return v["event"].clone();
+        }
+    }
+}
+
+#[tokio::test]
+async fn syslog_over_tls_lands_octet_counted_messages() {
+    let s = TestServer::start_with(|c| {
+        c.tls_cert = Some(fixture("cert.pem"));
+        c.tls_key = Some(fixture("key.pem"));
+        c.syslog = vec!["tls://127.0.0.1:0".into()];
+    })
+    .await;
+    let (source, syslog) = s.syslog[0].clone();
+    assert!(source.starts_with("syslog:tls://"), "{source}");
+    let tls = connect(&s).await;
+    let url = format!(
+        "wss://localhost:{}/ws/audit?token={TOKEN}&sinceSeq=0",
+        s.addr.port()
+    );
+    let (mut ws, _) = tokio_tungstenite::client_async(url, tls).await.unwrap();
+    // RFC 5425 frames: octet counting, two messages in one write.
+    let mut stream = connect_to(syslog).await;
+    let a = "<38>1 2026-12-07T10:00:00Z bastion sudo 77 sudo.exec - alice ran /bin/sh";
+    let b = "<84>1 2026-12-07T10:00:01Z bastion sshd 78 - - session opened";
+    let frames = format!("{} {a}{} {b}", a.len(), b.len());
+    stream.write_all(frames.as_bytes()).await.unwrap();
+    stream.flush().await.unwrap();
+    let first = next_event(&mut ws).await;
+    let second = next_event(&mut ws).await;
+    assert_eq!(first["source"], source.as_str());
+    assert_eq!(first["action"], "sudo.exec");
+    assert_eq!(first["description"], "alice ran /bin/sh");
+    assert_eq!(second["action"], "syslog.sshd");
+    assert_eq!(second["category"], "authentication");
 }
 
 #[tokio::test]

@@ -16,7 +16,9 @@ use trailwatch::server::PROTECTED_ROUTES;
 /// a route whose protection changes fails this test.
 fn needs(method: &str, path: &str) -> &'static str {
     match (method, path) {
-        ("POST", "/api/v1/events") => "ingest",
+        ("POST", "/api/v1/events" | "/v1/logs" | "/otlp/v1/logs" | "/api/v1/kubernetes/audit") => {
+            "ingest"
+        }
         ("DELETE", _) => "admin",
         ("POST", "/api/v1/subjects/alice/erase" | "/api/v1/alerts/1/acknowledge") => "admin",
         (_, "/api/v1/tokens" | "/api/v1/users") => "admin",

@@ -196,6 +196,11 @@ pub struct ServeArgs {
     /// .json files are JSONL and others text). Repeatable; replaces the file's `tail` list.
     #[arg(long = "tail", value_name = "PATH[:jsonl|text]")]
     pub tail: Vec<String>,
+    /// Listen for syslog messages (RFC 5424 and RFC 3164): tcp://ADDR:PORT (octet counting or
+    /// newline framing), udp://ADDR:PORT, or tls://ADDR:PORT with the server's certificate.
+    /// Repeatable; replaces the file's `syslog` list.
+    #[arg(long = "syslog", value_name = "tcp|udp|tls://ADDR:PORT")]
+    pub syslog: Vec<String>,
     /// Also write every stored event to a JSONL file per day in this directory.
     #[arg(long, env = "TRAILWATCH_MIRROR_DIR", value_name = "DIR")]
     pub mirror_dir: Option<PathBuf>,
@@ -328,12 +333,16 @@ pub struct FileConfig {
     pub retention: Option<RetentionPolicy>,
     /// Log files to follow, as `--tail` takes them.
     pub tail: Option<Vec<String>>,
+    /// Syslog listeners, as `--syslog` takes them.
+    pub syslog: Option<Vec<String>>,
     /// The JSONL mirror's directory.
     pub mirror_dir: Option<PathBuf>,
     /// What counts as personal data beyond the fixed fields (`[privacy]`).
     pub privacy: Option<PrivacyConfig>,
     /// Rate limits (`[limits]`).
     pub limits: Option<crate::server::limits::LimitsConfig>,
+    /// The times an ingested event may carry (`[ingest]`).
+    pub ingest: Option<crate::ingest::TimeWindow>,
     /// Dashboard session lifetimes (`[sessions]`).
     pub sessions: Option<crate::auth::SessionPolicy>,
     /// PEM certificate chain and key for HTTPS.
@@ -432,6 +441,12 @@ pub fn serve_config(args: ServeArgs, file: FileConfig) -> ServeConfig {
             file.tail.unwrap_or_default()
         } else {
             args.tail
+        },
+        window: file.ingest.unwrap_or_default(),
+        syslog: if args.syslog.is_empty() {
+            file.syslog.unwrap_or_default()
+        } else {
+            args.syslog
         },
         mirror_dir: args.mirror_dir.or(file.mirror_dir),
         limits: file.limits.unwrap_or_default(),
@@ -549,6 +564,52 @@ mod tests {
             panic!("expected serve")
         };
         assert_eq!(serve_config(args, file()).tails, ["x.jsonl", "y:text"]);
+    }
+
+    #[test]
+    fn the_ingest_window_comes_from_the_file_and_is_checked() {
+        let f: FileConfig =
+            toml::from_str("[ingest]\nnot_before = \"2015-01-01T00:00:00Z\"\nmax_ahead_hours = 2")
+                .unwrap();
+        let w = f.ingest.unwrap();
+        assert_eq!(w.not_before.to_rfc3339(), "2015-01-01T00:00:00+00:00");
+        assert_eq!(w.max_ahead, chrono::Duration::hours(2));
+        for (bad, says) in [
+            (
+                "[ingest]\nnot_before = \"1969-12-31T00:00:00Z\"",
+                "before 1970",
+            ),
+            (
+                "[ingest]\nnot_before = \"2999-01-01T00:00:00Z\"",
+                "in the future",
+            ),
+            ("[ingest]\nmax_ahead_hours = 100000", "a year"),
+            ("[ingest]\nmax_ahead = 3", "unknown field"),
+        ] {
+            let err = toml::from_str::<FileConfig>(bad).unwrap_err().to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn syslog_listeners_come_from_flags_over_the_file() {
+        let file = || -> FileConfig {
+            toml::from_str("syslog = [\"tcp://0.0.0.0:6514\", \"udp://0.0.0.0:514\"]").unwrap()
+        };
+        let serve = |argv: &[&str]| {
+            let Command::Serve(args) = Cli::parse_from(argv).command else {
+                panic!("expected serve")
+            };
+            serve_config(args, file())
+        };
+        assert_eq!(
+            serve(&["trailwatch", "serve"]).syslog,
+            ["tcp://0.0.0.0:6514", "udp://0.0.0.0:514"]
+        );
+        assert_eq!(
+            serve(&["trailwatch", "serve", "--syslog", "tls://127.0.0.1:6515"]).syslog,
+            ["tls://127.0.0.1:6515"]
+        );
     }
 
     #[test]

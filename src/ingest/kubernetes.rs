@@ -8,7 +8,7 @@
 //! `log.unparsed` event that keeps the item and the reason, as a tailed line that cannot be
 //! read is.
 
-use super::{normalize, parse_json, MAX_SHORT_LEN};
+use super::{normalize, parse_json, Clock, MAX_SHORT_LEN};
 use crate::model::{AuditEvent, Source};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -87,7 +87,8 @@ struct Status {
 /// # Errors
 /// A body that is not JSON (I-JSON: no repeated names) or not an `audit.k8s.io/v1`
 /// `EventList`, or one that holds no item.
-pub fn parse_batch(body: &[u8], now: DateTime<Utc>) -> Result<Vec<AuditEvent>, String> {
+pub fn parse_batch(body: &[u8], clock: impl Into<Clock>) -> Result<Vec<AuditEvent>, String> {
+    let clock = clock.into();
     let value = parse_json(body).map_err(|e| format!("body is not valid JSON: {e}"))?;
     let list: EventList = serde_json::from_value(value)
         .map_err(|e| format!("body is not an audit.k8s.io EventList: {e}"))?;
@@ -108,7 +109,7 @@ pub fn parse_batch(body: &[u8], now: DateTime<Utc>) -> Result<Vec<AuditEvent>, S
         .map(|(i, item)| {
             map_item(item)
                 .and_then(|shape| {
-                    normalize(&shape, &source, now).map_err(|errors| {
+                    normalize(&shape, &source, clock).map_err(|errors| {
                         errors
                             .iter()
                             .map(|e| format!("{}: {}", e.field, e.message))
@@ -116,7 +117,7 @@ pub fn parse_batch(body: &[u8], now: DateTime<Utc>) -> Result<Vec<AuditEvent>, S
                             .join(", ")
                     })
                 })
-                .unwrap_or_else(|reason| unparsed(i, item, &reason, &source, now))
+                .unwrap_or_else(|reason| unparsed(i, item, &reason, &source, clock.now))
         })
         .collect())
 }

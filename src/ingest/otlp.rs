@@ -8,9 +8,9 @@
 //! breaks them is refused on its own, with its reason, and the rest are stored: OTLP's partial
 //! success, where our JSON API is all or nothing.
 
-use super::{normalize, parse_json};
+use super::{normalize, parse_json, Clock};
 use crate::model::{AuditEvent, FieldError, Source};
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
@@ -115,8 +115,10 @@ impl Mapped {
     }
 }
 
-/// Maps every record of `request` onto an event; `now` stands in for a record without a time.
-pub fn map_request(request: &ExportLogsServiceRequest, now: DateTime<Utc>) -> Mapped {
+/// Maps every record of `request` onto an event; the clock's `now` stands in for a record
+/// without a time.
+pub fn map_request(request: &ExportLogsServiceRequest, clock: impl Into<Clock>) -> Mapped {
+    let clock = clock.into();
     let source = Source(SOURCE.to_string());
     let mut mapped = Mapped::default();
     for (r, resource_logs) in request.resource_logs.iter().enumerate() {
@@ -136,7 +138,7 @@ pub fn map_request(request: &ExportLogsServiceRequest, now: DateTime<Utc>) -> Ma
                     scope_version,
                 };
                 let result = map_record(record, &context).and_then(|(value, names)| {
-                    normalize(&value, &source, now).map_err(|errors| explain(&errors, &names))
+                    normalize(&value, &source, clock).map_err(|errors| explain(&errors, &names))
                 });
                 match result {
                     Ok(event) => mapped.events.push(event),
@@ -535,7 +537,7 @@ mod tests {
         }
     }
 
-    fn now() -> DateTime<Utc> {
+    fn now() -> DateTime<chrono::Utc> {
         DateTime::from_timestamp_millis(1_780_000_000_000).unwrap()
     }
 

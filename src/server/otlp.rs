@@ -76,7 +76,7 @@ pub(super) async fn export_logs(
         Ok(request) => request,
         Err(message) => return Ok(refuse(encoding, StatusCode::BAD_REQUEST, &message)),
     };
-    let mut mapped = otlp::map_request(&request, Utc::now());
+    let mut mapped = otlp::map_request(&request, state.window.at(Utc::now()));
     let axum::Extension(principal) = principal.ok_or(ApiError::Unauthorized)?;
     if !mapped.events.is_empty() {
         for event in &mut mapped.events {

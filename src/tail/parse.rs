@@ -57,30 +57,32 @@ pub fn event_for_line(
     format: LineFormat,
     origin: &Origin<'_>,
     cut: bool,
-    now: DateTime<Utc>,
+    clock: impl Into<ingest::Clock>,
 ) -> Option<AuditEvent> {
+    let mut clock = clock.into();
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.iter().all(u8::is_ascii_whitespace) {
         return None;
     }
     // Events carry milliseconds (the chain seals them), whichever way they arrive.
-    let now = DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
+    let now = DateTime::from_timestamp_millis(clock.now.timestamp_millis()).unwrap_or(clock.now);
+    clock.now = now;
     let text = String::from_utf8_lossy(line);
     let parsed = if cut {
         Err("the line is longer than the longest line read whole, and was cut".to_string())
     } else {
         match format {
-            LineFormat::Jsonl => jsonl_event(&text, origin.source, now),
-            LineFormat::Text => text_event(&text, origin.source),
+            LineFormat::Jsonl => jsonl_event(&text, origin.source, clock),
+            LineFormat::Text => text_event(&text, origin.source, clock),
         }
     };
     Some(parsed.unwrap_or_else(|error| unparsed_event(&text, &error, origin, now)))
 }
 
-fn jsonl_event(text: &str, source: &Source, now: DateTime<Utc>) -> Result<AuditEvent, String> {
+fn jsonl_event(text: &str, source: &Source, clock: ingest::Clock) -> Result<AuditEvent, String> {
     let value: Value = ingest::parse_json(text.as_bytes())
         .map_err(|e| format!("the line is not valid JSON: {e}"))?;
-    ingest::normalize(&value, source, now).map_err(|errors| {
+    ingest::normalize(&value, source, clock).map_err(|errors| {
         errors
             .iter()
             .map(|e| match e.field.as_str() {
@@ -92,7 +94,7 @@ fn jsonl_event(text: &str, source: &Source, now: DateTime<Utc>) -> Result<AuditE
     })
 }
 
-fn text_event(text: &str, source: &Source) -> Result<AuditEvent, String> {
+fn text_event(text: &str, source: &Source, clock: ingest::Clock) -> Result<AuditEvent, String> {
     let rest = text
         .trim_start()
         .strip_prefix('[')
@@ -122,7 +124,8 @@ fn text_event(text: &str, source: &Source) -> Result<AuditEvent, String> {
         "outcome": outcome,
         "description": description,
     });
-    ingest::normalize(&record, source, timestamp).map_err(|errors| {
+    // The line's own time is checked against the server's clock, as any event's is.
+    ingest::normalize(&record, source, clock).map_err(|errors| {
         errors
             .iter()
             .map(|e| format!("{}: {}", e.field, e.message))

@@ -82,6 +82,8 @@ pub struct TestServer {
     /// The cluster database it is a node of, when the suites run on PostgreSQL.
     pub database: Option<String>,
     pub http: reqwest::Client,
+    /// Each syslog listener's source name and bound address.
+    pub syslog: Vec<(String, SocketAddr)>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     serving: Option<tokio::task::JoinHandle<()>>,
 }
@@ -129,6 +131,7 @@ impl TestServer {
         let database = config.cluster.as_ref().map(|c| c.url.clone());
         let server = Server::bind(&config).await.unwrap();
         let addr = server.local_addr().unwrap();
+        let syslog = server.syslog_addrs().to_vec();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let serving = tokio::spawn(async move {
             let _ = server
@@ -146,6 +149,7 @@ impl TestServer {
             dir,
             database,
             http,
+            syslog,
             stop: Some(stop),
             serving: Some(serving),
         }
