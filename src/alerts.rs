@@ -486,6 +486,12 @@ impl Alerts {
 
     /// Stores a new alert and announces it (socket and webhooks); returns it with its id.
     async fn raise(&self, mut alert: Alert) -> Result<Alert, AlertError> {
+        crate::metrics::get()
+            .alerts
+            .get_or_create(&crate::metrics::RuleLabels {
+                rule: alert.rule.to_string(),
+            })
+            .inc();
         let row = alert.clone();
         alert.id = self
             .with_db(move |c| {
@@ -590,6 +596,7 @@ impl Alerts {
             if ok {
                 return;
             }
+            crate::metrics::get().webhook_failures.inc();
             if attempt < WEBHOOK_ATTEMPTS {
                 tokio::time::sleep(wait).await;
                 wait *= 2;

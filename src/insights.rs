@@ -282,6 +282,21 @@ impl Analytics {
         now_ms: i64,
         want: Want,
     ) -> Result<Gathered, StoreError> {
+        let started = std::time::Instant::now();
+        let gathered = self.gather_now(range, viewer, now_ms, want).await;
+        if want.summary {
+            crate::metrics::observe(&crate::metrics::get().summary_seconds, started.elapsed());
+        }
+        gathered
+    }
+
+    async fn gather_now(
+        &self,
+        range: TimeRange,
+        viewer: Tz,
+        now_ms: i64,
+        want: Want,
+    ) -> Result<Gathered, StoreError> {
         let range = whole_hours(range);
         let cfg = self.inner.config.clone();
         let zone = self.inner.zone;

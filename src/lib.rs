@@ -7,7 +7,8 @@
 //!
 //! 1. Shared and pure, compiled for the browser too: `model` (the audit event and everything
 //!    the browser and server exchange), `search` (the query language), `analytics` (health,
-//!    trends, anomalies), `error` (what server functions return); and `files`, a leaf helper.
+//!    trends, anomalies), `error` (what server functions return); and `files` and `metrics`
+//!    (the process's Prometheus metrics), leaf helpers of the server build.
 //! 2. `store`: the embedded database, its chain, index, rollups and retention.
 //! 3. The engines over the store: `ingest`, `selfaudit`, `live`, `insights`, `alerts`,
 //!    `auth`, `tail`, `mirror`, `views`, `export`, `integrity`.
@@ -27,6 +28,8 @@ pub mod analytics;
 pub mod error;
 #[cfg(feature = "ssr")]
 pub mod files;
+#[cfg(feature = "ssr")]
+pub mod metrics;
 pub mod model;
 pub mod search;
 

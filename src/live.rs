@@ -189,7 +189,9 @@ impl Hub {
             alerts_only: false,
         };
         let alerts = self.alerts.subscribe();
-        let ended = match conn
+        let metrics = crate::metrics::get();
+        metrics.sockets_open.inc();
+        let outcome = conn
             .run(
                 &self.frames,
                 alerts,
@@ -197,8 +199,23 @@ impl Hub {
                 since,
                 std::pin::pin!(revoked),
             )
-            .await
-        {
+            .await;
+        metrics.sockets_open.dec();
+        let reason = match &outcome {
+            Ok(()) | Err(SocketError::Gone) => "left",
+            Err(SocketError::Stalled) => "stalled",
+            Err(SocketError::Store(_)) => "store",
+            Err(SocketError::Refused) => "refused",
+            Err(SocketError::Revoked) => "revoked",
+            Err(SocketError::Flooded) => "flooded",
+        };
+        metrics
+            .sockets_closed
+            .get_or_create(&crate::metrics::ReasonLabels {
+                reason: reason.into(),
+            })
+            .inc();
+        let ended = match outcome {
             Ok(()) | Err(SocketError::Gone) => Ended::Normally,
             Err(SocketError::Flooded) => Ended::Flooded,
             Err(e) => {
@@ -361,6 +378,7 @@ impl Connection {
                         match next {
                             Ok(frame) => self.forward(&frame).await?,
                             Err(RecvError::Lagged(_)) => {
+                                crate::metrics::get().sockets_lagged.inc();
                                 self.send_message(&ServerMessage::Lagged { last_seq: self.last_sent }).await?;
                                 live = self.restart(frames, Some(self.last_sent)).await?;
                                 break;

@@ -8,6 +8,7 @@ mod events;
 pub mod lifecycle;
 pub mod limits;
 mod logs;
+pub mod metrics;
 mod otlp;
 pub(crate) mod settings;
 pub mod syslog;
@@ -239,6 +240,7 @@ pub fn protect(routes: Router<AppState>, state: AppState) -> Router {
             conn::declared_size,
         ))
         .layer(middleware::from_fn(request_limits))
+        .layer(middleware::from_fn(metrics::count_requests))
         .layer(middleware::from_fn_with_state(
             state.headers.clone(),
             security_headers,
@@ -986,7 +988,12 @@ async fn ingest_events(
     let body = body_bytes(&state, body)?;
     let mut events = ingest::parse_body(&body, format, &source, state.window.at(Utc::now()))
         .map_err(|e| match e {
-            IngestError::Invalid(errors) => ApiError::Invalid(errors),
+            IngestError::Invalid(errors) => {
+                let mut records: Vec<usize> = errors.iter().map(|e| e.index).collect();
+                records.dedup();
+                crate::metrics::get().count_events(&source.0, false, records.len() as u64);
+                ApiError::Invalid(errors)
+            }
             IngestError::Empty => ApiError::Invalid(vec![FieldError {
                 index: 0,
                 field: String::new(),

@@ -58,6 +58,8 @@ pub struct ServeConfig {
     /// The times an ingested event may carry (`[ingest]`).
     pub window: crate::ingest::TimeWindow,
     pub mirror_dir: Option<PathBuf>,
+    /// Where Prometheus metrics are served, if anywhere.
+    pub metrics_addr: Option<SocketAddr>,
     /// Metadata fields declared personal: trimmed, without blanks or repeats.
     pub personal_metadata: Vec<String>,
     pub limits: crate::server::limits::LimitsConfig,
@@ -108,6 +110,7 @@ impl ServeConfig {
             syslog: Vec::new(),
             window: crate::ingest::TimeWindow::default(),
             mirror_dir: None,
+            metrics_addr: None,
             personal_metadata: Vec::new(),
             limits: crate::server::limits::LimitsConfig::default(),
             sessions: crate::auth::SessionPolicy::default(),
@@ -200,6 +203,8 @@ pub struct Server {
     tailers: Option<crate::tail::Tailers>,
     /// The syslog listeners, closed when the server stops.
     syslog: crate::server::syslog::SyslogListeners,
+    /// The `/metrics` listener, if one was asked for.
+    metrics: Option<crate::server::metrics::MetricsListener>,
 }
 
 impl Server {
@@ -377,6 +382,14 @@ impl Server {
         let syslog = crate::server::syslog::start(&state, &syslog_specs, tls.clone())
             .await
             .map_err(ServeError::Config)?;
+        let metrics = match config.metrics_addr {
+            Some(addr) => Some(
+                crate::server::metrics::start(state.clone(), addr)
+                    .await
+                    .map_err(ServeError::Config)?,
+            ),
+            None => None,
+        };
         let tcp = TcpListener::bind(config.addr)
             .await
             .map_err(|source| ServeError::Bind {
@@ -396,7 +409,13 @@ impl Server {
             state,
             tailers,
             syslog,
+            metrics,
         })
+    }
+
+    /// Where `/metrics` is served (useful with port 0).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|m| m.addr)
     }
 
     /// Each syslog listener's source name and bound address (useful with port 0).
@@ -432,6 +451,7 @@ impl Server {
         let store = self.state.store.clone();
         let tailers = self.tailers;
         let syslog = self.syslog;
+        let metrics = self.metrics;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let limits = conn::ConnLimits::of(&self.state.limiter.config());
         type Serving = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
@@ -449,6 +469,7 @@ impl Server {
         }
         // Syslog senders are cut off here; what they sent and was read is stored already.
         drop(syslog);
+        drop(metrics);
         // Lines read are stored with their cursor; the rest is read again by the next start.
         if let Some(tailers) = tailers {
             let _ = tokio::task::spawn_blocking(move || tailers.stop()).await;

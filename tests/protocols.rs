@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{TestServer, TOKEN};
+use common::{batch, TestServer, TOKEN};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
@@ -945,4 +945,131 @@ async fn one_configured_time_window_holds_for_every_source() {
         sources.iter().any(|s| s.starts_with("tail:")),
         "{sources:?}"
     );
+}
+
+/// The value of the sample `series` (name and labels exactly as exposed) in a scrape.
+fn sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_scrape_passes_promtool_and_counts_what_happened() {
+    let server = TestServer::start_with(|c| {
+        c.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let metrics = server.metrics.unwrap();
+    let mut socket = server.socket("").await;
+    socket.events_until_ready().await;
+    assert_eq!(server.post(&batch("metrics", 3)).await.0, 201);
+    assert_eq!(server.post(&json!({"action": ""})).await.0, 400);
+    let refused = LogRecord {
+        time_unix_nano: 4_102_444_800_000_000_000,
+        ..record("too.late", vec![])
+    };
+    let body = export(vec![record("fine", vec![]), refused]).encode_to_vec();
+    assert_eq!(
+        post_otlp(&server, "application/x-protobuf", body, false)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(server.get("/api/v1/events?q=metrics").await.0, 200);
+    assert_eq!(server.get("/api/dashboard/summary").await.0, 200);
+    live_events(&mut socket, 4).await;
+
+    let scrape = server
+        .http
+        .get(format!("http://{metrics}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // Prometheus's own linter, on exactly what a scraper gets.
+    let checked = {
+        let scrape = scrape.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut child = Command::new("promtool")
+                .args(["check", "metrics"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("promtool runs (.ci/setup test installs Debian's prometheus)");
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(scrape.as_bytes())
+                .unwrap();
+            child.wait_with_output().unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    assert!(
+        checked.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    // The metrics are the process's; other tests of this binary add to them, so at least.
+    let at_least = |series: &str, n: f64| {
+        let got = sample(&scrape, series);
+        assert!(got.is_some_and(|v| v >= n), "{series} = {got:?}\n{scrape}");
+    };
+    at_least(
+        r#"trailwatch_ingest_events_total{source="http",result="stored"}"#,
+        3.0,
+    );
+    at_least(
+        r#"trailwatch_ingest_events_total{source="http",result="refused"}"#,
+        1.0,
+    );
+    at_least(
+        r#"trailwatch_ingest_events_total{source="otlp",result="refused"}"#,
+        1.0,
+    );
+    at_least(
+        r#"trailwatch_http_requests_total{method="POST",route="/api/v1/events",status="201"}"#,
+        1.0,
+    );
+    at_least(
+        r#"trailwatch_http_requests_total{method="POST",route="/v1/logs",status="200"}"#,
+        1.0,
+    );
+    at_least("trailwatch_commit_seconds_count", 2.0);
+    at_least("trailwatch_commit_batch_events_count", 2.0);
+    if !common::on_postgres() {
+        // PostgreSQL makes its own commits durable; only SQLite's sync is ours to time.
+        at_least("trailwatch_fsync_seconds_count", 1.0);
+    }
+    at_least("trailwatch_search_seconds_count", 1.0);
+    at_least("trailwatch_overview_seconds_count", 1.0);
+    at_least("trailwatch_live_sockets_open", 1.0);
+    at_least("trailwatch_database_bytes", 4096.0);
+    let (_, list) = server.get("/api/v1/events?sort=seq:desc&limit=1").await;
+    at_least(
+        "trailwatch_chain_head_seq",
+        list["items"][0]["seq"].as_f64().unwrap(),
+    );
+    assert!(sample(&scrape, "trailwatch_chain_verified").is_some());
+    // Prometheus itself asks for OpenMetrics, and gets it.
+    let open = server
+        .http
+        .get(format!("http://{metrics}/metrics"))
+        .header("Accept", "application/openmetrics-text;version=1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert!(open.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    assert!(open.text().await.unwrap().ends_with("# EOF\n"));
 }

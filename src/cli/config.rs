@@ -204,6 +204,10 @@ pub struct ServeArgs {
     /// Also write every stored event to a JSONL file per day in this directory.
     #[arg(long, env = "TRAILWATCH_MIRROR_DIR", value_name = "DIR")]
     pub mirror_dir: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics, without credentials: keep the address
+    /// private (for example 127.0.0.1:9464) [default: off].
+    #[arg(long, env = "TRAILWATCH_METRICS_ADDR", value_name = "ADDR:PORT")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Top-level metadata fields that are personal data (comma-separated or repeated): kept
     /// apart and removed when their actor is erased. Replaces the file's
     /// `[privacy] personal_metadata`.
@@ -337,6 +341,8 @@ pub struct FileConfig {
     pub syslog: Option<Vec<String>>,
     /// The JSONL mirror's directory.
     pub mirror_dir: Option<PathBuf>,
+    /// Where `/metrics` is served.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// What counts as personal data beyond the fixed fields (`[privacy]`).
     pub privacy: Option<PrivacyConfig>,
     /// Rate limits (`[limits]`).
@@ -449,6 +455,7 @@ pub fn serve_config(args: ServeArgs, file: FileConfig) -> ServeConfig {
             args.syslog
         },
         mirror_dir: args.mirror_dir.or(file.mirror_dir),
+        metrics_addr: args.metrics_addr.or(file.metrics_addr),
         limits: file.limits.unwrap_or_default(),
         sessions: file.sessions.unwrap_or_default(),
         tls_cert: args.tls_cert.or(file.tls_cert),

@@ -78,6 +78,9 @@ pub(super) async fn export_logs(
     };
     let mut mapped = otlp::map_request(&request, state.window.at(Utc::now()));
     let axum::Extension(principal) = principal.ok_or(ApiError::Unauthorized)?;
+    if mapped.rejected > 0 {
+        crate::metrics::get().count_events(otlp::SOURCE, false, mapped.rejected as u64);
+    }
     if !mapped.events.is_empty() {
         for event in &mut mapped.events {
             event.submitted_by = Some(principal.submitter.clone());

@@ -160,10 +160,13 @@ impl Store {
     /// # Errors
     /// Nothing was stored: the database is full or unreachable, or failed.
     pub async fn append(&self, events: Vec<AuditEvent>) -> Result<IngestReceipt, StoreError> {
-        match &self.backend {
+        let sources = source_counts(&events);
+        let result = match &self.backend {
             Backend::Sqlite(s) => s.append(events).await,
             Backend::Postgres(n) => n.log.append(events).await,
-        }
+        };
+        count_sources(&sources, result.is_ok());
+        result
     }
 
     /// [`Store::append`] of lines read from a tailed file, with where it was read up to.
@@ -175,10 +178,13 @@ impl Store {
         events: Vec<AuditEvent>,
         cursor: super::cursor::TailCursor,
     ) -> Result<IngestReceipt, StoreError> {
-        match &self.backend {
+        let sources = source_counts(&events);
+        let result = match &self.backend {
             Backend::Sqlite(s) => s.append_tailed(events, cursor).await,
             Backend::Postgres(n) => n.log.append_tailed(events, cursor).await,
-        }
+        };
+        count_sources(&sources, result.is_ok());
+        result
     }
 
     /// The stored cursor of the tail named `source` (this node's, on a cluster).
@@ -308,10 +314,13 @@ impl Store {
     /// # Errors
     /// Database errors.
     pub async fn query(&self, query: Query, req: PageRequest) -> Result<EventPage, StoreError> {
-        match &self.backend {
+        let started = std::time::Instant::now();
+        let page = match &self.backend {
             Backend::Sqlite(s) => s.query(query, req).await,
             Backend::Postgres(n) => n.log.query(&query, req).await,
-        }
+        };
+        crate::metrics::observe(&crate::metrics::get().search_seconds, started.elapsed());
+        page
     }
 
     /// Up to `limit` events after `after` that match `query`, oldest first, and the seq the
@@ -444,6 +453,17 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(s) => s.with_rollups(f).await,
             Backend::Postgres(n) => n.log.with_rollups(f).await,
+        }
+    }
+
+    /// The database's size on disk (SQLite's files, or the shared PostgreSQL database).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn database_bytes(&self) -> Result<u64, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => Ok(s.database_bytes()),
+            Backend::Postgres(n) => n.log.database_bytes().await,
         }
     }
 
@@ -592,5 +612,23 @@ impl Node {
         self.log
             .verify_from(after, prev, &checkpoints, Some(&public))
             .await
+    }
+}
+
+/// How many of `events` each source brought, counted before they go to the writer.
+fn source_counts(events: &[AuditEvent]) -> Vec<(String, u64)> {
+    let mut counts: Vec<(String, u64)> = Vec::new();
+    for e in events {
+        match counts.iter_mut().find(|(s, _)| *s == e.source.0) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((e.source.0.clone(), 1)),
+        }
+    }
+    counts
+}
+
+fn count_sources(counts: &[(String, u64)], stored: bool) {
+    for (source, n) in counts {
+        crate::metrics::get().count_events(source, stored, *n);
     }
 }

@@ -84,6 +84,8 @@ pub struct TestServer {
     pub http: reqwest::Client,
     /// Each syslog listener's source name and bound address.
     pub syslog: Vec<(String, SocketAddr)>,
+    /// Where `/metrics` is served, when the test asked for it.
+    pub metrics: Option<SocketAddr>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     serving: Option<tokio::task::JoinHandle<()>>,
 }
@@ -132,6 +134,7 @@ impl TestServer {
         let server = Server::bind(&config).await.unwrap();
         let addr = server.local_addr().unwrap();
         let syslog = server.syslog_addrs().to_vec();
+        let metrics = server.metrics_addr();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let serving = tokio::spawn(async move {
             let _ = server
@@ -150,6 +153,7 @@ impl TestServer {
             database,
             http,
             syslog,
+            metrics,
             stop: Some(stop),
             serving: Some(serving),
         }

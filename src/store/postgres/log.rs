@@ -468,6 +468,19 @@ impl EventLog {
         Ok(Seq(seq.max(0) as u64))
     }
 
+    /// The shared database's size on disk.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn database_bytes(&self) -> Result<u64, StoreError> {
+        let client = self.shared.pool.get().await?;
+        let bytes: i64 = client
+            .query_one("SELECT pg_database_size(current_database())", &[])
+            .await?
+            .get(0);
+        Ok(bytes.max(0) as u64)
+    }
+
     /// One page of events matching `query`, newest first, with the count of matches.
     ///
     /// # Errors
@@ -776,6 +789,9 @@ struct Appender {
 impl Appender {
     async fn run(mut self) {
         while let Some(first) = self.jobs.recv().await {
+            crate::metrics::get()
+                .writer_queue
+                .set(self.jobs.len() as i64);
             let mut count = first.events.len();
             let mut batch = vec![first];
             while count < self.max_batch_events {
@@ -980,6 +996,9 @@ impl Appender {
         )?;
         tx.commit().await?;
         let held = locked.elapsed();
+        let m = crate::metrics::get();
+        crate::metrics::observe(&m.commit_seconds, held);
+        m.commit_events.observe(total as f64);
         self.known = seq;
         if let Ok(mut h) = self.held.lock() {
             h.batches += 1;

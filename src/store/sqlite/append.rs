@@ -173,6 +173,9 @@ impl Writer {
                     None => break,
                 },
             };
+            crate::metrics::get()
+                .writer_queue
+                .set((self.jobs.len() + self.deferred.len()) as i64);
             match work {
                 Work::Append(first) => self.gather_and_commit(first),
                 Work::Prune {
@@ -352,7 +355,12 @@ impl Writer {
             }
             return;
         }
-        match self.commit(events, &cursors) {
+        let started = std::time::Instant::now();
+        let committed = self.commit(events, &cursors);
+        let m = crate::metrics::get();
+        crate::metrics::observe(&m.commit_seconds, started.elapsed());
+        m.commit_events.observe(sizes.iter().sum::<usize>() as f64);
+        match committed {
             Ok(sealed) => {
                 let mut receipts = Vec::with_capacity(sizes.len());
                 let mut at = 0;

@@ -135,10 +135,12 @@ impl Flusher {
         while let Ok(first) = self.rx.recv() {
             let mut group = vec![first];
             group.extend(self.rx.try_iter());
+            let started = std::time::Instant::now();
             let synced = match self.failed.load(Ordering::Acquire) {
                 true => Err(std::io::Error::other("an earlier sync failed")),
                 false => self.sync.sync(),
             };
+            crate::metrics::observe(&crate::metrics::get().fsync_seconds, started.elapsed());
             match synced {
                 Ok(()) => group.into_iter().for_each(|c| self.publish(c)),
                 Err(e) => {
