@@ -277,6 +277,36 @@ pub fn parse_body(
     Ok(events)
 }
 
+/// An event for input that could not be read, kept rather than dropped, as every source keeps
+/// it: a warning with action `log.unparsed`, acted by `system`, its `metadata` holding the
+/// input and the reason. Built directly rather than through [`normalize`]: the raw input may
+/// exceed the limits a sender is held to, and it must be kept all the same.
+pub fn unparsed_event(
+    source: &Source,
+    at: DateTime<Utc>,
+    description: String,
+    metadata: Map<String, Value>,
+    correlation_id: Option<String>,
+) -> AuditEvent {
+    AuditEvent {
+        description: Some(description),
+        metadata: Some(metadata),
+        correlation_id,
+        ..AuditEvent::new(
+            at,
+            Level::Warning,
+            Category::SystemManagement,
+            UNPARSED_ACTION,
+            Outcome::Success,
+            Actor::system(),
+            source.clone(),
+        )
+    }
+}
+
+/// The action of an event made of input that could not be read.
+pub const UNPARSED_ACTION: &str = "log.unparsed";
+
 fn record_error(index: usize, message: String) -> FieldError {
     FieldError {
         index,

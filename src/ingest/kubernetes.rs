@@ -334,36 +334,20 @@ fn unparsed(
     metadata.insert("rawBytes".into(), json!(raw.len()));
     metadata.insert("error".into(), json!(reason));
     metadata.insert("item".into(), json!(index));
-    AuditEvent {
-        timestamp: now,
-        level: crate::model::Level::Warning,
-        category: crate::model::Category::SystemManagement,
-        action: "log.unparsed".into(),
-        outcome: crate::model::Outcome::Failure,
-        user: crate::model::Actor {
-            id: "system".into(),
-            username: None,
-        },
-        entity: None,
-        request: None,
-        location: None,
-        description: Some(format!(
+    let correlation = item
+        .get("auditID")
+        .and_then(Value::as_str)
+        .map(|id| clip(id, MAX_SHORT_LEN).to_string());
+    super::unparsed_event(
+        source,
+        now,
+        format!(
             "a Kubernetes audit event that could not be read: {}",
             clip(reason, 512)
-        )),
-        metadata: Some(metadata),
-        changes: None,
-        risk_score: None,
-        risk_reasons: None,
-        correlation_id: item
-            .get("auditID")
-            .and_then(Value::as_str)
-            .map(|id| clip(id, MAX_SHORT_LEN).to_string()),
-        session_id: None,
-        system: None,
-        source: source.clone(),
-        submitted_by: None,
-    }
+        ),
+        metadata,
+        correlation,
+    )
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! reason, as a tailed line that cannot be read does.
 
 use super::{normalize, Clock};
-use crate::model::{Actor, AuditEvent, Category, Level, Outcome, Source};
+use crate::model::{AuditEvent, Category, Level, Source};
 use chrono::{DateTime, Datelike, Local, TimeZone, Utc};
 use serde_json::{json, Map, Value};
 use syslog_loose::{Message, Protocol, SyslogFacility, SyslogSeverity, Variant};
@@ -18,7 +18,7 @@ use syslog_loose::{Message, Protocol, SyslogFacility, SyslogSeverity, Variant};
 pub const MAX_MESSAGE: usize = 64 * 1024;
 
 /// The action of a message that cannot be read.
-pub const UNPARSED_ACTION: &str = "log.unparsed";
+pub use super::UNPARSED_ACTION;
 
 /// One frame taken from a stream.
 #[derive(Debug, PartialEq, Eq)]
@@ -365,30 +365,13 @@ fn unparsed(
     metadata.insert("rawBytes".into(), json!(len.unwrap_or(bytes.len())));
     metadata.insert("error".into(), json!(reason));
     metadata.insert("syslog.peer".into(), json!(origin.peer));
-    AuditEvent {
-        timestamp: now,
-        level: Level::Warning,
-        category: Category::SystemManagement,
-        action: UNPARSED_ACTION.into(),
-        outcome: Outcome::Failure,
-        user: Actor {
-            id: "system".into(),
-            username: None,
-        },
-        entity: None,
-        request: None,
-        location: None,
-        description: Some(format!("a syslog message that could not be read: {reason}")),
-        metadata: Some(metadata),
-        changes: None,
-        risk_score: None,
-        risk_reasons: None,
-        correlation_id: None,
-        session_id: None,
-        system: None,
-        source: origin.source.clone(),
-        submitted_by: None,
-    }
+    super::unparsed_event(
+        &origin.source,
+        now,
+        format!("a syslog message that could not be read: {reason}"),
+        metadata,
+        None,
+    )
 }
 
 #[cfg(test)]

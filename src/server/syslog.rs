@@ -121,7 +121,10 @@ pub async fn start(
                 let tcp = TcpListener::bind(spec.addr).await.map_err(cannot)?;
                 let local = tcp.local_addr().map_err(cannot)?;
                 let source = source_name(spec.transport, local);
-                (local, tokio::spawn(serve_tcp(state.clone(), tcp, source)))
+                (
+                    local,
+                    tokio::spawn(serve_streams(state.clone(), tcp, source)),
+                )
             }
             Transport::Tls => {
                 let config = tls.clone().ok_or_else(|| {
@@ -137,7 +140,7 @@ pub async fn start(
                 let listener = super::tls::TlsListener::new(tcp, config).map_err(cannot)?;
                 (
                     local,
-                    tokio::spawn(serve_tls(state.clone(), listener, source)),
+                    tokio::spawn(serve_streams(state.clone(), listener, source)),
                 )
             }
         };
@@ -154,7 +157,11 @@ fn source_name(transport: Transport, local: SocketAddr) -> String {
     format!("syslog:{transport}://{local}")
 }
 
-async fn serve_tcp(state: AppState, tcp: TcpListener, source: String) {
+/// Accepts streams (TCP, or TLS after the handshake) and reads each to its end.
+async fn serve_streams<L>(state: AppState, mut listener: L, source: String)
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
     let streams = Arc::new(Semaphore::new(MAX_STREAMS));
     // The connections' tasks end with the listener's (dropping the set aborts them).
     let mut connections = JoinSet::new();
@@ -163,33 +170,9 @@ async fn serve_tcp(state: AppState, tcp: TcpListener, source: String) {
         let Ok(permit) = streams.clone().acquire_owned().await else {
             return;
         };
-        match tcp.accept().await {
-            Ok((stream, peer)) => {
-                let (state, source) = (state.clone(), source.clone());
-                connections.spawn(async move {
-                    serve_stream(&state, stream, &source, peer).await;
-                    drop(permit);
-                });
-            }
-            Err(e) => {
-                // Out of file descriptors and the like: pause rather than spin.
-                tracing::warn!(error = %e, "syslog accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
-
-async fn serve_tls(state: AppState, mut listener: super::tls::TlsListener, source: String) {
-    let streams = Arc::new(Semaphore::new(MAX_STREAMS));
-    let mut connections = JoinSet::new();
-    loop {
-        while connections.try_join_next().is_some() {}
-        let Ok(permit) = streams.clone().acquire_owned().await else {
-            return;
-        };
-        // Handshakes happen in the listener, each under its own deadline.
-        let (stream, peer) = axum::serve::Listener::accept(&mut listener).await;
+        // Failed accepts are retried inside (after a pause, when out of file descriptors),
+        // and a TLS listener handshakes each stream under its own deadline.
+        let (stream, peer) = listener.accept().await;
         let (state, source) = (state.clone(), source.clone());
         connections.spawn(async move {
             serve_stream(&state, stream, &source, peer).await;

@@ -37,7 +37,7 @@ impl LineFormat {
 /// The action of events made from text lines.
 pub const TEXT_ACTION: &str = "log.entry";
 /// The action of events made from lines that could not be read.
-pub const UNPARSED_ACTION: &str = "log.unparsed";
+pub use crate::ingest::UNPARSED_ACTION;
 /// How much of an unreadable line its event's description quotes.
 const QUOTE_CHARS: usize = 200;
 
@@ -158,24 +158,16 @@ fn unparsed_event(text: &str, error: &str, origin: &Origin<'_>, now: DateTime<Ut
     metadata.insert("file".into(), json!(origin.file));
     metadata.insert("line".into(), json!(origin.line));
     metadata.insert("error".into(), json!(error));
-    // Built directly rather than through ingest: the raw line may exceed the metadata
-    // limits a sender is held to, and it must be kept whole all the same.
-    AuditEvent {
-        description: Some(format!(
+    ingest::unparsed_event(
+        origin.source,
+        now,
+        format!(
             "Unreadable line {} of {}: {quote}{ellipsis}",
             origin.line, origin.file
-        )),
-        metadata: Some(metadata),
-        ..AuditEvent::new(
-            now,
-            crate::model::Level::Warning,
-            crate::model::Category::SystemManagement,
-            UNPARSED_ACTION,
-            crate::model::Outcome::Success,
-            crate::model::Actor::system(),
-            origin.source.clone(),
-        )
-    }
+        ),
+        metadata,
+        None,
+    )
 }
 
 fn truncate_at_char(s: &mut String, max: usize) {
