@@ -1,4 +1,4 @@
-import { expect, signIn, test } from "./server";
+import { expect, signIn, test, TOKEN } from "./server";
 
 test("a burst raises the spike anomaly live and lands in the heatmap's current cell", async ({ page, server }) => {
   await signIn(page);
@@ -95,4 +95,45 @@ test("the alert log shows a new alert as it is raised, without reloading", async
   // The list is reread when the socket reports the alert; its timed refresh is a minute away.
   await expect(row).toHaveCount(1, { timeout: 5_000 });
   await expect(row).toHaveAttribute("aria-label", /^critical: /);
+});
+
+test("each source has its bar, which opens the explorer on that source's events", async ({ page, server }) => {
+  await server.post([{ action: "file.read" }, { action: "file.write" }]);
+  // An OpenTelemetry log record, in OTLP's JSON encoding, from a service with a resource.
+  const otlp = await fetch(`${server.url}/v1/logs`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${TOKEN}`, "Content-Type": "application/json" },
+    body: JSON.stringify({
+      resourceLogs: [{
+        resource: { attributes: [
+          { key: "service.name", value: { stringValue: "billing" } },
+          { key: "host.name", value: { stringValue: "app-7" } },
+        ] },
+        scopeLogs: [{ logRecords: [{
+          eventName: "invoice.void", severityNumber: 13, body: { stringValue: "invoice 17 voided" },
+          attributes: [{ key: "user.id", value: { stringValue: "carol" } }],
+        }] }],
+      }],
+    }),
+  });
+  expect(otlp.status, await otlp.clone().text()).toBe(200);
+  await signIn(page);
+  const sources = page.getByRole("list", { name: "By source" });
+  await expect(sources.getByRole("listitem", { name: "otlp: 1" })).toBeVisible();
+  await expect(sources.getByRole("listitem", { name: /^http: \d+$/ })).toBeVisible();
+  await sources.getByRole("link", { name: "otlp" }).click();
+  await expect(page).toHaveURL(/\/events\?source=otlp/);
+  const rows = page.getByRole("table").locator("tbody tr");
+  await expect(rows).toHaveCount(1);
+  await expect(rows.first()).toContainText("invoice.void");
+  const dialog = page.getByRole("dialog");
+  // The click does something once the page is hydrated.
+  await expect(async () => {
+    await rows.first().click();
+    await expect(dialog).toBeVisible({ timeout: 1000 });
+  }).toPass();
+  await expect(dialog).toContainText("invoice 17 voided");
+  const system = dialog.locator("section", { has: page.getByRole("heading", { name: "System", exact: true }) });
+  await expect(system).toContainText(/Service\s*billing/);
+  await expect(system).toContainText(/Host\s*app-7/);
 });
