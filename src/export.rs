@@ -1,9 +1,11 @@
-//! Export formats: CSV (with formula-injection neutralised), a JSON array, and NDJSON,
-//! written incrementally in bounded chunks so an export of millions of events never holds more
+//! Export formats: CSV (with formula-injection neutralised), a JSON array, and NDJSON, each
+//! of our events or of OCSF records ([`ocsf`]), written incrementally in bounded chunks so an export of millions of events never holds more
 //! than one chunk. Server build only.
 
 use crate::model::StoredEvent;
 use chrono::{DateTime, SecondsFormat, Utc};
+
+pub mod ocsf;
 
 /// What `GET /api/v1/events/export` writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -11,6 +13,10 @@ pub enum ExportFormat {
     Csv,
     Json,
     Ndjson,
+    /// OCSF records in a JSON array.
+    OcsfJson,
+    /// OCSF records, one per line.
+    OcsfNdjson,
 }
 
 impl ExportFormat {
@@ -20,6 +26,8 @@ impl ExportFormat {
             ExportFormat::Csv => "csv",
             ExportFormat::Json => "json",
             ExportFormat::Ndjson => "ndjson",
+            ExportFormat::OcsfJson => "ocsf.json",
+            ExportFormat::OcsfNdjson => "ocsf.ndjson",
         }
     }
 
@@ -27,8 +35,8 @@ impl ExportFormat {
     pub fn content_type(self) -> &'static str {
         match self {
             ExportFormat::Csv => "text/csv; charset=utf-8",
-            ExportFormat::Json => "application/json",
-            ExportFormat::Ndjson => "application/x-ndjson",
+            ExportFormat::Json | ExportFormat::OcsfJson => "application/json",
+            ExportFormat::Ndjson | ExportFormat::OcsfNdjson => "application/x-ndjson",
         }
     }
 }
@@ -84,8 +92,8 @@ impl ExportWriter {
             ExportFormat::Csv => {
                 write_csv_row(&mut buf, CSV_HEADER.iter().map(|h| Some((*h).to_string())))
             }
-            ExportFormat::Json => buf.push(b'['),
-            ExportFormat::Ndjson => {}
+            ExportFormat::Json | ExportFormat::OcsfJson => buf.push(b'['),
+            ExportFormat::Ndjson | ExportFormat::OcsfNdjson => {}
         }
         ExportWriter {
             format,
@@ -99,27 +107,36 @@ impl ExportWriter {
     pub fn push(&mut self, event: &StoredEvent) -> Option<Vec<u8>> {
         match self.format {
             ExportFormat::Csv => write_csv_row(&mut self.buf, csv_cells(event)),
-            ExportFormat::Json => {
+            ExportFormat::Json | ExportFormat::OcsfJson => {
                 if self.rows > 0 {
                     self.buf.push(b',');
                 }
                 self.buf.push(b'\n');
-                // Serialising a value we built cannot fail; a failure would be a bug worth
-                // an empty object rather than a torn file.
-                if serde_json::to_writer(&mut self.buf, event).is_err() {
-                    self.buf.extend_from_slice(b"{}");
-                }
+                self.write_record(event);
             }
-            ExportFormat::Ndjson => {
-                if serde_json::to_writer(&mut self.buf, event).is_err() {
-                    self.buf.extend_from_slice(b"{}");
-                }
+            ExportFormat::Ndjson | ExportFormat::OcsfNdjson => {
+                self.write_record(event);
                 self.buf.push(b'\n');
             }
         }
         self.rows += 1;
         (self.buf.len() >= self.chunk)
             .then(|| std::mem::replace(&mut self.buf, Vec::with_capacity(self.chunk + 4096)))
+    }
+
+    /// `event` as JSON, or as its OCSF record.
+    fn write_record(&mut self, event: &StoredEvent) {
+        let written = match self.format {
+            ExportFormat::OcsfJson | ExportFormat::OcsfNdjson => {
+                serde_json::to_writer(&mut self.buf, &ocsf::record(event))
+            }
+            _ => serde_json::to_writer(&mut self.buf, event),
+        };
+        // Serialising a value we built cannot fail; a failure would be a bug worth an empty
+        // object rather than a torn file.
+        if written.is_err() {
+            self.buf.extend_from_slice(b"{}");
+        }
     }
 
     /// How many events were written.
@@ -129,7 +146,7 @@ impl ExportWriter {
 
     /// The rest of the output, closing the JSON array.
     pub fn finish(mut self) -> Vec<u8> {
-        if self.format == ExportFormat::Json {
+        if matches!(self.format, ExportFormat::Json | ExportFormat::OcsfJson) {
             self.buf
                 .extend_from_slice(if self.rows > 0 { b"\n]\n" } else { b"]\n" });
         }

@@ -1073,3 +1073,133 @@ async fn a_real_scrape_passes_promtool_and_counts_what_happened() {
         .starts_with("application/openmetrics-text"));
     assert!(open.text().await.unwrap().ends_with("# EOF\n"));
 }
+
+/// Runs `tests/fixtures/ocsf_check.py` (the OCSF 1.2.0 schema through ocsf-lib) on `records`.
+async fn ocsf_check(records: String) -> (bool, String) {
+    tokio::task::spawn_blocking(move || {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ocsf_check.py");
+        let mut child = Command::new(python())
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(records.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ocsf_exports_follow_the_ocsf_schema_class_by_class() {
+    let server = TestServer::start().await;
+    let (status, _) = server
+        .post(&json!([
+            {"action": "auth.login", "user": {"id": "u1", "username": "alice"}, "outcome": "denied",
+             "request": {"ip": "10.0.0.1", "method": "POST", "path": "/login", "statusCode": 401},
+             "sessionId": "s1"},
+            {"action": "auth.logout", "user": {"id": "u1"}},
+            {"action": "user.create", "user": {"id": "admin"},
+             "entity": {"type": "user", "id": "u9", "name": "bob"},
+             "changes": {"role": {"before": null, "after": "viewer"}}},
+            {"action": "user.password_reset", "user": {"id": "u9"}},
+            {"action": "invoice.update", "level": "warning", "metadata": {"tenant": "acme"},
+             "request": {"method": "PATCH", "path": "/invoices/1", "userAgent": "curl/8"}},
+            {"action": "report.download", "request": {"method": "GET", "path": "/r/1"}},
+            {"action": "backup.run", "level": "critical", "outcome": "failure",
+             "correlationId": "job-7"},
+        ]))
+        .await;
+    assert_eq!(status, 201);
+    let export = |format: &'static str| {
+        let server = &server;
+        async move {
+            let r = server
+                .http
+                .get(server.url(&format!(
+                    "/api/v1/events/export?format={format}&sort=seq:asc"
+                )))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.text().await.unwrap()
+        }
+    };
+    let ndjson = export("ocsf-ndjson").await;
+    let (ok, report) = ocsf_check(ndjson.clone()).await;
+    assert!(ok, "{report}");
+    let (ok, report) = ocsf_check(export("ocsf").await).await;
+    assert!(ok, "{report}");
+
+    let records: Vec<Value> = ndjson
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let classes: Vec<(u64, u64)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["class_uid"].as_u64().unwrap(),
+                r["activity_id"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        classes,
+        [
+            (3002, 1),
+            (3002, 2),
+            (3001, 1),
+            (3001, 4),
+            (6003, 3),
+            (6003, 2),
+            (0, 99)
+        ]
+    );
+    let (_, list) = server.get("/api/v1/events?sort=seq:asc&limit=1").await;
+    let first = &list["items"][0];
+    let login = &records[0];
+    assert_eq!(login["metadata"]["uid"], first["eventId"]);
+    assert_eq!(login["metadata"]["sequence"], first["seq"]);
+    let hash = format!("trailwatch.hash:{}", first["hash"].as_str().unwrap());
+    assert!(login["metadata"]["labels"]
+        .as_array()
+        .unwrap()
+        .contains(&json!(hash)));
+    assert_eq!(login["user"]["name"], "alice");
+    assert_eq!(login["src_endpoint"]["ip"], "10.0.0.1");
+    assert_eq!(
+        (login["status_id"].as_u64(), login["severity_id"].as_u64()),
+        (Some(2), Some(3))
+    );
+    assert_eq!(login["type_uid"], 300201);
+    assert_eq!(
+        records[2]["user"]["uid"], "u9",
+        "the account changed, not the actor"
+    );
+    assert_eq!(records[2]["actor"]["user"]["uid"], "admin");
+    assert_eq!(records[4]["unmapped"]["httpMethod"], "PATCH");
+    assert_eq!(records[6]["severity_id"], 5);
+    assert_eq!(records[6]["metadata"]["correlation_uid"], "job-7");
+
+    // The check can fail: an Authentication record without its user is refused.
+    let mut broken = records[0].clone();
+    broken.as_object_mut().unwrap().remove("user");
+    let (ok, report) = ocsf_check(broken.to_string()).await;
+    assert!(!ok && report.contains("user: is required"), "{report}");
+}

@@ -1,5 +1,6 @@
 import { expect, signIn, test } from "./server";
 import type { Page } from "@playwright/test";
+import { readFileSync } from "node:fs";
 
 const rows = (page: Page) => page.getByRole("table").locator("tbody tr");
 const search = (page: Page) => page.getByRole("searchbox", { name: "Search events" });
@@ -172,4 +173,20 @@ test("a custom time range that ends in the past shows its events and does not fo
   await expect(page.getByText("No events match.")).toBeVisible();
   await expect(page.getByRole("status", { name: /Connection:/ })).toHaveCount(0);
   await expect(page.getByRole("button", { name: "Pause" })).toHaveCount(0);
+});
+
+test("the export menu downloads the filtered events as OCSF records", async ({ page }) => {
+  await signIn(page);
+  await openExplorer(page, "/events?user_id=carol");
+  await expect(rows(page)).toHaveCount(2);
+  await page.getByText("Export", { exact: true }).click();
+  const [download] = await Promise.all([
+    page.waitForEvent("download"),
+    page.getByRole("link", { name: "OCSF" }).click(),
+  ]);
+  expect(download.suggestedFilename()).toMatch(/\.ocsf\.json$/);
+  const records = JSON.parse(readFileSync(await download.path(), "utf8"));
+  // Both of carol's sign-ins, as OCSF Authentication / Logon records.
+  expect(records.map((r: { type_uid: number }) => r.type_uid)).toEqual([300201, 300201]);
+  expect(records.map((r: { status: string }) => r.status).sort()).toEqual(["Failure", "Success"]);
 });

@@ -315,7 +315,7 @@ pub(super) async fn actions(State(state): State<AppState>) -> Result<Response, A
 const EXPORT_CHUNK: usize = 64 * 1024;
 const EXPORT_CHUNKS_IN_FLIGHT: usize = 4;
 
-/// `GET /api/v1/events/export?format=csv|json|ndjson` with the list's filters and `sort`:
+/// `GET /api/v1/events/export?format=csv|json|ndjson|ocsf|ocsf-ndjson` with the list's filters and `sort`:
 /// every match in the list's order, streamed from one snapshot with flat memory.
 pub(super) async fn export_events(
     State(state): State<AppState>,
@@ -329,10 +329,12 @@ pub(super) async fn export_events(
         "csv" => ExportFormat::Csv,
         "json" => ExportFormat::Json,
         "ndjson" | "jsonl" => ExportFormat::Ndjson,
+        "ocsf" => ExportFormat::OcsfJson,
+        "ocsf-ndjson" => ExportFormat::OcsfNdjson,
         other => {
             return Err(ApiError::Param {
                 field: "format".into(),
-                message: format!("{other:?} is not one of: csv, json, ndjson"),
+                message: format!("{other:?} is not one of: csv, json, ndjson, ocsf, ocsf-ndjson"),
             })
         }
     };

@@ -887,6 +887,7 @@ fn Results(
                             <a href=move || export("csv") download>"CSV"</a>
                             <a href=move || export("json") download>"JSON"</a>
                             <a href=move || export("ndjson") download>"NDJSON"</a>
+                            <a href=move || export("ocsf") download title="Open Cybersecurity Schema Framework 1.2 records">"OCSF"</a>
                         </div>
                     </details>
                 </div>
