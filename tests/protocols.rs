@@ -28,22 +28,22 @@ fn python() -> PathBuf {
     python
 }
 
-/// Runs `tests/fixtures/otel_send.py` with `plan`; returns its exit status and output.
-async fn otel_send(plan: Value) -> (bool, String) {
+/// Runs `program` with `args`, `input` on its standard input; returns whether it succeeded and
+/// what it printed (both streams).
+async fn run_with_input(program: PathBuf, args: Vec<String>, input: String) -> (bool, String) {
     tokio::task::spawn_blocking(move || {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/otel_send.py");
-        let mut child = Command::new(python())
-            .arg(script)
+        let mut child = Command::new(&program)
+            .args(&args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap();
+            .unwrap_or_else(|e| panic!("{} runs: {e}", program.display()));
         child
             .stdin
             .take()
             .unwrap()
-            .write_all(plan.to_string().as_bytes())
+            .write_all(input.as_bytes())
             .unwrap();
         let out = child.wait_with_output().unwrap();
         let text = format!(
@@ -55,6 +55,19 @@ async fn otel_send(plan: Value) -> (bool, String) {
     })
     .await
     .unwrap()
+}
+
+/// A script of `tests/fixtures`, as the venv's Python's argument.
+fn fixture_script(name: &str) -> Vec<String> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    vec![path.display().to_string()]
+}
+
+/// Runs `tests/fixtures/otel_send.py` with `plan`; returns its exit status and output.
+async fn otel_send(plan: Value) -> (bool, String) {
+    run_with_input(python(), fixture_script("otel_send.py"), plan.to_string()).await
 }
 
 /// Reads `n` events from the socket, as JSON.
@@ -991,33 +1004,13 @@ async fn a_real_scrape_passes_promtool_and_counts_what_happened() {
         .await
         .unwrap();
     // Prometheus's own linter, on exactly what a scraper gets.
-    let checked = {
-        let scrape = scrape.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut child = Command::new("promtool")
-                .args(["check", "metrics"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("promtool runs (.ci/setup test installs Debian's prometheus)");
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(scrape.as_bytes())
-                .unwrap();
-            child.wait_with_output().unwrap()
-        })
-        .await
-        .unwrap()
-    };
-    assert!(
-        checked.status.success(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&checked.stdout),
-        String::from_utf8_lossy(&checked.stderr)
-    );
+    let (ok, linted) = run_with_input(
+        "promtool".into(),
+        vec!["check".into(), "metrics".into()],
+        scrape.clone(),
+    )
+    .await;
+    assert!(ok, "promtool: {linted}");
     // The metrics are the process's; other tests of this binary add to them, so at least.
     let at_least = |series: &str, n: f64| {
         let got = sample(&scrape, series);
@@ -1076,31 +1069,7 @@ async fn a_real_scrape_passes_promtool_and_counts_what_happened() {
 
 /// Runs `tests/fixtures/ocsf_check.py` (the OCSF 1.2.0 schema through ocsf-lib) on `records`.
 async fn ocsf_check(records: String) -> (bool, String) {
-    tokio::task::spawn_blocking(move || {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ocsf_check.py");
-        let mut child = Command::new(python())
-            .arg(script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(records.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
-    })
-    .await
-    .unwrap()
+    run_with_input(python(), fixture_script("ocsf_check.py"), records).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
