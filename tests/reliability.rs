@@ -523,5 +523,48 @@ mod parsers {
                 prop_assert_eq!(event.is_none(), blank, "nothing dropped but blank lines");
             }
         }
+
+        #[test]
+        fn a_syslog_stream_becomes_events_however_it_is_cut(
+            stream in prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..600),
+                "((<[0-9]{1,3}>1? ?[ -~]{0,40}\n)|([0-9]{1,3} <[0-9]{1,3}>[ -~]{0,20})|\n){0,8}".prop_map(String::into_bytes),
+            ],
+            cut in 0usize..600,
+        ) {
+            use trailwatch::ingest::syslog::{event, Deframer, Frame, Origin as Peer};
+            let peer = Peer { source: Source("syslog:tcp://127.0.0.1:6514".into()), peer: "127.0.0.1:1".into() };
+            let mut d = Deframer::default();
+            let cut = cut.min(stream.len());
+            let mut frames: Vec<Frame> = Vec::new();
+            d.push(&stream[..cut]);
+            frames.extend(std::iter::from_fn(|| d.next_frame()));
+            d.push(&stream[cut..]);
+            frames.extend(std::iter::from_fn(|| d.next_frame()));
+            frames.extend(d.finish());
+            // Frames hold bytes of the stream only, and each becomes an event (none is dropped).
+            let framed: usize = frames.iter().map(|f| match f {
+                Frame::Message(m) => m.len(),
+                Frame::TooLong { head, .. } => head.len(),
+            }).sum();
+            prop_assert!(framed <= stream.len());
+            for frame in frames {
+                let e = event(frame, &peer, now());
+                prop_assert!(!e.action.is_empty());
+            }
+        }
+
+        #[test]
+        fn otlp_and_kubernetes_bodies_never_panic(body in prop::collection::vec(any::<u8>(), 0..512), json in jsonish()) {
+            use trailwatch::ingest::otlp::{decode, map_request, Encoding};
+            for bytes in [&body[..], json.as_bytes()] {
+                for encoding in [Encoding::Protobuf, Encoding::Json] {
+                    if let Ok(request) = decode(bytes, encoding) {
+                        let _ = map_request(&request, now());
+                    }
+                }
+                let _ = trailwatch::ingest::kubernetes::parse_batch(bytes, now());
+            }
+        }
     }
 }
