@@ -304,6 +304,18 @@ pub fn unparsed_event(
     }
 }
 
+/// `text` cut to at most `max` bytes, on a character boundary.
+pub fn clip(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// The action of an event made of input that could not be read.
 pub const UNPARSED_ACTION: &str = "log.unparsed";
 

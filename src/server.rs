@@ -959,6 +959,19 @@ async fn take_ingest_budget(
     Err(ApiError::RateLimited(refused.retry_after))
 }
 
+/// Seals `events` with the credential the middleware accepted: `source` is what a sender
+/// says, the submitter is what the server knows.
+fn submitted_by(
+    principal: Option<axum::Extension<auth::Principal>>,
+    events: &mut [crate::model::AuditEvent],
+) -> Result<(), ApiError> {
+    let axum::Extension(principal) = principal.ok_or(ApiError::Unauthorized)?;
+    for event in events {
+        event.submitted_by = Some(principal.submitter.clone());
+    }
+    Ok(())
+}
+
 /// The request's body, or why it could not be read (over the limit: `413`).
 fn body_bytes(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|rejection| {
@@ -1000,12 +1013,7 @@ async fn ingest_events(
                 message: "the request holds no events".into(),
             }]),
         })?;
-    // `source` is what the sender says; the credential the middleware accepted is what the
-    // server knows, and it is sealed with each event.
-    let axum::Extension(principal) = principal.ok_or(ApiError::Unauthorized)?;
-    for event in &mut events {
-        event.submitted_by = Some(principal.submitter.clone());
-    }
+    submitted_by(principal, &mut events)?;
     let receipt = state.store.append(events).await?;
     Ok((StatusCode::CREATED, Json(receipt)).into_response())
 }
@@ -1036,10 +1044,7 @@ async fn ingest_kubernetes_audit(
                 message,
             }
         })?;
-    let axum::Extension(principal) = principal.ok_or(ApiError::Unauthorized)?;
-    for event in &mut events {
-        event.submitted_by = Some(principal.submitter.clone());
-    }
+    submitted_by(principal, &mut events)?;
     let receipt = state.store.append(events).await?;
     Ok((StatusCode::CREATED, Json(receipt)).into_response())
 }

@@ -8,7 +8,7 @@
 //! `log.unparsed` event that keeps the item and the reason, as a tailed line that cannot be
 //! read is.
 
-use super::{normalize, parse_json, Clock, MAX_SHORT_LEN};
+use super::{clip, normalize, parse_json, Clock, MAX_SHORT_LEN};
 use crate::model::{AuditEvent, Source};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -306,18 +306,6 @@ fn http_method(verb: &str) -> &'static str {
         "delete" | "deletecollection" => "DELETE",
         _ => "GET",
     }
-}
-
-/// `text` cut to at most `max` bytes on a character boundary.
-fn clip(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 /// An item that could not be mapped, kept: its text (up to [`RAW_KEPT`] bytes) and why.

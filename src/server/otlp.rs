@@ -77,14 +77,11 @@ pub(super) async fn export_logs(
         Err(message) => return Ok(refuse(encoding, StatusCode::BAD_REQUEST, &message)),
     };
     let mut mapped = otlp::map_request(&request, state.window.at(Utc::now()));
-    let axum::Extension(principal) = principal.ok_or(ApiError::Unauthorized)?;
+    super::submitted_by(principal, &mut mapped.events)?;
     if mapped.rejected > 0 {
         crate::metrics::get().count_events(otlp::SOURCE, false, mapped.rejected as u64);
     }
     if !mapped.events.is_empty() {
-        for event in &mut mapped.events {
-            event.submitted_by = Some(principal.submitter.clone());
-        }
         let events = std::mem::take(&mut mapped.events);
         if let Err(e) = state.store.append(events).await {
             return Ok(match e {

@@ -107,24 +107,20 @@ pub async fn start(
     let mut listeners = SyslogListeners::default();
     for spec in specs {
         let cannot = |e: std::io::Error| format!("syslog listener {}: {e}", spec.addr);
-        let (local, task) = match spec.transport {
+        let (local, source, task) = match spec.transport {
             Transport::Udp => {
                 let socket = UdpSocket::bind(spec.addr).await.map_err(cannot)?;
                 let local = socket.local_addr().map_err(cannot)?;
                 let source = source_name(spec.transport, local);
-                (
-                    local,
-                    tokio::spawn(serve_udp(state.clone(), socket, source)),
-                )
+                let task = tokio::spawn(serve_udp(state.clone(), socket, source.clone()));
+                (local, source, task)
             }
             Transport::Tcp => {
                 let tcp = TcpListener::bind(spec.addr).await.map_err(cannot)?;
                 let local = tcp.local_addr().map_err(cannot)?;
                 let source = source_name(spec.transport, local);
-                (
-                    local,
-                    tokio::spawn(serve_streams(state.clone(), tcp, source)),
-                )
+                let task = tokio::spawn(serve_streams(state.clone(), tcp, source.clone()));
+                (local, source, task)
             }
             Transport::Tls => {
                 let config = tls.clone().ok_or_else(|| {
@@ -138,16 +134,12 @@ pub async fn start(
                 let local = tcp.local_addr().map_err(cannot)?;
                 let source = source_name(spec.transport, local);
                 let listener = super::tls::TlsListener::new(tcp, config).map_err(cannot)?;
-                (
-                    local,
-                    tokio::spawn(serve_streams(state.clone(), listener, source)),
-                )
+                let task = tokio::spawn(serve_streams(state.clone(), listener, source.clone()));
+                (local, source, task)
             }
         };
         tracing::info!(transport = %spec.transport, addr = %local, "syslog listener ready");
-        listeners
-            .bound
-            .push((source_name(spec.transport, local), local));
+        listeners.bound.push((source, local));
         listeners.tasks.push(task);
     }
     Ok(listeners)

@@ -93,12 +93,8 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// The database's files on disk: the events, their write-ahead log and the search index.
     pub fn database_bytes(&self) -> u64 {
-        let wal = |p: &std::path::Path| {
-            let mut name = p.as_os_str().to_owned();
-            name.push("-wal");
-            PathBuf::from(name)
-        };
         let (events, search) = (&self.shared.path, &self.shared.search_path);
+        let wal = schema::wal_path;
         [events.clone(), wal(events), search.clone(), wal(search)]
             .iter()
             .filter_map(|p| std::fs::metadata(p).ok())

@@ -114,8 +114,7 @@ fn text_event(text: &str, source: &Source, clock: ingest::Clock) -> Result<Audit
     if rest.is_empty() {
         return Err("the line has a timestamp and nothing else".into());
     }
-    let mut description: String = rest.to_string();
-    truncate_at_char(&mut description, ingest::MAX_DESCRIPTION_LEN);
+    let description = ingest::clip(rest, ingest::MAX_DESCRIPTION_LEN);
     let record = json!({
         "timestamp": timestamp.to_rfc3339(),
         "action": TEXT_ACTION,
@@ -168,16 +167,6 @@ fn unparsed_event(text: &str, error: &str, origin: &Origin<'_>, now: DateTime<Ut
         metadata,
         None,
     )
-}
-
-fn truncate_at_char(s: &mut String, max: usize) {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
 }
 
 #[cfg(test)]

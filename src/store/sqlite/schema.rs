@@ -193,7 +193,7 @@ pub fn open_writer(
 }
 
 /// The write-ahead log of the database at `path`.
-fn wal_path(path: &Path) -> std::path::PathBuf {
+pub(crate) fn wal_path(path: &Path) -> std::path::PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push("-wal");
     std::path::PathBuf::from(name)
