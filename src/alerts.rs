@@ -245,7 +245,7 @@ CREATE INDEX IF NOT EXISTS deliveries_alert ON deliveries (alert_id);
 ";
 
 /// One webhook delivery attempt, for the delivery log.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Delivery {
     pub url: String,

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 /// Event counts over some span: all, denied, failed, errors (failures plus events at level
 /// error or critical) and critical (level critical).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Tally {
     pub n: u64,
     pub denied: u64,
@@ -91,6 +92,7 @@ pub fn health_score(t: &Tally) -> u8 {
 
 /// Which way the health score moved against the previous span of the same length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum HealthTrend {
     Improving,
@@ -116,6 +118,7 @@ pub fn health_trend(current: u8, previous: u8) -> HealthTrend {
 
 /// Which way activity moved against the previous span of the same length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Trend {
     Up,
@@ -148,6 +151,7 @@ pub fn volume_trend(current: u64, previous: u64) -> Trend {
 
 /// One row of the 7-day vs 30-day comparison, in the predecessor's shape.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TrendComparison {
     /// `"7d"` or `"30d"`.
@@ -176,6 +180,7 @@ impl TrendComparison {
 
 /// A user and how many events they caused.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct UserCount {
     pub user: String,
     pub count: u64,
@@ -185,6 +190,7 @@ pub struct UserCount {
 
 /// A heatmap cell's intensity against the busiest cell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Intensity {
     None,
@@ -207,6 +213,7 @@ impl Intensity {
 
 /// One day of the heatmap: its local date, weekday and 24 hourly counts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct HeatDay {
     /// `YYYY-MM-DD`, in the heatmap's time zone.
@@ -218,6 +225,7 @@ pub struct HeatDay {
 
 /// Activity by hour of day over the last seven local days, oldest first.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Heatmap {
     /// The IANA zone the days and hours are in.
@@ -277,6 +285,7 @@ impl Heatmap {
 
 /// `GET /api/dashboard/summary`, in the predecessor's shape plus the rates behind the score.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
     pub health_score: u8,
@@ -294,6 +303,7 @@ pub struct Summary {
 
 /// Whether the spike rule is raised now, and the rates it compared.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct SpikeDetection {
     pub has_spike: bool,
@@ -303,6 +313,7 @@ pub struct SpikeDetection {
 
 /// A span of time, epoch milliseconds, `from` inclusive and `to` exclusive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct TimeRange {
     pub from: i64,
     pub to: i64,
@@ -320,6 +331,7 @@ impl TimeRange {
 
 /// `GET /api/dashboard/insights`, in the predecessor's shape plus the heatmap.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Insights {
     pub trend_comparison: Vec<TrendComparison>,
@@ -329,6 +341,7 @@ pub struct Insights {
 
 /// `GET /api/v1/events/statistics`: totals and distributions over a time range.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Statistics {
     pub range: TimeRange,
@@ -355,6 +368,7 @@ pub struct Statistics {
 
 /// Events over time, stacked by outcome: one point per bucket, oldest first.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Timeline {
     /// The bucket width in milliseconds.
@@ -364,6 +378,7 @@ pub struct Timeline {
 
 /// One bucket of the timeline.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TimelinePoint {
     /// The bucket's start, epoch ms.
@@ -395,6 +410,7 @@ impl Timeline {
 
 /// Everything the dashboard home shows besides the feed, from one server round trip.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Overview {
     pub summary: Summary,

@@ -47,6 +47,16 @@ pub async fn whoami() -> Result<crate::model::Whoami, AppError> {
     authorize(crate::model::Permission::Session).map(|p| p.whoami())
 }
 
+/// The REST API's reference, from its OpenAPI document, for the `/api-docs` page.
+///
+/// # Errors
+/// [`AppError::Unauthorized`] without credentials.
+#[server(prefix = "/api/fn", endpoint = "api_reference")]
+pub async fn api_reference() -> Result<crate::model::ApiReference, AppError> {
+    let _ = authorize(crate::model::Permission::Session)?;
+    Ok(crate::server::openapi::reference())
+}
+
 /// The newest events and the running totals, for the dashboard's first render.
 ///
 /// # Errors

@@ -12,6 +12,7 @@ use std::fmt;
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct Seq(pub u64);
 
@@ -30,6 +31,7 @@ impl fmt::Display for Seq {
 
 /// The server-assigned UUID of an event, as text.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct EventId(pub String);
 
@@ -41,6 +43,7 @@ impl fmt::Display for EventId {
 
 /// How severe an event is, lowest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
     Debug,
@@ -88,6 +91,7 @@ impl Level {
 
 /// The ten event categories of the predecessor event-logging system.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
     Authentication,
@@ -170,6 +174,7 @@ impl Category {
 
 /// Whether the action happened: done, attempted and failed, or refused by policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Success,
@@ -202,6 +207,7 @@ pub const SYSTEM_ACTOR: &str = "system";
 
 /// Who did it. `id` is the data subject for GDPR purposes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Actor {
     pub id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -225,6 +231,7 @@ impl Actor {
 
 /// What the action was done to.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Entity {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
@@ -236,6 +243,7 @@ pub struct Entity {
 
 /// The HTTP request that caused the event, if any. `ip` and `user_agent` are personal data.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RequestInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -255,6 +263,7 @@ pub struct RequestInfo {
 
 /// Where the actor was. Personal data.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Location {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub country: Option<String>,
@@ -264,6 +273,7 @@ pub struct Location {
 
 /// The system that emitted the event.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct SystemInfo {
     /// The service that emitted it (OpenTelemetry's `service.name`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -279,6 +289,7 @@ pub struct SystemInfo {
 
 /// One field's value before and after an update.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Change {
     pub before: serde_json::Value,
     pub after: serde_json::Value,
@@ -286,6 +297,7 @@ pub struct Change {
 
 /// Which channel brought an event in: `http`, `cli`, or `tail:<path>`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct Source(pub String);
 
@@ -303,6 +315,7 @@ impl Source {
 
 /// A validated audit event, as the sender described it, before the store seals it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEvent {
     /// When it happened, millisecond precision.
@@ -388,6 +401,7 @@ impl AuditEvent {
 /// One rule's share of a risk score assigned at ingest. `detail` names no person, address or
 /// place: it is sealed in the chain, which erasure of a data subject must leave intact.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct RiskReason {
     /// The rule: `level`, `outcome`, `category`, `repeated_user`, `repeated_ip`,
     /// `unusual_hour` or `new_country`.
@@ -414,6 +428,7 @@ impl RiskReason {
 
 /// An event as stored: sealed in the chain with its seq, id, arrival time and hash.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct StoredEvent {
     pub seq: Seq,
@@ -427,6 +442,7 @@ pub struct StoredEvent {
 
 /// The answer to a successful ingest: how many events were committed and their seq range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct IngestReceipt {
     pub accepted: usize,
@@ -436,6 +452,7 @@ pub struct IngestReceipt {
 
 /// One problem with one record of an ingest request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct FieldError {
     /// The record's position in the request (0 for a single object, the line for NDJSON).
     pub index: usize,
@@ -446,12 +463,14 @@ pub struct FieldError {
 
 /// The body of a `400` from ingest: every problem found, not only the first.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct IngestErrors {
     pub errors: Vec<FieldError>,
 }
 
 /// One page of `GET /api/v1/events`, newest first.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct EventPage {
     pub items: Vec<StoredEvent>,
@@ -479,6 +498,7 @@ pub struct EventPage {
 /// `filter` of a live subscription); empty lists and `None` mean "any". Shared so the browser
 /// and the server agree on what a filter means: see [`crate::search`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EventFilter {
     #[serde(
@@ -586,6 +606,7 @@ where
 
 /// An event's place in the hash chain, checked by the server when asked.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct EventSeal {
     pub seq: Seq,
@@ -600,6 +621,7 @@ pub struct EventSeal {
 /// Everything the event detail dialog shows: the event, its verified seal, and the events
 /// related to it by correlation id and by session id (newest first, a few of each).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct EventDetail {
     pub event: StoredEvent,
@@ -627,6 +649,7 @@ impl EventDetail {
 /// The events of a past range for replay, in seq order; `truncated` when the range holds
 /// more than were sent.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ReplayBatch {
     pub events: Vec<StoredEvent>,
     pub truncated: bool,
@@ -634,6 +657,7 @@ pub struct ReplayBatch {
 
 /// A named explorer view: the URL query (`?q=...&level=error`) that reopens it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct SavedView {
     pub id: i64,
@@ -646,6 +670,7 @@ pub struct SavedView {
 /// A distinct value of a field and how many events have it
 /// (`GET /api/v1/events/levels`, `/categories`, `/actions`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ValueCount {
     pub value: String,
     pub count: u64,
@@ -653,6 +678,7 @@ pub struct ValueCount {
 
 /// Running totals over every stored event, as of `as_of`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Counters {
     pub total: u64,
@@ -692,6 +718,7 @@ impl Counters {
 /// What the dashboard needs to render before any live event: the newest events (newest
 /// first), the totals that include them, and the server's clock.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct DashboardSnapshot {
     pub events: Vec<StoredEvent>,
@@ -701,6 +728,7 @@ pub struct DashboardSnapshot {
 
 /// A message from a client on `/ws/audit`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum ClientMessage {
     /// Start (or restart) the stream after `since_seq`; `None` means "the last 100, then live".
@@ -720,6 +748,7 @@ pub enum ClientMessage {
 
 /// A message from the server on `/ws/audit`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum ServerMessage {
     /// The answer to a `subscribe`: everything after this belongs to that subscription.
@@ -744,6 +773,7 @@ pub enum ServerMessage {
 
 /// How serious an anomaly or alert is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Info,
@@ -754,6 +784,7 @@ pub enum Severity {
 /// An alert: a rule matched an event (or an anomaly was raised). Events matching the same rule
 /// within the grouping window join one alert instead of raising more.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Alert {
     pub id: u64,
@@ -774,6 +805,7 @@ pub struct Alert {
 
 /// `GET /api/health`, in the predecessor's shape.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Health {
     pub status: String,
     /// Epoch milliseconds.
@@ -784,6 +816,7 @@ pub struct Health {
 
 /// The live connection's state, as the dashboard badge shows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub enum ConnectionState {
     Connecting,
     Live,
@@ -818,6 +851,7 @@ pub fn relative_time(then_ms: i64, now_ms: i64) -> String {
 /// A column a list of events can be ordered by: `sort=` in the REST API, the explorer's URL
 /// and its headers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub enum SortField {
     /// When the event happened, as its sender says.
@@ -873,6 +907,7 @@ impl SortField {
 /// The order of a list of events: a field and a direction, ties broken by seq in the same
 /// direction, so the order is total and a keyset cursor is exact.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct EventOrder {
     pub field: SortField,
     pub descending: bool,
@@ -1147,6 +1182,7 @@ mod tests {
 /// What an API token may do. An `admin` token may do everything; `read` and `ingest` only
 /// what they name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum TokenScope {
     /// Send events, nothing else.
@@ -1190,6 +1226,7 @@ impl TokenScope {
 
 /// A dashboard user's role.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Everything: users, tokens, settings, erasure.
@@ -1233,6 +1270,7 @@ impl Role {
 
 /// What a request needs, as the router and the server functions check it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Permission {
     /// Anything a signed-in holder does to their own session (sign out, who am I).
@@ -1267,6 +1305,7 @@ impl Permission {
 
 /// Where a principal's rights come from: an API token's scope or a user's role.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase", tag = "kind", content = "value")]
 pub enum Grant {
     Token(TokenScope),
@@ -1300,6 +1339,7 @@ impl Grant {
 
 /// Who is signed in, for the dashboard to show and to hide what they may not use.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Whoami {
     pub name: String,
     pub grant: Grant,
@@ -1310,6 +1350,7 @@ pub struct Whoami {
 /// The settings an admin may change while the server runs (the Settings page); the rest
 /// come from the settings file and flags.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RuntimeSettings {
     /// Whether the daily retention run deletes expired events.
@@ -1325,6 +1366,7 @@ pub struct RuntimeSettings {
 
 /// The Settings page: what runs now, and who last saved it from the dashboard, when.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct SettingsPage {
     pub current: RuntimeSettings,
@@ -1334,6 +1376,7 @@ pub struct SettingsPage {
 
 /// A dashboard user as listed: never the password hash.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct UserInfo {
     pub name: String,
@@ -1348,6 +1391,7 @@ pub struct UserInfo {
 
 /// An API token as listed: never its secret.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TokenInfo {
     pub name: String,
@@ -1360,6 +1404,7 @@ pub struct TokenInfo {
 
 /// A token just made: its secret is shown this once.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct CreatedToken {
     pub info: TokenInfo,
     pub token: String,
@@ -1368,6 +1413,7 @@ pub struct CreatedToken {
 /// Where the background check of the hash chain stands, for the dashboard header and
 /// `GET /api/v1/chain`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ChainStatus {
     /// Every event up to this seq verified (and matched the signed checkpoints).
@@ -1388,4 +1434,69 @@ impl ChainStatus {
     pub fn is_broken(&self) -> bool {
         self.problem.is_some()
     }
+}
+
+/// The REST API's reference for the `/api-docs` page: its OpenAPI document, digested into
+/// what a reader scans (see `server::openapi`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApiReference {
+    /// The server's version, which the document describes.
+    pub version: String,
+    /// Operations by tag, in the document's tag order.
+    pub groups: Vec<ApiGroup>,
+}
+
+/// One tag's operations.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApiGroup {
+    pub name: String,
+    pub description: String,
+    pub operations: Vec<ApiOperation>,
+}
+
+/// One method on one path.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApiOperation {
+    pub method: String,
+    pub path: String,
+    pub summary: String,
+    pub description: String,
+    /// The permission it needs; `None` for the public routes.
+    pub permission: Option<Permission>,
+    /// The roles and token scopes that hold that permission, as `role admin`, `scope read`.
+    pub granted_to: Vec<String>,
+    pub params: Vec<ApiParam>,
+    /// The request bodies it takes, one per content type.
+    pub request: Vec<ApiBody>,
+    pub responses: Vec<ApiAnswer>,
+}
+
+/// A path, query or header parameter.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApiParam {
+    pub name: String,
+    /// `path`, `query` or `header`.
+    pub location: String,
+    pub required: bool,
+    /// Its type in a few words: `integer`, `string`, `one of: info, warning`.
+    pub kind: String,
+    pub description: String,
+}
+
+/// A body in one content type, with its example when the document gives one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApiBody {
+    pub content_type: String,
+    /// The schema's name, when the body is one of the document's named schemas.
+    pub schema: Option<String>,
+    /// The example, pretty-printed JSON or the text as sent.
+    pub example: Option<String>,
+}
+
+/// One answer an operation may give.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApiAnswer {
+    pub status: String,
+    pub description: String,
+    pub bodies: Vec<ApiBody>,
 }

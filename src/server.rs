@@ -9,6 +9,7 @@ pub mod lifecycle;
 pub mod limits;
 mod logs;
 pub mod metrics;
+pub mod openapi;
 mod otlp;
 pub(crate) mod settings;
 pub mod syslog;
@@ -21,7 +22,9 @@ use crate::auth::{self, Auth, Presented};
 use crate::ingest::{self, BodyFormat, IngestError};
 use crate::insights::Analytics;
 use crate::live::Hub;
-use crate::model::{FieldError, Health, IngestErrors, Permission, Seq, Source};
+use crate::model::{
+    AuditEvent, FieldError, Health, IngestErrors, IngestReceipt, Permission, Seq, Source,
+};
 use crate::selfaudit::ActingFrom;
 use crate::store::{Store, StoreError};
 use crate::views::SavedViews;
@@ -32,7 +35,6 @@ use axum::extract::{DefaultBodyLimit, FromRef, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
 use axum::{Json, Router};
 use chrono::Utc;
 use leptos::config::LeptosOptions;
@@ -42,6 +44,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Everything a request handler or server function may need. Cheap to clone: one shared
 /// reference, because each request's middleware and extractors clone it several times (as a
@@ -109,6 +114,16 @@ impl FromRef<AppState> for LeptosOptions {
     }
 }
 
+/// What anyone may call, by design: the health check, the API's description, signing in and
+/// the first-admin setup.
+pub const PUBLIC_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/api/health"),
+    ("GET", "/api/openapi.json"),
+    ("POST", "/api/fn/login"),
+    ("POST", "/api/fn/setup"),
+    ("POST", "/api/fn/setup_status"),
+];
+
 /// The REST and WebSocket routes that require credentials, for tests and documentation.
 /// Server functions (`/api/fn/*` except login) and dashboard pages are protected too.
 pub const PROTECTED_ROUTES: &[(&str, &str)] = &[
@@ -160,6 +175,7 @@ pub const PROTECTED_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/fn/create_user"),
     ("POST", "/api/fn/disable_user"),
     ("POST", "/api/fn/whoami"),
+    ("POST", "/api/fn/api_reference"),
     ("POST", "/api/fn/settings"),
     ("POST", "/api/fn/save_settings"),
 ];
@@ -167,61 +183,42 @@ pub const PROTECTED_ROUTES: &[(&str, &str)] = &[
 /// The REST API and the live socket, before the dashboard's pages and server functions join
 /// them (see `crate::site`); [`protect`] puts the middleware around the whole.
 pub fn api_routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/health", get(health))
-        .route(
-            "/api/v1/events",
-            get(events::list_events).post(ingest_events),
-        )
-        .route("/api/v1/events/export", get(events::export_events))
-        .route("/api/v1/events/statistics", get(dashboard::statistics))
-        .route("/api/dashboard/summary", get(dashboard::summary))
-        .route("/api/dashboard/insights", get(dashboard::insights))
-        .route("/api/v1/alerts", get(dashboard::list_alerts))
-        .route(
-            "/api/v1/alerts/{id}/acknowledge",
-            axum::routing::post(dashboard::acknowledge_alert),
-        )
-        .route(
-            "/api/v1/alerts/{id}/deliveries",
-            get(dashboard::alert_deliveries),
-        )
-        .route("/api/v1/events/levels", get(events::levels))
-        .route("/api/v1/events/categories", get(events::categories))
-        .route("/api/v1/events/actions", get(events::actions))
-        .route("/api/v1/events/{event_id}", get(events::get_event))
-        .route(
-            "/api/v1/events/cleanup",
-            axum::routing::delete(lifecycle::cleanup),
-        )
-        .route(
-            "/api/v1/subjects/{user_id}/export",
-            get(lifecycle::export_subject),
-        )
-        .route(
-            "/api/v1/subjects/{user_id}/erase",
-            axum::routing::post(lifecycle::erase_subject),
-        )
-        .route("/api/v1/logs", get(logs::mirrored_logs))
-        .route(
-            KUBERNETES_AUDIT,
-            axum::routing::post(ingest_kubernetes_audit),
-        )
-        .route("/api/v1/verify", get(verify_chain))
-        .route("/api/v1/chain", get(chain_status))
-        .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
-        .route(
-            "/api/v1/tokens/{name}",
-            axum::routing::delete(tokens::revoke),
-        )
-        .route("/api/v1/users", get(users::list).post(users::create))
-        .route(
-            "/api/v1/users/{name}",
-            axum::routing::delete(users::disable),
-        )
-        .route("/ws/audit", get(ws_audit))
-        .route(otlp::PATHS[0], axum::routing::post(otlp::export_logs))
-        .route(otlp::PATHS[1], axum::routing::post(otlp::export_logs))
+    documented_routes().split_for_parts().0
+}
+
+/// Every REST route with its OpenAPI description: `routes!` mounts a handler and its
+/// `#[utoipa::path]` together, so the router and [`openapi::document`] cannot disagree. Add
+/// routes here only this way.
+fn documented_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(health))
+        .routes(routes!(openapi::openapi_json))
+        .routes(routes!(events::list_events, ingest_events))
+        .routes(routes!(events::get_event))
+        .routes(routes!(events::export_events))
+        .routes(routes!(events::levels))
+        .routes(routes!(events::categories))
+        .routes(routes!(events::actions))
+        .routes(routes!(ingest_kubernetes_audit))
+        .routes(routes!(otlp::export_logs))
+        .routes(routes!(otlp::export_logs_otlp_prefix))
+        .routes(routes!(dashboard::statistics))
+        .routes(routes!(dashboard::summary))
+        .routes(routes!(dashboard::insights))
+        .routes(routes!(dashboard::list_alerts))
+        .routes(routes!(dashboard::acknowledge_alert))
+        .routes(routes!(dashboard::alert_deliveries))
+        .routes(routes!(verify_chain))
+        .routes(routes!(chain_status))
+        .routes(routes!(lifecycle::cleanup))
+        .routes(routes!(lifecycle::export_subject))
+        .routes(routes!(lifecycle::erase_subject))
+        .routes(routes!(logs::mirrored_logs))
+        .routes(routes!(tokens::list, tokens::create))
+        .routes(routes!(tokens::revoke))
+        .routes(routes!(users::list, users::create))
+        .routes(routes!(users::disable))
+        .routes(routes!(ws_audit))
 }
 
 /// `routes` behind the middleware every answer passes: body and connection limits,
@@ -392,6 +389,7 @@ enum Access {
 
 fn classify(method: &Method, path: &str) -> Access {
     if path == "/api/health"
+        || path == "/api/openapi.json"
         || path == "/login"
         || path == "/setup"
         || (method == Method::POST
@@ -464,7 +462,10 @@ pub fn needed_permission(method: &Method, path: &str) -> Permission {
     if admin {
         return Permission::Admin;
     }
-    if path == "/api/fn/logout" || path == "/api/fn/whoami" {
+    if matches!(
+        path,
+        "/api/fn/logout" | "/api/fn/whoami" | "/api/fn/api_reference"
+    ) {
         return Permission::Session;
     }
     if path == "/api/v1/events/export"
@@ -848,6 +849,15 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// Tells whether the server and its store are up
+///
+/// `status` is `healthy` when the store accepts writes, `degraded` when it is full (ingest
+/// waits and retries) or unavailable; `components` says which part. Needs no credential, for
+/// load balancers and probes.
+#[utoipa::path(get, path = "/api/health", tag = "meta",
+    responses((status = 200, body = Health, example = json!({"status": "healthy",
+        "timestamp": 1767225600000_i64, "version": "0.1.0",
+        "components": {"store": "ready", "ingest": "ready", "live": "active"}}))))]
 async fn health(State(state): State<AppState>) -> Json<Health> {
     let writable = state.store.is_writable();
     // A full disk is reported until a commit fits again; ingest retries by itself.
@@ -986,8 +996,40 @@ fn body_bytes(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<B
     })
 }
 
-/// `POST /api/v1/events`: one object, an array, or NDJSON; all or nothing; `201` only after
-/// the commit is on disk.
+/// Sends audit events
+///
+/// One event object, an array of them, or NDJSON (one per line). All or nothing: any invalid
+/// record refuses the whole request with every field error, by record index. `201` comes only
+/// once the events are on disk and sealed in the hash chain. The predecessors' field names
+/// are accepted too (`userId`, `username`, `severity`, `allowed`, `entityType`, `entityId`,
+/// `resourceName`, `details`). An unknown field is refused, naming it. A timestamp outside the server's
+/// window (by default not before 1970, not more than 24 hours ahead) is refused naming the
+/// field; a JSON object with a duplicate key is refused.
+#[utoipa::path(post, path = "/api/v1/events", tag = "ingest",
+    params(("X-Trailwatch-Source" = Option<String>, Header,
+        description = "The channel: `http` (the default), `cli`, or `import:<file>`.")),
+    request_body(description = "One event, an array of events, or NDJSON.", content(
+        (AuditEvent = "application/json", example = json!({
+            "timestamp": "2026-01-15T09:30:00.000Z", "level": "warning",
+            "category": "authentication", "action": "user.login", "outcome": "failure",
+            "user": {"id": "u-1042", "username": "alice"},
+            "request": {"ip": "203.0.113.7", "userAgent": "Mozilla/5.0",
+                "method": "POST", "path": "/login", "statusCode": 401},
+            "description": "wrong password", "metadata": {"attempt": 3}})),
+        (String = "application/x-ndjson", example = json!("{\"level\":\"info\",\"category\":\"data\",\"action\":\"report.view\",\"outcome\":\"success\",\"user\":{\"id\":\"u-1\"}}\n"))
+    )),
+    responses(
+        (status = 201, description = "Stored and sealed.", body = IngestReceipt,
+            example = json!({"accepted": 1, "firstSeq": 4182, "lastSeq": 4182})),
+        (status = 400, description = "Invalid records, each error naming the record and field (`IngestErrors`), or a bad header (`ErrorBody`).",
+            body = IngestErrors, example = json!({"errors": [{"index": 0, "field": "level",
+                "message": "\"fatal\" is not one of: debug, info, warning, error, critical"}]})),
+        (status = 413, description = "The body is over the size limit.", body = openapi::ErrorBody),
+        (status = 415, description = "Not JSON or NDJSON.", body = openapi::ErrorBody),
+        (status = 429, description = "Over the credential's ingest rate; see `Retry-After`.", body = openapi::ErrorBody),
+        (status = 503, description = "The store is unavailable; nothing was stored.", body = openapi::ErrorBody),
+        (status = 507, description = "The disk or database is full; nothing was stored.", body = openapi::ErrorBody),
+    ))]
 async fn ingest_events(
     State(state): State<AppState>,
     ActingFrom(acting): ActingFrom,
@@ -1021,8 +1063,36 @@ async fn ingest_events(
 /// Where the Kubernetes API server's audit webhook posts.
 pub const KUBERNETES_AUDIT: &str = "/api/v1/kubernetes/audit";
 
-/// `POST /api/v1/kubernetes/audit`: an `audit.k8s.io/v1` `EventList` from the API server's
-/// webhook backend, one event per item (see [`ingest::kubernetes`]); `201` once on disk.
+/// Takes the Kubernetes API server's audit webhook
+///
+/// The `audit.k8s.io/v1` `EventList` the API server's webhook backend posts
+/// (`--audit-webhook-config-file`), one event per item:
+/// `user.username` becomes the actor, verb and `objectRef` the action and entity,
+/// `responseStatus.code` the outcome; `auditID`, `stage` and `sourceIPs` are kept. An item
+/// that cannot be read is stored as a `log.unparsed` event. `201` once on disk.
+#[utoipa::path(post, path = KUBERNETES_AUDIT, tag = "ingest",
+    request_body(description = "An `audit.k8s.io/v1` `EventList`.", content(
+        (Object = "application/json", example = json!({"kind": "EventList",
+            "apiVersion": "audit.k8s.io/v1", "items": [{"level": "Metadata",
+            "auditID": "5c8c6ad1-8bd5-4c2f-9a36-0e1c1d1b2a11", "stage": "ResponseComplete",
+            "requestURI": "/api/v1/namespaces/prod/secrets/db", "verb": "get",
+            "user": {"username": "alice@example.com", "groups": ["system:authenticated"]},
+            "sourceIPs": ["10.0.3.7"], "userAgent": "kubectl/v1.30.0",
+            "objectRef": {"resource": "secrets", "namespace": "prod", "name": "db", "apiVersion": "v1"},
+            "responseStatus": {"code": 200},
+            "requestReceivedTimestamp": "2026-01-15T09:30:00.000000Z",
+            "stageTimestamp": "2026-01-15T09:30:00.004000Z"}]}))
+    )),
+    responses(
+        (status = 201, description = "Stored and sealed.", body = IngestReceipt,
+            example = json!({"accepted": 1, "firstSeq": 4183, "lastSeq": 4183})),
+        (status = 400, description = "Not an `EventList`.", body = openapi::ErrorBody),
+        (status = 413, description = "The body is over the size limit.", body = openapi::ErrorBody),
+        (status = 415, description = "Not `application/json`.", body = openapi::ErrorBody),
+        (status = 429, description = "Over the credential's ingest rate; see `Retry-After`.", body = openapi::ErrorBody),
+        (status = 503, description = "The store is unavailable; nothing was stored.", body = openapi::ErrorBody),
+        (status = 507, description = "The disk or database is full; nothing was stored.", body = openapi::ErrorBody),
+    ))]
 async fn ingest_kubernetes_audit(
     State(state): State<AppState>,
     ActingFrom(acting): ActingFrom,
@@ -1049,7 +1119,16 @@ async fn ingest_kubernetes_audit(
     Ok((StatusCode::CREATED, Json(receipt)).into_response())
 }
 
-/// `GET /api/v1/verify`: walks the whole chain.
+/// Verifies the whole hash chain now
+///
+/// Walks every stored event, recomputing each hash from its predecessor's, and checks the
+/// signed checkpoints (which catch a truncated tail). `ok` is false with `firstBreak` naming
+/// the first bad seq and what is wrong there; a failure is also recorded as a critical
+/// `chain.verify` event. Takes time on a large store: `GET /api/v1/chain` gives the
+/// background check's result at once.
+#[utoipa::path(get, path = "/api/v1/verify", tag = "integrity",
+    responses((status = 200, body = crate::store::VerifyReport, example = json!({"ok": true,
+        "checked": 4183, "headSeq": 4183, "headHash": "9f2c…", "checkpoints": 41, "pruned": 0}))))]
 async fn verify_chain(
     State(state): State<AppState>,
     crate::selfaudit::ActingFrom(acting): crate::selfaudit::ActingFrom,
@@ -1070,7 +1149,12 @@ async fn verify_chain(
     Ok(Json(report).into_response())
 }
 
-/// Where the background check of the chain stands (cheap: no walk of the chain).
+/// Tells where the background check of the chain stands
+///
+/// Cheap: no walk of the chain. The server re-verifies new events continuously.
+#[utoipa::path(get, path = "/api/v1/chain", tag = "integrity",
+    responses((status = 200, body = crate::model::ChainStatus, example = json!({
+        "verifiedThrough": 4183, "checkedAt": "2026-01-15T09:30:05Z"}))))]
 async fn chain_status(State(state): State<AppState>) -> Json<crate::model::ChainStatus> {
     Json(state.chain.borrow().clone())
 }
@@ -1081,7 +1165,24 @@ struct WsParams {
     since_seq: Option<u64>,
 }
 
-/// `GET /ws/audit`: see [`crate::live`].
+/// Opens the live feed (WebSocket)
+///
+/// Upgrade to a WebSocket; then send `{"type": "subscribe", "sinceSeq": N, "filter": {...}}`
+/// (`ClientMessage`) and receive every stored event after seq `N` that matches, then each new
+/// one within milliseconds of its commit (`ServerMessage`). After a reconnect, resume from
+/// the last seq seen: no gap and no duplicate. Browsers must connect from the server's own
+/// origin. The `self` role receives only its own events.
+#[utoipa::path(get, path = "/ws/audit", tag = "live", operation_id = "live_feed",
+    params(
+        ("sinceSeq" = Option<u64>, Query,
+            description = "Resume after this seq (also accepted in the subscribe message)."),
+        ("token" = Option<String>, Query,
+            description = "An API token, for clients that cannot set `Authorization` on a WebSocket (browsers); honoured on this route only."),
+    ),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol; messages are `ServerMessage` JSON."),
+        (status = 400, description = "Not a WebSocket upgrade, or a bad `sinceSeq`.", body = openapi::ErrorBody),
+    ))]
 async fn ws_audit(
     State(state): State<AppState>,
     ActingFrom(acting): ActingFrom,

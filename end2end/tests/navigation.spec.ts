@@ -8,6 +8,7 @@ const PAGES: [string, RegExp][] = [
   ["Tokens", /\/tokens$/],
   ["Users", /\/users$/],
   ["Settings", /\/settings$/],
+  ["API", /\/api-docs$/],
 ];
 
 test("on a phone every page is one tap away from the menu, which marks the current page", async ({ page }) => {

@@ -160,6 +160,7 @@ test("every page runs under its nonce policy without a single violation", async 
     ["/tokens", "API tokens", false],
     ["/users", "Users", false],
     ["/settings", "Settings", false],
+    ["/api-docs", "API reference", false],
   ] as const) {
     const response = await page.goto(path);
     expect(response?.headers()["content-security-policy"]).toMatch(/script-src 'self' 'nonce-[\w-]+' 'wasm-unsafe-eval'/);

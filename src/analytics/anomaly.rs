@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// The kinds of anomaly, with their wire names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AnomalyKind {
     UnusualSpike,
@@ -30,6 +31,7 @@ impl AnomalyKind {
 
 /// One detected anomaly, in the predecessor's shape plus when it started (epoch ms).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Anomaly {
     pub detected: bool,
@@ -48,6 +50,7 @@ pub struct Anomaly {
 
 /// Thresholds of the anomaly rules; the defaults are the predecessor's.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(default, rename_all = "snake_case", deny_unknown_fields)]
 pub struct AnomalyConfig {
     /// A spike: the last hour at least this many times the baseline hourly rate.
@@ -124,6 +127,7 @@ impl AnomalyConfig {
 /// A threshold with hysteresis: raised when the measure crosses `enter`, cleared only when it
 /// falls back past `exit`, and never raised without enough volume.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Latch {
     /// When it was raised (epoch ms), while raised.
     pub since: Option<i64>,

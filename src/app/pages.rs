@@ -1,6 +1,7 @@
 //! One module per page.
 
 mod alerts;
+mod api_docs;
 mod dashboard;
 mod explorer;
 mod login;
@@ -11,6 +12,7 @@ mod tokens;
 mod users;
 
 pub use alerts::AlertsPage;
+pub use api_docs::ApiDocsPage;
 pub use dashboard::DashboardPage;
 pub use explorer::{encode, ExplorerPage};
 pub use login::LoginPage;

@@ -112,7 +112,41 @@ fn zone(p: &BTreeMap<String, String>, default: Tz) -> Result<Tz, ApiError> {
 
 const RANGE_PARAMS: [&str; 5] = ["range", "from", "to", "start_date", "end_date"];
 
-/// `GET /api/dashboard/summary`.
+/// [`RANGE_PARAMS`], as the OpenAPI document describes them.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct RangeParams {
+    /// A preset ending with the current hour: `1h`, `24h` (the default), `7d` or `30d`; not
+    /// with `from`/`to`.
+    range: Option<String>,
+    /// The start: RFC 3339, a `YYYY-MM-DD` date or epoch milliseconds.
+    from: Option<String>,
+    /// The end (default now): RFC 3339, a `YYYY-MM-DD` date (its end) or epoch milliseconds.
+    to: Option<String>,
+    /// `from`, as the predecessor named it.
+    start_date: Option<String>,
+    /// `to`, as the predecessor named it.
+    end_date: Option<String>,
+}
+
+/// `GET /api/v1/alerts`'s answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct AlertList {
+    /// Newest first.
+    items: Vec<crate::model::Alert>,
+}
+
+/// Gives the health score and its rates
+///
+/// The health score (0 to 100) over the range, from the success, denial and error rates, its
+/// trend against the span before, the critical issues and whether the spike rule is raised.
+#[utoipa::path(get, path = "/api/dashboard/summary", tag = "analytics", operation_id = "health_summary",
+    params(RangeParams),
+    responses(
+        (status = 200, body = crate::analytics::Summary),
+        (status = 400, description = "An unknown parameter or a bad range, named in `field`.", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn summary(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -123,7 +157,16 @@ pub(super) async fn summary(
     Ok(Json(state.analytics.summary(range, now).await?).into_response())
 }
 
-/// `GET /api/dashboard/insights`.
+/// Gives trends, anomalies and the weekly heatmap
+///
+/// Today against yesterday and last week by category and action, the anomalies detected now,
+/// and events by weekday and hour in `tz`.
+#[utoipa::path(get, path = "/api/dashboard/insights", tag = "analytics",
+    params(("tz" = Option<String>, Query, description = "An IANA time zone for the heatmap and day boundaries (default: the server's `[analytics] timezone`).")),
+    responses(
+        (status = 200, body = crate::analytics::Insights),
+        (status = 400, description = "An unknown parameter or zone, named in `field`.", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn insights(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -134,7 +177,16 @@ pub(super) async fn insights(
     Ok(Json(state.analytics.insights(tz, now).await?).into_response())
 }
 
-/// `GET /api/v1/events/statistics`.
+/// Gives totals and distributions over a time range
+///
+/// Totals, rates, counts by level, category, outcome and source, the top users and actions,
+/// and the recent critical events.
+#[utoipa::path(get, path = "/api/v1/events/statistics", tag = "analytics",
+    params(RangeParams),
+    responses(
+        (status = 200, body = crate::analytics::Statistics),
+        (status = 400, description = "An unknown parameter or a bad range, named in `field`.", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn statistics(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -152,8 +204,18 @@ impl From<crate::alerts::AlertError> for ApiError {
     }
 }
 
-/// `GET /api/v1/alerts`: `{"items": [...]}`, newest first; `limit` (default 100, at most
-/// 1000) and `unacknowledged=true`.
+/// Lists alerts
+///
+/// The alerts the rules raised, newest first.
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "At most this many (default 100)."),
+        ("unacknowledged" = Option<bool>, Query, description = "`true`: only those not yet acknowledged."),
+    ),
+    responses(
+        (status = 200, body = AlertList),
+        (status = 400, description = "An unknown parameter or a bad value, named in `field`.", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn list_alerts(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -181,7 +243,7 @@ pub(super) async fn list_alerts(
         }
     };
     let items = state.alerts.list(limit, unacknowledged).await?;
-    Ok(Json(serde_json::json!({ "items": items })).into_response())
+    Ok(Json(AlertList { items }).into_response())
 }
 
 fn alert_id(raw: &str) -> Result<u64, ApiError> {
@@ -191,7 +253,16 @@ fn alert_id(raw: &str) -> Result<u64, ApiError> {
     })
 }
 
-/// `POST /api/v1/alerts/{id}/acknowledge`: the alert, acknowledged.
+/// Acknowledges an alert
+///
+/// Answers with the alert, acknowledged; the acknowledgement is recorded in the chain.
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/acknowledge", tag = "alerts",
+    params(("id" = u64, Path, description = "The alert's id.")),
+    responses(
+        (status = 200, body = crate::model::Alert),
+        (status = 400, description = "Not an alert id.", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such alert.", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn acknowledge_alert(
     State(state): State<AppState>,
     crate::selfaudit::ActingFrom(acting): crate::selfaudit::ActingFrom,
@@ -211,7 +282,16 @@ pub(super) async fn acknowledge_alert(
     }
 }
 
-/// `GET /api/v1/alerts/{id}/deliveries`: every webhook attempt for the alert.
+/// Lists an alert's webhook deliveries
+///
+/// Every attempt to deliver the alert to a webhook, oldest first, with the answer's status or
+/// the error.
+#[utoipa::path(get, path = "/api/v1/alerts/{id}/deliveries", tag = "alerts",
+    params(("id" = u64, Path, description = "The alert's id.")),
+    responses(
+        (status = 200, body = Vec<crate::alerts::Delivery>),
+        (status = 400, description = "Not an alert id.", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn alert_deliveries(
     State(state): State<AppState>,
     axum::extract::Path(id): axum::extract::Path<String>,

@@ -4,7 +4,9 @@
 
 use super::{percent_decode, ApiError, AppState, Owner};
 use crate::export::{ExportFormat, ExportWriter};
-use crate::model::{Category, EventFilter, EventId, EventOrder, Level, Outcome};
+use crate::model::{
+    Category, EventFilter, EventId, EventOrder, EventPage, Level, Outcome, StoredEvent, ValueCount,
+};
 use crate::search::Query;
 use crate::store::{Cursor, DistinctField, PageRequest};
 use axum::body::{Body, Bytes};
@@ -34,6 +36,55 @@ const FILTER_PARAMS: [&str; 16] = [
     "q",
     "search_query",
 ];
+
+/// The filter parameters, as the OpenAPI document describes them (the parser is [`Params`];
+/// a test compares the two through a real server).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(super) struct FilterParams {
+    /// Levels to include: repeat the parameter or separate with commas.
+    #[param(inline, explode = true)]
+    level: Option<Vec<Level>>,
+    /// Categories to include: repeat the parameter or separate with commas.
+    #[param(inline, explode = true)]
+    category: Option<Vec<Category>>,
+    /// Outcomes to include: repeat the parameter or separate with commas.
+    #[param(inline, explode = true)]
+    outcome: Option<Vec<Outcome>>,
+    /// The action, exactly; a trailing `*` makes a prefix (`user.*`).
+    action: Option<String>,
+    /// The actor's id; a trailing `*` makes a prefix.
+    user_id: Option<String>,
+    /// The entity acted on: its id or its name; a trailing `*` makes a prefix.
+    entity: Option<String>,
+    /// The channel that brought the event: `http`, `cli`, `otlp`, `kubernetes`, `syslog:…`,
+    /// `tail:…`, `import:…`; a trailing `*` makes a prefix.
+    source: Option<String>,
+    /// The credential that submitted it: `token:<name>`, `user:<name>`, `admin`, `server`;
+    /// a trailing `*` makes a prefix.
+    submitted_by: Option<String>,
+    /// The lowest risk score, 0 to 100.
+    #[param(minimum = 0, maximum = 100)]
+    min_risk: Option<u8>,
+    /// The highest risk score, 0 to 100.
+    #[param(minimum = 0, maximum = 100)]
+    max_risk: Option<u8>,
+    /// Exact; a trailing `*` makes a prefix.
+    correlation_id: Option<String>,
+    /// Exact; a trailing `*` makes a prefix.
+    session_id: Option<String>,
+    /// From this time: RFC 3339, a `YYYY-MM-DD` date (its start, UTC) or epoch milliseconds.
+    start_date: Option<String>,
+    /// Up to this time: RFC 3339, a `YYYY-MM-DD` date (its end, UTC) or epoch milliseconds.
+    end_date: Option<String>,
+    /// The search language: words (any field), `"phrases"`, `field:value`, `-negation`,
+    /// `OR`, and comparisons such as `risk>=70`.
+    q: Option<String>,
+    /// The predecessor's search: a substring of the description, entity name, username or
+    /// action.
+    search_query: Option<String>,
+}
 
 /// Query parameters by name; multi-valued ones (`level`, `category`, `outcome`) may repeat or
 /// hold commas, the others may appear once.
@@ -233,8 +284,24 @@ pub(super) fn sort(raw: Option<&str>) -> Result<EventOrder, ApiError> {
     })
 }
 
-/// `GET /api/v1/events`: in `sort` order (event time, newest first, by default), filtered, by
-/// keyset `cursor` or by `page`.
+/// Lists events, filtered and paged
+///
+/// In `sort` order (event time, newest first, by default). Page with `cursor` (from the
+/// previous page's `nextCursor`: stable while events arrive) or with `page`. `total` counts
+/// every match, or is a lower bound when `totalIsLowerBound`. `headSeq` is where a live
+/// subscription should start to miss nothing. The `self` role sees only its own events.
+#[utoipa::path(get, path = "/api/v1/events", tag = "events",
+    params(FilterParams,
+        ("page" = Option<u32>, Query, minimum = 1, description = "The page, from 1 (default 1)."),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Events per page (default 50)."),
+        ("cursor" = Option<String>, Query, description = "The previous page's `nextCursor`; not with `page`."),
+        ("sort" = Option<String>, Query, description = "`field` or `field:asc|desc`; fields: timestamp, receivedAt, seq, level, risk, action, user (without a direction, names sort A to Z and the rest newest, most severe or riskiest first). Default `timestamp:desc`."),
+    ),
+    responses(
+        (status = 200, body = EventPage),
+        (status = 400, description = "An unknown parameter or a bad value, named in `field`.", body = super::openapi::ErrorBody),
+        (status = 503, description = "The search index is catching up (`indexing`); retry shortly.", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn list_events(
     State(state): State<AppState>,
     Owner(owner): Owner,
@@ -260,7 +327,16 @@ pub(super) async fn list_events(
     Ok(Json(state.store.query(query, req).await?).into_response())
 }
 
-/// `GET /api/v1/events/{eventId}`.
+/// Reads one event
+///
+/// With its seq, arrival time and chain hash. For the `self` role, another actor's event
+/// does not exist.
+#[utoipa::path(get, path = "/api/v1/events/{event_id}", tag = "events",
+    params(("event_id" = String, Path, description = "The event's id (`eventId`).")),
+    responses(
+        (status = 200, body = StoredEvent),
+        (status = 404, description = "No such event.", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn get_event(
     State(state): State<AppState>,
     Owner(owner): Owner,
@@ -275,7 +351,12 @@ pub(super) async fn get_event(
     }
 }
 
-/// `GET /api/v1/events/levels`.
+/// Counts events by level
+///
+/// Every level with events, with its count (for the `self` role, over its own events).
+#[utoipa::path(get, path = "/api/v1/events/levels", tag = "events", operation_id = "count_by_level",
+    responses((status = 200, body = Vec<ValueCount>,
+        example = json!([{"value": "info", "count": 3120}, {"value": "error", "count": 41}]))))]
 pub(super) async fn levels(
     State(state): State<AppState>,
     Owner(owner): Owner,
@@ -283,7 +364,12 @@ pub(super) async fn levels(
     distinct(&state, DistinctField::Level, owner).await
 }
 
-/// `GET /api/v1/events/categories`.
+/// Counts events by category
+///
+/// Every category with events, with its count (for the `self` role, over its own events).
+#[utoipa::path(get, path = "/api/v1/events/categories", tag = "events", operation_id = "count_by_category",
+    responses((status = 200, body = Vec<ValueCount>,
+        example = json!([{"value": "authentication", "count": 1800}, {"value": "data", "count": 950}]))))]
 pub(super) async fn categories(
     State(state): State<AppState>,
     Owner(owner): Owner,
@@ -305,7 +391,12 @@ async fn distinct(
     Ok(Json(counts).into_response())
 }
 
-/// `GET /api/v1/events/actions`.
+/// Counts events by action
+///
+/// Every action with events, with its count.
+#[utoipa::path(get, path = "/api/v1/events/actions", tag = "events", operation_id = "count_by_action",
+    responses((status = 200, body = Vec<ValueCount>,
+        example = json!([{"value": "user.login", "count": 1200}]))))]
 pub(super) async fn actions(State(state): State<AppState>) -> Result<Response, ApiError> {
     Ok(Json(state.store.distinct(DistinctField::Action).await?).into_response())
 }
@@ -315,8 +406,25 @@ pub(super) async fn actions(State(state): State<AppState>) -> Result<Response, A
 const EXPORT_CHUNK: usize = 64 * 1024;
 const EXPORT_CHUNKS_IN_FLIGHT: usize = 4;
 
-/// `GET /api/v1/events/export?format=csv|json|ndjson|ocsf|ocsf-ndjson` with the list's filters and `sort`:
-/// every match in the list's order, streamed from one snapshot with flat memory.
+/// Exports every matching event
+///
+/// With the list's filters and `sort`: every match in the list's order, streamed from one
+/// snapshot with flat memory, as a download. `ocsf` and `ocsf-ndjson` map events onto OCSF
+/// 1.2 classes (Authentication 3002, Account Change 3001, API Activity 6003, Base Event 0).
+/// The export itself is recorded in the chain.
+#[utoipa::path(get, path = "/api/v1/events/export", tag = "events",
+    params(FilterParams,
+        ("format" = Option<String>, Query, description = "`json` (default), `csv`, `ndjson` (or `jsonl`), `ocsf` or `ocsf-ndjson`."),
+        ("sort" = Option<String>, Query, description = "As for the list; default `timestamp:desc`."),
+    ),
+    responses(
+        (status = 200, description = "The events, as a file to download.", content(
+            (Vec<StoredEvent> = "application/json"),
+            (String = "text/csv", example = json!("seq,eventId,timestamp,receivedAt,level,category,action,outcome,userId,…\n")),
+            (String = "application/x-ndjson"),
+        )),
+        (status = 400, description = "An unknown parameter or a bad value, named in `field`.", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn export_events(
     State(state): State<AppState>,
     crate::selfaudit::ActingFrom(acting): crate::selfaudit::ActingFrom,

@@ -20,7 +20,7 @@ use serde_json::{json, Map};
 const MAX_DAYS: u32 = 36_500;
 
 /// What a retention run did, as the cleanup endpoint answers.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CleanupReport {
     pub success: bool,
@@ -93,8 +93,18 @@ pub async fn run_retention(
     })
 }
 
-/// `DELETE /api/v1/events/cleanup[?days=N]`: applies the retention policy now; `days`
-/// replaces its default period for this run (level and category periods still apply).
+/// Applies the retention policy now
+///
+/// Removes expired events in chunks, keeping each run of removed seqs as a signed range so
+/// the chain still verifies; the run is recorded in the chain. `days` replaces the policy's
+/// default period for this run (level and category periods still apply).
+#[utoipa::path(delete, path = "/api/v1/events/cleanup", tag = "lifecycle", operation_id = "apply_retention",
+    params(("days" = Option<u32>, Query, minimum = 1, maximum = 36500,
+        description = "Keep this many days instead of the policy's default, for this run.")),
+    responses(
+        (status = 200, body = CleanupReport),
+        (status = 400, description = "An unknown parameter or a bad `days`.", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn cleanup(
     State(state): State<AppState>,
     ActingFrom(acting): ActingFrom,
@@ -122,7 +132,7 @@ pub(super) async fn cleanup(
             other => {
                 return Err(ApiError::Param {
                     field: other.into(),
-                    message: "unknown parameter; the only one is days".into(),
+                    message: "unknown parameter; known: days".into(),
                 })
             }
         }
@@ -142,8 +152,38 @@ fn subject_of(id: &str) -> Result<&str, ApiError> {
     Ok(id)
 }
 
-/// `GET /api/v1/subjects/{userId}/export`: every event concerning the user, as the actor or
-/// as the entity acted on, as one JSON document to download.
+/// A data subject's export, as `GET /api/v1/subjects/{userId}/export` answers.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SubjectExport {
+    pub subject: String,
+    pub exported_at: chrono::DateTime<Utc>,
+    pub count: usize,
+    pub events: Vec<StoredEvent>,
+}
+
+/// What an erasure did, as `POST /api/v1/subjects/{userId}/erase` answers.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErasureReport {
+    pub success: bool,
+    /// Events whose personal fields were removed.
+    pub erased: u64,
+    /// Alerts whose messages named the subject, rewritten.
+    pub alerts: u64,
+    pub message: String,
+}
+
+/// Exports a data subject's events (GDPR access)
+///
+/// Every event concerning the user, as the actor or as the entity acted on, as one JSON
+/// document to download; recorded in the chain. The `self` role may export only its own
+/// (and then only the events where it is the actor).
+#[utoipa::path(get, path = "/api/v1/subjects/{user_id}/export", tag = "lifecycle",
+    params(("user_id" = String, Path, description = "The subject's user id (`userId`).")),
+    responses(
+        (status = 200, description = "A download (`Content-Disposition: attachment`).", body = SubjectExport),
+        (status = 400, description = "Not a data subject (the system actor, or an erased one).", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn export_subject(
     State(state): State<AppState>,
     ActingFrom(acting): ActingFrom,
@@ -164,14 +204,14 @@ pub(super) async fn export_subject(
     };
     let events: Vec<StoredEvent> = state.store.subject_events(subject, concerning).await?;
     let exported_at = Utc::now();
-    let body = json!({
-        "subject": subject,
-        "exportedAt": exported_at,
-        "count": events.len(),
-        "events": events,
-    });
     let mut metadata = Map::new();
     metadata.insert("events".into(), json!(events.len()));
+    let body = SubjectExport {
+        subject: subject.to_string(),
+        exported_at,
+        count: events.len(),
+        events,
+    };
     selfaudit::record(
         &state.store,
         &acting,
@@ -180,7 +220,7 @@ pub(super) async fn export_subject(
             category: Category::DataManagement,
             outcome: Outcome::Success,
             level: Level::Info,
-            description: format!("exported a data subject's {} events", events.len()),
+            description: format!("exported a data subject's {} events", body.count),
             metadata,
         },
     )
@@ -198,13 +238,22 @@ pub(super) async fn export_subject(
     Ok(response)
 }
 
-/// `POST /api/v1/subjects/{userId}/erase`: crypto-shreds the user (see
-/// [`crate::store::Store::erase`]) and removes it from the alert log.
+/// Erases a data subject (GDPR erasure)
+///
+/// Crypto-shreds the user: their personal fields become
+/// unreadable in every event and are removed from the alert log, while the chain still
+/// verifies. Recorded in the chain. Running it again finishes an erasure that failed part way.
+#[utoipa::path(post, path = "/api/v1/subjects/{user_id}/erase", tag = "lifecycle",
+    params(("user_id" = String, Path, description = "The subject's user id (`userId`).")),
+    responses(
+        (status = 200, body = ErasureReport),
+        (status = 400, description = "Not a data subject (the system actor, or an erased one).", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn erase_subject(
     State(state): State<AppState>,
     ActingFrom(acting): ActingFrom,
     Path(user_id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<ErasureReport>, ApiError> {
     let subject = subject_of(&user_id)?.to_string();
     // The names it went by, for the alert messages that quote them.
     let mut names: Vec<String> = state
@@ -261,15 +310,15 @@ pub(super) async fn erase_subject(
     .await;
     let n = erased?;
     let a = alerts?;
-    Ok(Json(json!({
-        "success": true,
-        "erased": n,
-        "alerts": a,
-        "message": format!(
+    Ok(Json(ErasureReport {
+        success: true,
+        erased: n as u64,
+        alerts: a as u64,
+        message: format!(
             "The subject's personal fields were removed from {n} events and {a} alerts; \
              its salt is deleted, and the chain still verifies"
         ),
-    })))
+    }))
 }
 
 /// When the server applies the retention policy by itself.

@@ -10,12 +10,45 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::NaiveDate;
-use serde_json::json;
+use serde::Serialize;
 use std::io::Read;
 
 /// How much of the file is read per chunk sent.
 const CHUNK: usize = 64 * 1024;
 
+/// One day of the mirror, as the listing gives it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct MirrorDay {
+    /// `YYYY-MM-DD`, UTC.
+    date: String,
+    bytes: u64,
+    /// Where to download it.
+    url: String,
+}
+
+/// The mirror's days, as `GET /api/v1/logs` without `date` answers.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct MirrorDays {
+    /// Oldest first.
+    days: Vec<MirrorDay>,
+}
+
+/// Lists or downloads the JSONL mirror's days
+///
+/// With the server's `--mirror-dir`, every stored event is also written to one JSON Lines
+/// file per UTC day. Without `date`, the days there are; with it, that day's file, streamed
+/// (the download is recorded in the chain).
+#[utoipa::path(get, path = "/api/v1/logs", tag = "lifecycle",
+    params(("date" = Option<String>, Query, description = "A day, `YYYY-MM-DD` (UTC), to download.")),
+    responses(
+        (status = 200, description = "The days (no `date`), or that day's events as JSON Lines.", content(
+            (MirrorDays = "application/json", example = json!({"days": [{"date": "2026-01-15",
+                "bytes": 48213, "url": "/api/v1/logs?date=2026-01-15"}]})),
+            (String = "application/x-ndjson"),
+        )),
+        (status = 400, description = "An unknown parameter or a bad date.", body = super::openapi::ErrorBody),
+        (status = 404, description = "The mirror is off, or nothing was mirrored that day.", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn mirrored_logs(
     State(state): State<AppState>,
     ActingFrom(acting): ActingFrom,
@@ -61,17 +94,15 @@ pub(super) async fn mirrored_logs(
             tracing::error!(error = %e, "cannot list the mirror directory");
             ApiError::Internal
         })?;
-        let days: Vec<_> = days
+        let days = days
             .into_iter()
-            .map(|(day, bytes)| {
-                json!({
-                    "date": day.to_string(),
-                    "bytes": bytes,
-                    "url": format!("/api/v1/logs?date={day}"),
-                })
+            .map(|(day, bytes)| MirrorDay {
+                date: day.to_string(),
+                bytes,
+                url: format!("/api/v1/logs?date={day}"),
             })
             .collect();
-        return Ok(Json(json!({ "days": days })).into_response());
+        return Ok(Json(MirrorDays { days }).into_response());
     };
     let day = NaiveDate::parse_from_str(date.trim(), "%Y-%m-%d").map_err(|_| ApiError::Param {
         field: "date".into(),

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use std::net::SocketAddr;
+use std::sync::LazyLock;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -41,24 +42,36 @@ pub(super) async fn count_requests(req: Request, next: Next) -> Response {
     response
 }
 
+/// The REST routes' templates, from the OpenAPI document the router is built from, split into
+/// segments; literal ones first, so `/api/v1/events/export` is not taken for an event's id.
+static TEMPLATES: LazyLock<Vec<(String, Vec<String>)>> = LazyLock::new(|| {
+    let mut templates: Vec<(String, Vec<String>)> = super::openapi::document()["paths"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(t, _)| (t.clone(), t.split('/').map(str::to_string).collect()))
+        .collect();
+    templates.sort_by_key(|(t, _)| t.matches('{').count());
+    templates
+});
+
 /// The route template of `path`: the API's paths with their parameters named, the dashboard's
 /// pages as `page`, and its files as `static`.
 fn route_label(path: &str) -> String {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match segments.as_slice() {
-        ["api", "v1", "events", id]
-            if !matches!(
-                *id,
-                "export" | "statistics" | "levels" | "categories" | "actions" | "cleanup"
-            ) =>
-        {
-            "/api/v1/events/{event_id}".to_string()
-        }
-        ["api", "v1", "subjects", _, action] => format!("/api/v1/subjects/{{user_id}}/{action}"),
-        ["api", "v1", "alerts", _, action] => format!("/api/v1/alerts/{{id}}/{action}"),
-        ["api", "v1", "tokens", _] => "/api/v1/tokens/{name}".into(),
-        ["api", "v1", "users", _] => "/api/v1/users/{name}".into(),
-        ["api", ..] | ["ws", ..] | ["v1", "logs"] | ["otlp", "v1", "logs"] => path.to_string(),
+    let segments: Vec<&str> = path.split('/').collect();
+    let fits = |template: &[String]| {
+        template.len() == segments.len()
+            && template
+                .iter()
+                .zip(&segments)
+                .all(|(t, s)| t == s || (t.starts_with('{') && !s.is_empty()))
+    };
+    if let Some((template, _)) = TEMPLATES.iter().find(|(_, t)| fits(t)) {
+        return template.clone();
+    }
+    match segments.get(1..).unwrap_or_default() {
+        // Server functions, and API paths no route has (`count_requests` labels their 404s).
+        ["api", ..] | ["ws", ..] => path.to_string(),
         ["pkg", ..] => "static".into(),
         [.., last] if last.contains('.') => "static".into(),
         _ => "page".into(),
@@ -148,6 +161,12 @@ mod tests {
             ),
             ("/api/v1/tokens/ci", "/api/v1/tokens/{name}"),
             ("/v1/logs", "/v1/logs"),
+            ("/api/openapi.json", "/api/openapi.json"),
+            (
+                "/api/v1/alerts/7/deliveries",
+                "/api/v1/alerts/{id}/deliveries",
+            ),
+            ("/api/fn/events", "/api/fn/events"),
             ("/events", "page"),
             ("/events/0190-abc", "page"),
             ("/pkg/trailwatch.wasm", "static"),

@@ -23,8 +23,64 @@ pub const PATHS: [&str; 2] = ["/v1/logs", "/otlp/v1/logs"];
 /// How long a refused export is told to wait before it tries again (the store is down or full).
 const RETRY_AFTER_SECS: &str = "5";
 
-/// `POST /v1/logs`.
-pub(super) async fn export_logs(
+/// The two OTLP routes, one handler each so each has its own OpenAPI operation.
+macro_rules! otlp_route {
+    ($name:ident, $path:expr) => {
+        /// Sends OpenTelemetry logs (OTLP/HTTP)
+        ///
+        /// What an OpenTelemetry SDK's or Collector's OTLP/HTTP log exporter posts, in
+        /// protobuf (`application/x-protobuf`) or JSON, optionally gzip-compressed. Each log
+        /// record becomes one event (the mapping is in the README): `event.name` or
+        /// `event.action` → action, severity → level, body → description, `user.id` →
+        /// actor, `client.address`, `user_agent.original`, `http.*` and `url.path` →
+        /// request, trace id → correlation id, resource attributes → system, the rest →
+        /// metadata. Records that cannot be stored are counted in `partialSuccess` with the
+        /// reason; the others are on disk when `200` comes. Refusals are `google.rpc.Status`
+        /// in the request's encoding, and `429`/`503` carry `Retry-After`, as the OTLP
+        /// specification says.
+        #[utoipa::path(post, path = $path, tag = "ingest",
+            request_body(description = "An `ExportLogsServiceRequest`.", content(
+                ("application/x-protobuf"),
+                (Object = "application/json", example = json!({"resourceLogs": [{
+                    "resource": {"attributes": [{"key": "service.name",
+                        "value": {"stringValue": "billing"}}]},
+                    "scopeLogs": [{"logRecords": [{"timeUnixNano": "1768469400000000000",
+                        "severityNumber": 13, "severityText": "WARN",
+                        "body": {"stringValue": "refund above the limit"},
+                        "attributes": [
+                            {"key": "event.name", "value": {"stringValue": "refund.create"}},
+                            {"key": "user.id", "value": {"stringValue": "u-1042"}}]}]}]}]})),
+            )),
+            params(("Content-Encoding" = Option<String>, Header,
+                description = "`gzip` for a compressed body.")),
+            responses(
+                (status = 200, description = "Stored; `partialSuccess` counts and explains the records refused.", content(
+                    ("application/x-protobuf"),
+                    (Object = "application/json", example = json!({"partialSuccess": {}})),
+                )),
+                (status = 400, description = "Not an `ExportLogsServiceRequest` (`google.rpc.Status`)."),
+                (status = 413, description = "The body, inflated, is over the size limit."),
+                (status = 415, description = "Neither protobuf nor JSON."),
+                (status = 429, description = "Over the credential's ingest rate; see `Retry-After`."),
+                (status = 503, description = "The store is unavailable or full; nothing was stored; see `Retry-After`."),
+            ))]
+        pub(super) async fn $name(
+            state: State<AppState>,
+            acting: ActingFrom,
+            principal: Option<axum::Extension<auth::Principal>>,
+            headers: HeaderMap,
+            body: Result<Bytes, BytesRejection>,
+        ) -> Result<Response, ApiError> {
+            export(state, acting, principal, headers, body).await
+        }
+    };
+}
+
+otlp_route!(export_logs, PATHS[0]);
+otlp_route!(export_logs_otlp_prefix, PATHS[1]);
+
+/// Both routes' work.
+async fn export(
     State(state): State<AppState>,
     ActingFrom(acting): ActingFrom,
     principal: Option<axum::Extension<auth::Principal>>,

@@ -10,6 +10,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
+use serde::Serialize;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -40,26 +41,72 @@ impl From<TokenError> for ApiError {
     }
 }
 
-/// `GET /api/v1/tokens`: `{"tokens": [...]}`, oldest first, without secrets.
-pub(super) async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let tokens: Vec<TokenInfo> = state.auth.with_tokens(tokens::list).await?;
-    Ok(Json(json!({ "tokens": tokens })))
+/// `GET /api/v1/tokens`'s answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct TokenList {
+    /// Oldest first, revoked ones included.
+    tokens: Vec<TokenInfo>,
 }
 
-/// `POST /api/v1/tokens` with `{"name": "...", "scope": "ingest|read|admin"}`: `201` with the
-/// token, shown this once.
+/// A token to make.
+// Read by `parse_create`, which names the field at fault; this type only describes it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct TokenRequest {
+    /// Letters, digits, `-`, `_` and `.`; unique.
+    name: String,
+    scope: Scope,
+}
+
+/// A token just made, with its secret, which is shown this once.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct NewToken {
+    #[serde(flatten)]
+    info: TokenInfo,
+    /// The secret: send it as `Authorization: Bearer <token>`. Only its hash is stored.
+    token: String,
+}
+
+/// What `DELETE /api/v1/tokens/{name}` did.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Revoked {
+    name: String,
+    /// `false` when it was revoked already.
+    revoked: bool,
+}
+
+/// Lists the API tokens
+///
+/// Oldest first, without their secrets, with when each was last used.
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "access", operation_id = "list_tokens",
+    responses((status = 200, body = TokenList, example = json!({"tokens": [{"name": "billing-app",
+        "scope": "ingest", "createdAt": "2026-01-15T09:30:00Z",
+        "lastUsedAt": "2026-01-15T10:02:11Z", "revokedAt": null}]}))))]
+pub(super) async fn list(State(state): State<AppState>) -> Result<Json<TokenList>, ApiError> {
+    let tokens: Vec<TokenInfo> = state.auth.with_tokens(tokens::list).await?;
+    Ok(Json(TokenList { tokens }))
+}
+
+/// Makes an API token
+///
+/// `201` with the token's secret, shown this once; recorded in the chain. Scopes: `ingest`
+/// (send events only), `read` (read and export, change nothing), `admin` (everything).
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "access", operation_id = "create_token",
+    request_body(content = TokenRequest, example = json!({"name": "billing-app", "scope": "ingest"})),
+    responses(
+        (status = 201, body = NewToken, example = json!({"name": "billing-app", "scope": "ingest",
+            "createdAt": "2026-01-15T09:30:00Z", "lastUsedAt": null, "revokedAt": null,
+            "token": "tw_9b1f…"})),
+        (status = 400, description = "A bad or taken `name`, or a bad `scope`.", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn create(
     State(state): State<AppState>,
     ActingFrom(acting): ActingFrom,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<NewToken>), ApiError> {
     let (name, scope) = parse_create(&body)?;
-    let (info, secret) = create_recorded(&state, &acting, name, scope).await?;
-    let mut body = serde_json::to_value(&info).map_err(|_| ApiError::Internal)?;
-    if let Some(o) = body.as_object_mut() {
-        o.insert("token".into(), json!(secret));
-    }
-    Ok((StatusCode::CREATED, Json(body)))
+    let (info, token) = create_recorded(&state, &acting, name, scope).await?;
+    Ok((StatusCode::CREATED, Json(NewToken { info, token })))
 }
 
 fn parse_create(body: &[u8]) -> Result<(String, Scope), ApiError> {
@@ -85,14 +132,22 @@ fn parse_create(body: &[u8]) -> Result<(String, Scope), ApiError> {
     Ok((name, scope))
 }
 
-/// `DELETE /api/v1/tokens/{name}`: revokes it; its next request is refused.
+/// Revokes an API token
+///
+/// Its next request is refused and the sockets it opened close; recorded in the chain.
+#[utoipa::path(delete, path = "/api/v1/tokens/{name}", tag = "access", operation_id = "revoke_token",
+    params(("name" = String, Path, description = "The token's name.")),
+    responses(
+        (status = 200, body = Revoked, example = json!({"name": "billing-app", "revoked": true})),
+        (status = 404, description = "No token has that name.", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn revoke(
     State(state): State<AppState>,
     ActingFrom(acting): ActingFrom,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Revoked>, ApiError> {
     let revoked = revoke_recorded(&state, &acting, name.clone()).await?;
-    Ok(Json(json!({"name": name, "revoked": revoked})))
+    Ok(Json(Revoked { name, revoked }))
 }
 
 /// Makes a token and records it in the chain as done by `acting` (REST route and dashboard).

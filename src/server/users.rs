@@ -11,6 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
+use serde::Serialize;
 use serde_json::{json, Value};
 
 impl From<UserError> for ApiError {
@@ -40,13 +41,60 @@ impl From<UserError> for ApiError {
     }
 }
 
-/// `GET /api/v1/users`: `{"users": [...]}`, oldest first, without password hashes.
-pub(super) async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let users: Vec<UserInfo> = state.auth.with_users(users::list).await?;
-    Ok(Json(json!({ "users": users })))
+/// `GET /api/v1/users`'s answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct UserList {
+    /// Oldest first, disabled ones included.
+    users: Vec<UserInfo>,
 }
 
-/// `POST /api/v1/users` with `{"name", "role", "subject"?, "password"}`: `201` with the user.
+/// A user to add.
+// Read by `create`, which names the field at fault; this type only describes it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct UserRequest {
+    /// Letters, digits, `-`, `_`, `.` and `@`; unique.
+    name: String,
+    role: Role,
+    /// The actor id in events that is this user (default: the name); the `self` role sees
+    /// only these events.
+    subject: Option<String>,
+    /// At least 12 characters.
+    password: String,
+}
+
+/// What `DELETE /api/v1/users/{name}` did.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Disabled {
+    name: String,
+    /// `false` when the user was disabled already.
+    disabled: bool,
+}
+
+/// Lists the dashboard users
+///
+/// Oldest first, without password hashes.
+#[utoipa::path(get, path = "/api/v1/users", tag = "access", operation_id = "list_users",
+    responses((status = 200, body = UserList)))]
+pub(super) async fn list(State(state): State<AppState>) -> Result<Json<UserList>, ApiError> {
+    let users: Vec<UserInfo> = state.auth.with_users(users::list).await?;
+    Ok(Json(UserList { users }))
+}
+
+/// Adds a dashboard user
+///
+/// `201` with the user; recorded in the chain. Roles: `admin` (everything), `auditor` (read
+/// everything, export, verify), `viewer` (read everything, no exports), `self` (only the
+/// events where they are the actor).
+#[utoipa::path(post, path = "/api/v1/users", tag = "access", operation_id = "create_user",
+    request_body(content = UserRequest, example = json!({"name": "dana", "role": "auditor",
+        "password": "correct horse battery staple"})),
+    responses(
+        (status = 201, body = UserInfo, example = json!({"name": "dana", "role": "auditor",
+            "subject": "dana", "createdAt": "2026-01-15T09:30:00Z", "lastLoginAt": null,
+            "disabledAt": null})),
+        (status = 400, description = "A bad or taken `name`, a bad `role`, `subject` or `password`.", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn create(
     State(state): State<AppState>,
     ActingFrom(acting): ActingFrom,
@@ -77,14 +125,22 @@ pub(super) async fn create(
     Ok((StatusCode::CREATED, Json(info)))
 }
 
-/// `DELETE /api/v1/users/{name}`: disables the user and closes their sessions and sockets.
+/// Disables a dashboard user
+///
+/// Ends their sessions and closes their sockets; recorded in the chain. Their events stay.
+#[utoipa::path(delete, path = "/api/v1/users/{name}", tag = "access", operation_id = "disable_user",
+    params(("name" = String, Path, description = "The user's name.")),
+    responses(
+        (status = 200, body = Disabled, example = json!({"name": "dana", "disabled": true})),
+        (status = 404, description = "No user has that name.", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn disable(
     State(state): State<AppState>,
     ActingFrom(acting): ActingFrom,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Disabled>, ApiError> {
     let disabled = disable_recorded(&state, &acting, name.clone()).await?;
-    Ok(Json(json!({"name": name, "disabled": disabled})))
+    Ok(Json(Disabled { name, disabled }))
 }
 
 /// Adds a user (hashing off the runtime) and records it as done by `acting` (REST route and

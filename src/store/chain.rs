@@ -300,7 +300,7 @@ fn write_string(s: &str, out: &mut String) {
 }
 
 /// What is wrong at the first bad row.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Fault {
     /// The row's content no longer matches its hash, or its personal fields their digest.
@@ -314,7 +314,7 @@ pub enum Fault {
 }
 
 /// The first place where the chain breaks.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Break {
     pub seq: Seq,

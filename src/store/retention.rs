@@ -31,7 +31,7 @@ pub const CHUNK: usize = 20_000;
 
 /// `[retention]`: how long events are kept, by level and category. An event is kept for the
 /// longest period that applies to it: its level's, its category's, or the default.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetentionPolicy {
     /// Whether the daily job runs (`DELETE /api/v1/events/cleanup` works either way).

@@ -10,7 +10,7 @@ use crate::model::Seq;
 use serde::Serialize;
 
 /// The result of walking the chain.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifyReport {
     /// True when every row verified.

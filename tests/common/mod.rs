@@ -47,6 +47,15 @@ pub async fn call(
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+/// Whether the concrete `path` fits the router's `pattern` (`{name}` takes one segment).
+pub fn fits(pattern: &str, path: &str) -> bool {
+    let (p, c): (Vec<&str>, Vec<&str>) = (pattern.split('/').collect(), path.split('/').collect());
+    p.len() == c.len()
+        && p.iter()
+            .zip(&c)
+            .all(|(p, c)| p == c || (p.starts_with('{') && p.ends_with('}')))
+}
+
 /// Adds a user through the API with the admin token.
 pub async fn add_user(s: &TestServer, name: &str, role: &str, subject: Option<&str>) {
     let (status, body) = call(

@@ -9,7 +9,7 @@ use leptos::prelude::*;
 
 /// The pages in the navigation: path, label, the key pages pass as `current`, and what the
 /// page needs (the server redirects from a page a role may not use; the link is not shown).
-const NAV: [(&str, &str, &str, Permission); 7] = [
+const NAV: [(&str, &str, &str, Permission); 8] = [
     ("/", "Live", "live", Permission::ReadAll),
     ("/events", "Explorer", "events", Permission::ReadOwn),
     ("/replay", "Replay", "replay", Permission::ReadOwn),
@@ -17,6 +17,7 @@ const NAV: [(&str, &str, &str, Permission); 7] = [
     ("/tokens", "Tokens", "tokens", Permission::Admin),
     ("/users", "Users", "users", Permission::Admin),
     ("/settings", "Settings", "settings", Permission::Admin),
+    ("/api-docs", "API", "api", Permission::ReadOwn),
 ];
 
 /// The header. `current` marks the page in the navigation; `class` lets a page flash it;
