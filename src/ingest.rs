@@ -434,7 +434,9 @@ pub fn normalize(
     })
 }
 
-const KNOWN_FIELDS: &[&str] = &[
+/// The fields an event may have on the way in (the OpenAPI document's `EventInput` lists
+/// the same; a test holds them together).
+pub const KNOWN_FIELDS: &[&str] = &[
     "timestamp",
     "level",
     "severity",

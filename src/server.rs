@@ -22,9 +22,7 @@ use crate::auth::{self, Auth, Presented};
 use crate::ingest::{self, BodyFormat, IngestError};
 use crate::insights::Analytics;
 use crate::live::Hub;
-use crate::model::{
-    AuditEvent, FieldError, Health, IngestErrors, IngestReceipt, Permission, Seq, Source,
-};
+use crate::model::{FieldError, Health, IngestErrors, IngestReceipt, Permission, Seq, Source};
 use crate::selfaudit::ActingFrom;
 use crate::store::{Store, StoreError};
 use crate::views::SavedViews;
@@ -1009,7 +1007,7 @@ fn body_bytes(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<B
     params(("X-Trailwatch-Source" = Option<String>, Header,
         description = "The channel: `http` (the default), `cli`, or `import:<file>`.")),
     request_body(description = "One event, an array of events, or NDJSON.", content(
-        (AuditEvent = "application/json", example = json!({
+        (openapi::EventsInput = "application/json", example = json!({
             "timestamp": "2026-01-15T09:30:00.000Z", "level": "warning",
             "category": "authentication", "action": "user.login", "outcome": "failure",
             "user": {"id": "u-1042", "username": "alice"},

@@ -48,9 +48,70 @@ use utoipa::{OpenApi, ToSchema};
         (name = "access", description = "API tokens and dashboard users."),
         (name = "meta", description = "The server's health and this document."),
     ),
-    components(schemas(ErrorBody, ErrorCode))
+    components(schemas(ErrorBody, ErrorCode, EventInput))
 )]
 pub(super) struct ApiDoc;
+
+/// An event as senders write it: only `action` is required; the server fills the rest in
+/// (`timestamp` now, level `info`, outcome `success`, the system actor), and the
+/// predecessors' names are taken too. Unknown fields are refused, naming them.
+// Read by `ingest::normalize`, which checks each field and names the one at fault; this type
+// only describes it, and a test holds its fields to `ingest::KNOWN_FIELDS`.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct EventInput {
+    /// When it happened: RFC 3339 or epoch milliseconds; default now. Not before 1970 or more
+    /// than 24 hours ahead of the server's clock (configurable).
+    timestamp: Option<String>,
+    level: Option<crate::model::Level>,
+    /// `level`, as the predecessor named it.
+    severity: Option<crate::model::Level>,
+    category: Option<crate::model::Category>,
+    /// What was done, as `noun.verb`: `user.login`, `invoice.update`.
+    action: String,
+    outcome: Option<crate::model::Outcome>,
+    /// The predecessor's outcome: `false` is `denied`.
+    allowed: Option<bool>,
+    user: Option<crate::model::Actor>,
+    /// `user.id`, as the predecessor named it.
+    user_id: Option<String>,
+    /// `user.username`, as the predecessor named it.
+    username: Option<String>,
+    entity: Option<crate::model::Entity>,
+    /// `entity.type`, as the predecessor named it.
+    entity_type: Option<String>,
+    /// `entity.id`, as the predecessor named it.
+    entity_id: Option<String>,
+    /// `entity.name`, as the predecessor named it.
+    resource_name: Option<String>,
+    request: Option<crate::model::RequestInfo>,
+    location: Option<crate::model::Location>,
+    description: Option<String>,
+    /// Anything else worth keeping, as a JSON object.
+    #[schema(value_type = Option<Object>)]
+    metadata: Option<serde_json::Value>,
+    /// `metadata`, as the predecessor named it.
+    #[schema(value_type = Option<Object>)]
+    details: Option<serde_json::Value>,
+    /// Fields that changed, each with `before` and `after`.
+    changes: Option<std::collections::BTreeMap<String, crate::model::Change>>,
+    /// 0 to 100; without one, the server scores the event and says why.
+    #[schema(minimum = 0, maximum = 100)]
+    risk_score: Option<u8>,
+    correlation_id: Option<String>,
+    session_id: Option<String>,
+    system: Option<crate::model::SystemInfo>,
+}
+
+/// What `POST /api/v1/events` takes as JSON: one event or an array of them.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum EventsInput {
+    One(Box<EventInput>),
+    Many(Vec<EventInput>),
+}
 
 /// Every error answer's body (the ingest route's field errors have their own,
 /// `IngestErrors`).
@@ -397,6 +458,24 @@ mod tests {
     fn operation_ids_are_camel_case() {
         assert_eq!(camel_case("list_events"), "listEvents");
         assert_eq!(camel_case("health"), "health");
+    }
+
+    /// The documented input fields are the ones ingest takes.
+    #[test]
+    fn event_input_lists_what_ingest_accepts() {
+        let schema = serde_json::to_value(<EventInput as utoipa::PartialSchema>::schema()).unwrap();
+        let mut documented: Vec<&str> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut known = crate::ingest::KNOWN_FIELDS.to_vec();
+        documented.sort_unstable();
+        known.sort_unstable();
+        assert_eq!(documented, known);
+        assert_eq!(schema["additionalProperties"], false);
+        assert_eq!(schema["required"], serde_json::json!(["action"]));
     }
 
     #[test]

@@ -96,7 +96,7 @@ pub(super) async fn list(State(state): State<AppState>) -> Result<Json<TokenList
     responses(
         (status = 201, body = NewToken, example = json!({"name": "billing-app", "scope": "ingest",
             "createdAt": "2026-01-15T09:30:00Z", "lastUsedAt": null, "revokedAt": null,
-            "token": "tw_9b1f…"})),
+            "token": "twt_9b1f…"})),
         (status = 400, description = "A bad or taken `name`, or a bad `scope`.", body = super::openapi::ErrorBody),
     ))]
 pub(super) async fn create(

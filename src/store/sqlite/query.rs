@@ -517,7 +517,8 @@ fn count_in_set(
 ) -> Result<(u64, bool), StoreError> {
     let mut stmt = tx.prepare(&check_sql(plan, "COUNT(*)"))?;
     let mut n = 0_u64;
-    for batch in set.0.rchunks(CHECK_BATCH) {
+    let mut batches = set.0.rchunks(CHECK_BATCH).peekable();
+    while let Some(batch) = batches.next() {
         let json = json_array(batch);
         let mut params: Vec<&dyn ToSql> = vec![&json];
         params.extend(plan.params.iter().map(|p| p.as_ref()));
@@ -526,7 +527,10 @@ fn count_in_set(
         if n >= cap {
             return Ok((cap, true));
         }
-        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+        // Only a count that left members unchecked is a lower bound: one whose last batch
+        // ended past the deadline is still exact.
+        let late = deadline.is_some_and(|d| std::time::Instant::now() >= d);
+        if late && batches.peek().is_some() {
             return Ok((n, true));
         }
     }
@@ -733,7 +737,9 @@ pub fn page(conn: &Connection, query: &Query, req: PageRequest) -> Result<EventP
                 while rows.next()?.is_some() {
                     n += 1;
                     if n % 256 == 0 && std::time::Instant::now() >= deadline {
-                        cut_short = true;
+                        // Cut short only if a row was left uncounted.
+                        cut_short = rows.next()?.is_some();
+                        n += u64::from(cut_short);
                         break;
                     }
                 }
