@@ -720,7 +720,11 @@ pub enum ApiError {
     TooLarge(usize),
     /// Over the ingest rate limit; retry after this long.
     RateLimited(std::time::Duration),
-    UnsupportedType(String),
+    /// A body in a content type the route does not take: what came, and what it takes.
+    UnsupportedType {
+        got: String,
+        accepted: &'static str,
+    },
     NotFound(String),
     Full,
     Unavailable,
@@ -793,10 +797,10 @@ impl IntoResponse for ApiError {
                 }
                 return r;
             }
-            ApiError::UnsupportedType(got) => (
+            ApiError::UnsupportedType { got, accepted } => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 json!({"error": "unsupported_media_type",
-                       "message": format!("Content-Type {got:?} is not accepted: use application/json (object or array) or application/x-ndjson")}),
+                       "message": format!("Content-Type {got:?} is not accepted: use {accepted}")}),
             ),
             ApiError::NotFound(what) => (
                 StatusCode::NOT_FOUND,
@@ -905,7 +909,10 @@ fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
         | "application/ndjson"
         | "application/jsonl"
         | "application/x-jsonlines" => Ok(BodyFormat::Ndjson),
-        _ => Err(ApiError::UnsupportedType(raw.to_string())),
+        _ => Err(ApiError::UnsupportedType {
+            got: raw.to_string(),
+            accepted: "application/json (an object or an array) or application/x-ndjson",
+        }),
     }
 }
 
@@ -1099,10 +1106,16 @@ async fn ingest_kubernetes_audit(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     take_ingest_budget(&state, &acting).await?;
-    if body_format(&headers)? != BodyFormat::Json {
-        return Err(ApiError::UnsupportedType(
-            "the webhook posts application/json".into(),
-        ));
+    let not_json = |got: &str| ApiError::UnsupportedType {
+        got: got.to_string(),
+        accepted: "application/json (the API server's webhook posts it)",
+    };
+    let got = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !matches!(body_format(&headers), Ok(BodyFormat::Json)) {
+        return Err(not_json(got));
     }
     let body = body_bytes(&state, body)?;
     let mut events =

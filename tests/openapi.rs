@@ -8,12 +8,9 @@
 
 mod common;
 
-use common::{fits, TestServer, TOKEN};
+use common::{fits, fixture_script, python, run_with_input, TestServer, TOKEN};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use trailwatch::server::{PROTECTED_ROUTES, PUBLIC_ROUTES};
 
 /// The document as the server serves it, fetched without a credential.
@@ -138,35 +135,9 @@ fn request_example(doc: &Value, method: &str, path: &str) -> String {
 }
 
 /// Runs `tests/fixtures/openapi_check.py` on the document and the samples.
-fn check(doc: &Value, samples: &[Value]) -> (bool, String) {
-    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".ci/tools/venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run `.ci/setup test` to install the tests' Python packages",
-        python.display()
-    );
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/openapi_check.py");
-    let mut child = Command::new(python)
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+async fn check(doc: &Value, samples: &[Value]) -> (bool, String) {
     let input = json!({"document": doc, "samples": samples}).to_string();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    run_with_input(python(), fixture_script("openapi_check.py"), input).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,6 +172,22 @@ async fn every_answer_matches_the_document_and_openapi_spec_validator_accepts_it
         )
         .await;
     assert_eq!(status, 400);
+    // A body in a type the route does not take is named, with what it takes.
+    let (status, refused) = samples
+        .call(
+            &s,
+            "/api/v1/kubernetes/audit",
+            "POST",
+            "/api/v1/kubernetes/audit",
+            admin,
+            Some(("application/x-ndjson", "{}\n".into())),
+        )
+        .await;
+    assert_eq!(status, 415);
+    assert_eq!(
+        refused["message"],
+        "Content-Type \"application/x-ndjson\" is not accepted: use application/json (the API server's webhook posts it)"
+    );
 
     // Tokens and users, made from the examples, listed and taken away.
     let (status, made) = samples
@@ -352,7 +339,7 @@ async fn every_answer_matches_the_document_and_openapi_spec_validator_accepts_it
     let untried: Vec<_> = operations(&doc).difference(&tried).cloned().collect();
     assert!(untried.is_empty(), "not exercised: {untried:?}");
 
-    let (ok, report) = check(&doc, &samples.items);
+    let (ok, report) = check(&doc, &samples.items).await;
     assert!(ok, "{report}");
     assert!(report.contains("bodies checked"), "{report}");
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{batch, TestServer, TOKEN};
+use common::{batch, fixture_script, python, run_with_input, TestServer, TOKEN};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
@@ -16,54 +16,6 @@ use serde_json::{json, Value};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-
-/// The venv's Python, which has the OpenTelemetry SDK.
-fn python() -> PathBuf {
-    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".ci/tools/venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run `.ci/setup test` to install the protocol tests' Python packages",
-        python.display()
-    );
-    python
-}
-
-/// Runs `program` with `args`, `input` on its standard input; returns whether it succeeded and
-/// what it printed (both streams).
-async fn run_with_input(program: PathBuf, args: Vec<String>, input: String) -> (bool, String) {
-    tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(&program)
-            .args(&args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{} runs: {e}", program.display()));
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
-    })
-    .await
-    .unwrap()
-}
-
-/// A script of `tests/fixtures`, as the venv's Python's argument.
-fn fixture_script(name: &str) -> Vec<String> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
-    vec![path.display().to_string()]
-}
 
 /// Runs `tests/fixtures/otel_send.py` with `plan`; returns its exit status and output.
 async fn otel_send(plan: Value) -> (bool, String) {

@@ -298,7 +298,7 @@ pub(super) fn sort(raw: Option<&str>) -> Result<EventOrder, ApiError> {
         ("sort" = Option<String>, Query, description = "`field` or `field:asc|desc`; fields: timestamp, receivedAt, seq, level, risk, action, user (without a direction, names sort A to Z and the rest newest, most severe or riskiest first). Default `timestamp:desc`."),
     ),
     responses(
-        (status = 200, body = EventPage),
+        (status = 200, body = EventPage, example = super::openapi::event_page_example),
         (status = 400, description = "An unknown parameter or a bad value, named in `field`.", body = super::openapi::ErrorBody),
         (status = 503, description = "The search index is catching up (`indexing`); retry shortly.", body = super::openapi::ErrorBody),
     ))]
@@ -334,7 +334,7 @@ pub(super) async fn list_events(
 #[utoipa::path(get, path = "/api/v1/events/{event_id}", tag = "events",
     params(("event_id" = String, Path, description = "The event's id (`eventId`).")),
     responses(
-        (status = 200, body = StoredEvent),
+        (status = 200, body = StoredEvent, example = super::openapi::stored_event_example),
         (status = 404, description = "No such event.", body = super::openapi::ErrorBody),
     ))]
 pub(super) async fn get_event(

@@ -164,6 +164,44 @@ pub enum ErrorCode {
     Internal,
 }
 
+/// An event as the API answers it, for the examples of the routes that return events.
+pub(super) fn stored_event_example() -> Value {
+    json!({
+        "seq": 4182,
+        "eventId": "019bc1d2-7e40-7a3c-9f1e-5b2a8c0d4e61",
+        "receivedAt": "2026-01-15T09:30:00.012Z",
+        "hash": "3b6f0c9a51d2e8f47a1c0b9d6e3f2a8c5d7e1b4f9a0c3d6e8b2f5a1c7d9e0b3a",
+        "timestamp": "2026-01-15T09:30:00.000Z",
+        "level": "warning",
+        "category": "authentication",
+        "action": "user.login",
+        "outcome": "failure",
+        "user": {"id": "u-1042", "username": "alice"},
+        "request": {"ip": "203.0.113.7", "method": "POST", "path": "/login", "statusCode": 401},
+        "description": "wrong password",
+        "riskScore": 45,
+        "riskReasons": [
+            {"rule": "outcome", "points": 25, "detail": "failure"},
+            {"rule": "category", "points": 20, "detail": "authentication"}
+        ],
+        "source": "http",
+        "submittedBy": "token:billing-app"
+    })
+}
+
+/// A page of events, for the list's example.
+pub(super) fn event_page_example() -> Value {
+    json!({
+        "items": [stored_event_example()],
+        "total": 1,
+        "totalIsLowerBound": false,
+        "page": 1,
+        "limit": 50,
+        "nextCursor": null,
+        "headSeq": 4183
+    })
+}
+
 /// The finished document, made once.
 static DOCUMENT: LazyLock<Value> = LazyLock::new(|| {
     let (_, api) = super::documented_routes().split_for_parts();

@@ -440,3 +440,58 @@ pub fn spawn_listening(mut command: std::process::Command) -> (std::process::Chi
     std::thread::spawn(move || for _ in lines {});
     (child, url)
 }
+
+/// The venv's Python (`.ci/tools/venv`), with the sender libraries and checkers the tests
+/// drive.
+pub fn python() -> std::path::PathBuf {
+    let python =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".ci/tools/venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run `.ci/setup test` to install the tests' Python packages",
+        python.display()
+    );
+    python
+}
+
+/// Runs `program` with `args`, `input` on its standard input; returns whether it succeeded and
+/// what it printed (both streams).
+pub async fn run_with_input(
+    program: std::path::PathBuf,
+    args: Vec<String>,
+    input: String,
+) -> (bool, String) {
+    use std::io::Write;
+    tokio::task::spawn_blocking(move || {
+        let mut child = std::process::Command::new(&program)
+            .args(&args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{} runs: {e}", program.display()));
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    })
+    .await
+    .unwrap()
+}
+
+/// A script of `tests/fixtures`, as the venv's Python's argument.
+pub fn fixture_script(name: &str) -> Vec<String> {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    vec![path.display().to_string()]
+}
