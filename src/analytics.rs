@@ -1,7 +1,9 @@
 //! Analytics over counts: the health score, trends, heatmap intensities and the anomaly rules
 //! with their thresholds and hysteresis, plus the JSON shapes the dashboard and the REST API
-//! share. Pure and shared by both builds; the server feeds it rollups, the browser live events.
+//! share, and metrics from the numbers inside events (`aggregate`). Pure and shared by both
+//! builds; the server feeds it rollups and scans, the browser live events.
 
+pub mod aggregate;
 mod anomaly;
 
 /// Anomalies are graded on the model's scale, which alerts share.

@@ -2,6 +2,7 @@
 //! dashboard pages, static files), the authentication middleware and the serve loop.
 //! Server build only.
 
+mod aggregate;
 pub mod conn;
 mod dashboard;
 mod events;
@@ -143,6 +144,7 @@ pub const PROTECTED_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/chain"),
     ("POST", "/api/fn/chain"),
     ("GET", "/api/v1/events/statistics"),
+    ("GET", "/api/v1/aggregate"),
     ("GET", "/api/dashboard/summary"),
     ("GET", "/api/dashboard/insights"),
     ("POST", "/api/fn/overview"),
@@ -201,6 +203,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(otlp::export_logs))
         .routes(routes!(otlp::export_logs_otlp_prefix))
         .routes(routes!(dashboard::statistics))
+        .routes(routes!(aggregate::aggregate))
         .routes(routes!(dashboard::summary))
         .routes(routes!(dashboard::insights))
         .routes(routes!(dashboard::list_alerts))
@@ -482,7 +485,12 @@ pub fn needed_permission(method: &Method, path: &str) -> Permission {
                 !matches!(&rest[1..], "statistics" | "actions" | "export" | "cleanup")
             }
         }
-        None => path == "/ws/audit" || READ_OWN_FNS.contains(&path) || !path.starts_with("/api/"),
+        None => {
+            // Metrics are scoped to the `self` role's own events, like the list.
+            matches!(path, "/ws/audit" | "/api/v1/aggregate")
+                || READ_OWN_FNS.contains(&path)
+                || !path.starts_with("/api/")
+        }
     };
     match read_own {
         true => Permission::ReadOwn,

@@ -226,7 +226,8 @@ async fn every_answer_matches_the_document_and_openapi_spec_validator_accepts_it
         )
         .await;
     let id = page["items"][0]["eventId"].as_str().unwrap().to_string();
-    let reads: Vec<(&str, String)> = vec![
+    let reads: Vec<(&str, String)> =
+        vec![
         ("/api/health", "/api/health".into()),
         ("/api/openapi.json", "/api/openapi.json".into()),
         ("/api/v1/events", "/api/v1/events?level=fatal".into()),
@@ -246,6 +247,12 @@ async fn every_answer_matches_the_document_and_openapi_spec_validator_accepts_it
             "/api/v1/events/statistics",
             "/api/v1/events/statistics?range=7d".into(),
         ),
+        (
+            "/api/v1/aggregate",
+            "/api/v1/aggregate?field=metadata.attempt&by=user_id&stats=count,avg,p95&interval=1d"
+                .into(),
+        ),
+        ("/api/v1/aggregate", "/api/v1/aggregate?field=nothing".into()),
         ("/api/dashboard/summary", "/api/dashboard/summary".into()),
         (
             "/api/dashboard/insights",

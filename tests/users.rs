@@ -40,6 +40,7 @@ fn needs(method: &str, path: &str) -> &'static str {
         ("GET", "/api/v1/events/export" | "/api/v1/subjects/alice/export") => "export",
         ("GET", "/api/v1/verify") => "verify",
         ("GET", "/api/v1/events" | "/api/v1/events/levels" | "/api/v1/events/categories")
+        | ("GET", "/api/v1/aggregate")
         | ("GET", "/ws/audit")
         | ("GET", "/api/v1/events/00000000-0000-0000-0000-000000000000")
         | ("POST", "/api/fn/events" | "/api/fn/event" | "/api/fn/replay" | "/api/fn/views") => {
