@@ -47,6 +47,33 @@ pub async fn whoami() -> Result<crate::model::Whoami, AppError> {
     authorize(crate::model::Permission::Session).map(|p| p.whoami())
 }
 
+/// Metrics from a numeric field of the matching events, for the `/usage` page: `query` is
+/// `GET /api/v1/aggregate`'s query string, and the answer the same; the `self` role's cover
+/// its own events.
+///
+/// # Errors
+/// [`AppError::BadRequest`] naming a bad parameter; [`AppError::Internal`] when the store
+/// fails.
+#[server(prefix = "/api/fn", endpoint = "aggregate")]
+pub async fn aggregate_metrics(
+    query: String,
+) -> Result<crate::analytics::aggregate::Aggregate, AppError> {
+    let principal = authorize(crate::model::Permission::ReadOwn)?;
+    use crate::server::{ApiError, AppState};
+    let state = use_context::<AppState>().ok_or(AppError::Internal)?;
+    crate::server::aggregate::compute(&state, principal.owner.as_deref(), Some(&query))
+        .await
+        .map_err(|e| match e {
+            ApiError::Param { field, message } => {
+                AppError::BadRequest(format!("{field}: {message}"))
+            }
+            ApiError::Indexing { .. } => {
+                AppError::BadRequest("the search index is catching up; try again shortly".into())
+            }
+            _ => AppError::Internal,
+        })
+}
+
 /// The REST API's reference, from its OpenAPI document, for the `/api-docs` page.
 ///
 /// # Errors

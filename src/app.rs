@@ -80,6 +80,7 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/users") view=pages::UsersPage />
                 <Route path=path!("/settings") view=pages::SettingsPage />
                 <Route path=path!("/api-docs") view=pages::ApiDocsPage />
+                <Route path=path!("/usage") view=pages::UsagePage ssr=SsrMode::Async />
                 <Route path=path!("/setup") view=pages::SetupPage />
                 <ParentRoute path=path!("/events") view=pages::ExplorerPage ssr=SsrMode::Async>
                     <Route path=path!("") view=|| () />

@@ -2,7 +2,7 @@
 //! dashboard pages, static files), the authentication middleware and the serve loop.
 //! Server build only.
 
-mod aggregate;
+pub(crate) mod aggregate;
 pub mod conn;
 mod dashboard;
 mod events;
@@ -176,6 +176,7 @@ pub const PROTECTED_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/fn/disable_user"),
     ("POST", "/api/fn/whoami"),
     ("POST", "/api/fn/api_reference"),
+    ("POST", "/api/fn/aggregate"),
     ("POST", "/api/fn/settings"),
     ("POST", "/api/fn/save_settings"),
 ];
@@ -433,7 +434,8 @@ const ADMIN_FNS: [&str; 11] = [
 
 /// Server functions that read events, row by row: the `self` role may call them and sees
 /// its own events only.
-const READ_OWN_FNS: [&str; 4] = [
+const READ_OWN_FNS: [&str; 5] = [
+    "/api/fn/aggregate",
     "/api/fn/events",
     "/api/fn/event",
     "/api/fn/replay",

@@ -43,9 +43,11 @@ fn needs(method: &str, path: &str) -> &'static str {
         | ("GET", "/api/v1/aggregate")
         | ("GET", "/ws/audit")
         | ("GET", "/api/v1/events/00000000-0000-0000-0000-000000000000")
-        | ("POST", "/api/fn/events" | "/api/fn/event" | "/api/fn/replay" | "/api/fn/views") => {
-            "read_own"
-        }
+        | (
+            "POST",
+            "/api/fn/events" | "/api/fn/event" | "/api/fn/replay" | "/api/fn/views"
+            | "/api/fn/aggregate",
+        ) => "read_own",
         _ => "read_all",
     }
 }

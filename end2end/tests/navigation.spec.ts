@@ -3,6 +3,7 @@ import { expect, signIn, test } from "./server";
 const PAGES: [string, RegExp][] = [
   ["Live", /\/$/],
   ["Explorer", /\/events$/],
+  ["Usage", /\/usage$/],
   ["Replay", /\/replay$/],
   ["Alerts", /\/alerts$/],
   ["Tokens", /\/tokens$/],

@@ -161,6 +161,7 @@ test("every page runs under its nonce policy without a single violation", async 
     ["/users", "Users", false],
     ["/settings", "Settings", false],
     ["/api-docs", "API reference", false],
+    ["/usage", "Usage", false],
   ] as const) {
     const response = await page.goto(path);
     expect(response?.headers()["content-security-policy"]).toMatch(/script-src 'self' 'nonce-[\w-]+' 'wasm-unsafe-eval'/);

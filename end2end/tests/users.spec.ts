@@ -26,7 +26,7 @@ test("an admin adds a self user, who signs in with a password and sees only thei
   // The self role lands on its own activity; the overview would show everyone's.
   await expect(page).toHaveURL(/\/events$/);
   const nav = page.getByRole("navigation", { name: "Main" });
-  await expect(nav.getByRole("link")).toHaveText(["Explorer", "Replay", "API"]);
+  await expect(nav.getByRole("link")).toHaveText(["Explorer", "Usage", "Replay", "API"]);
   await expect(page.getByRole("status", { name: "Connection: live" })).toBeVisible();
   const rows = page.getByRole("table").locator("tbody tr");
   await expect(rows).toHaveCount(1);

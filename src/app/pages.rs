@@ -9,6 +9,7 @@ mod replay;
 mod settings;
 mod setup;
 mod tokens;
+mod usage;
 mod users;
 
 pub use alerts::AlertsPage;
@@ -20,6 +21,7 @@ pub use replay::ReplayPage;
 pub use settings::SettingsPage;
 pub use setup::SetupPage;
 pub use tokens::TokensPage;
+pub use usage::UsagePage;
 pub use users::UsersPage;
 
 use leptos::prelude::*;

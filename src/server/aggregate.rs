@@ -52,10 +52,23 @@ pub(super) async fn aggregate(
     Owner(owner): Owner,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let params = Params::parse(raw.as_deref(), &["field", "stats", "by", "interval", "top"])?;
+    Ok(Json(compute(&state, owner.as_deref(), raw.as_deref()).await?).into_response())
+}
+
+/// The metrics a query string asks for (the route's parameters), over `owner`'s events alone
+/// when given: the REST route's work, and the Usage page's.
+///
+/// # Errors
+/// A bad parameter (named), or the store's failure.
+pub(crate) async fn compute(
+    state: &AppState,
+    owner: Option<&str>,
+    raw: Option<&str>,
+) -> Result<Aggregate, ApiError> {
+    let params = Params::parse(raw, &["field", "stats", "by", "interval", "top"])?;
     let spec = spec(&params)?;
     let (_, query) = params.filter()?;
-    let query = query.owned_by(owner.as_deref());
+    let query = query.owned_by(owner);
     let interval = spec.interval_name.clone();
     let aggregator = state
         .store
@@ -79,7 +92,7 @@ pub(super) async fn aggregate(
             ),
         });
     }
-    Ok(Json(aggregator.finish()).into_response())
+    Ok(aggregator.finish())
 }
 
 /// What the parameters ask for, checked.

@@ -430,7 +430,7 @@ pub fn TopUsers(#[prop(into)] users: Signal<Vec<UserCount>>) -> impl IntoView {
 
 #[cfg(test)]
 mod tests {
-    use super::nice_ticks;
+    use super::{format_measure, nice_ticks, nice_ticks_f64};
 
     #[test]
     fn ticks_are_round_and_cover_the_maximum() {
@@ -439,5 +439,167 @@ mod tests {
         assert_eq!(nice_ticks(10), [0, 5, 10]);
         assert_eq!(nice_ticks(37), [0, 10, 20, 30, 40]);
         assert_eq!(nice_ticks(1234), [0, 500, 1000, 1500]);
+    }
+
+    #[test]
+    fn measured_ticks_and_numbers_read_well() {
+        assert_eq!(nice_ticks_f64(0.0), [0.0, 1.0]);
+        let small = nice_ticks_f64(0.37);
+        assert_eq!(small.len(), 5);
+        assert!((small[4] - 0.4).abs() < 1e-12);
+        assert_eq!(format_measure(small[3]), "0.3");
+        assert_eq!(nice_ticks_f64(37.0), [0.0, 10.0, 20.0, 30.0, 40.0]);
+        assert_eq!(format_measure(5857.9), "5,858");
+        assert_eq!(format_measure(12.44), "12.4");
+        assert_eq!(format_measure(0.1534), "0.153");
+        assert_eq!(format_measure(-1500.0), "-1,500");
+    }
+}
+
+/// Up to about five round tick values from 0 to at least `max`, for measured numbers that
+/// may be fractions: steps of 1, 2 or 5 × 10ⁿ.
+pub fn nice_ticks_f64(max: f64) -> Vec<f64> {
+    if !(max.is_finite() && max > 0.0) {
+        return vec![0.0, 1.0];
+    }
+    let raw = max / 4.0;
+    let magnitude = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * magnitude)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * magnitude);
+    let n = (max / step).ceil() as usize;
+    (0..=n).map(|i| i as f64 * step).collect()
+}
+
+/// A measured number for an axis, a table or a tooltip: from 100 up, whole and grouped
+/// (`5,858`); below, fractions to three significant places (`12.4`, `0.153`).
+pub fn format_measure(v: f64) -> String {
+    // From 100 up a fraction adds nothing a reader compares by: whole and grouped.
+    if (v.fract() == 0.0 || v.abs() >= 100.0) && v.abs() < 1e15 {
+        let whole = group_thousands(v.abs().round() as u64);
+        return if v < 0.0 { format!("-{whole}") } else { whole };
+    }
+    let digits = (2 - v.abs().log10().floor() as i32).clamp(0, 6) as usize;
+    let text = format!("{v:.digits$}");
+    match text.contains('.') {
+        true => text.trim_end_matches('0').trim_end_matches('.').to_string(),
+        false => text,
+    }
+}
+
+/// A named line: its points as (bucket start, epoch ms; value).
+pub type Series = (String, Vec<(i64, f64)>);
+
+/// One line per series over time buckets (a group's statistic), with a y axis from zero,
+/// time labels, a legend and a tooltip per point. Colours come from CSS (`series-0` …
+/// `series-5`); `offset` is the viewer's UTC offset in minutes.
+#[component]
+pub fn SeriesChart(
+    #[prop(into)] lines: Signal<Vec<Series>>,
+    #[prop(into)] bucket_ms: Signal<i64>,
+    #[prop(into)] offset: Signal<i32>,
+    #[prop(into)] label: Signal<String>,
+) -> impl IntoView {
+    const W: f64 = 640.0;
+    const H: f64 = 220.0;
+    const LEFT: f64 = 52.0;
+    // Room for the last time label, centred on the last point.
+    const RIGHT: f64 = 22.0;
+    const TOP: f64 = 10.0;
+    const BOTTOM: f64 = 26.0;
+    let plot_h = H - TOP - BOTTOM;
+    let plot = move || {
+        let lines = lines.get();
+        let bucket = bucket_ms.get().max(1);
+        let starts: Vec<i64> = lines
+            .iter()
+            .flat_map(|(_, p)| p.iter().map(|(s, _)| *s))
+            .collect();
+        let (first, last) = (
+            starts.iter().min().copied().unwrap_or(0),
+            starts.iter().max().copied().unwrap_or(0),
+        );
+        let max = lines
+            .iter()
+            .flat_map(|(_, p)| p.iter().map(|(_, v)| *v))
+            .fold(0.0, f64::max);
+        let ticks = nice_ticks_f64(max);
+        let top = ticks.last().copied().unwrap_or(1.0).max(f64::MIN_POSITIVE);
+        let span = ((last - first) / bucket).max(1) as f64;
+        let x = move |s: i64| LEFT + ((s - first) / bucket) as f64 / span * (W - LEFT - RIGHT);
+        let y = move |v: f64| TOP + plot_h - v / top * plot_h;
+        let grid = ticks
+            .iter()
+            .map(|v| {
+                let yy = y(*v);
+                view! {
+                    <g class="tick">
+                        <line class="grid" x1=LEFT x2=W - RIGHT y1=yy y2=yy />
+                        <text class="axis" x=LEFT - 6.0 y=yy + 4.0 text-anchor="end">{format_measure(*v)}</text>
+                    </g>
+                }
+            })
+            .collect_view();
+        let steps = ((last - first) / bucket + 1).max(1);
+        let every = (steps / 6).max(1);
+        let labels = (0..steps)
+            .step_by(every as usize)
+            .map(|i| {
+                let s = first + i * bucket;
+                view! {
+                    <text class="axis" x=x(s) y=H - 8.0 text-anchor="middle">
+                        {move || axis_label(s, bucket, offset.get())}
+                    </text>
+                }
+            })
+            .collect_view();
+        let drawn = lines
+            .into_iter()
+            .enumerate()
+            .map(|(i, (name, points))| {
+                let class = format!("series series-{}", i % 6);
+                let path = points
+                    .iter()
+                    .map(|(s, v)| format!("{:.1},{:.1}", x(*s), y(*v)))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let dots = points
+                    .into_iter()
+                    .map(|(s, v)| {
+                        let name = name.clone();
+                        let tip = move || {
+                            format!(
+                                "{name}, {}: {}",
+                                tip_label(s, offset.get()),
+                                format_measure(v)
+                            )
+                        };
+                        view! { <circle cx=x(s) cy=y(v) r="3"><title>{tip}</title></circle> }
+                    })
+                    .collect_view();
+                view! { <g class=class><polyline points=path />{dots}</g> }
+            })
+            .collect_view();
+        view! { {grid} {labels} {drawn} }
+    };
+    let legend = move || {
+        lines
+            .get()
+            .into_iter()
+            .enumerate()
+            .map(|(i, (name, _))| {
+                view! { <span class=format!("key series-key series-{}", i % 6)>{name}</span> }
+            })
+            .collect_view()
+    };
+    view! {
+        <figure class="chart series-chart">
+            <svg viewBox=format!("0 0 {W} {H}") role="img" aria-label=move || label.get() preserveAspectRatio="none">
+                {plot}
+            </svg>
+            <figcaption class="legend">{legend}</figcaption>
+        </figure>
     }
 }

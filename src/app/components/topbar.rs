@@ -9,9 +9,10 @@ use leptos::prelude::*;
 
 /// The pages in the navigation: path, label, the key pages pass as `current`, and what the
 /// page needs (the server redirects from a page a role may not use; the link is not shown).
-const NAV: [(&str, &str, &str, Permission); 8] = [
+const NAV: [(&str, &str, &str, Permission); 9] = [
     ("/", "Live", "live", Permission::ReadAll),
     ("/events", "Explorer", "events", Permission::ReadOwn),
+    ("/usage", "Usage", "usage", Permission::ReadOwn),
     ("/replay", "Replay", "replay", Permission::ReadOwn),
     ("/alerts", "Alerts", "alerts", Permission::ReadAll),
     ("/tokens", "Tokens", "tokens", Permission::Admin),
