@@ -5,6 +5,7 @@
 
 pub mod aggregate;
 mod anomaly;
+pub mod coverage;
 
 /// Anomalies are graded on the model's scale, which alerts share.
 pub use crate::model::Severity;

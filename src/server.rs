@@ -75,6 +75,8 @@ pub struct Shared {
     pub max_body_bytes: usize,
     /// The times an ingested event may carry, whatever its source.
     pub window: crate::ingest::TimeWindow,
+    /// The catalogue of actions that must keep being audited.
+    pub coverage: crate::analytics::coverage::Catalogue,
     /// What retention keeps, for the daily run and the cleanup endpoint; the Settings page
     /// changes it while the server runs.
     pub(crate) retention: Arc<std::sync::RwLock<crate::store::RetentionPolicy>>,
@@ -145,6 +147,7 @@ pub const PROTECTED_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/fn/chain"),
     ("GET", "/api/v1/events/statistics"),
     ("GET", "/api/v1/aggregate"),
+    ("GET", "/api/v1/coverage"),
     ("GET", "/api/dashboard/summary"),
     ("GET", "/api/dashboard/insights"),
     ("POST", "/api/fn/overview"),
@@ -205,6 +208,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(otlp::export_logs_otlp_prefix))
         .routes(routes!(dashboard::statistics))
         .routes(routes!(aggregate::aggregate))
+        .routes(routes!(dashboard::coverage))
         .routes(routes!(dashboard::summary))
         .routes(routes!(dashboard::insights))
         .routes(routes!(dashboard::list_alerts))

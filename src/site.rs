@@ -57,6 +57,8 @@ pub struct ServeConfig {
     pub syslog: Vec<String>,
     /// The times an ingested event may carry (`[ingest]`).
     pub window: crate::ingest::TimeWindow,
+    /// The actions that must keep being audited (`[coverage]`).
+    pub coverage: crate::analytics::coverage::Catalogue,
     pub mirror_dir: Option<PathBuf>,
     /// Where Prometheus metrics are served, if anywhere.
     pub metrics_addr: Option<SocketAddr>,
@@ -109,6 +111,7 @@ impl ServeConfig {
             tails: Vec::new(),
             syslog: Vec::new(),
             window: crate::ingest::TimeWindow::default(),
+            coverage: Default::default(),
             mirror_dir: None,
             metrics_addr: None,
             personal_metadata: Vec::new(),
@@ -326,6 +329,7 @@ impl Server {
             leptos_options,
             max_body_bytes: config.max_body_bytes,
             window: config.window,
+            coverage: config.coverage.clone(),
             retention: Arc::new(std::sync::RwLock::new(config.retention.clone())),
             mirror_dir: config.mirror_dir.clone(),
             limiter: Arc::new(limits::RateLimiter::new(config.limits.clone())),

@@ -253,6 +253,7 @@ async fn every_answer_matches_the_document_and_openapi_spec_validator_accepts_it
                 .into(),
         ),
         ("/api/v1/aggregate", "/api/v1/aggregate?field=nothing".into()),
+        ("/api/v1/coverage", "/api/v1/coverage".into()),
         ("/api/dashboard/summary", "/api/dashboard/summary".into()),
         (
             "/api/dashboard/insights",

@@ -349,6 +349,8 @@ pub struct FileConfig {
     pub limits: Option<crate::server::limits::LimitsConfig>,
     /// The times an ingested event may carry (`[ingest]`).
     pub ingest: Option<crate::ingest::TimeWindow>,
+    /// The actions that must keep being audited (`[coverage]`).
+    pub coverage: Option<crate::analytics::coverage::Catalogue>,
     /// Dashboard session lifetimes (`[sessions]`).
     pub sessions: Option<crate::auth::SessionPolicy>,
     /// PEM certificate chain and key for HTTPS.
@@ -449,6 +451,7 @@ pub fn serve_config(args: ServeArgs, file: FileConfig) -> ServeConfig {
             args.tail
         },
         window: file.ingest.unwrap_or_default(),
+        coverage: file.coverage.unwrap_or_default(),
         syslog: if args.syslog.is_empty() {
             file.syslog.unwrap_or_default()
         } else {
@@ -571,6 +574,21 @@ mod tests {
             panic!("expected serve")
         };
         assert_eq!(serve_config(args, file()).tails, ["x.jsonl", "y:text"]);
+    }
+
+    #[test]
+    fn the_coverage_catalogue_comes_from_the_file_and_is_checked() {
+        let f: FileConfig = toml::from_str(
+            "[coverage]\nexpected = [{ action = \"agent.delete\", silent = \"7d\" }]",
+        )
+        .unwrap();
+        assert_eq!(f.coverage.unwrap().expected[0].action, "agent.delete");
+        let err = toml::from_str::<FileConfig>(
+            "[coverage]\nexpected = [{ action = \"agent.delete\", silent = \"soon\" }]",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("agent.delete"), "{err}");
     }
 
     #[test]

@@ -5,8 +5,11 @@
 
 use super::events::date;
 use super::{percent_decode, ApiError, AppState};
+use crate::analytics::coverage::{self, Coverage, WINDOW_DAYS};
 use crate::analytics::TimeRange;
 use crate::insights::{last_hours, parse_zone, range_hours, RANGES};
+use crate::store::rollup::Dimension;
+use crate::store::DistinctField;
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -128,6 +131,43 @@ struct RangeParams {
     start_date: Option<String>,
     /// `to`, as the predecessor named it.
     end_date: Option<String>,
+}
+
+/// Tells which actions are still audited
+///
+/// Every action of the `[coverage]` catalogue (an action, or a prefix such as `auth.*`, each
+/// with how long it may stay silent), and every action seen on at least 7 of the last 30
+/// days (learned: its window is three of its usual gaps, at least a day), with the last hour
+/// it was seen, its 7-day, 30-day and all-time counts, its usual rate and a `status`:
+/// `never` (no event of it stored), `silent` (none within its window) or `ok`. Silent and
+/// never first. Counted from the hourly rollups, by event time.
+#[utoipa::path(get, path = "/api/v1/coverage", tag = "analytics",
+    responses((status = 200, body = Coverage, example = json!({"at": 1768469400000_i64, "entries": [
+        {"action": "agent.delete", "origin": "expected", "status": "silent",
+         "windowMs": 604800000_i64, "lastSeenHour": 1767650400000_i64, "count7d": 0,
+         "count30d": 1, "total": 14, "perDay": 0.03333333333333333_f64},
+        {"action": "auth.*", "origin": "expected", "status": "ok", "windowMs": 86400000_i64,
+         "lastSeenHour": 1768467600000_i64, "count7d": 212, "count30d": 934, "total": 20418,
+         "perDay": 31.133333333333333_f64}
+    ]}))))]
+pub(super) async fn coverage(State(state): State<AppState>) -> Result<Response, ApiError> {
+    const HOUR_MS: i64 = 3_600_000;
+    let now = Utc::now().timestamp_millis();
+    let from = (now - WINDOW_DAYS * 24 * HOUR_MS).div_euclid(HOUR_MS);
+    let to = now.div_euclid(HOUR_MS) + 1;
+    let hours = state
+        .store
+        .with_rollups(move |r| r.series(Dimension::Action, from, to))
+        .await?;
+    let totals = state
+        .store
+        .distinct(DistinctField::Action)
+        .await?
+        .into_iter()
+        .map(|v| (v.value, v.count))
+        .collect();
+    let answer = coverage::coverage(&state.coverage.expected, &hours, &totals, now);
+    Ok(Json::<Coverage>(answer).into_response())
 }
 
 /// `GET /api/v1/alerts`'s answer.
