@@ -4,6 +4,7 @@
 //! `data/alerts.db` with acknowledgement, and webhook delivery with retries and a delivery
 //! log. Server build only.
 
+use crate::analytics::coverage::{Catalogue, CoverageStatus};
 use crate::analytics::Severity;
 use crate::insights::Analytics;
 use crate::live::Hub;
@@ -608,7 +609,11 @@ impl Alerts {
     /// Follows the store's commits and the anomaly rules in a task, raising alerts.
     /// Every event is seen, in seq order: a burst beyond the live queue is read back from the
     /// store, so grouped counts are exact.
-    pub fn watch(&self, store: &Store, analytics: Analytics) {
+    ///
+    /// On the anomaly check's cadence, it also works out the audit coverage of `catalogue`:
+    /// an expected or learned action that goes silent raises a `coverage:<action>` alert,
+    /// once, and may raise again only after its events came back.
+    pub fn watch(&self, store: &Store, analytics: Analytics, catalogue: Catalogue) {
         let me = self.clone();
         let store = store.clone();
         tokio::spawn(async move {
@@ -621,6 +626,7 @@ impl Alerts {
             };
             let mut states: HashMap<usize, RuleState> = HashMap::new();
             let mut raised: BTreeSet<(String, String)> = BTreeSet::new();
+            let mut silent: BTreeSet<String> = BTreeSet::new();
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             let mut last_anomaly_check = 0i64;
             loop {
@@ -643,6 +649,7 @@ impl Alerts {
                         if now - last_anomaly_check >= every {
                             last_anomaly_check = now;
                             me.check_anomalies(&analytics, &mut raised, now).await;
+                            me.check_coverage(&analytics, &catalogue, &mut silent, now).await;
                         }
                     }
                 }
@@ -696,6 +703,58 @@ impl Alerts {
                 }
             }
         }
+    }
+
+    /// Raises an alert for each action newly silent; `silent` holds those alerted for, and
+    /// lets go of an action once it is no longer silent.
+    async fn check_coverage(
+        &self,
+        analytics: &Analytics,
+        catalogue: &Catalogue,
+        silent: &mut BTreeSet<String>,
+        now: i64,
+    ) {
+        let coverage = match analytics.coverage(&catalogue.expected, now).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "coverage check failed");
+                return;
+            }
+        };
+        let mut current = BTreeSet::new();
+        for e in coverage.entries {
+            if e.status != CoverageStatus::Silent {
+                continue;
+            }
+            if !silent.contains(&e.action) {
+                let days = |ms: i64| format!("{:.1}", ms as f64 / 86_400_000.0);
+                let since = match e.last_seen_hour {
+                    Some(h) => format!("not audited for {} days", days(now - h)),
+                    None => "not audited in the last 30 days".into(),
+                };
+                let alert = Alert {
+                    id: 0,
+                    severity: Severity::Warning,
+                    message: format!(
+                        "{} ({}) is {since}; it is expected at least every {} days",
+                        e.action,
+                        e.origin,
+                        days(e.window_ms)
+                    ),
+                    rule: format!("coverage:{}", e.action),
+                    event: None,
+                    count: 1,
+                    first_at: e.last_seen_hour.unwrap_or(now),
+                    last_at: now,
+                    acknowledged_at: None,
+                };
+                if let Err(err) = self.raise(alert).await {
+                    tracing::error!(error = %err, "could not record a coverage alert");
+                }
+            }
+            current.insert(e.action);
+        }
+        *silent = current;
     }
 
     async fn check_anomalies(

@@ -233,6 +233,33 @@ impl Analytics {
         Ok(g.insights.map(|i| i.anomaly_detection).unwrap_or_default())
     }
 
+    /// Which of the `expected` actions, and of those learned from the last 30 days, are still
+    /// audited at `now_ms` (see [`crate::analytics::coverage`]): from the hourly counts by
+    /// action and the running totals, so it costs the same at any size.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn coverage(
+        &self,
+        expected: &[crate::analytics::coverage::Expected],
+        now_ms: i64,
+    ) -> Result<crate::analytics::coverage::Coverage, StoreError> {
+        use crate::analytics::coverage::{coverage, WINDOW_DAYS};
+        let from = (now_ms - WINDOW_DAYS * 24 * HOUR_MS).div_euclid(HOUR_MS);
+        let to = now_ms.div_euclid(HOUR_MS) + 1;
+        let store = &self.inner.store;
+        let hours = store
+            .with_rollups(move |r| r.series(Dimension::Action, from, to))
+            .await?;
+        let totals = store
+            .distinct(crate::store::DistinctField::Action)
+            .await?
+            .into_iter()
+            .map(|v| (v.value, v.count))
+            .collect();
+        Ok(coverage(expected, &hours, &totals, now_ms))
+    }
+
     /// Totals, distributions and top lists over `range` (widened to whole hours).
     ///
     /// # Errors

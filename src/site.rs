@@ -286,12 +286,13 @@ impl Server {
                 // One node at a time evaluates the alert rules, so an alert fires once for
                 // the cluster; another takes over when that node dies.
                 let (me, store, analytics) = (alerts.clone(), store.clone(), analytics.clone());
+                let catalogue = config.coverage.clone();
                 crate::store::postgres::run_when_held(
                     log.clone(),
                     "alerts",
                     node.name.clone(),
                     std::time::Duration::from_secs(20),
-                    move || me.watch(&store, analytics),
+                    move || me.watch(&store, analytics, catalogue.clone()),
                 );
                 auth.follow_revocations(log.notices(auth::REVOCATIONS));
                 tokio::spawn(crate::store::postgres::checkpoints::run(
@@ -301,7 +302,7 @@ impl Server {
                     crate::store::postgres::checkpoints::Duty::default(),
                 ));
             }
-            _ => alerts.watch(&store, analytics.clone()),
+            _ => alerts.watch(&store, analytics.clone(), config.coverage.clone()),
         }
         let leptos_options = leptos_options(config);
         let pkg = PathBuf::from(&*leptos_options.site_root)

@@ -1,7 +1,7 @@
 //! `GET /api/v1/coverage` through a real server: a catalogue of expected actions (an action
 //! and a prefix) reads `ok`, `silent` or `never` from the events stored, with their counts; an
-//! action that came daily and stopped is learned and flagged; the catalogue is checked as the
-//! config file is read.
+//! action that came daily and stopped is learned and flagged; an action gone silent raises one
+//! alert; the catalogue is checked as the config file is read.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 #![cfg(feature = "ssr")]
 
@@ -121,4 +121,64 @@ fn the_catalogue_is_checked_as_the_config_file_is_read() {
         let err = toml::from_str::<File>(text).err().unwrap().to_string();
         assert!(err.contains(says), "{text}: {err}");
     }
+}
+
+/// The next alert of the coverage rules on `socket`.
+async fn next_coverage_alert(socket: &mut common::Socket) -> Value {
+    loop {
+        let alert = socket.next_alert().await;
+        if alert["rule"].as_str().unwrap().starts_with("coverage:") {
+            return alert;
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_action_gone_silent_raises_one_alert() {
+    let s = TestServer::start_with(|c| {
+        c.alerts = trailwatch::alerts::AlertConfig {
+            anomaly_seconds: 1,
+            ..Default::default()
+        };
+        c.coverage = Catalogue {
+            expected: ["agent.delete", "agent.create"]
+                .map(|action| Expected {
+                    action: action.into(),
+                    silent: "7d".into(),
+                })
+                .to_vec(),
+        };
+    })
+    .await;
+    let mut socket = s.socket("&sinceSeq=0").await;
+    let now = chrono::Utc::now().timestamp_millis();
+    let old = |action: &str| json!({"action": action, "user": {"id": "ops"}, "timestamp": now - 9 * DAY_MS});
+    let (status, _) = s.post(&old("agent.delete")).await;
+    assert_eq!(status, 201);
+    let first = next_coverage_alert(&mut socket).await;
+    assert_eq!(first["rule"], "coverage:agent.delete");
+    assert_eq!(first["severity"], "warning");
+    let message = first["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("agent.delete (expected) is not audited for 9."),
+        "{message}"
+    );
+    assert!(
+        message.ends_with("expected at least every 7.0 days"),
+        "{message}"
+    );
+
+    // A later check raises the next silent action, and not the first one again.
+    let (status, _) = s.post(&old("agent.create")).await;
+    assert_eq!(status, 201);
+    let second = next_coverage_alert(&mut socket).await;
+    assert_eq!(second["rule"], "coverage:agent.create");
+    let (_, log) = s.get("/api/v1/alerts").await;
+    let deleted = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["rule"] == "coverage:agent.delete")
+        .count();
+    assert_eq!(deleted, 1, "{log}");
 }

@@ -5,11 +5,9 @@
 
 use super::events::date;
 use super::{percent_decode, ApiError, AppState};
-use crate::analytics::coverage::{self, Coverage, WINDOW_DAYS};
+use crate::analytics::coverage::Coverage;
 use crate::analytics::TimeRange;
 use crate::insights::{last_hours, parse_zone, range_hours, RANGES};
-use crate::store::rollup::Dimension;
-use crate::store::DistinctField;
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -140,7 +138,8 @@ struct RangeParams {
 /// days (learned: its window is three of its usual gaps, at least a day), with the last hour
 /// it was seen, its 7-day, 30-day and all-time counts, its usual rate and a `status`:
 /// `never` (no event of it stored), `silent` (none within its window) or `ok`. Silent and
-/// never first. Counted from the hourly rollups, by event time.
+/// never first. Counted from the hourly rollups, by event time. An action that goes silent
+/// raises a `coverage:<action>` alert, once, until it is back.
 #[utoipa::path(get, path = "/api/v1/coverage", tag = "analytics",
     responses((status = 200, body = Coverage, example = json!({"at": 1768469400000_i64, "entries": [
         {"action": "agent.delete", "origin": "expected", "status": "silent",
@@ -151,23 +150,12 @@ struct RangeParams {
          "perDay": 31.133333333333333_f64}
     ]}))))]
 pub(super) async fn coverage(State(state): State<AppState>) -> Result<Response, ApiError> {
-    const HOUR_MS: i64 = 3_600_000;
     let now = Utc::now().timestamp_millis();
-    let from = (now - WINDOW_DAYS * 24 * HOUR_MS).div_euclid(HOUR_MS);
-    let to = now.div_euclid(HOUR_MS) + 1;
-    let hours = state
-        .store
-        .with_rollups(move |r| r.series(Dimension::Action, from, to))
+    let answer: Coverage = state
+        .analytics
+        .coverage(&state.coverage.expected, now)
         .await?;
-    let totals = state
-        .store
-        .distinct(DistinctField::Action)
-        .await?
-        .into_iter()
-        .map(|v| (v.value, v.count))
-        .collect();
-    let answer = coverage::coverage(&state.coverage.expected, &hours, &totals, now);
-    Ok(Json::<Coverage>(answer).into_response())
+    Ok(Json(answer).into_response())
 }
 
 /// `GET /api/v1/alerts`'s answer.
