@@ -38,6 +38,15 @@ fn random_events(rng: &mut Rng, n: usize) -> Vec<Value> {
             if rng.chance(70) {
                 metadata.insert("agent".into(), json!({"model": rng.pick(&MODELS)}));
             }
+            match rng.below(4) {
+                0 => {}
+                1 => {
+                    metadata.insert("success".into(), json!("maybe"));
+                }
+                _ => {
+                    metadata.insert("success".into(), json!(rng.chance(70)));
+                }
+            }
             let mut e = json!({
                 "timestamp": now - (rng.below(3 * 24 * 60) as i64) * 60_000,
                 "action": rng.pick(&ACTIONS),
@@ -74,6 +83,7 @@ fn reading(e: &Value, field: &str) -> Result<Option<f64>, ()> {
         None => Ok(None),
         Some(Value::Number(n)) => Ok(n.as_f64()),
         Some(Value::String(s)) => s.trim().parse::<f64>().map(Some).map_err(|_| ()),
+        Some(Value::Bool(b)) => Ok(Some(if *b { 1.0 } else { 0.0 })),
         Some(_) => Err(()),
     }
 }
@@ -145,6 +155,7 @@ async fn random_metrics_agree_with_a_brute_force_over_the_stored_events() {
 
     let fields = [
         "metadata.tokens_used",
+        "metadata.success",
         "request.responseTime",
         "request.statusCode",
         "riskScore",

@@ -121,7 +121,8 @@ impl NumericField {
     }
 
     /// The field of `e`. Text that reads wholly as a finite number counts as that number,
-    /// since shippers often quote numbers.
+    /// since shippers often quote numbers; `true` and `false` count as 1 and 0, so the
+    /// average of a flag such as `metadata.success` is its rate.
     pub fn read(&self, e: &StoredEvent) -> Reading {
         let number = |n: Option<f64>| n.map_or(Reading::Absent, Reading::Number);
         match self {
@@ -143,6 +144,7 @@ impl NumericField {
             NumericField::Metadata(path) => match metadata_at(e, path) {
                 None | Some(Value::Null) => Reading::Absent,
                 Some(Value::Number(n)) => n.as_f64().map_or(Reading::NotNumeric, Reading::Number),
+                Some(Value::Bool(b)) => Reading::Number(f64::from(u8::from(*b))),
                 Some(Value::String(s)) => match s.trim().parse::<f64>() {
                     Ok(v) if v.is_finite() => Reading::Number(v),
                     _ => Reading::NotNumeric,
@@ -546,5 +548,43 @@ mod tests {
         assert!(parse_interval("30s").is_err());
         assert!(parse_interval("0h").is_err());
         assert!(parse_interval("m").is_err());
+    }
+
+    #[test]
+    fn flags_count_as_one_and_zero_and_text_that_reads_as_a_number_counts() {
+        let event = |metadata: serde_json::Value| -> StoredEvent {
+            serde_json::from_value(serde_json::json!({
+                "seq": 1, "eventId": "e1", "receivedAt": "2026-01-01T00:00:00Z", "hash": "00",
+                "timestamp": "2026-01-01T00:00:00Z", "level": "info", "category": "workflow",
+                "action": "AGENT_EXECUTED", "outcome": "success", "user": {"id": "u"},
+                "source": "http", "metadata": metadata
+            }))
+            .unwrap()
+        };
+        let success = NumericField::parse("metadata.success").unwrap();
+        assert_eq!(
+            success.read(&event(serde_json::json!({"success": true}))),
+            Reading::Number(1.0)
+        );
+        assert_eq!(
+            success.read(&event(serde_json::json!({"success": false}))),
+            Reading::Number(0.0)
+        );
+        assert_eq!(
+            success.read(&event(serde_json::json!({"success": " 12.5 "}))),
+            Reading::Number(12.5)
+        );
+        assert_eq!(
+            success.read(&event(serde_json::json!({"success": "yes"}))),
+            Reading::NotNumeric
+        );
+        assert_eq!(
+            success.read(&event(serde_json::json!({"success": [1]}))),
+            Reading::NotNumeric
+        );
+        assert_eq!(
+            success.read(&event(serde_json::json!({"other": 1}))),
+            Reading::Absent
+        );
     }
 }
