@@ -349,8 +349,13 @@ fn camel_case(snake: &str) -> String {
     out
 }
 
-/// The document, digested for the `/api-docs` page.
+/// The document, digested for the `/api-docs` page (made once, like the document).
 pub fn reference() -> ApiReference {
+    static REFERENCE: LazyLock<ApiReference> = LazyLock::new(digest);
+    REFERENCE.clone()
+}
+
+fn digest() -> ApiReference {
     let doc = document();
     let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
     let mut groups: Vec<ApiGroup> = doc["tags"]

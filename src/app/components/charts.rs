@@ -83,6 +83,22 @@ pub fn HealthGauge(
     }
 }
 
+/// A chart's y axis: at each tick (its height in the plot and its label) a grid line from
+/// `left` to `right` and the label to the left of it.
+fn y_grid(ticks: Vec<(f64, String)>, left: f64, right: f64) -> impl IntoView {
+    ticks
+        .into_iter()
+        .map(|(y, label)| {
+            view! {
+                <g class="tick">
+                    <line class="grid" x1=left x2=right y1=y y2=y />
+                    <text class="axis" x=left - 6.0 y=y + 4.0 text-anchor="end">{label}</text>
+                </g>
+            }
+        })
+        .collect_view()
+}
+
 /// Formats a bucket start for an axis label in the viewer's offset.
 fn axis_label(start: i64, bucket_ms: i64, offset_min: i32) -> String {
     let local = DateTime::<Utc>::from_timestamp_millis(start + i64::from(offset_min) * 60_000)
@@ -152,18 +168,11 @@ pub fn TimelineChart(
                     let slot = (W - LEFT - RIGHT) / n;
                     let bar = (slot * 0.78).max(1.0);
                     let y = move |v: f64| TOP + plot_h - v / top * plot_h;
-                    let grid = ticks
-                        .iter()
-                        .map(|v| {
-                            let yy = y(*v as f64);
-                            view! {
-                                <g class="tick">
-                                    <line class="grid" x1=LEFT x2=W - RIGHT y1=yy y2=yy />
-                                    <text class="axis" x=LEFT - 6.0 y=yy + 4.0 text-anchor="end">{group_thousands(*v)}</text>
-                                </g>
-                            }
-                        })
-                        .collect_view();
+                    let grid = y_grid(
+                        ticks.iter().map(|v| (y(*v as f64), group_thousands(*v))).collect(),
+                        LEFT,
+                        W - RIGHT,
+                    );
                     let every = (t.points.len() / 6).max(1);
                     let bucket = t.bucket_ms;
                     let bars = t
@@ -530,18 +539,11 @@ pub fn SeriesChart(
         let span = ((last - first) / bucket).max(1) as f64;
         let x = move |s: i64| LEFT + ((s - first) / bucket) as f64 / span * (W - LEFT - RIGHT);
         let y = move |v: f64| TOP + plot_h - v / top * plot_h;
-        let grid = ticks
-            .iter()
-            .map(|v| {
-                let yy = y(*v);
-                view! {
-                    <g class="tick">
-                        <line class="grid" x1=LEFT x2=W - RIGHT y1=yy y2=yy />
-                        <text class="axis" x=LEFT - 6.0 y=yy + 4.0 text-anchor="end">{format_measure(*v)}</text>
-                    </g>
-                }
-            })
-            .collect_view();
+        let grid = y_grid(
+            ticks.iter().map(|v| (y(*v), format_measure(*v))).collect(),
+            LEFT,
+            W - RIGHT,
+        );
         let steps = ((last - first) / bucket + 1).max(1);
         let every = (steps / 6).max(1);
         let labels = (0..steps)

@@ -8,6 +8,7 @@ use crate::api::aggregate_metrics;
 use crate::app::browser;
 use crate::app::components::charts::{format_measure, Series, SeriesChart};
 use crate::app::components::TopBar;
+use crate::app::pages::encode;
 use leptos::prelude::*;
 use leptos_router::hooks::{use_navigate, use_query_map};
 use leptos_router::NavigateOptions;
@@ -121,25 +122,13 @@ impl UsageView {
     }
 }
 
-/// `a=1&b=x%20y`.
+/// `a=1&b=x%20y`; commas stay as they are, so a list reads `stats=p95,count` in the address.
 fn encode_pairs(pairs: &[(&str, String)]) -> String {
     pairs
         .iter()
-        .map(|(k, v)| format!("{k}={}", percent(v)))
+        .map(|(k, v)| format!("{k}={}", encode(v).replace("%2C", ",")))
         .collect::<Vec<_>>()
         .join("&")
-}
-
-/// Percent-encodes everything but unreserved characters.
-fn percent(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b',' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// `/usage`.
